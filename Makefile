@@ -1,0 +1,35 @@
+# keras-lua: the two commands a newcomer needs (make demo, make test) and a few more.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+DEPS  := cmake pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev zlib1g-dev gcc make
+LUAENV := LUA_PATH_5_4='$(CURDIR)/$(BUILD)/lua/?.lua;$(CURDIR)/$(BUILD)/lua/?/init.lua;;' \
+          LUA_CPATH_5_4='$(CURDIR)/$(BUILD)/lua/?.so;;'
+
+.PHONY: all deps build test demo install clean examples
+
+all: build
+
+# Installs the Debian packages that are missing (apt-get update first). Needs root.
+deps:
+	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	$(LUAENV) lua5.4 examples/sparse_linear_regression.lua
+
+install: build
+	cmake --install $(BUILD) --prefix /usr/local
+
+clean:
+	rm -rf $(BUILD)
