@@ -227,6 +227,15 @@ typedef enum kl_op {
   KL_OP_SOFTMAX,     /* over the last axis */
   KL_OP_TRANSPOSE,   /* reverses the axes; csr -> csr */
   KL_OP_RETAIN,      /* 2 inputs: row_sparse, int64 row indices; -> row_sparse */
+  /* layer ops (layers/) */
+  KL_OP_BIAS_ADD,    /* x (..., k) + b (k) -> dense */
+  KL_OP_EMBEDDING,   /* ids (n, L) [float or int64 holding 0-based ids, -1 = padding],
+                        weight (V, D) -> (n, L, D) dense; weight grad row_sparse */
+  KL_OP_LOSS_MSE,    /* y_true, y_pred -> 0-d mean loss (y_true (n) vs y_pred (n,1) ok) */
+  KL_OP_LOSS_MAE,
+  KL_OP_LOSS_BCE,    /* binary crossentropy on probabilities (clipped by 1e-7) */
+  KL_OP_LOSS_CCE,    /* categorical crossentropy, one-hot y_true (n, C) */
+  KL_OP_LOSS_SCCE,   /* sparse categorical: y_true holds 0-based class ids, (n) or (n,1) */
   KL_OP_COUNT
 } kl_op;
 
@@ -238,6 +247,7 @@ typedef struct kl_attrs {
   int axis;                     /* 0-based, already normalised (no negatives) */
   int keepdims;
   double scalar;                /* *_SCALAR ops */
+  int64_t ival;                 /* op-specific integer (embedding: input_dim check) */
 } kl_attrs;
 
 /* A kernel: computes out from in[0..nin-1]; *out is new (refcount 1). */
@@ -247,6 +257,14 @@ typedef kl_status (*kl_kernel_fn)(kl_tensor *const *in, int nin, const kl_attrs 
 typedef kl_status (*kl_infer_fn)(const kl_meta *in, int nin, const kl_attrs *a, kl_meta *out);
 /* Whether a sparse kernel handles these inputs (ggml's supports_op). */
 typedef int (*kl_supports_fn)(kl_tensor *const *in, int nin, const kl_attrs *a);
+/* Gradient of op's output w.r.t. input i: given the inputs, the output and gout (the
+ * gradient of the loss w.r.t. out, same shape as out, dense unless stated), writes a new
+ * *gin shaped like in[i]. want is the stype the caller asks for (KL_STYPE_ROW_SPARSE for a
+ * row_sparse weight gradient, as dot(csr^T, gout) gives naturally; KL_STYPE_DEFAULT
+ * otherwise). Ops with no gradient for an input (ids, labels) return KL_EUNSUPPORTED. */
+typedef kl_status (*kl_backward_fn)(kl_tensor *const *in, int nin, const kl_attrs *a,
+                                    const kl_tensor *out, const kl_tensor *gout, int i,
+                                    kl_stype want, kl_tensor **gin);
 
 const char *kl_op_name(kl_op op); /* "dot", "sum", ... */
 /* Shape/stype inference for op (what kl_op_run will produce). */
@@ -255,6 +273,10 @@ kl_status kl_op_infer(kl_op op, const kl_meta *in, int nin, const kl_attrs *a, k
  * accepts the inputs, else the dense fallback. *out new, refcount 1. */
 kl_status kl_op_run(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
                     kl_tensor **out);
+/* Backward of op for input i (see kl_backward_fn); KL_EUNSUPPORTED if none. */
+kl_status kl_op_backward(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
+                         const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want,
+                         kl_tensor **gin);
 /* Count of dense fallbacks taken so far (tests use it to prove a sparse kernel ran). */
 long kl_fallback_count(void);
 

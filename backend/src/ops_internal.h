@@ -1,0 +1,62 @@
+/* ops_internal.h: the op registry's contract between registry.c and the op family files. */
+#ifndef KL_OPS_INTERNAL_H
+#define KL_OPS_INTERNAL_H
+#include "kl/kl.h"
+
+/* A sparse kernel for some input stypes of an op. */
+typedef struct kl_kernel_entry {
+  const char *name;         /* "csr.dense", "csrT.dense", ... (for logs and tests) */
+  kl_supports_fn supports;  /* accepts these inputs? */
+  kl_kernel_fn fn;
+} kl_kernel_entry;
+
+/* One op: inference (which validates), the dense kernel (all inputs dense; required),
+ * the sparse kernels (terminated by an entry with fn == NULL; may be NULL) and the
+ * backward (NULL when the op has no gradient). */
+typedef struct kl_op_def {
+  const char *name;
+  int min_in, max_in;
+  kl_infer_fn infer;
+  kl_kernel_fn dense;
+  const kl_kernel_entry *kernels;
+  kl_backward_fn backward;
+} kl_op_def;
+
+/* Defined by the op family files; registry.c maps kl_op -> def. */
+extern const kl_op_def kl_opdef_dot;          /* ops_dot.c */
+extern const kl_op_def kl_opdef_sum;          /* ops_reduce.c */
+extern const kl_op_def kl_opdef_mean;         /* ops_reduce.c */
+extern const kl_op_def kl_opdef_concat;       /* ops_concat.c */
+extern const kl_op_def kl_opdef_add;          /* ops_elemwise.c */
+extern const kl_op_def kl_opdef_sub;
+extern const kl_op_def kl_opdef_mul;
+extern const kl_op_def kl_opdef_div;
+extern const kl_op_def kl_opdef_add_scalar;
+extern const kl_op_def kl_opdef_mul_scalar;
+extern const kl_op_def kl_opdef_div_scalar;
+extern const kl_op_def kl_opdef_rsub_scalar;
+extern const kl_op_def kl_opdef_rdiv_scalar;
+extern const kl_op_def kl_opdef_neg;          /* ops_unary.c */
+extern const kl_op_def kl_opdef_square;
+extern const kl_op_def kl_opdef_sqrt;
+extern const kl_op_def kl_opdef_abs;
+extern const kl_op_def kl_opdef_relu;
+extern const kl_op_def kl_opdef_exp;
+extern const kl_op_def kl_opdef_log;
+extern const kl_op_def kl_opdef_sigmoid;
+extern const kl_op_def kl_opdef_tanh;
+extern const kl_op_def kl_opdef_softmax;
+extern const kl_op_def kl_opdef_transpose;    /* ops_misc.c */
+extern const kl_op_def kl_opdef_retain;       /* ops_misc.c */
+extern const kl_op_def kl_opdef_bias_add;     /* layers/bias_add.c */
+extern const kl_op_def kl_opdef_embedding;    /* layers/embedding.c */
+extern const kl_op_def kl_opdef_loss_mse;     /* layers/losses.c */
+extern const kl_op_def kl_opdef_loss_mae;
+extern const kl_op_def kl_opdef_loss_bce;
+extern const kl_op_def kl_opdef_loss_cce;
+extern const kl_op_def kl_opdef_loss_scce;
+
+/* Helpers shared by kernels (tensor.c). */
+static inline int kl_is_float(kl_dtype d) { return d == KL_FLOAT32 || d == KL_FLOAT64; }
+
+#endif
