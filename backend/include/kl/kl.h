@@ -229,13 +229,16 @@ typedef enum kl_op {
   KL_OP_RETAIN,      /* 2 inputs: row_sparse, int64 row indices; -> row_sparse */
   /* layer ops (layers/) */
   KL_OP_BIAS_ADD,    /* x (..., k) + b (k) -> dense */
-  KL_OP_EMBEDDING,   /* ids (n, L) [float or int64 holding 0-based ids, -1 = padding],
-                        weight (V, D) -> (n, L, D) dense; weight grad row_sparse */
+  KL_OP_EMBEDDING,   /* ids (n, L) float or int64, weight (V, D) -> (n, L, D) dense;
+                        weight grad row_sparse over the batch's unique ids. Token ids are
+                        data in the API's convention: 0 = padding (zero vector, no grad),
+                        id k in 1..V reads weight row k-1; other ids are an error. */
   KL_OP_LOSS_MSE,    /* y_true, y_pred -> 0-d mean loss (y_true (n) vs y_pred (n,1) ok) */
   KL_OP_LOSS_MAE,
   KL_OP_LOSS_BCE,    /* binary crossentropy on probabilities (clipped by 1e-7) */
   KL_OP_LOSS_CCE,    /* categorical crossentropy, one-hot y_true (n, C) */
-  KL_OP_LOSS_SCCE,   /* sparse categorical: y_true holds 0-based class ids, (n) or (n,1) */
+  KL_OP_LOSS_SCCE,   /* sparse categorical: y_true holds class ids 1..C (data, as the
+                        API's labels; id k is column k-1), shape (n) or (n,1) */
   KL_OP_COUNT
 } kl_op;
 
