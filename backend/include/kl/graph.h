@@ -1,0 +1,118 @@
+/* graph.h: symbolic graphs, reverse-mode autograd, compiled plans and the C training loop. */
+#ifndef KL_GRAPH_H
+#define KL_GRAPH_H
+
+#include "kl/kl.h"
+#include "kl/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A graph owns its nodes; node ids are small non-negative ints, stable for the graph's
+ * life. Nodes only ever reference earlier nodes, so ids are a topological order.
+ * A dimension of -1 in a meta is the unknown batch dimension. */
+typedef struct kl_graph kl_graph;
+
+typedef enum kl_node_kind {
+  KL_NODE_PLACEHOLDER = 0, /* fed at run time (model inputs, targets) */
+  KL_NODE_VARIABLE,        /* holds a tensor (weights); trainable or not */
+  KL_NODE_CONSTANT,        /* holds a tensor, never trained */
+  KL_NODE_OP,              /* a registry op (kl_op) on earlier nodes */
+  KL_NODE_RESHAPE,         /* dense reshape; -1 in the target is the batch dim */
+  KL_NODE_DROPOUT          /* inverted dropout when training, identity otherwise */
+} kl_node_kind;
+
+kl_status kl_graph_new(kl_graph **out);
+void kl_graph_free(kl_graph *g); /* NULL-safe; releases every tensor the graph holds */
+int kl_graph_size(const kl_graph *g);
+
+/* meta->shape may hold -1 for the batch dim (placeholders only). */
+kl_status kl_graph_placeholder(kl_graph *g, const kl_meta *meta, const char *name, int *id);
+/* The graph retains value; updates to the tensor (optimizer steps) are seen by every run. */
+kl_status kl_graph_variable(kl_graph *g, kl_tensor *value, int trainable, const char *name,
+                            int *id);
+kl_status kl_graph_constant(kl_graph *g, kl_tensor *value, int *id);
+/* Appends op over inputs; runs shape/stype inference (with the batch dim unknown) and
+ * returns its error if the inputs do not fit (e.g. "dot: shape mismatch ..."). */
+kl_status kl_graph_op(kl_graph *g, kl_op op, const int *inputs, int nin, const kl_attrs *a,
+                      int *id);
+/* shape may hold one -1, taking the batch dimension (Flatten: {-1, 784}). */
+kl_status kl_graph_reshape(kl_graph *g, int input, int ndim, const int64_t *shape, int *id);
+kl_status kl_graph_dropout(kl_graph *g, int input, double rate, uint64_t seed, int *id);
+
+kl_status kl_graph_meta(const kl_graph *g, int id, kl_meta *out);
+kl_node_kind kl_graph_kind(const kl_graph *g, int id);
+/* The tensor held by a variable or constant (borrowed), NULL for other nodes. */
+kl_tensor *kl_graph_value(const kl_graph *g, int id);
+/* Replaces a variable's tensor (set_weights, load): meta must match. Retains value. */
+kl_status kl_graph_set_value(kl_graph *g, int id, kl_tensor *value);
+
+/* ---------------------------------------------------------------- plans */
+
+/* A compiled plan: the nodes needed for outputs (and loss), in order, with their buffers,
+ * the backward schedule for the trainable variables, and optimizer state.
+ * Created by kl_plan_new; everything per step is then one call. */
+typedef struct kl_plan kl_plan;
+
+typedef struct kl_plan_spec {
+  const int *feeds;   int nfeeds;   /* placeholders, in the order tensors are passed */
+  const int *outputs; int noutputs; /* nodes whose values run() returns */
+  int loss;                         /* 0-d loss node, or -1 for inference-only plans */
+  const int *weights; int nweights; /* variables to differentiate / train */
+  const kl_stype *grad_stypes;      /* per weight: DEFAULT or ROW_SPARSE (may be NULL) */
+  const kl_optimizer *optimizer;    /* copied; NULL: no training */
+} kl_plan_spec;
+
+kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out);
+void kl_plan_free(kl_plan *p); /* NULL-safe */
+
+/* Forward over feeds (one tensor per spec->feeds entry; shapes checked against the
+ * placeholders, batch dim free). training != 0 enables dropout. */
+kl_status kl_plan_forward(kl_plan *p, kl_tensor *const *feeds, int training);
+/* Value of output k (borrowed, valid until the next run) after a forward. */
+kl_tensor *kl_plan_output(const kl_plan *p, int k);
+/* Loss value after a forward (plans with a loss). */
+double kl_plan_loss(const kl_plan *p);
+/* Backward from the loss into the weights' gradients (borrowed, valid until next run). */
+kl_status kl_plan_backward(kl_plan *p);
+kl_tensor *kl_plan_grad(const kl_plan *p, int k);
+/* One training step: forward (training), backward, optimizer update of every weight. */
+kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss);
+/* Optimizer state access (model files, set_weights): state s of weight k (borrowed). */
+int kl_plan_num_states(const kl_plan *p, int k);
+kl_tensor *kl_plan_state(const kl_plan *p, int k, int s);
+int64_t kl_plan_step_count(const kl_plan *p);
+void kl_plan_set_step_count(kl_plan *p, int64_t t);
+void kl_plan_set_learning_rate(kl_plan *p, double lr);
+
+/* One epoch over in-memory data, the batch loop in C. x[0..nx-1] feed spec->feeds[0..nx-1]
+ * (dense or CSR, all with n rows), y feeds spec->feeds[nx] (the target). Batches of
+ * batch_size rows in order, or in a permutation drawn from rng when shuffle; the last
+ * partial batch is trained on. Losses and metrics are averaged over samples. */
+typedef struct kl_epoch_opts {
+  int64_t batch_size;
+  int shuffle;
+  kl_rng *rng;
+  int nmetrics;
+  const int *metrics;        /* kl_metric values (kl/layers.h), on output 0 vs y */
+  /* Called after each batch with running averages; return nonzero to stop the epoch.
+   * metric_avgs has nmetrics entries. NULL: no calls. */
+  int (*on_batch)(void *ud, int64_t batch, int64_t seen, int64_t total, double loss_avg,
+                  const double *metric_avgs);
+  void *ud;
+} kl_epoch_opts;
+/* Trains one epoch; *loss_avg and metric_avgs[nmetrics] receive the epoch's averages. */
+kl_status kl_plan_fit_epoch(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
+                            const kl_epoch_opts *o, double *loss_avg, double *metric_avgs);
+/* Loss and metrics over data without training (evaluate), batched. */
+kl_status kl_plan_evaluate(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
+                           const kl_epoch_opts *o, double *loss_avg, double *metric_avgs);
+/* Output 0 over data, batched, rows concatenated into a new dense tensor (predict). */
+kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
+                          kl_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KL_GRAPH_H */
