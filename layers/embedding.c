@@ -1,3 +1,248 @@
-/* layers/embedding.c: (skeleton until its owner lands it) */
-#include "ops_internal.h"
-const kl_op_def kl_opdef_embedding = {"embedding", 1, 2, NULL, NULL, NULL, NULL};
+/* layers/embedding.c: the embedding op (ids -> rows of a weight) and its row_sparse gradient. */
+#include <math.h>
+#include <string.h>
+#include "layers_util.h"
+
+/* Output elements below this count are gathered on one thread. */
+#define EMB_PAR_MIN 32768
+
+static kl_status emb_infer(const kl_meta *in, int nin, const kl_attrs *a, kl_meta *out) {
+  char s[128];
+  KL_CHECK(nin == 2, KL_EINVAL, "Embedding: expected 2 inputs (ids, weight), got %d", nin);
+  KL_CHECK(in[0].ndim == 1 || in[0].ndim == 2, KL_ESHAPE,
+           "Embedding: ids must have shape (n) or (n, L), got (%s)",
+           kl_lu_shape_str(s, sizeof s, in[0].ndim, in[0].shape));
+  KL_CHECK(in[0].stype == KL_STYPE_DEFAULT, KL_ESTYPE, "Embedding: ids must be dense, got %s",
+           kl_stype_name(in[0].stype));
+  KL_CHECK(in[1].ndim == 2, KL_ESHAPE, "Embedding: weight must have shape (V, D), got (%s)",
+           kl_lu_shape_str(s, sizeof s, in[1].ndim, in[1].shape));
+  KL_CHECK(kl_is_float(in[1].dtype), KL_EDTYPE,
+           "Embedding: weight must be float32 or float64, got %s", kl_dtype_name(in[1].dtype));
+  KL_CHECK(in[1].stype == KL_STYPE_DEFAULT || in[1].stype == KL_STYPE_ROW_SPARSE, KL_ESTYPE,
+           "Embedding: weight must be default or row_sparse, got %s", kl_stype_name(in[1].stype));
+  KL_CHECK(!a || a->ival <= 0 || a->ival == in[1].shape[0], KL_ESHAPE,
+           "Embedding: weight has %lld rows but input_dim=%lld", (long long)in[1].shape[0],
+           (long long)a->ival);
+  out->dtype = in[1].dtype;
+  out->stype = KL_STYPE_DEFAULT;
+  out->ndim = in[0].ndim + 1;
+  out->shape[0] = in[0].shape[0];
+  if (in[0].ndim == 2) out->shape[1] = in[0].shape[1];
+  out->shape[out->ndim - 1] = in[1].shape[1];
+  return KL_OK;
+}
+
+/* Id at flat position p (validated beforehand by ids_check). */
+static inline int64_t id_at(const kl_tensor *ids, int64_t p) {
+  if (ids->dtype == KL_INT64) return ((const int64_t *)ids->data)[p];
+  return (int64_t)kl_lu_read(ids->data, ids->dtype, p);
+}
+
+/* Every id must be an integer in [0, V]; the first bad one is reported with its 1-based
+ * position as the user sees it: "(row, col)" or "(row)". */
+static kl_status ids_check(const kl_tensor *ids, int64_t V) {
+  int64_t n = kl_tensor_numel(ids), L = ids->ndim == 2 ? ids->shape[1] : 1;
+  char pos[64];
+  for (int64_t p = 0; p < n; p++) {
+    int bad_int = 0, bad_range = 0;
+    double v = 0;
+    int64_t iv = 0;
+    if (ids->dtype == KL_INT64) {
+      iv = ((const int64_t *)ids->data)[p];
+      bad_range = iv < 0 || iv > V;
+    } else {
+      v = kl_lu_read(ids->data, ids->dtype, p);
+      if (!(v == floor(v)))
+        bad_int = 1; /* also NaN and infinities */
+      else
+        bad_range = v < 0 || v > (double)V;
+    }
+    if (!bad_int && !bad_range) continue;
+    if (ids->ndim == 2)
+      snprintf(pos, sizeof pos, "(%lld, %lld)", (long long)(p / L + 1), (long long)(p % L + 1));
+    else
+      snprintf(pos, sizeof pos, "(%lld)", (long long)(p + 1));
+    if (bad_int)
+      return kl_seterr(KL_EINDEX, "Embedding: id %.15g is not an integer at position %s", v, pos);
+    if (ids->dtype == KL_INT64)
+      return kl_seterr(KL_EINDEX, "Embedding: id %lld out of range [0, %lld] at position %s",
+                       (long long)iv, (long long)V, pos);
+    return kl_seterr(KL_EINDEX, "Embedding: id %.15g out of range [0, %lld] at position %s", v,
+                     (long long)V, pos);
+  }
+  return KL_OK;
+}
+
+/* Stored position of weight row r (0-based) in a row_sparse weight, or -1 when absent. */
+static inline int64_t rsp_find(const kl_tensor *w, int64_t r) {
+  if (w->nnz == w->shape[0]) return r; /* all rows stored: indices are 0..V-1 */
+  int64_t lo = 0, hi = w->nnz;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (w->indices[mid] < r)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < w->nnz && w->indices[lo] == r ? lo : -1;
+}
+
+/* out[p, :] = weight row ids[p]-1, or zeros for padding (0) and absent row_sparse rows. */
+static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
+  kl_meta m[2], om;
+  kl_tensor *o = NULL;
+  KL_CHECK(nin == 2 && in[0] && in[1], KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
+  kl_tensor_meta(in[0], &m[0]);
+  kl_tensor_meta(in[1], &m[1]);
+  KL_TRY(emb_infer(m, nin, a, &om));
+  const kl_tensor *ids = in[0], *w = in[1];
+  int64_t V = w->shape[0], D = w->shape[1], npos = kl_tensor_numel(ids);
+  KL_TRY(ids_check(ids, V));
+  KL_TRY(kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o));
+  size_t es = kl_dtype_size(om.dtype), rowb = (size_t)D * es;
+  int sparse = w->stype == KL_STYPE_ROW_SPARSE;
+  char *dst = (char *)o->data;
+  const char *src = (const char *)w->data;
+#pragma omp parallel for schedule(static) if (npos * D >= EMB_PAR_MIN)
+  for (int64_t p = 0; p < npos; p++) {
+    int64_t id = id_at(ids, p), r = -1;
+    if (id > 0) r = sparse ? rsp_find(w, id - 1) : id - 1;
+    if (r >= 0)
+      memcpy(dst + (size_t)p * rowb, src + (size_t)r * rowb, rowb);
+    else
+      memset(dst + (size_t)p * rowb, 0, rowb);
+  }
+  *out = o;
+  return KL_OK;
+}
+
+static int emb_supports_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && in[0]->stype == KL_STYPE_DEFAULT && in[1]->stype == KL_STYPE_ROW_SPARSE;
+}
+
+static const kl_kernel_entry emb_kernels[] = {
+    {"dense.row_sparse", emb_supports_rsp, emb_forward},
+    {NULL, NULL, NULL},
+};
+
+/* Stable LSD radix sort of (key, pos) pairs by key (keys in [1, maxkey]), 8 bits a pass:
+ * O(m) per pass, ceil(bits(maxkey)/8) passes. Equal keys keep their position order, so
+ * the gradient sums below run in a fixed order. Result in key[], pos[]. */
+static void radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int64_t m,
+                       int64_t maxkey) {
+  int64_t *ka = key, *pa = pos, *kb = tk, *pb = tp;
+  for (int shift = 0; shift < 64 && (maxkey >> shift) > 0; shift += 8) {
+    int64_t cnt[257];
+    memset(cnt, 0, sizeof cnt);
+    for (int64_t t = 0; t < m; t++) cnt[((ka[t] >> shift) & 255) + 1]++;
+    for (int d = 0; d < 256; d++) cnt[d + 1] += cnt[d];
+    for (int64_t t = 0; t < m; t++) {
+      int64_t at = cnt[(ka[t] >> shift) & 255]++;
+      kb[at] = ka[t];
+      pb[at] = pa[t];
+    }
+    int64_t *s = ka; ka = kb; kb = s;
+    s = pa; pa = pb; pb = s;
+  }
+  if (ka != key) {
+    memcpy(key, ka, (size_t)m * sizeof(int64_t));
+    memcpy(pos, pa, (size_t)m * sizeof(int64_t));
+  }
+}
+
+#define EMB_SUM_ROWS(T)                                                              \
+  {                                                                                  \
+    const T *gd = (const T *)g->data;                                                \
+    T *od = (T *)o->data;                                                            \
+    _Pragma("omp parallel for schedule(static) if (m * D >= EMB_PAR_MIN)")           \
+    for (int64_t u = 0; u < nu; u++) {                                               \
+      T *row = od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D;                \
+      for (int64_t t = gs[u]; t < gs[u + 1]; t++) {                                  \
+        const T *gr = gd + (size_t)pos[t] * (size_t)D;                               \
+        for (int64_t j = 0; j < D; j++) row[j] += gr[j];                             \
+      }                                                                              \
+    }                                                                                \
+  }
+
+/* Weight gradient: row k-1 gets the sum of gout's rows at the positions holding id k,
+ * summed in position order. Row_sparse over the batch's sorted unique ids (padding left
+ * out), or dense (V, D) when want is KL_STYPE_DEFAULT. Costs O(m log V / 8 + nu * D)
+ * for m non-padding ids and nu unique ones, never O(V) unless the dense form is asked. */
+static kl_status emb_weight_grad(const kl_tensor *ids, const kl_tensor *w, const kl_tensor *g,
+                                 kl_stype want, kl_tensor **gin) {
+  int64_t V = w->shape[0], D = w->shape[1], npos = kl_tensor_numel(ids), m = 0, nu = 0;
+  int64_t *buf = NULL, *key, *pos, *gs;
+  kl_tensor *o = NULL;
+  kl_status st = KL_OK;
+  int dense = want != KL_STYPE_ROW_SPARSE;
+  buf = kl_malloc_n((size_t)(5 * npos + 1), sizeof(int64_t));
+  if (!buf) return KL_ENOMEM;
+  key = buf;
+  pos = buf + npos;
+  gs = buf + 4 * npos;
+  for (int64_t p = 0; p < npos; p++) {
+    int64_t id = id_at(ids, p);
+    if (id > 0) {
+      key[m] = id;
+      pos[m++] = p;
+    }
+  }
+  radix_sort(key, pos, buf + 2 * npos, buf + 3 * npos, m, V);
+  for (int64_t t = 0; t < m; t++)
+    if (t == 0 || key[t] != key[t - 1]) gs[nu++] = t;
+  gs[nu] = m; /* gs has npos + 1 slots and nu <= npos */
+  if (dense) {
+    int64_t shp[2] = {V, D};
+    st = kl_tensor_new_dense(w->dtype, 2, shp, &o);
+  } else {
+    st = kl_tensor_new_rsp(w->dtype, 2, w->shape, nu, &o);
+    if (st == KL_OK) {
+      for (int64_t u = 0; u < nu; u++) o->indices[u] = key[gs[u]] - 1;
+      if (nu > 0 && D > 0) memset(o->data, 0, (size_t)(nu * D) * kl_dtype_size(w->dtype));
+    }
+  }
+  if (st != KL_OK) goto done;
+  if (w->dtype == KL_FLOAT32)
+    EMB_SUM_ROWS(float)
+  else
+    EMB_SUM_ROWS(double)
+done:
+  kl_free(buf);
+  if (st != KL_OK) {
+    kl_tensor_release(o);
+    return st;
+  }
+  *gin = o;
+  return KL_OK;
+}
+
+/* Backward: ids (i == 0) have no gradient; the weight's (i == 1) is emb_weight_grad's. */
+static kl_status emb_backward(kl_tensor *const *in, int nin, const kl_attrs *a,
+                              const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want,
+                              kl_tensor **gin) {
+  kl_meta m[2], om;
+  kl_tensor *gc = NULL;
+  char sg[128], so[128];
+  kl_status st;
+  KL_CHECK(nin == 2 && in[0] && in[1], KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
+  KL_CHECK(i != 0, KL_EUNSUPPORTED, "Embedding: the ids (input 0) have no gradient");
+  KL_CHECK(i == 1, KL_EINVAL, "Embedding: no input %d (0 = ids, 1 = weight)", i);
+  kl_tensor_meta(in[0], &m[0]);
+  kl_tensor_meta(in[1], &m[1]);
+  KL_TRY(emb_infer(m, nin, a, &om));
+  KL_CHECK(gout && gout->stype == KL_STYPE_DEFAULT && kl_is_float(gout->dtype), KL_EINVAL,
+           "Embedding: gout must be a dense float tensor");
+  KL_CHECK(gout->ndim == om.ndim &&
+               memcmp(gout->shape, om.shape, sizeof(int64_t) * (size_t)om.ndim) == 0,
+           KL_ESHAPE, "Embedding: gout shape (%s) does not match the output shape (%s)",
+           kl_lu_shape_str(sg, sizeof sg, gout->ndim, gout->shape),
+           kl_lu_shape_str(so, sizeof so, om.ndim, om.shape));
+  KL_TRY(ids_check(in[0], in[1]->shape[0]));
+  if (gout->dtype != om.dtype) KL_TRY(kl_tensor_astype(gout, om.dtype, &gc));
+  st = emb_weight_grad(in[0], in[1], gc ? gc : gout, want, gin);
+  kl_tensor_release(gc);
+  return st;
+}
+
+const kl_op_def kl_opdef_embedding = {"embedding", 2, 2, emb_infer, emb_forward, emb_kernels,
+                                      emb_backward};
