@@ -1,0 +1,101 @@
+/* optim_rows.h: the per-row update rules, instantiated once per dtype by optim_update.c.
+ * Include with OPT_T (float or double), OPT_SQRT (sqrtf or sqrt) and OPT_SFX (f32, f64). */
+#define OPT_CAT2(a, b) a##b
+#define OPT_CAT(a, b) OPT_CAT2(a, b)
+
+/* Updates one row of n elements: w (weight row), g (gradient row; NULL = a zero gradient,
+ * bit-identical to a row of +0.0), s0/s1 (state rows; unused ones may be NULL). The rules
+ * are documented in kl/optim.h. */
+static void OPT_CAT(opt_row_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+                                       const OPT_T *restrict g, OPT_T *restrict s0,
+                                       OPT_T *restrict s1, int64_t n) {
+  const OPT_T rescale = (OPT_T)h->rescale, clip = (OPT_T)h->clip, wd = (OPT_T)h->wd;
+  const OPT_T lr = (OPT_T)h->lr;
+  const int do_clip = h->clip > 0;
+#define OPT_GRAD(j, out)                                              \
+  do {                                                                \
+    OPT_T g_ = (g ? g[j] : (OPT_T)0) * rescale;                       \
+    if (do_clip) g_ = g_ < -clip ? -clip : (g_ > clip ? clip : g_);   \
+    (out) = g_;                                                       \
+  } while (0)
+  switch (h->kind) {
+    case KL_OPT_SGD:
+      if (!h->has_mom) {
+        for (int64_t j = 0; j < n; j++) {
+          OPT_T gj;
+          OPT_GRAD(j, gj);
+          w[j] = w[j] - lr * (gj + wd * w[j]);
+        }
+      } else {
+        const OPT_T mom = (OPT_T)h->mom;
+        for (int64_t j = 0; j < n; j++) {
+          OPT_T gj;
+          OPT_GRAD(j, gj);
+          OPT_T step = lr * (gj + wd * w[j]);
+          OPT_T v = mom * s0[j] - step;
+          s0[j] = v;
+          w[j] = h->nesterov ? w[j] + (mom * v - step) : w[j] + v;
+        }
+      }
+      break;
+    case KL_OPT_ADAM: {
+      const OPT_T b1 = (OPT_T)h->b1, b2 = (OPT_T)h->b2, c1 = (OPT_T)(1.0 - h->b1);
+      const OPT_T c2 = (OPT_T)(1.0 - h->b2), lr_t = (OPT_T)h->lr_t, eps = (OPT_T)h->eps;
+      for (int64_t j = 0; j < n; j++) {
+        OPT_T gj;
+        OPT_GRAD(j, gj);
+        gj = gj + wd * w[j];
+        OPT_T m = b1 * s0[j] + c1 * gj;
+        OPT_T v = b2 * s1[j] + c2 * (gj * gj);
+        s0[j] = m;
+        s1[j] = v;
+        w[j] = w[j] - lr_t * m / (OPT_SQRT(v) + eps);
+      }
+      break;
+    }
+    case KL_OPT_ADAGRAD: {
+      const OPT_T eps = (OPT_T)h->eps;
+      for (int64_t j = 0; j < n; j++) {
+        OPT_T gj;
+        OPT_GRAD(j, gj);
+        gj = gj + wd * w[j];
+        OPT_T hist = s0[j] + gj * gj;
+        s0[j] = hist;
+        w[j] = w[j] - lr * gj / (OPT_SQRT(hist) + eps);
+      }
+      break;
+    }
+    case KL_OPT_RMSPROP: {
+      const OPT_T rho = (OPT_T)h->rho, c = (OPT_T)(1.0 - h->rho), eps = (OPT_T)h->eps;
+      for (int64_t j = 0; j < n; j++) {
+        OPT_T gj;
+        OPT_GRAD(j, gj);
+        gj = gj + wd * w[j];
+        OPT_T a = rho * s0[j] + c * (gj * gj);
+        s0[j] = a;
+        w[j] = w[j] - lr * gj / (OPT_SQRT(a) + eps);
+      }
+      break;
+    }
+    case KL_OPT_FTRL: {
+      const OPT_T l1 = (OPT_T)h->lamda1, beta = (OPT_T)h->beta;
+      for (int64_t j = 0; j < n; j++) {
+        OPT_T gj;
+        OPT_GRAD(j, gj);
+        OPT_T nold = s1[j], nnew = nold + gj * gj;
+        OPT_T z = s0[j] + gj - (OPT_SQRT(nnew) - OPT_SQRT(nold)) * w[j] / lr;
+        s0[j] = z;
+        s1[j] = nnew;
+        OPT_T az = z < 0 ? -z : z;
+        w[j] = az > l1 ? ((z > 0 ? l1 : -l1) - z) / ((beta + OPT_SQRT(nnew)) / lr + wd)
+                       : (OPT_T)0;
+      }
+      break;
+    }
+    default: break;
+  }
+#undef OPT_GRAD
+}
+
+#undef OPT_CAT
+#undef OPT_CAT2

@@ -1,0 +1,220 @@
+/* optim_update.c: kl_optimizer_update: argument checks and the dense / lazy / non-lazy row loops. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kl/optim.h"
+
+/* Hyperparameters of one update, resolved once (Adam's lr_t needs the step). */
+typedef struct opt_hyper {
+  kl_opt_kind kind;
+  double lr, mom, wd, clip, rescale, b1, b2, eps, lr_t, rho, lamda1, beta;
+  int has_mom, nesterov;
+} opt_hyper;
+
+#define OPT_T float
+#define OPT_SQRT sqrtf
+#define OPT_SFX f32
+#include "optim_rows.h"
+#undef OPT_T
+#undef OPT_SQRT
+#undef OPT_SFX
+
+#define OPT_T double
+#define OPT_SQRT sqrt
+#define OPT_SFX f64
+#include "optim_rows.h"
+#undef OPT_T
+#undef OPT_SQRT
+#undef OPT_SFX
+
+/* Below this many elements an update runs on one thread (thread start-up would dominate). */
+#define OPT_PARALLEL_MIN ((int64_t)1 << 16)
+
+/* Everything the row loops need, typed-erased (es = element size in bytes). */
+typedef struct opt_job {
+  opt_hyper h;
+  int f64;
+  size_t es;
+  int64_t rw;            /* row width */
+  char *w;               /* weight values (dense data, or row_sparse stored rows) */
+  const char *g;         /* gradient values */
+  char *s0, *s1;         /* state data (dense, full shape) or NULL */
+} opt_job;
+
+static inline void run_row(const opt_job *j, int64_t wpos, int64_t gpos, int64_t srow) {
+  size_t off = (size_t)srow * (size_t)j->rw * j->es;
+  char *s0 = j->s0 ? j->s0 + off : NULL;
+  char *s1 = j->s1 ? j->s1 + off : NULL;
+  char *w = j->w + (size_t)wpos * (size_t)j->rw * j->es;
+  const char *g = gpos >= 0 ? j->g + (size_t)gpos * (size_t)j->rw * j->es : NULL;
+  if (j->f64)
+    opt_row_f64(&j->h, (double *)w, (const double *)g, (double *)s0, (double *)s1, j->rw);
+  else
+    opt_row_f32(&j->h, (float *)w, (const float *)g, (float *)s0, (float *)s1, j->rw);
+}
+
+/* Position of row r in the sorted idx[0..n-1], or -1. */
+static int64_t find_row(const int64_t *idx, int64_t n, int64_t r) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (idx[mid] < r) lo = mid + 1;
+    else hi = mid;
+  }
+  return (lo < n && idx[lo] == r) ? lo : -1;
+}
+
+/* "(4 x 2)" into buf. */
+static const char *shape_str(const kl_tensor *t, char *buf, size_t cap) {
+  size_t len = 0;
+  buf[len++] = '(';
+  buf[len] = '\0';
+  for (int d = 0; d < t->ndim && len < cap; d++)
+    len += (size_t)snprintf(buf + len, cap - len, d ? " x %lld" : "%lld", (long long)t->shape[d]);
+  if (len < cap - 1) {
+    buf[len++] = ')';
+    buf[len] = '\0';
+  }
+  return buf;
+}
+
+static int same_shape(const kl_tensor *a, const kl_tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return 0;
+  return 1;
+}
+
+/* Checks a tensor argument (weight, gradient or state) against the weight. */
+static kl_status check_arg(const char *k, const char *what, const kl_tensor *t,
+                           const kl_tensor *w, int dense_only) {
+  char b1[256], b2[256];
+  KL_CHECK(t != NULL, KL_EINVAL, "%s.update: %s is NULL", k, what);
+  if (dense_only)
+    KL_CHECK(t->stype == KL_STYPE_DEFAULT, KL_ESTYPE, "%s.update: %s must be dense, got %s", k,
+             what, kl_stype_name(t->stype));
+  else
+    KL_CHECK(t->stype == KL_STYPE_DEFAULT || t->stype == KL_STYPE_ROW_SPARSE, KL_ESTYPE,
+             "%s.update: %s stype %s not supported (default or row_sparse)", k, what,
+             kl_stype_name(t->stype));
+  if (t == w) {
+    KL_CHECK(t->dtype == KL_FLOAT32 || t->dtype == KL_FLOAT64, KL_EDTYPE,
+             "%s.update: weight dtype %s not supported (float32 or float64)", k,
+             kl_dtype_name(t->dtype));
+    KL_CHECK(t->stype == KL_STYPE_DEFAULT || t->ndim >= 1, KL_ESHAPE,
+             "%s.update: a row_sparse weight needs ndim >= 1", k);
+    KL_CHECK(t->stype == KL_STYPE_DEFAULT || (t->nnz >= 0 && t->nnz <= t->shape[0]), KL_EINDEX,
+             "%s.update: weight stores %lld rows of %lld", k, (long long)t->nnz,
+             (long long)t->shape[0]);
+    return KL_OK;
+  }
+  KL_CHECK(t->dtype == w->dtype, KL_EDTYPE, "%s.update: %s dtype %s does not match weight %s",
+           k, what, kl_dtype_name(t->dtype), kl_dtype_name(w->dtype));
+  KL_CHECK(same_shape(t, w), KL_ESHAPE, "%s.update: %s shape %s does not match weight %s", k,
+           what, shape_str(t, b1, sizeof b1), shape_str(w, b2, sizeof b2));
+  return KL_OK;
+}
+
+/* A row_sparse gradient's indices: in [0, rows), strictly increasing; and, for a weight that
+ * stores only some rows, each one stored. O(nnz(g)) (+ log nnz(w) per row when partial). */
+static kl_status check_grad_rows(const char *k, const kl_tensor *g, const kl_tensor *w,
+                                 int64_t rows, int w_partial) {
+  const int64_t *gi = g->indices;
+  KL_CHECK(g->nnz >= 0 && g->nnz <= rows, KL_EINDEX, "%s.update: gradient stores %lld rows of %lld",
+           k, (long long)g->nnz, (long long)rows);
+  for (int64_t i = 0; i < g->nnz; i++) {
+    KL_CHECK(gi[i] >= 0 && gi[i] < rows, KL_EINDEX,
+             "%s.update: gradient indices[%lld] = %lld out of range for %lld rows", k,
+             (long long)i, (long long)gi[i], (long long)rows);
+    KL_CHECK(i == 0 || gi[i] > gi[i - 1], KL_EINDEX,
+             "%s.update: gradient indices not strictly increasing at [%lld] (%lld after %lld)",
+             k, (long long)i, (long long)gi[i], (long long)gi[i - 1]);
+    if (w_partial)
+      KL_CHECK(find_row(w->indices, w->nnz, gi[i]) >= 0, KL_EINDEX,
+               "%s.update: gradient row %lld is not stored in the row_sparse weight", k,
+               (long long)gi[i]);
+  }
+  return KL_OK;
+}
+
+static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
+  memset(h, 0, sizeof *h);
+  h->kind = o->kind;
+  h->lr = o->learning_rate;
+  h->mom = o->momentum;
+  h->has_mom = o->momentum > 0;
+  h->nesterov = o->nesterov != 0;
+  h->wd = o->weight_decay;
+  h->clip = o->clipvalue;
+  h->rescale = o->rescale_grad;
+  h->b1 = o->beta_1;
+  h->b2 = o->beta_2;
+  h->eps = o->epsilon;
+  h->rho = o->rho;
+  h->lamda1 = o->lamda1;
+  h->beta = o->beta;
+  if (o->kind == KL_OPT_ADAM)
+    h->lr_t = o->learning_rate * sqrt(1.0 - pow(o->beta_2, (double)t)) /
+              (1.0 - pow(o->beta_1, (double)t));
+}
+
+kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                              kl_tensor **states, int64_t t) {
+  KL_TRY(kl_optimizer_check(o));
+  const char *k = kl_optimizer_kind_name(o->kind);
+  int ns = kl_optimizer_num_states(o);
+  KL_TRY(check_arg(k, "weight", w, w, 0));
+  KL_TRY(check_arg(k, "gradient", g, w, 0));
+  KL_CHECK(ns == 0 || states != NULL, KL_EINVAL, "%s.update: states is NULL (%d needed)", k, ns);
+  for (int i = 0; i < ns; i++) {
+    char what[64];
+    snprintf(what, sizeof what, "state '%s'", kl_optimizer_state_name(o, i));
+    KL_TRY(check_arg(k, what, states[i], w, 1));
+  }
+  KL_CHECK(t >= 1, KL_EINVAL, "%s.update: t must be >= 1. Received: t=%lld", k, (long long)t);
+
+  int64_t rows = w->ndim ? w->shape[0] : 1;
+  int w_sparse = w->stype == KL_STYPE_ROW_SPARSE;
+  int w_partial = w_sparse && w->nnz < rows; /* a full one has indices 0..rows-1 */
+  int g_sparse = g->stype == KL_STYPE_ROW_SPARSE;
+  KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
+           "%s.update: a dense gradient needs a weight that stores every row (weight stores "
+           "%lld of %lld)", k, (long long)w->nnz, (long long)rows);
+  if (g_sparse) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
+
+  opt_job j;
+  resolve_hyper(o, t, &j.h);
+  j.f64 = w->dtype == KL_FLOAT64;
+  j.es = kl_dtype_size(w->dtype);
+  j.rw = w->ndim ? kl_row_width(w) : 1;
+  j.w = (char *)w->data;
+  j.g = (const char *)g->data;
+  j.s0 = ns > 0 ? (char *)states[0]->data : NULL;
+  j.s1 = ns > 1 ? (char *)states[1]->data : NULL;
+
+  if (!g_sparse) {
+    /* Dense rule over every row (w dense or storing every row: position == row). */
+    int64_t n = rows;
+#pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
+    for (int64_t r = 0; r < n; r++) run_row(&j, r, r, r);
+  } else if (o->lazy_update) {
+    /* Only the gradient's rows: O(nnz(g) * row_width). */
+    const int64_t *gi = g->indices;
+    int64_t n = g->nnz;
+#pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      int64_t r = gi[i];
+      run_row(&j, w_partial ? find_row(w->indices, w->nnz, r) : r, i, r);
+    }
+  } else {
+    /* Every stored row of w; rows absent from g get a zero gradient. */
+    int64_t n = w_sparse ? w->nnz : rows;
+#pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
+    for (int64_t p = 0; p < n; p++) {
+      int64_t r = w_partial ? w->indices[p] : p;
+      run_row(&j, p, find_row(g->indices, g->nnz, r), r);
+    }
+  }
+  return KL_OK;
+}
