@@ -1,0 +1,491 @@
+/* plan.c: compiled plans: node order, forward, reverse-mode backward, the training step. */
+#include <math.h>
+#include <string.h>
+
+#include "ops_internal.h"
+#include "plan_internal.h"
+#include "tensor_internal.h"
+
+void kl_plan_free(kl_plan *p) {
+  if (!p) return;
+  for (int i = 0; i < p->nnodes; i++) {
+    if (p->vals) kl_tensor_release(p->vals[i]);
+    if (p->grads) kl_tensor_release(p->grads[i]);
+    if (p->masks) kl_tensor_release(p->masks[i]);
+  }
+  for (int k = 0; k < p->nweights; k++) {
+    if (p->wgrad) kl_tensor_release(p->wgrad[k]);
+    if (p->states) {
+      kl_tensor_release(p->states[2 * k]);
+      kl_tensor_release(p->states[2 * k + 1]);
+    }
+  }
+  kl_free(p->feeds);
+  kl_free(p->outputs);
+  kl_free(p->weights);
+  kl_free(p->gstype);
+  kl_free(p->wslot);
+  kl_free(p->states);
+  kl_free(p->order);
+  kl_free(p->need_out);
+  kl_free(p->need_loss);
+  kl_free(p->needs_grad);
+  kl_free(p->vals);
+  kl_free(p->grads);
+  kl_free(p->wgrad);
+  kl_free(p->masks);
+  kl_free(p->rngs);
+  kl_free(p);
+}
+
+static int *kl_dup_ids(const int *ids, int n, int *fail) {
+  *fail = 0;
+  if (n <= 0) return NULL;
+  int *c = kl_malloc_n((size_t)n, sizeof *c);
+  if (!c) {
+    *fail = 1;
+    return NULL;
+  }
+  memcpy(c, ids, (size_t)n * sizeof *c);
+  return c;
+}
+
+/* Marks mark[id] for id and every ancestor of it. */
+static void kl_mark_ancestors(const kl_graph *g, int root, unsigned char *mark) {
+  mark[root] = 1;
+  for (int id = root; id >= 0; id--) {
+    if (!mark[id]) continue;
+    int nin;
+    const int *ins = kl_node_inputs(&g->nodes[id], &nin);
+    for (int i = 0; i < nin; i++) mark[ins[i]] = 1;
+  }
+}
+
+/* Validates the spec against the graph (ids, kinds, counts). */
+static kl_status kl_plan_check_spec(const kl_graph *g, const kl_plan_spec *s) {
+  KL_CHECK(s->nfeeds >= 0 && s->noutputs >= 0 && s->nweights >= 0, KL_EINVAL,
+           "plan: negative count");
+  KL_CHECK(s->noutputs > 0 || s->loss >= 0, KL_EINVAL, "plan: no outputs and no loss");
+  for (int i = 0; i < s->nfeeds; i++) {
+    int id = s->feeds[i];
+    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: feeds[%d] = %d out of range", i, id);
+    KL_CHECK(g->nodes[id].kind == KL_NODE_PLACEHOLDER, KL_EINVAL,
+             "plan: feeds[%d] = node %d is not a placeholder", i, id);
+    for (int j = 0; j < i; j++)
+      KL_CHECK(s->feeds[j] != id, KL_EINVAL, "plan: placeholder %d fed twice", id);
+  }
+  for (int i = 0; i < s->noutputs; i++)
+    KL_CHECK(s->outputs[i] >= 0 && s->outputs[i] < g->n, KL_EINDEX,
+             "plan: outputs[%d] = %d out of range", i, s->outputs[i]);
+  if (s->loss >= 0) {
+    KL_CHECK(s->loss < g->n, KL_EINDEX, "plan: loss node %d out of range", s->loss);
+    const kl_meta *m = &g->nodes[s->loss].meta;
+    int64_t n = 1;
+    for (int d = 0; d < m->ndim; d++) n *= m->shape[d];
+    KL_CHECK(n == 1 && kl_is_float(m->dtype), KL_ESHAPE,
+             "plan: the loss (node %d) must be a float scalar", s->loss);
+  }
+  for (int k = 0; k < s->nweights; k++) {
+    int id = s->weights[k];
+    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: weights[%d] = %d out of range", k, id);
+    KL_CHECK(g->nodes[id].kind == KL_NODE_VARIABLE, KL_EINVAL,
+             "plan: weights[%d] = node %d is not a variable", k, id);
+    KL_CHECK(kl_is_float(g->nodes[id].meta.dtype), KL_EDTYPE,
+             "plan: weights[%d] has dtype %s, not a float type", k,
+             kl_dtype_name(g->nodes[id].meta.dtype));
+    KL_CHECK(g->nodes[id].meta.stype != KL_STYPE_CSR, KL_ESTYPE,
+             "plan: weights[%d] is csr; weights are dense or row_sparse", k);
+    for (int j = 0; j < k; j++)
+      KL_CHECK(s->weights[j] != id, KL_EINVAL, "plan: weight node %d listed twice", id);
+    if (s->grad_stypes)
+      KL_CHECK(s->grad_stypes[k] == KL_STYPE_DEFAULT || s->grad_stypes[k] == KL_STYPE_ROW_SPARSE,
+               KL_ESTYPE, "plan: grad_stypes[%d] must be default or row_sparse", k);
+  }
+  KL_CHECK(s->nweights == 0 || s->loss >= 0, KL_EINVAL, "plan: weights given without a loss");
+  if (s->optimizer) KL_TRY(kl_optimizer_check(s->optimizer));
+  return KL_OK;
+}
+
+/* Allocates the per-node and per-weight arrays and computes the order and the marks. */
+static kl_status kl_plan_layout(kl_plan *p, const kl_plan_spec *s) {
+  const kl_graph *g = p->g;
+  int n = p->nnodes;
+  size_t un = (size_t)(n > 0 ? n : 1);
+  size_t uw = (size_t)(s->nweights > 0 ? s->nweights : 1);
+  int f1, f2, f3;
+  p->feeds = kl_dup_ids(s->feeds, s->nfeeds, &f1);
+  p->outputs = kl_dup_ids(s->outputs, s->noutputs, &f2);
+  p->weights = kl_dup_ids(s->weights, s->nweights, &f3);
+  p->nfeeds = s->nfeeds;
+  p->noutputs = s->noutputs;
+  p->nweights = s->nweights;
+  p->gstype = kl_calloc(uw, sizeof *p->gstype);
+  p->wslot = kl_malloc_n(un, sizeof *p->wslot);
+  p->states = kl_calloc(2 * uw, sizeof *p->states);
+  p->wgrad = kl_calloc(uw, sizeof *p->wgrad);
+  p->order = kl_malloc_n(un, sizeof *p->order);
+  p->need_out = kl_calloc(un, 1);
+  p->need_loss = kl_calloc(un, 1);
+  p->needs_grad = kl_calloc(un, 1);
+  p->vals = kl_calloc(un, sizeof *p->vals);
+  p->grads = kl_calloc(un, sizeof *p->grads);
+  p->masks = kl_calloc(un, sizeof *p->masks);
+  p->rngs = kl_calloc(un, sizeof *p->rngs);
+  if (f1 || f2 || f3 || !p->gstype || !p->wslot || !p->states || !p->wgrad || !p->order ||
+      !p->need_out || !p->need_loss || !p->needs_grad || !p->vals || !p->grads || !p->masks ||
+      !p->rngs)
+    return KL_ENOMEM;
+  for (int i = 0; i < n; i++) p->wslot[i] = -1;
+  for (int k = 0; k < s->nweights; k++) {
+    p->wslot[s->weights[k]] = k;
+    kl_stype want = s->grad_stypes ? s->grad_stypes[k] : KL_STYPE_DEFAULT;
+    /* The optimizer takes only row_sparse gradients for a row_sparse weight. */
+    if (g->nodes[s->weights[k]].meta.stype == KL_STYPE_ROW_SPARSE) want = KL_STYPE_ROW_SPARSE;
+    p->gstype[k] = want;
+  }
+  for (int i = 0; i < s->noutputs; i++) kl_mark_ancestors(g, s->outputs[i], p->need_out);
+  if (s->loss >= 0) kl_mark_ancestors(g, s->loss, p->need_loss);
+  p->norder = 0;
+  for (int id = 0; id < n; id++) {
+    if (!p->need_out[id] && !p->need_loss[id]) continue;
+    p->order[p->norder++] = id;
+    const kl_node *nd = &g->nodes[id];
+    if (nd->kind == KL_NODE_PLACEHOLDER) {
+      int fed = 0;
+      for (int j = 0; j < s->nfeeds; j++) fed |= s->feeds[j] == id;
+      KL_CHECK(fed, KL_EINVAL, "plan: placeholder %d%s%s%s is needed but not among the feeds",
+               id, nd->name ? " ('" : "", nd->name ? nd->name : "", nd->name ? "')" : "");
+    }
+    if (nd->kind == KL_NODE_DROPOUT) kl_rng_seed(&p->rngs[id], nd->seed);
+    /* needs_grad: a weight, or fed by one, on the way to the loss. */
+    if (p->need_loss[id]) {
+      if (p->wslot[id] >= 0) p->needs_grad[id] = 1;
+      int nin;
+      const int *ins = kl_node_inputs(nd, &nin);
+      for (int i = 0; i < nin; i++) p->needs_grad[id] |= p->needs_grad[ins[i]];
+    }
+  }
+  return KL_OK;
+}
+
+kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
+  KL_CHECK(out != NULL, KL_EINVAL, "plan: out is NULL");
+  *out = NULL;
+  KL_CHECK(g && spec, KL_EINVAL, "plan: NULL graph or spec");
+  KL_CHECK((spec->feeds || spec->nfeeds == 0) && (spec->outputs || spec->noutputs == 0) &&
+               (spec->weights || spec->nweights == 0),
+           KL_EINVAL, "plan: NULL id list");
+  KL_TRY(kl_plan_check_spec(g, spec));
+  kl_plan *p = kl_calloc(1, sizeof *p);
+  if (!p) return KL_ENOMEM;
+  p->g = g;
+  p->nnodes = g->n;
+  p->loss = spec->loss;
+  kl_status st = kl_plan_layout(p, spec);
+  if (st == KL_OK && spec->optimizer) {
+    p->has_opt = 1;
+    p->opt = *spec->optimizer;
+    for (int k = 0; k < p->nweights && st == KL_OK; k++)
+      st = kl_optimizer_create_states(&p->opt, g->nodes[p->weights[k]].value, &p->states[2 * k]);
+  }
+  if (st != KL_OK) {
+    kl_plan_free(p);
+    return st;
+  }
+  *out = p;
+  return KL_OK;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static void kl_plan_clear_values(kl_plan *p) {
+  for (int i = 0; i < p->norder; i++) {
+    int id = p->order[i];
+    kl_tensor_release(p->vals[id]);
+    p->vals[id] = NULL;
+  }
+  p->fwd_done = 0;
+  p->fwd_loss = 0;
+}
+
+/* The fed tensor for placeholder nd, converted to its dtype and stype when they differ.
+ * *out holds a new reference. */
+static kl_status kl_plan_feed(const kl_node *nd, int k, kl_tensor *t, kl_tensor **out) {
+  const kl_meta *m = &nd->meta;
+  char b1[96], b2[96];
+  KL_CHECK(t != NULL, KL_EINVAL, "forward: feed %d ('%s') is missing", k,
+           nd->name ? nd->name : "placeholder");
+  int ok = t->ndim == m->ndim;
+  for (int d = 0; ok && d < m->ndim; d++) ok = m->shape[d] < 0 || m->shape[d] == t->shape[d];
+  KL_CHECK(ok, KL_ESHAPE, "forward: feed %d%s%s%s has shape (%s), expected (%s)", k,
+           nd->name ? " ('" : "", nd->name ? nd->name : "", nd->name ? "')" : "",
+           kl_shape_str(t->ndim, t->shape, b1, sizeof b1),
+           kl_shape_str(m->ndim, m->shape, b2, sizeof b2));
+  kl_tensor *cur = kl_tensor_retain(t);
+  if (cur->dtype != m->dtype) {
+    kl_tensor *c = NULL;
+    kl_status st = kl_tensor_astype(cur, m->dtype, &c);
+    kl_tensor_release(cur);
+    if (st != KL_OK) return st;
+    cur = c;
+  }
+  if (cur->stype != m->stype) {
+    kl_tensor *c = NULL;
+    kl_status st = kl_tensor_tostype(cur, m->stype, &c);
+    kl_tensor_release(cur);
+    if (st != KL_OK) return st;
+    cur = c;
+  }
+  *out = cur;
+  return KL_OK;
+}
+
+/* Inverted dropout of x (dense) with a fresh mask drawn from rng (kept in *mask). */
+static kl_status kl_dropout_fwd(const kl_tensor *x, double rate, kl_rng *rng, kl_tensor **mask,
+                                kl_tensor **out) {
+  kl_tensor *m = *mask;
+  if (!m || m->dtype != x->dtype || !kl_same_shape(m, x)) {
+    kl_tensor_release(m);
+    *mask = NULL;
+    KL_TRY(kl_tensor_new_dense(x->dtype, x->ndim, x->shape, &m));
+    *mask = m;
+  }
+  int64_t n = kl_tensor_numel(x);
+  double keep = 1.0 / (1.0 - rate);
+  KL_DISPATCH(x->dtype, T, {
+    T *md = (T *)m->data;
+    for (int64_t i = 0; i < n; i++) md[i] = (T)(kl_rng_uniform(rng) < rate ? 0.0 : keep);
+  });
+  return kl_mul_dense(x, m, out);
+}
+
+/* Computes node id's value from its inputs' values. */
+static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
+  const kl_node *nd = &p->g->nodes[id];
+  kl_tensor *ins[KL_MAX_OP_INPUTS];
+  kl_tensor *out = NULL;
+  switch (nd->kind) {
+    case KL_NODE_VARIABLE:
+    case KL_NODE_CONSTANT:
+      p->vals[id] = kl_tensor_retain(nd->value);
+      return KL_OK;
+    case KL_NODE_PLACEHOLDER:
+      return kl_seterr(KL_EINVAL, "forward: placeholder %d was not fed", id);
+    case KL_NODE_OP:
+      for (int i = 0; i < nd->nin; i++) ins[i] = p->vals[nd->inputs[i]];
+      KL_TRY(kl_op_run(nd->op, ins, nd->nin, &nd->attrs, &out));
+      break;
+    case KL_NODE_RESHAPE: {
+      const kl_tensor *x = p->vals[nd->in0];
+      int64_t shape[KL_MAX_NDIM];
+      KL_TRY(kl_reshape_resolve("reshape", kl_tensor_numel(x), nd->rs_ndim, nd->rs_shape, shape));
+      KL_TRY(kl_tensor_reshape(x, nd->rs_ndim, shape, &out));
+      break;
+    }
+    case KL_NODE_DROPOUT: {
+      kl_tensor *x = kl_tensor_retain(p->vals[nd->in0]);
+      if (x->stype != KL_STYPE_DEFAULT) {
+        kl_tensor *d = NULL;
+        kl_status st = kl_tensor_tostype(x, KL_STYPE_DEFAULT, &d);
+        kl_tensor_release(x);
+        if (st != KL_OK) return st;
+        x = d;
+      }
+      if (training && nd->rate > 0.0) {
+        kl_status st = kl_dropout_fwd(x, nd->rate, &p->rngs[id], &p->masks[id], &out);
+        kl_tensor_release(x);
+        if (st != KL_OK) return st;
+      } else {
+        kl_tensor_release(p->masks[id]);
+        p->masks[id] = NULL;
+        out = x;
+      }
+      break;
+    }
+  }
+  p->vals[id] = out;
+  return KL_OK;
+}
+
+kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int want_loss) {
+  kl_plan_clear_values(p);
+  KL_CHECK(p->g->n >= p->nnodes, KL_EINVAL, "forward: the graph lost nodes since compile");
+  if (p->loss < 0) want_loss = 0;
+  for (int k = 0; k < p->nfeeds; k++) {
+    int id = p->feeds[k];
+    if (!p->need_out[id] && !(want_loss && p->need_loss[id])) continue;
+    KL_TRY(kl_plan_feed(&p->g->nodes[id], k, feeds ? feeds[k] : NULL, &p->vals[id]));
+  }
+  for (int i = 0; i < p->norder; i++) {
+    int id = p->order[i];
+    if (!p->need_out[id] && !(want_loss && p->need_loss[id])) continue;
+    if (p->g->nodes[id].kind == KL_NODE_PLACEHOLDER) continue;
+    KL_TRY(kl_plan_eval_node(p, id, training));
+  }
+  p->fwd_done = 1;
+  p->fwd_loss = want_loss;
+  p->loss_value = want_loss ? kl_tensor_data_at(p->vals[p->loss], 0) : NAN;
+  return KL_OK;
+}
+
+kl_status kl_plan_forward(kl_plan *p, kl_tensor *const *feeds, int training) {
+  KL_CHECK(p != NULL, KL_EINVAL, "forward: plan is NULL");
+  int want_loss = p->loss >= 0;
+  /* A missing feed that only the loss needs (the target, in predict) skips the loss. */
+  for (int k = 0; k < p->nfeeds && want_loss; k++)
+    if ((!feeds || !feeds[k]) && !p->need_out[p->feeds[k]]) want_loss = 0;
+  return kl_plan_run(p, feeds, training, want_loss);
+}
+
+kl_tensor *kl_plan_output(const kl_plan *p, int k) {
+  if (!p || k < 0 || k >= p->noutputs || !p->fwd_done) return NULL;
+  return p->vals[p->outputs[k]];
+}
+
+double kl_plan_loss(const kl_plan *p) { return p && p->fwd_loss ? p->loss_value : NAN; }
+
+/* ----------------------------------------------------------------- backward */
+
+static void kl_plan_clear_grads(kl_plan *p) {
+  for (int i = 0; i < p->norder; i++) {
+    int id = p->order[i];
+    kl_tensor_release(p->grads[id]);
+    p->grads[id] = NULL;
+  }
+  for (int k = 0; k < p->nweights; k++) {
+    kl_tensor_release(p->wgrad[k]);
+    p->wgrad[k] = NULL;
+  }
+}
+
+/* The gradient stype input node in_id asks its consumer for. */
+static kl_stype kl_plan_want(const kl_plan *p, int in_id) {
+  int k = p->wslot[in_id];
+  return k >= 0 ? p->gstype[k] : KL_STYPE_DEFAULT;
+}
+
+/* Converts *t to stype in place of the reference (no-op when it already is). */
+static kl_status kl_to_stype(kl_tensor **t, kl_stype stype) {
+  if ((*t)->stype == stype) return KL_OK;
+  kl_tensor *c = NULL;
+  KL_TRY(kl_tensor_tostype(*t, stype, &c));
+  kl_tensor_release(*t);
+  *t = c;
+  return KL_OK;
+}
+
+/* Pushes node id's gradient into its inputs. */
+static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
+  const kl_node *nd = &p->g->nodes[id];
+  KL_TRY(kl_to_stype(&p->grads[id], KL_STYPE_DEFAULT)); /* gout is dense */
+  const kl_tensor *gout = p->grads[id];
+  kl_tensor *ins[KL_MAX_OP_INPUTS];
+  int nin;
+  const int *in_ids = kl_node_inputs(nd, &nin);
+  for (int i = 0; i < nin; i++) ins[i] = p->vals[in_ids[i]];
+  for (int i = 0; i < nin; i++) {
+    int in_id = in_ids[i];
+    if (!p->needs_grad[in_id]) continue;
+    kl_tensor *gin = NULL;
+    kl_stype want = kl_plan_want(p, in_id);
+    if (nd->kind == KL_NODE_OP) {
+      KL_TRY(kl_op_backward(nd->op, ins, nin, &nd->attrs, p->vals[id], gout, i, want, &gin));
+    } else if (nd->kind == KL_NODE_RESHAPE) {
+      KL_TRY(kl_tensor_reshape(gout, ins[0]->ndim, ins[0]->shape, &gin));
+    } else { /* dropout */
+      if (p->masks[id])
+        KL_TRY(kl_mul_dense(gout, p->masks[id], &gin));
+      else
+        KL_TRY(kl_tensor_copy(gout, &gin));
+    }
+    KL_TRY(kl_grad_accumulate(&p->grads[in_id], gin));
+  }
+  return KL_OK;
+}
+
+kl_status kl_plan_backward(kl_plan *p) {
+  KL_CHECK(p != NULL, KL_EINVAL, "backward: plan is NULL");
+  KL_CHECK(p->loss >= 0, KL_EINVAL, "backward: the plan has no loss");
+  KL_CHECK(p->fwd_done && p->fwd_loss, KL_EINVAL, "backward: run a forward with the loss first");
+  kl_plan_clear_grads(p);
+  const kl_tensor *lv = p->vals[p->loss];
+  KL_TRY(kl_tensor_new_dense(lv->dtype, lv->ndim, lv->shape, &p->grads[p->loss]));
+  kl_tensor_fill(p->grads[p->loss], 1.0);
+  for (int i = p->norder - 1; i >= 0; i--) {
+    int id = p->order[i];
+    if (!p->needs_grad[id] || !p->grads[id]) continue;
+    const kl_node *nd = &p->g->nodes[id];
+    if (nd->kind != KL_NODE_OP && nd->kind != KL_NODE_RESHAPE && nd->kind != KL_NODE_DROPOUT)
+      continue;
+    KL_TRY(kl_plan_backprop_node(p, id));
+    if (p->wslot[id] < 0) { /* done with it: free early */
+      kl_tensor_release(p->grads[id]);
+      p->grads[id] = NULL;
+    }
+  }
+  for (int k = 0; k < p->nweights; k++) {
+    int id = p->weights[k];
+    const kl_tensor *w = p->g->nodes[id].value;
+    kl_tensor *gk = p->grads[id];
+    p->grads[id] = NULL;
+    if (!gk) { /* the loss does not depend on this weight: a zero gradient */
+      if (p->gstype[k] == KL_STYPE_ROW_SPARSE)
+        KL_TRY(kl_tensor_new_rsp(w->dtype, w->ndim, w->shape, 0, &gk));
+      else
+        KL_TRY(kl_tensor_new_dense(w->dtype, w->ndim, w->shape, &gk));
+    }
+    kl_status st = kl_to_stype(&gk, p->gstype[k]);
+    if (st != KL_OK) {
+      kl_tensor_release(gk);
+      return st;
+    }
+    p->wgrad[k] = gk;
+  }
+  return KL_OK;
+}
+
+kl_tensor *kl_plan_grad(const kl_plan *p, int k) {
+  if (!p || k < 0 || k >= p->nweights) return NULL;
+  return p->wgrad[k];
+}
+
+/* Updates every weight from its gradient (after a backward). */
+static kl_status kl_plan_update(kl_plan *p) {
+  int64_t t = p->step + 1;
+  for (int k = 0; k < p->nweights; k++)
+    KL_TRY(kl_optimizer_update(&p->opt, p->g->nodes[p->weights[k]].value, p->wgrad[k],
+                               &p->states[2 * k], t));
+  p->step = t;
+  return KL_OK;
+}
+
+kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) {
+  KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
+  KL_CHECK(p->loss >= 0, KL_EINVAL, "train_step: the plan has no loss");
+  KL_CHECK(p->has_opt, KL_EINVAL, "train_step: the plan has no optimizer");
+  KL_TRY(kl_plan_run(p, feeds, 1, 1));
+  KL_TRY(kl_plan_backward(p));
+  KL_TRY(kl_plan_update(p));
+  if (loss) *loss = p->loss_value;
+  return KL_OK;
+}
+
+int kl_plan_num_states(const kl_plan *p, int k) {
+  if (!p || !p->has_opt || k < 0 || k >= p->nweights) return 0;
+  return kl_optimizer_num_states(&p->opt);
+}
+
+kl_tensor *kl_plan_state(const kl_plan *p, int k, int s) {
+  if (s < 0 || s >= kl_plan_num_states(p, k)) return NULL;
+  return p->states[2 * k + s];
+}
+
+int64_t kl_plan_step_count(const kl_plan *p) { return p ? p->step : 0; }
+
+void kl_plan_set_step_count(kl_plan *p, int64_t t) {
+  if (p && t >= 0) p->step = t;
+}
+
+void kl_plan_set_learning_rate(kl_plan *p, double lr) {
+  if (p) p->opt.learning_rate = lr;
+}

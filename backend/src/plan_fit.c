@@ -1,0 +1,194 @@
+/* plan_fit.c: the batch loop in C: fit one epoch, evaluate and predict over in-memory data. */
+#include <math.h>
+#include <string.h>
+
+#include "kl/layers.h"
+#include "plan_internal.h"
+#include "tensor_internal.h"
+
+/* Rows [b, e) of t, or rows perm[b..e-1] when perm is given; *out new. */
+static kl_status kl_batch_rows(const kl_tensor *t, const int64_t *perm, int64_t b, int64_t e,
+                               kl_tensor **out) {
+  if (perm) return kl_tensor_take_rows(t, perm + b, e - b, out);
+  return kl_tensor_slice_rows(t, b, e, out);
+}
+
+/* Checks the data against the plan: nx inputs (+ y) with the same row count, returned in *n. */
+static kl_status kl_check_data(const kl_plan *p, const char *fn, kl_tensor *const *x, int nx,
+                               const kl_tensor *y, int64_t *n) {
+  KL_CHECK(x != NULL && nx >= 1, KL_EINVAL, "%s: no input tensors", fn);
+  int want = y ? nx + 1 : nx;
+  KL_CHECK(want == p->nfeeds || (!y && nx + 1 == p->nfeeds), KL_EINVAL,
+           "%s: %d input tensors%s given, the plan has %d feeds", fn, nx,
+           y ? " and a target" : "", p->nfeeds);
+  for (int i = 0; i < nx; i++) {
+    KL_CHECK(x[i] != NULL, KL_EINVAL, "%s: input %d is NULL", fn, i);
+    KL_CHECK(x[i]->ndim >= 1, KL_ESHAPE, "%s: input %d is a scalar; rows expected", fn, i);
+  }
+  *n = x[0]->shape[0];
+  for (int i = 1; i < nx; i++)
+    KL_CHECK(x[i]->shape[0] == *n, KL_ESHAPE,
+             "%s: inputs have different row counts (%lld and %lld)", fn, (long long)*n,
+             (long long)x[i]->shape[0]);
+  if (y) {
+    KL_CHECK(y->ndim >= 1, KL_ESHAPE, "%s: y is a scalar; rows expected", fn);
+    KL_CHECK(y->shape[0] == *n, KL_ESHAPE,
+             "%s: x and y have different row counts (%lld vs %lld)", fn, (long long)*n,
+             (long long)y->shape[0]);
+  }
+  return KL_OK;
+}
+
+/* A Fisher-Yates permutation of 0..n-1 drawn from rng. */
+static kl_status kl_permutation(int64_t n, kl_rng *rng, int64_t **out) {
+  int64_t *perm = kl_malloc_n((size_t)(n > 0 ? n : 1), sizeof *perm);
+  if (!perm) return KL_ENOMEM;
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)kl_rng_below(rng, (uint64_t)i + 1);
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  *out = perm;
+  return KL_OK;
+}
+
+/* The shared loop of fit_epoch (train = 1) and evaluate (train = 0). */
+static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, int nx,
+                              const kl_tensor *y, const kl_epoch_opts *o, int train,
+                              double *loss_avg, double *metric_avgs) {
+  KL_CHECK(p && o && y, KL_EINVAL, "%s: NULL plan, target or options", fn);
+  KL_CHECK(p->loss >= 0, KL_EINVAL, "%s: the plan has no loss", fn);
+  KL_CHECK(!train || p->has_opt, KL_EINVAL, "%s: the plan has no optimizer", fn);
+  KL_CHECK(o->batch_size >= 1, KL_EINVAL, "%s: batch_size must be >= 1. Received: batch_size=%lld",
+           fn, (long long)o->batch_size);
+  KL_CHECK(o->nmetrics >= 0 && o->nmetrics <= 64 && (o->metrics || o->nmetrics == 0), KL_EINVAL,
+           "%s: bad metric list (%d metrics)", fn, o->nmetrics);
+  KL_CHECK(o->nmetrics == 0 || p->noutputs >= 1, KL_EINVAL, "%s: metrics need an output", fn);
+  int64_t n = 0;
+  KL_TRY(kl_check_data(p, fn, x, nx, y, &n));
+  int64_t *perm = NULL;
+  kl_tensor *feeds[KL_MAX_OP_INPUTS + 1];
+  KL_CHECK(nx + 1 <= KL_MAX_OP_INPUTS, KL_EINVAL, "%s: too many inputs (%d)", fn, nx);
+  memset(feeds, 0, sizeof feeds);
+  double msum[64], mavg[64];
+  int64_t mcount[64];
+  for (int m = 0; m < o->nmetrics; m++) msum[m] = 0.0, mcount[m] = 0, mavg[m] = NAN;
+  double lsum = 0.0;
+  int64_t seen = 0, batch = 0;
+  kl_status st = KL_OK;
+  if (train && o->shuffle) {
+    st = kl_permutation(n, o->rng ? o->rng : kl_rng_global(), &perm);
+    if (st != KL_OK) goto done;
+  }
+  for (int64_t b = 0; b < n; b += o->batch_size, batch++) {
+    int64_t e = n - b < o->batch_size ? n : b + o->batch_size;
+    for (int i = 0; i <= nx && st == KL_OK; i++)
+      st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, &feeds[i]);
+    if (st != KL_OK) goto done;
+    double l = 0.0;
+    if (train)
+      st = kl_plan_train_step(p, feeds, &l);
+    else {
+      st = kl_plan_run(p, feeds, 0, 1);
+      l = p->loss_value;
+    }
+    if (st != KL_OK) goto done;
+    for (int m = 0; m < o->nmetrics && st == KL_OK; m++)
+      st = kl_metric_eval((kl_metric)o->metrics[m], feeds[nx], kl_plan_output(p, 0), &msum[m],
+                          &mcount[m]);
+    if (st != KL_OK) goto done;
+    for (int i = 0; i <= nx; i++) {
+      kl_tensor_release(feeds[i]);
+      feeds[i] = NULL;
+    }
+    lsum += l * (double)(e - b);
+    seen += e - b;
+    for (int m = 0; m < o->nmetrics; m++)
+      mavg[m] = mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
+    if (o->on_batch && o->on_batch(o->ud, batch, seen, n, lsum / (double)seen, mavg)) break;
+  }
+  if (loss_avg) *loss_avg = seen > 0 ? lsum / (double)seen : NAN;
+  if (metric_avgs)
+    for (int m = 0; m < o->nmetrics; m++) metric_avgs[m] = mavg[m];
+done:
+  for (int i = 0; i <= nx; i++) kl_tensor_release(feeds[i]);
+  kl_free(perm);
+  return st;
+}
+
+kl_status kl_plan_fit_epoch(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
+                            const kl_epoch_opts *o, double *loss_avg, double *metric_avgs) {
+  return kl_plan_loop(p, "fit", x, nx, y, o, 1, loss_avg, metric_avgs);
+}
+
+kl_status kl_plan_evaluate(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
+                           const kl_epoch_opts *o, double *loss_avg, double *metric_avgs) {
+  return kl_plan_loop(p, "evaluate", x, nx, y, o, 0, loss_avg, metric_avgs);
+}
+
+/* Copies the rows of batch output bo (dense) into res at row b, allocating res first. */
+static kl_status kl_predict_store(const kl_tensor *bo, int64_t n, int64_t b, int64_t rows,
+                                  kl_tensor **res) {
+  KL_CHECK(bo->ndim >= 1 && bo->shape[0] == rows, KL_ESHAPE,
+           "predict: the output has %lld rows for a batch of %lld",
+           (long long)(bo->ndim ? bo->shape[0] : 0), (long long)rows);
+  if (!*res) {
+    int64_t shape[KL_MAX_NDIM];
+    memcpy(shape, bo->shape, sizeof shape);
+    shape[0] = n;
+    KL_TRY(kl_tensor_new_dense(bo->dtype, bo->ndim, shape, res));
+  }
+  kl_tensor *r = *res;
+  KL_CHECK(r->ndim == bo->ndim && memcmp(r->shape + 1, bo->shape + 1,
+                                         (size_t)(r->ndim - 1) * sizeof r->shape[0]) == 0,
+           KL_ESHAPE, "predict: batch outputs differ in shape");
+  size_t es = kl_dtype_size(r->dtype);
+  int64_t w = kl_row_width(r);
+  memcpy((char *)r->data + (size_t)(b * w) * es, bo->data, (size_t)(rows * w) * es);
+  return KL_OK;
+}
+
+kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
+                          kl_tensor **out) {
+  KL_CHECK(out != NULL, KL_EINVAL, "predict: out is NULL");
+  *out = NULL;
+  KL_CHECK(p != NULL, KL_EINVAL, "predict: plan is NULL");
+  KL_CHECK(p->noutputs >= 1, KL_EINVAL, "predict: the plan has no outputs");
+  KL_CHECK(batch_size >= 1, KL_EINVAL,
+           "predict: batch_size must be >= 1. Received: batch_size=%lld", (long long)batch_size);
+  int64_t n = 0;
+  KL_TRY(kl_check_data(p, "predict", x, nx, NULL, &n));
+  KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "predict: too many inputs (%d)", nx);
+  kl_tensor *feeds[KL_MAX_OP_INPUTS + 1];
+  memset(feeds, 0, sizeof feeds);
+  kl_tensor *res = NULL, *dense = NULL;
+  kl_status st = KL_OK;
+  for (int64_t b = 0; b < n; b += batch_size) {
+    int64_t e = n - b < batch_size ? n : b + batch_size;
+    for (int i = 0; i < nx && st == KL_OK; i++) st = kl_tensor_slice_rows(x[i], b, e, &feeds[i]);
+    if (st == KL_OK) st = kl_plan_run(p, feeds, 0, 0);
+    if (st == KL_OK) st = kl_tensor_tostype(kl_plan_output(p, 0), KL_STYPE_DEFAULT, &dense);
+    if (st == KL_OK) st = kl_predict_store(dense, n, b, e - b, &res);
+    kl_tensor_release(dense);
+    dense = NULL;
+    for (int i = 0; i < nx; i++) {
+      kl_tensor_release(feeds[i]);
+      feeds[i] = NULL;
+    }
+    if (st != KL_OK) break;
+  }
+  if (st == KL_OK && !res) { /* no rows: the output's shape with 0 rows */
+    kl_meta m = p->g->nodes[p->outputs[0]].meta;
+    for (int d = 0; d < m.ndim; d++)
+      if (m.shape[d] < 0) m.shape[d] = 0;
+    st = kl_tensor_new_dense(m.dtype, m.ndim, m.shape, &res);
+  }
+  if (st != KL_OK) {
+    kl_tensor_release(res);
+    return st;
+  }
+  *out = res;
+  return KL_OK;
+}

@@ -1,0 +1,37 @@
+/* plan_internal.h: the compiled plan's layout, shared by plan.c, plan_grad.c and plan_fit.c. */
+#ifndef KL_PLAN_INTERNAL_H
+#define KL_PLAN_INTERNAL_H
+#include "graph_internal.h"
+
+struct kl_plan {
+  kl_graph *g;            /* borrowed: the caller keeps the graph alive */
+  int nnodes;             /* graph size when compiled; ids below it */
+  int *feeds, nfeeds;
+  int *outputs, noutputs;
+  int loss;
+  int *weights, nweights;
+  kl_stype *gstype;       /* per weight: the gradient stype handed to the optimizer */
+  int *wslot;             /* per node: weight index or -1 */
+  int has_opt;
+  kl_optimizer opt;
+  kl_tensor **states;     /* 2 per weight */
+  int64_t step;
+  int *order, norder;     /* nodes needed for outputs or loss, ascending ids */
+  unsigned char *need_out, *need_loss, *needs_grad;
+  kl_tensor **vals;       /* per node: the last forward's value (one reference) */
+  kl_tensor **grads;      /* per node: the gradient being accumulated */
+  kl_tensor **wgrad;      /* per weight: the last backward's gradient */
+  kl_tensor **masks;      /* per node: dropout mask of the last training forward */
+  kl_rng *rngs;           /* per node: dropout generator, seeded from the node's seed */
+  int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
+  double loss_value;
+};
+
+/* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and
+ * row_sparse + row_sparse (rows merged). *acc NULL: *acc = gin. */
+kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin);
+/* Dense product x * mask (same shape) into a new tensor. */
+kl_status kl_mul_dense(const kl_tensor *x, const kl_tensor *mask, kl_tensor **out);
+/* Runs the forward over the needed nodes; want_loss also computes the loss's ancestors. */
+kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int want_loss);
+#endif
