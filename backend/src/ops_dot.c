@@ -1,3 +1,464 @@
-/* backend/src/ops_dot.c: (skeleton until its owner lands it) */
+/* ops_dot.c: the dot op: inference, the OpenBLAS dense kernel, CSR/row_sparse kernels, backward. */
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
 #include "ops_internal.h"
-const kl_op_def kl_opdef_dot = {"dot", 1, 2, NULL, NULL, NULL, NULL};
+#include "tensor_internal.h"
+
+/* A dot as matrices: op(A) is M x K, op(B) is K x N. A is stored ar x ac row-major (an N-d
+ * a is flattened to (prod of leading dims) x last dim; a 1-d a is 1 x K), B is stored
+ * br x bc (a 1-d b is K x 1). Transposes of 1-d operands are no-ops, as in numpy. */
+typedef struct dot_view {
+  int64_t M, K, N, ar, ac, br, bc;
+  int ta, tb;
+} dot_view;
+
+static void shape_msg(const kl_meta *m, int t, char *buf, size_t len) {
+  char s[160];
+  snprintf(buf, len, "(%s)%s", kl_shape_str(m->ndim, m->shape, s, sizeof s),
+           t && m->ndim == 2 ? "^T" : "");
+}
+
+/* Validates a dot and computes its view and output meta (shape, dtype, stype). */
+static kl_status dot_infer_view(const kl_meta *in, int nin, const kl_attrs *at, dot_view *v,
+                                kl_meta *out) {
+  KL_CHECK(nin == 2, KL_EINVAL, "dot: expected 2 inputs, got %d", nin);
+  const kl_meta *a = &in[0], *b = &in[1];
+  for (int i = 0; i < 2; i++)
+    KL_CHECK(kl_is_float(in[i].dtype), KL_EDTYPE,
+             "dot: %s has dtype %s, expected float32 or float64", i ? "b" : "a",
+             kl_dtype_name(in[i].dtype));
+  KL_CHECK(a->dtype == b->dtype, KL_EDTYPE, "dot: dtype mismatch %s . %s",
+           kl_dtype_name(a->dtype), kl_dtype_name(b->dtype));
+  KL_CHECK(a->ndim >= 1, KL_ESHAPE, "dot: a must have at least 1 dimension, got a 0-d tensor");
+  KL_CHECK(b->ndim == 1 || b->ndim == 2, KL_ESHAPE,
+           "dot: b must be 1-d or 2-d, got a %d-d tensor", b->ndim);
+  KL_CHECK(!at->transpose_a || a->ndim <= 2, KL_ESHAPE,
+           "dot: transpose_a needs a 1-d or 2-d a, got a %d-d tensor", a->ndim);
+  v->ta = a->ndim == 2 && at->transpose_a;
+  v->tb = b->ndim == 2 && at->transpose_b;
+  v->ac = a->shape[a->ndim - 1];
+  v->ar = a->ndim == 1 ? 1 : kl_shape_numel(a->ndim - 1, a->shape);
+  v->br = b->shape[0];
+  v->bc = b->ndim == 2 ? b->shape[1] : 1;
+  v->M = v->ta ? v->ac : v->ar;
+  v->K = v->ta ? v->ar : v->ac;
+  int64_t kb = v->tb ? v->bc : v->br;
+  v->N = v->tb ? v->br : v->bc;
+  if (v->K != kb) {
+    char sa[200], sb[200];
+    shape_msg(a, v->ta, sa, sizeof sa);
+    shape_msg(b, v->tb, sb, sizeof sb);
+    return kl_seterr(KL_ESHAPE, "dot: shape mismatch %s . %s", sa, sb);
+  }
+  out->dtype = a->dtype;
+  out->ndim = 0;
+  if (a->ndim == 2 && v->ta) out->shape[out->ndim++] = a->shape[1];
+  else
+    for (int d = 0; d < a->ndim - 1; d++) out->shape[out->ndim++] = a->shape[d];
+  if (b->ndim == 2) out->shape[out->ndim++] = v->N;
+  KL_TRY(kl_shape_check("dot", out->ndim, out->shape));
+  /* MXNet's storage inference: csr^T . (dense | row_sparse) -> row_sparse. */
+  out->stype = KL_STYPE_DEFAULT;
+  if (a->stype == KL_STYPE_CSR && b->ndim == 2 && !v->tb && v->ta &&
+      (b->stype == KL_STYPE_DEFAULT || b->stype == KL_STYPE_ROW_SPARSE))
+    out->stype = KL_STYPE_ROW_SPARSE;
+  return KL_OK;
+}
+
+static kl_status dot_infer(const kl_meta *in, int nin, const kl_attrs *at, kl_meta *out) {
+  dot_view v = {0};
+  return dot_infer_view(in, nin, at, &v, out);
+}
+
+static kl_status view_of(kl_tensor *const *in, const kl_attrs *at, dot_view *v, kl_meta *om) {
+  kl_meta m[2];
+  kl_tensor_meta(in[0], &m[0]);
+  kl_tensor_meta(in[1], &m[1]);
+  return dot_infer_view(m, 2, at, v, om);
+}
+
+/* ------------------------------------------------------------ dense (BLAS) */
+
+/* C (M x N, row-major, overwritten) = op(A) . op(B), where A is stored with rows of lda
+ * elements and B with rows of ldb. Handles empty dims without calling BLAS. */
+static kl_status gemm_rm(kl_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                         const void *A, int64_t lda, const void *B, int64_t ldb, void *C) {
+  if (M == 0 || N == 0) return KL_OK;
+  if (K == 0) {
+    memset(C, 0, (size_t)(M * N) * kl_dtype_size(dt));
+    return KL_OK;
+  }
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX)
+    return kl_seterr(KL_EUNSUPPORTED,
+                     "dot: dimensions %lld x %lld x %lld exceed the BLAS int limit",
+                     (long long)M, (long long)K, (long long)N);
+  if (lda < 1) lda = 1;
+  if (ldb < 1) ldb = 1;
+  enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  if (dt == KL_FLOAT32)
+    cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb,
+                0.0f, C, (int)N);
+  else
+    cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb,
+                0.0, C, (int)N);
+  return KL_OK;
+}
+
+static kl_status dot_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
+  dot_view v = {0};
+  kl_meta om;
+  KL_TRY(view_of(in, at, &v, &om));
+  KL_CHECK(in[0]->stype == KL_STYPE_DEFAULT && in[1]->stype == KL_STYPE_DEFAULT, KL_ESTYPE,
+           "dot: the dense kernel needs dense inputs");
+  kl_tensor *o = NULL;
+  KL_TRY(kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o));
+  kl_status st = gemm_rm(om.dtype, v.ta, v.tb, v.M, v.N, v.K, in[0]->data, v.ac, in[1]->data,
+                         v.bc, o->data);
+  if (st != KL_OK) {
+    kl_tensor_release(o);
+    return st;
+  }
+  *out = o;
+  return KL_OK;
+}
+
+/* ----------------------------------------------------------- sparse kernels */
+
+/* y[0..N) = sum_j v[j] * B[r[j]*N .. +N) over the cnt entries with r[j] >= 0. The columns
+ * are done in tiles held in a local accumulator (registers), so y is written once and each
+ * gathered row of B is read in cache-line-sized pieces. The sum runs in entry order, so
+ * the result does not depend on threads. */
+#define KL_DEF_GATHER(T, S, TILE)                                                          \
+  static void gather_##S(int64_t cnt, const T *restrict v, const int64_t *restrict r,      \
+                         const T *restrict B, int64_t N, T *restrict y) {                  \
+    int64_t n0 = 0;                                                                         \
+    for (; n0 + TILE <= N; n0 += TILE) {                                                    \
+      T acc[TILE];                                                                          \
+      for (int k = 0; k < TILE; k++) acc[k] = 0;                                            \
+      for (int64_t j = 0; j < cnt; j++) {                                                   \
+        if (r[j] < 0) continue;                                                             \
+        const T *restrict x = B + r[j] * N + n0;                                            \
+        const T vj = v[j];                                                                  \
+        KL_PRAGMA(omp simd)                                                                 \
+        for (int k = 0; k < TILE; k++) acc[k] += vj * x[k];                                 \
+      }                                                                                     \
+      for (int k = 0; k < TILE; k++) y[n0 + k] = acc[k];                                    \
+    }                                                                                       \
+    if (n0 < N) {                                                                           \
+      const int rem = (int)(N - n0);                                                        \
+      T acc[TILE];                                                                          \
+      for (int k = 0; k < rem; k++) acc[k] = 0;                                             \
+      for (int64_t j = 0; j < cnt; j++) {                                                   \
+        if (r[j] < 0) continue;                                                             \
+        const T *restrict x = B + r[j] * N + n0;                                            \
+        const T vj = v[j];                                                                  \
+        for (int k = 0; k < rem; k++) acc[k] += vj * x[k];                                  \
+      }                                                                                     \
+      for (int k = 0; k < rem; k++) y[n0 + k] = acc[k];                                     \
+    }                                                                                       \
+  }
+KL_DEF_GATHER(float, f32, 32)
+KL_DEF_GATHER(double, f64, 16)
+
+static void gather(kl_dtype dt, int64_t cnt, const void *v, const int64_t *r, const void *B,
+                   int64_t N, void *y) {
+  if (dt == KL_FLOAT32) gather_f32(cnt, v, r, B, N, y);
+  else gather_f64(cnt, v, r, B, N, y);
+}
+
+/* First position p in sorted a[lo..hi) with a[p] >= v. */
+static int64_t lower_bound(const int64_t *a, int64_t lo, int64_t hi, int64_t v) {
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static int is2d(const kl_tensor *t, kl_stype s) { return t->stype == s && t->ndim == 2; }
+
+static int sup_csr_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
+         !a->transpose_a && !a->transpose_b;
+}
+static int sup_csr_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_ROW_SPARSE) &&
+         !a->transpose_a && !a->transpose_b;
+}
+static int sup_csrT_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
+         a->transpose_a && !a->transpose_b;
+}
+static int sup_csrT_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_ROW_SPARSE) &&
+         a->transpose_a && !a->transpose_b;
+}
+static int sup_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  return nin == 2 && is2d(in[0], KL_STYPE_DEFAULT) && in[1]->stype == KL_STYPE_CSR &&
+         !a->transpose_b;
+}
+
+/* csr (M x K) . dense or row_sparse (K x N) -> dense M x N. OpenMP static over rows.
+ * A row_sparse b costs one binary search per stored entry of a (columns absent from b
+ * contribute nothing). */
+static kl_status dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
+  dot_view v = {0};
+  kl_meta om;
+  KL_TRY(view_of(in, at, &v, &om));
+  const kl_tensor *a = in[0], *b = in[1];
+  kl_tensor *o = NULL;
+  int64_t *map = NULL;
+  const int64_t M = v.M, N = v.N, nnz = a->nnz;
+  kl_status st = kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o);
+  if (st != KL_OK) goto done;
+  const int64_t *rows = a->indices;
+  if (b->stype == KL_STYPE_ROW_SPARSE) {
+    if (!(map = kl_malloc_n((size_t)(nnz > 0 ? nnz : 1), sizeof *map))) {
+      st = KL_ENOMEM;
+      goto done;
+    }
+    const int64_t *bi = b->indices, bn = b->nnz, *ai = a->indices;
+    KL_PRAGMA(omp parallel for schedule(static) if (nnz > KL_PAR_MIN))
+    for (int64_t j = 0; j < nnz; j++) {
+      int64_t p = lower_bound(bi, 0, bn, ai[j]);
+      map[j] = p < bn && bi[p] == ai[j] ? p : -1;
+    }
+    rows = map;
+  }
+  if (N > 0) {
+    const int64_t *ip = a->indptr;
+    const size_t es = kl_dtype_size(om.dtype);
+    const char *av = a->data;
+    char *y = o->data;
+    const kl_dtype dt = om.dtype;
+    const void *B = b->data;
+    KL_PRAGMA(omp parallel for schedule(static) if ((nnz + M) * N > KL_PAR_MIN))
+    for (int64_t i = 0; i < M; i++)
+      gather(dt, ip[i + 1] - ip[i], av + (size_t)ip[i] * es, rows + ip[i], B, N,
+             y + (size_t)(i * N) * es);
+  }
+done:
+  kl_free(map);
+  if (st != KL_OK) kl_tensor_release(o);
+  else *out = o;
+  return st;
+}
+
+/* LSD radix sort (11-bit digits) of ids[0..n) by key[ids[p]] (keys in [0, kmax]); stable,
+ * so entries of one key stay in their original order. O(n * passes), passes =
+ * ceil(bits(kmax) / 11): 2 passes for a 2^20-column matrix, and never O(kmax). The result
+ * is in ids or tmp: the returned pointer. */
+static int64_t *radix_sort_ids(int64_t *ids, int64_t *tmp, int64_t n, const int64_t *key,
+                               int64_t kmax) {
+  int64_t count[2048];
+  for (int shift = 0; shift < 63 && (kmax >> shift) > 0; shift += 11) {
+    memset(count, 0, sizeof count);
+    for (int64_t p = 0; p < n; p++) count[(key[ids[p]] >> shift) & 2047]++;
+    int64_t s = 0;
+    for (int d = 0; d < 2048; d++) {
+      int64_t c = count[d];
+      count[d] = s;
+      s += c;
+    }
+    for (int64_t p = 0; p < n; p++) tmp[count[(key[ids[p]] >> shift) & 2047]++] = ids[p];
+    int64_t *t = ids;
+    ids = tmp;
+    tmp = t;
+  }
+  return ids;
+}
+
+/* csr^T (a is R x C, the result C x N) . dense or row_sparse (R x N) -> row_sparse holding
+ * only the columns of a that some entry touches (with a row_sparse b: entries whose row b
+ * stores), rows sorted. The touched columns are found by a radix sort of the entries by
+ * column (O(nnz), never O(C)); each output row is then the sum, in entry order, of
+ * value * b-row over its entries, computed by one thread: results are bit-identical for
+ * any thread count. Threads get contiguous output rows balanced by entry count. */
+static kl_status dot_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at,
+                            kl_tensor **out) {
+  dot_view v = {0};
+  kl_meta om;
+  KL_TRY(view_of(in, at, &v, &om));
+  const kl_tensor *a = in[0], *b = in[1];
+  const int64_t R = a->shape[0], C = a->shape[1], N = v.N, nnz = a->nnz;
+  const kl_dtype dt = om.dtype;
+  const size_t es = kl_dtype_size(dt);
+  kl_tensor *o = NULL;
+  int64_t *brow = NULL, *ids = NULL, *tmp = NULL, *srow = NULL, *cptr = NULL;
+  char *sval = NULL;
+  kl_status st = KL_OK;
+  size_t n1 = (size_t)(nnz > 0 ? nnz : 1);
+  if (!(brow = kl_malloc_n(n1, sizeof *brow)) || !(ids = kl_malloc_n(n1, sizeof *ids)) ||
+      !(tmp = kl_malloc_n(n1, sizeof *tmp)) || !(srow = kl_malloc_n(n1, sizeof *srow)) ||
+      !(sval = kl_malloc_n(n1, es)) || !(cptr = kl_malloc_n(n1 + 1, sizeof *cptr))) {
+    st = KL_ENOMEM;
+    goto done;
+  }
+  /* brow[j]: the row of b's storage that entry j multiplies, or -1 (row absent). */
+  const int64_t *ip = a->indptr;
+  if (b->stype == KL_STYPE_ROW_SPARSE) {
+    int64_t p = 0;
+    for (int64_t i = 0; i < R; i++) {
+      while (p < b->nnz && b->indices[p] < i) p++;
+      int64_t r = p < b->nnz && b->indices[p] == i ? p : -1;
+      for (int64_t j = ip[i]; j < ip[i + 1]; j++) brow[j] = r;
+    }
+  } else {
+    for (int64_t i = 0; i < R; i++)
+      for (int64_t j = ip[i]; j < ip[i + 1]; j++) brow[j] = i;
+  }
+  int64_t n = 0;
+  for (int64_t j = 0; j < nnz; j++)
+    if (brow[j] >= 0) ids[n++] = j;
+  int64_t *sorted = radix_sort_ids(ids, tmp, n, a->indices, C > 0 ? C - 1 : 0);
+  /* Unique columns: cptr[u] is the first sorted entry of output row u. */
+  int64_t U = 0;
+  for (int64_t p = 0; p < n; p++) {
+    int64_t j = sorted[p];
+    if (p == 0 || a->indices[j] != a->indices[sorted[p - 1]]) cptr[U++] = p;
+    srow[p] = brow[j];
+    memcpy(sval + (size_t)p * es, (const char *)a->data + (size_t)j * es, es);
+  }
+  cptr[U] = n;
+  st = kl_tensor_new_rsp(dt, om.ndim, om.shape, U, &o);
+  if (st != KL_OK) goto done;
+  for (int64_t u = 0; u < U; u++) o->indices[u] = a->indices[sorted[cptr[u]]];
+  if (N > 0 && U > 0) {
+    const void *B = b->data;
+    char *y = o->data;
+    KL_PRAGMA(omp parallel if (n * N > KL_PAR_MIN)) {
+      int T = omp_get_num_threads(), t = omp_get_thread_num();
+      int64_t u0 = lower_bound(cptr, 0, U, (n * t) / T);
+      int64_t u1 = lower_bound(cptr, 0, U, (n * (t + 1)) / T);
+      if (t == T - 1) u1 = U;
+      for (int64_t u = u0; u < u1; u++)
+        gather(dt, cptr[u + 1] - cptr[u], sval + (size_t)cptr[u] * es, srow + cptr[u], B, N,
+               y + (size_t)(u * N) * es);
+    }
+  }
+done:
+  kl_free(brow);
+  kl_free(ids);
+  kl_free(tmp);
+  kl_free(srow);
+  kl_free(sval);
+  kl_free(cptr);
+  if (st != KL_OK) kl_tensor_release(o);
+  else *out = o;
+  return st;
+}
+
+/* dense (M x K, or K x M with transpose_a) . csr (K x N) -> dense M x N: each output row
+ * scatters the csr rows scaled by that row of a. OpenMP static over output rows. */
+#define KL_DEF_DENSE_CSR(T, S)                                                             \
+  static void dense_csr_##S(int64_t M, int64_t K, int ta, const T *restrict A,             \
+                            const int64_t *restrict bp, const int64_t *restrict bi,        \
+                            const T *restrict bv, int64_t N, T *restrict C) {              \
+    KL_PRAGMA(omp parallel for schedule(static) if (M * (K + bp[K]) > KL_PAR_MIN))          \
+    for (int64_t i = 0; i < M; i++) {                                                       \
+      T *restrict y = C + i * N;                                                            \
+      for (int64_t k = 0; k < K; k++) {                                                     \
+        const T aik = ta ? A[k * M + i] : A[i * K + k];                                     \
+        for (int64_t j = bp[k]; j < bp[k + 1]; j++) y[bi[j]] += aik * bv[j];                \
+      }                                                                                     \
+    }                                                                                       \
+  }
+KL_DEF_DENSE_CSR(float, f32)
+KL_DEF_DENSE_CSR(double, f64)
+
+static kl_status dot_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *at,
+                               kl_tensor **out) {
+  dot_view v = {0};
+  kl_meta om;
+  KL_TRY(view_of(in, at, &v, &om));
+  const kl_tensor *a = in[0], *b = in[1];
+  kl_tensor *o = NULL;
+  KL_TRY(kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o));
+  if (om.dtype == KL_FLOAT32)
+    dense_csr_f32(v.M, v.K, v.ta, a->data, b->indptr, b->indices, b->data, v.N, o->data);
+  else
+    dense_csr_f64(v.M, v.K, v.ta, a->data, b->indptr, b->indices, b->data, v.N, o->data);
+  *out = o;
+  return KL_OK;
+}
+
+static const kl_kernel_entry dot_kernels[] = {
+    {"csr.dense", sup_csr_dense, dot_csr_x},
+    {"csrT.dense", sup_csrT_dense, dot_csrT_x},
+    {"csr.row_sparse", sup_csr_rsp, dot_csr_x},
+    {"csrT.row_sparse", sup_csrT_rsp, dot_csrT_x},
+    {"dense.csr", sup_dense_csr, dot_dense_csr},
+    {NULL, NULL, NULL},
+};
+
+/* ----------------------------------------------------------------- backward */
+
+/* Gradients of out = op(A) . op(B) with G = d loss / d out (M x N):
+ *   dA = G . op(B)^T (stored K x M when transpose_a: op(B) . G^T),
+ *   dB = op(A)^T . G (stored N x K when transpose_b: G^T . op(A)).
+ * With a csr a and a 2-d b, dB = csr^T . G runs the csrT.dense kernel and is row_sparse
+ * over the columns the batch touched: O(nnz x N), never O(rows of b). Inputs that are
+ * csr are data: no gradient. The registry casts the result to the stype asked for. */
+static kl_status dot_backward(kl_tensor *const *in, int nin, const kl_attrs *at,
+                              const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want,
+                              kl_tensor **gin) {
+  dot_view v = {0};
+  kl_meta om;
+  KL_TRY(view_of(in, at, &v, &om));
+  KL_CHECK(i == 0 || i == 1, KL_EINVAL, "dot: backward: input %d out of range", i);
+  KL_CHECK(in[i]->stype != KL_STYPE_CSR, KL_EUNSUPPORTED,
+           "dot: no gradient with respect to the csr input %s", i ? "b" : "a");
+  KL_CHECK(kl_tensor_numel(gout) == v.M * v.N && gout->dtype == om.dtype, KL_ESHAPE,
+           "dot: backward: gout has %lld %s elements, expected %lld %s",
+           (long long)kl_tensor_numel(gout), kl_dtype_name(gout->dtype),
+           (long long)(v.M * v.N), kl_dtype_name(om.dtype));
+  kl_tensor *g = NULL, *ad = NULL, *bd = NULL, *r = NULL;
+  kl_status st = KL_OK;
+  if (gout->stype == KL_STYPE_DEFAULT) g = kl_tensor_retain((kl_tensor *)gout);
+  else st = kl_tensor_tostype(gout, KL_STYPE_DEFAULT, &g);
+  if (st != KL_OK) goto done;
+  if (i == 1 && in[0]->stype == KL_STYPE_CSR && in[1]->ndim == 2 && !v.tb) {
+    /* sparse path: dB = op(A)^T . G with G as an M x N dense matrix */
+    kl_attrs a2;
+    memset(&a2, 0, sizeof a2);
+    a2.transpose_a = !v.ta;
+    kl_tensor *args[2] = {in[0], g};
+    st = a2.transpose_a ? dot_csrT_x(args, 2, &a2, &r) : dot_csr_x(args, 2, &a2, &r);
+    goto done;
+  }
+  if (in[0]->stype == KL_STYPE_DEFAULT) ad = kl_tensor_retain(in[0]);
+  else st = kl_tensor_tostype(in[0], KL_STYPE_DEFAULT, &ad);
+  if (st == KL_OK) {
+    if (in[1]->stype == KL_STYPE_DEFAULT) bd = kl_tensor_retain(in[1]);
+    else st = kl_tensor_tostype(in[1], KL_STYPE_DEFAULT, &bd);
+  }
+  if (st == KL_OK) st = kl_tensor_new_dense(om.dtype, in[i]->ndim, in[i]->shape, &r);
+  if (st != KL_OK) goto done;
+  const kl_dtype dt = om.dtype;
+  if (i == 0 && !v.ta) st = gemm_rm(dt, 0, !v.tb, v.M, v.K, v.N, g->data, v.N, bd->data, v.bc, r->data);
+  else if (i == 0) st = gemm_rm(dt, v.tb, 1, v.K, v.M, v.N, bd->data, v.bc, g->data, v.N, r->data);
+  else if (!v.tb) st = gemm_rm(dt, !v.ta, 0, v.K, v.N, v.M, ad->data, v.ac, g->data, v.N, r->data);
+  else st = gemm_rm(dt, 1, v.ta, v.N, v.K, v.M, g->data, v.N, ad->data, v.ac, r->data);
+done:
+  kl_tensor_release(g);
+  kl_tensor_release(ad);
+  kl_tensor_release(bd);
+  if (st == KL_OK && r->stype != want) {
+    kl_tensor *c = NULL;
+    st = kl_tensor_tostype(r, want, &c);
+    kl_tensor_release(r);
+    r = c;
+  }
+  if (st != KL_OK) {
+    kl_tensor_release(r);
+    return st;
+  }
+  *gin = r;
+  return KL_OK;
+}
+
+const kl_op_def kl_opdef_dot = {"dot", 2, 2, dot_infer, dot_dense, dot_kernels, dot_backward};
