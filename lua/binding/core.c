@@ -1,0 +1,21 @@
+/* core.c: luaopen_keras_core, the entry point of the C module: builds the module table. */
+#include "lbind.h"
+
+/* The binding files, each adding its functions to the module table on the stack top.
+ * Order matters only in that the tensor metatable must exist before anything else.
+ * Later binding files (graph, layers, optimizers, data_utils, ...) add their opener here. */
+static void (*const openers[])(lua_State *L) = {
+    kl_lua_open_tensor,    /* l_tensor.c: the keras.Tensor metatable, fields, methods */
+    kl_lua_open_construct, /* l_construct.c: array, zeros, ones, full, range, random_* */
+    kl_lua_open_sparse,    /* l_sparse.c: csr_matrix, coo_matrix, row_sparse_array, ... */
+    kl_lua_open_ops,       /* l_ops.c: op(), the arithmetic metamethods */
+    NULL,
+};
+
+int luaopen_keras_core(lua_State *L) {
+  lua_newtable(L);
+  for (int i = 0; openers[i]; i++) openers[i](L);
+  lua_pushstring(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,210 @@
+/* l_ops.c: running registry ops from Lua (core.op) and the tensor arithmetic metamethods. */
+#include <string.h>
+
+#include "kl/registry.h"
+#include "lbind.h"
+
+/* The Lua names of the ops (what backend.lua passes to core.op). */
+static const struct {
+  const char *name;
+  kl_op op;
+} op_names[] = {
+    {"dot", KL_OP_DOT},
+    {"sum", KL_OP_SUM},
+    {"mean", KL_OP_MEAN},
+    {"concatenate", KL_OP_CONCAT},
+    {"add", KL_OP_ADD},
+    {"subtract", KL_OP_SUB},
+    {"multiply", KL_OP_MUL},
+    {"divide", KL_OP_DIV},
+    {"add_scalar", KL_OP_ADD_SCALAR},
+    {"mul_scalar", KL_OP_MUL_SCALAR},
+    {"div_scalar", KL_OP_DIV_SCALAR},
+    {"rsub_scalar", KL_OP_RSUB_SCALAR},
+    {"rdiv_scalar", KL_OP_RDIV_SCALAR},
+    {"negative", KL_OP_NEG},
+    {"square", KL_OP_SQUARE},
+    {"sqrt", KL_OP_SQRT},
+    {"abs", KL_OP_ABS},
+    {"relu", KL_OP_RELU},
+    {"exp", KL_OP_EXP},
+    {"log", KL_OP_LOG},
+    {"sigmoid", KL_OP_SIGMOID},
+    {"tanh", KL_OP_TANH},
+    {"softmax", KL_OP_SOFTMAX},
+    {"transpose", KL_OP_TRANSPOSE},
+    {"retain", KL_OP_RETAIN},
+    {"bias_add", KL_OP_BIAS_ADD},
+    {"embedding", KL_OP_EMBEDDING},
+    {"loss_mse", KL_OP_LOSS_MSE},
+    {"loss_mae", KL_OP_LOSS_MAE},
+    {"loss_bce", KL_OP_LOSS_BCE},
+    {"loss_cce", KL_OP_LOSS_CCE},
+    {"loss_scce", KL_OP_LOSS_SCCE},
+};
+
+static kl_op check_op(lua_State *L, int idx) {
+  const char *name = luaL_checkstring(L, idx);
+  for (size_t i = 0; i < sizeof op_names / sizeof op_names[0]; i++)
+    if (strcmp(op_names[i].name, name) == 0) return op_names[i].op;
+  return (kl_op)kl_lua_fail(L, "op: unknown op '%s'", name);
+}
+
+/* Reads the inputs list at idx into in[]; returns their count. fn names the op. */
+static int check_inputs(lua_State *L, int idx, const char *fn, kl_tensor **in) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n < 1 || n > KL_MAX_OP_INPUTS)
+    kl_lua_fail(L, "%s: expected 1 to %d inputs, got %lld", fn, KL_MAX_OP_INPUTS, (long long)n);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, -1, KL_TENSOR_MT);
+    if (!u)
+      kl_lua_fail(L, "bad argument #%lld to '%s' (keras.Tensor expected, got %s)", (long long)i,
+                  fn, luaL_typename(L, -1));
+    if (!u->t) kl_lua_fail(L, "%s: input %lld is a closed tensor", fn, (long long)i);
+    in[i - 1] = u->t;
+    lua_pop(L, 1); /* still referenced by the inputs table */
+  }
+  return (int)n;
+}
+
+/* Reads attrs (Lua terms: 1-based or negative axis) at idx, normalising the axis against
+ * the first input's rank. */
+static void check_attrs(lua_State *L, int idx, const char *fn, kl_tensor *const *in,
+                        kl_attrs *a) {
+  static const char *const keys[] = {"transpose_a", "transpose_b", "axis", "keepdims",
+                                     "scalar",      "ival",        NULL};
+  memset(a, 0, sizeof *a);
+  if (!kl_lua_checkopts(L, idx, fn, keys)) return;
+  a->transpose_a = kl_lua_optbool(L, idx, fn, "transpose_a", 0);
+  a->transpose_b = kl_lua_optbool(L, idx, fn, "transpose_b", 0);
+  a->keepdims = kl_lua_optbool(L, idx, fn, "keepdims", 0);
+  a->scalar = kl_lua_optnumber(L, idx, fn, "scalar", 0.0);
+  lua_getfield(L, idx, "ival");
+  if (!lua_isnil(L, -1)) a->ival = kl_lua_checkint(L, -1, fn, "ival");
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "axis");
+  if (!lua_isnil(L, -1)) {
+    int64_t axis = kl_lua_checkint(L, -1, fn, "axis");
+    a->has_axis = 1;
+    a->axis = kl_lua_checkaxis(L, (lua_Integer)axis, in[0]->ndim, fn);
+  }
+  lua_pop(L, 1);
+}
+
+/* core.op(name, {inputs...}[, attrs[, fname]]): runs a registry op on tensors; fname is the
+ * name used in messages (default name). */
+static int l_op(lua_State *L) {
+  kl_op op = check_op(L, 1);
+  const char *fn = luaL_optstring(L, 4, lua_tostring(L, 1));
+  kl_tensor *in[KL_MAX_OP_INPUTS];
+  int n = check_inputs(L, 2, fn, in);
+  kl_attrs a;
+  check_attrs(L, 3, fn, in, &a);
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_op_run(op, in, n, &a, slot));
+  return 1;
+}
+
+/* core.dispatch_name(name, {inputs...}[, attrs]): which kernel kl_op_run would use. */
+static int l_dispatch_name(lua_State *L) {
+  kl_op op = check_op(L, 1);
+  const char *fn = lua_tostring(L, 1);
+  kl_tensor *in[KL_MAX_OP_INPUTS];
+  int n = check_inputs(L, 2, fn, in);
+  kl_attrs a;
+  check_attrs(L, 3, fn, in, &a);
+  const char *k = kl_op_dispatch_name(op, in, n, &a);
+  lua_pushstring(L, k ? k : "none");
+  return 1;
+}
+
+static int l_fallback_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)kl_fallback_count());
+  return 1;
+}
+
+static int l_fallback_reset_warned(lua_State *L) {
+  kl_fallback_reset_warned();
+  return 0;
+}
+
+/* ----------------------------------------------------------- arithmetic */
+
+/* Runs a binary operator: tensor op tensor -> tt; tensor op number -> ts (scalar as is, or
+ * negated when neg_ts); number op tensor -> st (scalar first). */
+static int arith(lua_State *L, const char *fn, kl_op tt, kl_op ts, int neg_ts, kl_op st) {
+  kl_tensor *x = kl_lua_totensor(L, 1), *y = kl_lua_totensor(L, 2);
+  for (int i = 1; i <= 2; i++) {
+    kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, i, KL_TENSOR_MT);
+    if (u && !u->t) return kl_lua_fail(L, "%s: operand %d is a closed tensor", fn, i);
+    if (!u && lua_type(L, i) != LUA_TNUMBER)
+      return kl_lua_fail(L, "bad argument #%d to '%s' (keras.Tensor or number expected, got %s)",
+                         i, fn, luaL_typename(L, i));
+  }
+  kl_attrs a;
+  memset(&a, 0, sizeof a);
+  kl_tensor *in[2];
+  kl_op op;
+  int n = 1;
+  if (x && y) {
+    op = tt;
+    in[0] = x;
+    in[1] = y;
+    n = 2;
+  } else if (x) {
+    op = ts;
+    in[0] = x;
+    a.scalar = lua_tonumber(L, 2);
+    if (neg_ts) a.scalar = -a.scalar;
+  } else {
+    op = st;
+    in[0] = y;
+    a.scalar = lua_tonumber(L, 1);
+  }
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_op_run(op, in, n, &a, slot));
+  return 1;
+}
+
+static int l_add(lua_State *L) {
+  return arith(L, "add", KL_OP_ADD, KL_OP_ADD_SCALAR, 0, KL_OP_ADD_SCALAR);
+}
+static int l_sub(lua_State *L) {
+  return arith(L, "subtract", KL_OP_SUB, KL_OP_ADD_SCALAR, 1, KL_OP_RSUB_SCALAR);
+}
+static int l_mul(lua_State *L) {
+  return arith(L, "multiply", KL_OP_MUL, KL_OP_MUL_SCALAR, 0, KL_OP_MUL_SCALAR);
+}
+static int l_div(lua_State *L) {
+  return arith(L, "divide", KL_OP_DIV, KL_OP_DIV_SCALAR, 0, KL_OP_RDIV_SCALAR);
+}
+static int l_unm(lua_State *L) {
+  kl_tensor *x = kl_lua_checktensor(L, 1, "negative");
+  kl_attrs a;
+  memset(&a, 0, sizeof a);
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_op_run(KL_OP_NEG, &x, 1, &a, slot));
+  return 1;
+}
+
+static const luaL_Reg arith_meta[] = {
+    {"__add", l_add}, {"__sub", l_sub}, {"__mul", l_mul},
+    {"__div", l_div}, {"__unm", l_unm}, {NULL, NULL},
+};
+
+static const luaL_Reg ops_funcs[] = {
+    {"op", l_op},
+    {"dispatch_name", l_dispatch_name},
+    {"fallback_count", l_fallback_count},
+    {"fallback_reset_warned", l_fallback_reset_warned},
+    {NULL, NULL},
+};
+
+void kl_lua_open_ops(lua_State *L) {
+  luaL_setfuncs(L, ops_funcs, 0);
+  luaL_getmetatable(L, KL_TENSOR_MT);
+  luaL_setfuncs(L, arith_meta, 0);
+  lua_pop(L, 1);
+}

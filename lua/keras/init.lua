@@ -1,0 +1,99 @@
+-- keras/init.lua: the keras module: tensor constructors, devices, and the submodules.
+local core = require("keras.core")
+
+local keras = {
+  core = core,                -- the C module (internal; use the functions below)
+  version = core.version,
+  is_tensor = core.is_tensor,
+}
+
+-- ------------------------------------------------------------ tensors
+keras.array = core.array        -- keras.array(nested_table_or_tensor, {dtype=})
+keras.zeros = core.zeros        -- keras.zeros(shape, {dtype=})
+keras.ones = core.ones
+keras.full = core.full          -- keras.full(shape, value, {dtype=})
+keras.range = core.range        -- keras.range(first, last[, step][, {dtype=}]), inclusive
+
+keras.random = {
+  seed = core.random_seed,       -- keras.random.seed(n)
+  normal = core.random_normal,   -- keras.random.normal(shape, {mean=0, stddev=1, dtype=, seed=})
+  uniform = core.random_uniform, -- keras.random.uniform(shape, {low=0, high=1, dtype=, seed=})
+}
+
+-- ------------------------------------------------------------ devices
+-- A device descriptor: {device_type = "cpu"|"gpu", device_id = n}, printed "cpu(0)".
+local Device = {}
+Device.__index = Device
+Device.__tostring = function(d) return d.device_type .. "(" .. d.device_id .. ")" end
+Device.__eq = function(a, b) return a.device_type == b.device_type and a.device_id == b.device_id end
+
+local function is_device(d) return getmetatable(d) == Device end
+keras.is_device = is_device
+
+function keras.cpu(n)
+  n = n or 0
+  if n ~= 0 then error("cpu: only cpu(0) exists (got cpu(" .. tostring(n) .. "))", 0) end
+  return setmetatable({device_type = "cpu", device_id = 0}, Device)
+end
+
+-- Number of CUDA devices usable (0: keras-lua is built without CUDA for now).
+function keras.num_gpus()
+  return core.num_gpus and core.num_gpus() or 0
+end
+
+function keras.gpu(n)
+  n = n or 0
+  if math.type(n) ~= "integer" or n < 0 then
+    error("gpu: device id must be an integer >= 0 (got " .. tostring(n) .. ")", 0)
+  end
+  local count = keras.num_gpus()
+  if count == 0 then
+    error("gpu: CUDA is not available (keras-lua was built without CUDA support, or no GPU " ..
+          "is present; keras.num_gpus() == 0)", 0)
+  end
+  if n >= count then
+    error(string.format("gpu: device %d out of range (%d GPU(s) present)", n, count), 0)
+  end
+  return setmetatable({device_type = "gpu", device_id = n}, Device)
+end
+
+local default_device = keras.cpu()
+function keras.set_default_device(d)
+  if not is_device(d) then error("set_default_device: expected a device (keras.cpu() or keras.gpu(n))", 0) end
+  default_device = d
+end
+function keras.default_device() return default_device end
+
+-- t:to(device): tensors live on cpu(0) only for now, so this returns t itself.
+core.tensor_methods.to = function(t, d)
+  if not is_device(d) then
+    error("to: expected a device (keras.cpu() or keras.gpu(n)), got " .. type(d), 0)
+  end
+  if d.device_type ~= "cpu" then
+    error("to: device " .. tostring(d) .. " is not available (tensors live on cpu(0))", 0)
+  end
+  return t
+end
+
+-- ------------------------------------------------------------ submodules
+keras.sparse = require("keras.sparse")
+keras.backend = require("keras.backend")
+
+-- Modules written later; each is loaded when present and becomes keras.<name>. A module that
+-- exists but fails to load is an error (only a missing file is tolerated).
+local optional = {
+  "autograd", "initializers", "layers", "optimizers", "losses", "metrics", "callbacks",
+  "models", "data_utils", "utils", "distributed",
+}
+for _, name in ipairs(optional) do
+  local modname = "keras." .. name
+  local found = package.searchpath(modname, package.path)
+  if found then keras[name] = require(modname) end
+end
+-- Keras' top-level aliases for things defined in the submodules.
+if keras.models then
+  keras.Model = keras.Model or keras.models.Model
+  keras.Sequential = keras.Sequential or keras.models.Sequential
+end
+
+return keras
