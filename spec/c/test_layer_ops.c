@@ -328,6 +328,56 @@ static void test_embedding_fd(void) {
   kl_tensor_release(w);
 }
 
+/* Fails the k-th allocation for every k until the call succeeds: each failure must be
+ * KL_ENOMEM with *out left NULL (ASan builds also prove nothing leaks). */
+static void sweep_alloc(const char *what, kl_tensor **in, int nin, int bwd, const kl_op_def *d,
+                        kl_stype want) {
+  kl_tensor *y = NULL, *g = NULL;
+  CHECK_OK(run_def(d, in, nin, NULL, &y));
+  if (!y) return;
+  g = mk(y->dtype, y->ndim, y->shape, NULL);
+  kl_tensor_fill(g, 1);
+  int done = 0;
+  for (long k = 1; k < 100 && !done; k++) {
+    kl_tensor *o = NULL;
+    kl_alloc_fail_at(k);
+    kl_status st = bwd ? d->backward(in, nin, NULL, y, g, 1, want, &o) : run_def(d, in, nin, NULL, &o);
+    kl_alloc_fail_at(0);
+    if (st == KL_OK) {
+      done = 1;
+    } else if (st != KL_ENOMEM || o != NULL) {
+      fprintf(stderr, "%s: allocation %ld failing gave %s\n", what, k, kl_status_name(st));
+      CHECK(0);
+      break;
+    }
+    kl_tensor_release(o);
+  }
+  CHECK(done);
+  kl_tensor_release(y);
+  kl_tensor_release(g);
+}
+
+static void test_alloc_failures(void) {
+  int64_t is[2] = {2, 3}, ws[2] = {5, 2}, bs[1] = {2};
+  double iv[6] = {1, 2, 2, 0, 5, 1};
+  kl_tensor *ids = mk(KL_FLOAT32, 2, is, iv), *w = mk(KL_FLOAT32, 2, ws, NULL);
+  kl_tensor *b = mk(KL_FLOAT32, 1, bs, NULL), *wr = NULL;
+  kl_tensor *in[2] = {ids, w}, *bin[2] = {w, b};
+  sweep_alloc("embedding forward", in, 2, 0, &kl_opdef_embedding, KL_STYPE_DEFAULT);
+  sweep_alloc("embedding backward rsp", in, 2, 1, &kl_opdef_embedding, KL_STYPE_ROW_SPARSE);
+  sweep_alloc("embedding backward dense", in, 2, 1, &kl_opdef_embedding, KL_STYPE_DEFAULT);
+  CHECK_OK(kl_tensor_tostype(w, KL_STYPE_ROW_SPARSE, &wr));
+  kl_tensor *rin[2] = {ids, wr};
+  if (wr) sweep_alloc("embedding forward rsp", rin, 2, 0, &kl_opdef_embedding, KL_STYPE_DEFAULT);
+  sweep_alloc("bias_add forward", bin, 2, 0, &kl_opdef_bias_add, KL_STYPE_DEFAULT);
+  sweep_alloc("bias_add backward", bin, 2, 1, &kl_opdef_bias_add, KL_STYPE_DEFAULT);
+  sweep_alloc("bias_add backward rsp", bin, 2, 1, &kl_opdef_bias_add, KL_STYPE_ROW_SPARSE);
+  kl_tensor_release(ids);
+  kl_tensor_release(w);
+  kl_tensor_release(wr);
+  kl_tensor_release(b);
+}
+
 int main(void) {
   test_bias_add_exact();
   test_bias_add_random(KL_FLOAT64, 1e-12);
@@ -342,5 +392,6 @@ int main(void) {
   test_embedding_random(KL_FLOAT64, KL_FLOAT64, 1, 1e-12);
   test_embedding_huge_vocab();
   test_embedding_fd();
+  test_alloc_failures();
   KLTEST_DONE();
 }
