@@ -221,6 +221,7 @@ kl_status kl_op_run(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
   kl_tensor *res = NULL;
   kl_status st;
   if (!a) a = &none;
+  memset(&om, 0, sizeof om);
   KL_TRY(check_call(op, &d, nin, in != NULL));
   KL_CHECK(out != NULL, KL_EINVAL, "%s: out is NULL", d->name);
   *out = NULL;
