@@ -60,7 +60,9 @@ static kl_status loss_infer(loss_kind k, const kl_meta *in, int nin, kl_meta *ou
   return KL_OK;
 }
 
-/* Keras' clip bounds [eps, 1 - eps] with eps = 1e-7, rounded to the y_pred dtype. */
+/* Keras' clip bounds [eps, 1 - eps] with eps = 1e-7, rounded to the y_pred dtype. The
+ * crossentropies clip and take the log of the clipped value, as Keras 2.2 (the Keras-MXNet
+ * era); tf.keras 2.x also adds eps inside the log, which moves results by about 1e-7. */
 static void clip_bounds(kl_dtype dt, double *lo, double *hi) {
   if (dt == KL_FLOAT32) {
     *lo = (double)(float)1e-7;
