@@ -62,9 +62,9 @@ static kl_status unary_run(kl_op op, kl_tensor *const *in, const kl_attrs *a, kl
 #define SOFTMAX_ROW(T, p, o, n)                                                            \
   do {                                                                                     \
     double m_ = -INFINITY, s_ = 0;                                                         \
-    for (int64_t j = 0; j < (n); j++) m_ = (double)(p)[j] > m_ ? (double)(p)[j] : m_;      \
-    for (int64_t j = 0; j < (n); j++) s_ += exp((double)(p)[j] - m_);                      \
-    for (int64_t j = 0; j < (n); j++) (o)[j] = (T)(exp((double)(p)[j] - m_) / s_);         \
+    for (int64_t j_ = 0; j_ < (n); j_++) m_ = (double)(p)[j_] > m_ ? (double)(p)[j_] : m_;      \
+    for (int64_t j_ = 0; j_ < (n); j_++) s_ += exp((double)(p)[j_] - m_);                      \
+    for (int64_t j_ = 0; j_ < (n); j_++) (o)[j_] = (T)(exp((double)(p)[j_] - m_) / s_);         \
   } while (0)
 
 static kl_status softmax_dense(kl_tensor *const *in, int nin, const kl_attrs *a,
