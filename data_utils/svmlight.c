@@ -1,5 +1,6 @@
 /* svmlight.c: kl_svmlight_load (a whole file into CSR + labels) and kl_svmlight_dump (the writer). */
 #include <errno.h>
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -113,6 +114,7 @@ typedef struct svm_writer {
   gzFile f;
   const char *path;
   int64_t line;
+  char dp; /* the locale's decimal point, written as '.' */
   char buf[1 << 16];
   size_t len;
 } svm_writer;
@@ -135,6 +137,9 @@ static void put_value(svm_writer *w, kl_dtype dt, const void *data, int64_t i) {
   if (dt == KL_FLOAT32) n = snprintf(o, 32, "%.9g", (double)((const float *)data)[i]);
   else if (dt == KL_FLOAT64) n = snprintf(o, 32, "%.17g", ((const double *)data)[i]);
   else n = snprintf(o, 32, "%lld", (long long)((const int64_t *)data)[i]);
+  if (w->dp != '.')
+    for (int k = 0; k < n; k++)
+      if (o[k] == w->dp) o[k] = '.';
   w->len += (size_t)n;
 }
 
@@ -187,6 +192,7 @@ kl_status kl_svmlight_dump(const kl_tensor *X, const kl_tensor *y, const char *p
   svm_writer *w = kl_calloc(1, sizeof *w);
   if (!w) return KL_ENOMEM;
   w->path = path;
+  w->dp = localeconv()->decimal_point[0];
   errno = 0;
   w->f = gzopen(path, ends_with(path, ".gz") ? "wb6" : "wbT");
   kl_status st = KL_OK;

@@ -1,6 +1,7 @@
 /* svmlight_parse.c: the buffered line reader (plain or gzip) and the strict svmlight line tokenizer. */
 #include <errno.h>
 #include <float.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -285,15 +286,26 @@ static int fast_double(const char *s, const char *e, double *out) {
   return 1;
 }
 
-/* A number as strtod reads it, ending exactly at e (a non-number byte follows it).
- * Returns 0 on a malformed token, -1 on overflow. Underflow to 0/denormals is accepted. */
+/* A number as strtod reads it in the "C" locale, ending exactly at e (a non-number byte
+ * follows it). Returns 0 on a malformed token, -1 on overflow. Underflow to 0/denormals is
+ * accepted. Under a locale whose decimal point is not '.', the token is retried with '.'
+ * swapped for it (as Lua's own lua_str2number does), and that locale's point is refused. */
 static int parse_double(const char *s, const char *e, double *out) {
   if (fast_double(s, e, out)) return 1;
   if (s == e) return 0;
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (end != e) return 0;
+  if (end != e) {
+    char dp = localeconv()->decimal_point[0];
+    char tmp[256];
+    if (dp == '.' || e - s >= (ptrdiff_t)sizeof tmp || memchr(s, dp, (size_t)(e - s))) return 0;
+    for (ptrdiff_t i = 0; i < e - s; i++) tmp[i] = s[i] == '.' ? dp : s[i];
+    tmp[e - s] = 0;
+    errno = 0;
+    v = strtod(tmp, &end);
+    if (end != tmp + (e - s)) return 0;
+  }
   if (errno == ERANGE && fabs(v) > 1.0) return -1;
   *out = v;
   return 1;

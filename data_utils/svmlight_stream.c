@@ -137,7 +137,9 @@ static kl_status iter_start(kl_svmlight_iter *it) {
   KL_TRY(svm_reader_seek(&it->r, it->begin - 1));
   char *s, *e;
   int got;
-  return svm_reader_line(&it->r, &s, &e, &got);
+  kl_status st = svm_reader_line(&it->r, &s, &e, &got);
+  if (st == KL_EFORMAT) kl_clearerr(); /* a NUL in that line is the earlier part's to report */
+  return st == KL_EFORMAT ? KL_OK : st;
 }
 
 /* Makes *t a tensor the iterator may overwrite: ours if nobody else holds it, else new. */

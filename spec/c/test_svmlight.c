@@ -696,6 +696,21 @@ static void test_stream_equals_load(void) {
   CHECK_ERR(kl_svmlight_iter_next(it, &X, &y, &done), KL_EINVAL, "reset() starts a new one");
   CHECK_OK(kl_svmlight_iter_reset(it));
   kl_svmlight_iter_close(it);
+  /* a NUL in the line a part skips (it starts in the previous part) is that part's error */
+  const char *np = write_bytes("nulpart.svm", "1 1:1\n2 2:\0\n3 1:1\n4 1:1\n", 24);
+  for (int part = 0; part < 3; part++) {
+    CHECK_OK(kl_svmlight_iter_open(np, 5, 8, 0, 3, part, KL_FLOAT32, &it));
+    done = 0;
+    st = it ? kl_svmlight_iter_next(it, &X, &y, &done) : KL_EINVAL;
+    if (part == 0) {
+      CHECK(st == KL_EFORMAT && strstr(kl_errmsg(), "nulpart.svm:2: NUL byte at column 5"));
+    } else {
+      CHECK(st == KL_OK && !done && y && y->shape[0] == 1 &&
+            ((float *)y->data)[0] == (float)(part + 2));
+    }
+    kl_svmlight_iter_close(it);
+    it = NULL;
+  }
   /* the auto base pre-scans the whole file, so the first part already refuses it */
   CHECK_ERR(kl_svmlight_iter_open(bad, 5, 8, -1, 2, 0, KL_FLOAT32, &it), KL_EFORMAT,
             "partbad.svm:90: bad value '2:zz'");

@@ -9,7 +9,8 @@ extern "C" {
 #endif
 
 /* The format, one sample per line:   <label> [qid:<int>] <index>:<value> ...  [# comment]
- * Labels and values are what C's strtod reads, wholly (an out-of-range value is an error);
+ * Labels and values are what C's strtod reads in the "C" locale, wholly (an out-of-range
+ * value is an error; underflow to 0 or a denormal is not; float32 values beyond its range are);
  * indices are decimal integers, strictly increasing on a line (unsorted or duplicated
  * indices are an error, as in scikit-learn). '#' starts a comment running to the end of
  * the line; blank lines are skipped; CRLF and a missing final newline are accepted.
@@ -57,8 +58,10 @@ typedef struct kl_svmlight_iter kl_svmlight_iter;
  * num_parts byte ranges of the (uncompressed) stream; part part_index (0-based) holds
  * the lines whose first byte lies in [p*size/num_parts, (p+1)*size/num_parts), so the
  * parts together cover every line exactly once. For a .gz file with num_parts > 1 the
- * open decompresses the file once to learn its size. *out owned by the caller
- * (kl_svmlight_iter_close). */
+ * open decompresses the file once to learn its size. A part (or file) without sample
+ * lines gives no batch: the first next() says done. Line numbers in a part's errors are
+ * the file's (counted from the start only when an error is reported). *out owned by the
+ * caller (kl_svmlight_iter_close). */
 kl_status kl_svmlight_iter_open(const char *path, int64_t n_features, int64_t batch_size,
                                 int zero_based, int num_parts, int part_index,
                                 kl_dtype dtype, kl_svmlight_iter **out);
