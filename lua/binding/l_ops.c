@@ -1,4 +1,5 @@
 /* l_ops.c: running registry ops from Lua (core.op) and the tensor arithmetic metamethods. */
+#include <stdio.h>
 #include <string.h>
 
 #include "kl/registry.h"
@@ -93,6 +94,30 @@ static void check_attrs(lua_State *L, int idx, const char *fn, kl_tensor *const 
   lua_pop(L, 1);
 }
 
+static void shape_str(const kl_tensor *t, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < t->ndim && used < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, i ? " x %lld" : "%lld", (long long)t->shape[i]);
+  if (t->ndim == 0) snprintf(buf, len, "scalar");
+}
+
+/* concatenate's shape rules checked here so the message names the axis 1-based. */
+static void check_concat(lua_State *L, const char *fn, kl_tensor *const *in, int n, int axis) {
+  for (int i = 1; i < n; i++) {
+    int ok = in[i]->ndim == in[0]->ndim;
+    for (int d = 0; ok && d < in[0]->ndim; d++)
+      if (d != axis && in[i]->shape[d] != in[0]->shape[d]) ok = 0;
+    if (!ok) {
+      char a[128], b[128];
+      shape_str(in[i], a, sizeof a);
+      shape_str(in[0], b, sizeof b);
+      kl_lua_fail(L, "%s: shape mismatch (%s) at input %d vs (%s) at input 1: sizes must agree "
+                  "except on axis %d", fn, a, i + 1, b, axis + 1);
+    }
+  }
+}
+
 /* core.op(name, {inputs...}[, attrs[, fname]]): runs a registry op on tensors; fname is the
  * name used in messages (default name). */
 static int l_op(lua_State *L) {
@@ -102,6 +127,10 @@ static int l_op(lua_State *L) {
   int n = check_inputs(L, 2, fn, in);
   kl_attrs a;
   check_attrs(L, 3, fn, in, &a);
+  if (op == KL_OP_CONCAT) {
+    if (in[0]->ndim == 0) kl_lua_fail(L, "%s: cannot concatenate 0-d tensors", fn);
+    check_concat(L, fn, in, n, a.has_axis ? a.axis : in[0]->ndim - 1);
+  }
   kl_tensor **slot = kl_lua_newslot(L);
   KL_LUA_TRY(L, kl_op_run(op, in, n, &a, slot));
   return 1;
