@@ -229,6 +229,33 @@ static void random_cases(kl_rng *rng) {
       }
 }
 
+/* Sizes past the OpenMP threshold, so the parallel loops run (and agree). */
+static void large_cases(kl_rng *rng) {
+  int64_t shape[2] = {1500, 40}, row[1] = {40};
+  for (int oi = 0; oi < 4; oi++)
+    for (int s0 = 0; s0 < 3; s0++)
+      for (int s1 = 0; s1 < 3; s1++) {
+        if (s0 && s1 && s0 != s1) continue;
+        kl_tensor *a = kt_rand(rng, (kl_stype)s0, KL_FLOAT64, 2, shape, -1, 1);
+        kl_tensor *b = kt_rand(rng, (kl_stype)s1, KL_FLOAT64, 2, shape, 0.5, 1);
+        kl_tensor *o = run2(BIN[oi], a, b), *ref = ref_binary(BIN[oi], a, b);
+        CHECK(kt_maxrel(o, ref) <= 1e-12);
+        kl_tensor_release(a);
+        kl_tensor_release(b);
+        kl_tensor_release(o);
+        kl_tensor_release(ref);
+      }
+  /* broadcast (1500, 40) * (40) */
+  kl_tensor *a = kt_rand(rng, 0, KL_FLOAT32, 2, shape, -1, 1), *b = kt_rand(rng, 0, KL_FLOAT32, 1, row, -1, 1);
+  kl_tensor *o = run2(KL_OP_MUL, a, b), *ref = kt_dense(KL_FLOAT64, 2, shape, NULL);
+  for (int64_t k = 0; k < 60000; k++) kl_tensor_data_set(ref, k, kt_at(a, k) * kt_at(b, k % 40));
+  CHECK(kt_maxrel(o, ref) <= 1e-6);
+  kl_tensor_release(a);
+  kl_tensor_release(b);
+  kl_tensor_release(o);
+  kl_tensor_release(ref);
+}
+
 static void gradients(kl_rng *rng) {
   kl_attrs at;
   memset(&at, 0, sizeof at);
@@ -297,6 +324,7 @@ int main(void) {
   exact_cases();
   sparse_exact();
   random_cases(&rng);
+  large_cases(&rng);
   gradients(&rng);
   KLTEST_DONE();
 }

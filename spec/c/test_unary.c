@@ -166,11 +166,33 @@ static void gradients(kl_rng *rng) {
   }
 }
 
+/* Past the OpenMP threshold: csr/rsp/dense exp and softmax, and transpose. */
+static void large_cases(kl_rng *rng) {
+  int64_t shape[2] = {1500, 40};
+  for (int s = 0; s < 3; s++)
+    for (int k = 0; k < 2; k++) {
+      kl_op op = k ? KL_OP_SOFTMAX : KL_OP_EXP;
+      kl_tensor *x = kt_rand(rng, (kl_stype)s, KL_FLOAT64, 2, shape, -2, 2), *xd = NULL;
+      kl_tensor_tostype(x, KL_STYPE_DEFAULT, &xd);
+      kl_tensor *o = run1(op, x), *r = op == KL_OP_SOFTMAX ? ref_softmax(xd) : NULL;
+      if (!r) {
+        r = kt_dense(KL_FLOAT64, 2, shape, NULL);
+        for (int64_t i = 0; i < 60000; i++) kl_tensor_data_set(r, i, exp(kt_at(xd, i)));
+      }
+      CHECK(kt_maxrel(o, r) <= 1e-12);
+      kl_tensor *t = run1(KL_OP_TRANSPOSE, xd), *tt = run1(KL_OP_TRANSPOSE, t);
+      CHECK(t && t->shape[0] == 40 && kt_maxrel(tt, xd) == 0);
+      kl_tensor *all[] = {x, xd, o, r, t, tt};
+      for (int j = 0; j < 6; j++) kl_tensor_release(all[j]);
+    }
+}
+
 int main(void) {
   kl_rng rng;
   kl_rng_seed(&rng, 3);
   exact_cases();
   random_cases(&rng);
+  large_cases(&rng);
   gradients(&rng);
   KLTEST_DONE();
 }
