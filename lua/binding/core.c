@@ -1,6 +1,9 @@
 /* core.c: luaopen_keras_core, the entry point of the C module: builds the module table. */
 #include "lbind.h"
 
+void kl_lua_open_graph(lua_State *L); /* l_graph.c, l_plan.c: keras.Graph, keras.Plan */
+void kl_lua_open_optim(lua_State *L); /* l_optim.c: keras.Optimizer, optimizer_new */
+
 /* The binding files, each adding its functions to the module table on the stack top.
  * Order matters only in that the tensor metatable must exist before anything else.
  * Later binding files (graph, layers, optimizers, data_utils, ...) add their opener here. */
@@ -9,6 +12,8 @@ static void (*const openers[])(lua_State *L) = {
     kl_lua_open_construct, /* l_construct.c: array, zeros, ones, full, range, random_* */
     kl_lua_open_sparse,    /* l_sparse.c: csr_matrix, coo_matrix, row_sparse_array, ... */
     kl_lua_open_ops,       /* l_ops.c: op(), the arithmetic metamethods */
+    kl_lua_open_graph,     /* l_graph.c, l_plan.c: graph_new, plan_new, metric_resolve */
+    kl_lua_open_optim,     /* l_optim.c: optimizer_new, the keras.Optimizer metatable */
     NULL,
 };
 

@@ -1,0 +1,394 @@
+/* l_plan.c: the "keras.Plan" userdata: compiled plans, training steps and the C epoch loop. */
+#include <math.h>
+#include <string.h>
+
+#include "l_graph.h"
+
+#define KL_MAX_METRICS 16
+
+/* A plan userdata; uservalue 1 holds the graph userdata so the graph outlives the plan. */
+typedef struct kl_lua_plan {
+  kl_plan *p;
+  int nfeeds, noutputs, nweights;
+} kl_lua_plan;
+
+static kl_lua_plan *check_plan(lua_State *L, int idx, const char *fn) {
+  kl_lua_plan *u = (kl_lua_plan *)luaL_testudata(L, idx, KL_PLAN_MT);
+  if (!u)
+    kl_lua_fail(L, "bad argument #%d to '%s' (keras.Plan expected, got %s)", idx, fn,
+                luaL_typename(L, idx));
+  if (!u->p) kl_lua_fail(L, "%s: plan is closed", fn);
+  return u;
+}
+
+/* Reads opts[key], a list of node handles, into ids[] (0-based); returns the count. */
+static int read_ids(lua_State *L, int opts, const char *key, const kl_graph *g, int *ids, int max) {
+  int n = 0;
+  if (lua_getfield(L, opts, key) != LUA_TNIL) {
+    if (!lua_istable(L, -1)) kl_lua_fail(L, "plan_new: option '%s' must be a list of nodes", key);
+    lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+    if (len > max) kl_lua_fail(L, "plan_new: %s has %lld entries (at most %d)", key, (long long)len, max);
+    for (lua_Integer i = 1; i <= len; i++) {
+      char what[48];
+      snprintf(what, sizeof what, "%s[%lld]", key, (long long)i);
+      lua_rawgeti(L, -1, i);
+      ids[n++] = kl_lua_checknode(L, -1, g, "plan_new", what);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+#define KL_PLAN_MAX_IDS 1024
+
+static int l_plan_new(lua_State *L) {
+  static const char *const allowed[] = {"feeds", "outputs", "loss", "weights", "grad_stypes",
+                                        "optimizer", NULL};
+  kl_graph *g = kl_lua_checkgraph(L, 1, "plan_new");
+  luaL_checktype(L, 2, LUA_TTABLE);
+  kl_lua_checkopts(L, 2, "plan_new", allowed);
+  int feeds[KL_PLAN_MAX_IDS], outputs[KL_PLAN_MAX_IDS], weights[KL_PLAN_MAX_IDS];
+  kl_stype gst[KL_PLAN_MAX_IDS];
+  int nf = read_ids(L, 2, "feeds", g, feeds, KL_PLAN_MAX_IDS);
+  int no = read_ids(L, 2, "outputs", g, outputs, KL_PLAN_MAX_IDS);
+  int nw = read_ids(L, 2, "weights", g, weights, KL_PLAN_MAX_IDS);
+  int loss = -1;
+  if (lua_getfield(L, 2, "loss") != LUA_TNIL) loss = kl_lua_checknode(L, -1, g, "plan_new", "loss");
+  lua_pop(L, 1);
+  int has_gst = 0;
+  if (lua_getfield(L, 2, "grad_stypes") != LUA_TNIL) {
+    if (!lua_istable(L, -1)) kl_lua_fail(L, "plan_new: grad_stypes must be a list of stype names");
+    has_gst = 1;
+    for (int k = 0; k < nw; k++) {
+      lua_rawgeti(L, -1, k + 1);
+      const char *s = lua_isnil(L, -1) ? "default" : luaL_checkstring(L, -1);
+      KL_LUA_TRY(L, kl_stype_parse("plan_new", s, &gst[k]));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  const kl_optimizer *opt = NULL;
+  if (lua_getfield(L, 2, "optimizer") != LUA_TNIL) {
+    /* The keras.Optimizer userdata block starts with its kl_optimizer (l_optim.c). */
+    opt = (const kl_optimizer *)luaL_testudata(L, -1, KL_OPTIMIZER_MT);
+    if (!opt)
+      kl_lua_fail(L, "plan_new: optimizer must be a keras.Optimizer (got %s)",
+                  luaL_typename(L, -1));
+  }
+  lua_pop(L, 1); /* the options table still references the optimizer */
+  kl_lua_plan *u = (kl_lua_plan *)lua_newuserdatauv(L, sizeof *u, 1);
+  u->p = NULL;
+  u->nfeeds = nf, u->noutputs = no, u->nweights = nw;
+  luaL_setmetatable(L, KL_PLAN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  kl_plan_spec s = {feeds, nf, outputs, no, loss, weights, nw, has_gst ? gst : NULL, opt};
+  KL_LUA_TRY(L, kl_plan_new(g, &s, &u->p));
+  return 1;
+}
+
+static int l_plan_gc(lua_State *L) {
+  kl_lua_plan *u = (kl_lua_plan *)luaL_checkudata(L, 1, KL_PLAN_MT);
+  kl_plan *p = u->p;
+  u->p = NULL;
+  kl_plan_free(p); /* touches only the plan's own tensors, never the graph */
+  return 0;
+}
+
+/* Reads a list of tensors (or one tensor) at idx into t[]; missing entries up to max are NULL. */
+static int read_tensors(lua_State *L, int idx, const char *fn, kl_tensor **t, int max) {
+  for (int i = 0; i < max; i++) t[i] = NULL;
+  if (kl_lua_totensor(L, idx)) {
+    t[0] = kl_lua_totensor(L, idx);
+    return 1;
+  }
+  if (!lua_istable(L, idx))
+    kl_lua_fail(L, "%s: expected a list of tensors (got %s)", fn, luaL_typename(L, idx));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n > max) kl_lua_fail(L, "%s: %lld tensors given, the plan takes %d", fn, (long long)n, max);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_isnil(L, -1)) t[i - 1] = kl_lua_checktensor(L, -1, fn);
+    lua_pop(L, 1); /* the list keeps the tensor alive */
+  }
+  return (int)n;
+}
+
+static int l_plan_forward(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "forward");
+  kl_tensor *feeds[KL_MAX_OP_INPUTS];
+  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "forward: too many feeds");
+  read_tensors(L, 2, "forward", feeds, u->nfeeds);
+  int training = lua_toboolean(L, 3);
+  KL_LUA_TRY(L, kl_plan_forward(u->p, feeds, training));
+  lua_createtable(L, u->noutputs, 0);
+  for (int k = 0; k < u->noutputs; k++) {
+    kl_lua_push_tensor(L, kl_tensor_retain(kl_plan_output(u->p, k)));
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 1;
+}
+
+static int l_plan_loss(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "loss");
+  lua_pushnumber(L, kl_plan_loss(u->p));
+  return 1;
+}
+
+static int l_plan_backward(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "backward");
+  KL_LUA_TRY(L, kl_plan_backward(u->p));
+  lua_createtable(L, u->nweights, 0);
+  for (int k = 0; k < u->nweights; k++) {
+    kl_lua_push_tensor(L, kl_tensor_retain(kl_plan_grad(u->p, k)));
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 1;
+}
+
+static int l_plan_train_step(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "train_step");
+  kl_tensor *feeds[KL_MAX_OP_INPUTS];
+  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "train_step: too many feeds");
+  read_tensors(L, 2, "train_step", feeds, u->nfeeds);
+  double loss = 0;
+  KL_LUA_TRY(L, kl_plan_train_step(u->p, feeds, &loss));
+  lua_pushnumber(L, loss);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ epoch loop */
+
+/* State of the on_batch trampoline. Lua values live on the stack of the calling C function;
+ * err_slot is a stack slot (absolute) that receives a callback's error. */
+typedef struct cb_state {
+  lua_State *L;
+  int fn, names, err_slot, nmetrics, failed;
+} cb_state;
+
+/* Runs inside lua_pcall: args (state, fn, names, batch, seen, total, loss); builds the metrics
+ * table and calls fn. Everything that can raise happens here. */
+static int cb_body(lua_State *L) {
+  cb_state *s = (cb_state *)lua_touserdata(L, 1);
+  const double *m = (const double *)lua_touserdata(L, 8);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 5);
+  lua_pushvalue(L, 6);
+  lua_pushvalue(L, 7);
+  lua_createtable(L, 0, s->nmetrics);
+  for (int i = 0; i < s->nmetrics; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    lua_pushnumber(L, m[i]);
+    lua_settable(L, -3);
+  }
+  lua_call(L, 5, 1);
+  return 1;
+}
+
+static int cb_trampoline(void *ud, int64_t batch, int64_t seen, int64_t total, double loss,
+                         const double *metric_avgs) {
+  cb_state *s = (cb_state *)ud;
+  lua_State *L = s->L;
+  if (!lua_checkstack(L, 12)) {
+    s->failed = 2; /* out of stack: stop, reported after the loop */
+    return 1;
+  }
+  lua_pushcfunction(L, cb_body);
+  lua_pushlightuserdata(L, s);
+  lua_pushvalue(L, s->fn);
+  lua_pushvalue(L, s->names);
+  lua_pushinteger(L, (lua_Integer)batch + 1); /* batches are numbered from 1 in Lua */
+  lua_pushinteger(L, (lua_Integer)seen);
+  lua_pushinteger(L, (lua_Integer)total);
+  lua_pushnumber(L, loss);
+  lua_pushlightuserdata(L, (void *)metric_avgs);
+  if (lua_pcall(L, 8, 1, 0) != LUA_OK) {
+    lua_replace(L, s->err_slot); /* keep the error; raised after C has freed its memory */
+    s->failed = 1;
+    return 1;
+  }
+  int stop = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return stop;
+}
+
+/* Reads opts.metrics (a list of metric names) into ids; leaves the names list at names_idx. */
+static int read_metrics(lua_State *L, int opts, const char *fn, int *ids, int *names_idx) {
+  int n = 0;
+  if (lua_istable(L, opts) && lua_getfield(L, opts, "metrics") != LUA_TNIL) {
+    if (!lua_istable(L, -1)) kl_lua_fail(L, "%s: option 'metrics' must be a list of names", fn);
+    lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+    if (len > KL_MAX_METRICS) kl_lua_fail(L, "%s: at most %d metrics", fn, KL_MAX_METRICS);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_rawgeti(L, -1, i);
+      const char *name = luaL_checkstring(L, -1);
+      kl_metric m;
+      KL_LUA_TRY(L, kl_metric_parse(name, &m));
+      ids[n++] = (int)m;
+      lua_pop(L, 1);
+    }
+  } else {
+    if (lua_istable(L, opts)) lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  *names_idx = lua_gettop(L);
+  return n;
+}
+
+/* Pushes the table {name = value} of the metric averages. */
+static void push_metrics(lua_State *L, int names, int n, const double *avg) {
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, names, i + 1);
+    lua_pushnumber(L, avg[i]);
+    lua_settable(L, -3);
+  }
+}
+
+/* fit_epoch (train = 1) and evaluate (train = 0): p:fit_epoch({x...}, y, opts). */
+static int plan_loop(lua_State *L, int train) {
+  static const char *const fit_allowed[] = {"batch_size", "shuffle", "metrics", "on_batch",
+                                            "seed", NULL};
+  static const char *const eval_allowed[] = {"batch_size", "metrics", NULL};
+  const char *fn = train ? "fit_epoch" : "evaluate";
+  kl_lua_plan *u = check_plan(L, 1, fn);
+  kl_tensor *x[KL_MAX_OP_INPUTS];
+  int nx = read_tensors(L, 2, fn, x, u->nfeeds > 1 ? u->nfeeds - 1 : 1);
+  kl_tensor *y = kl_lua_checktensor(L, 3, fn);
+  kl_lua_checkopts(L, 4, fn, train ? fit_allowed : eval_allowed);
+  double bs = kl_lua_optnumber(L, 4, fn, "batch_size", 32);
+  if (!(bs >= 1) || bs != floor(bs) || bs > 9e15)
+    kl_lua_fail(L, "%s: batch_size must be a positive integer. Received: batch_size=%g", fn, bs);
+  int shuffle = train ? kl_lua_optbool(L, 4, fn, "shuffle", 0) : 0;
+  kl_rng local;
+  kl_rng *rng = kl_rng_global();
+  if (train && lua_istable(L, 4) && lua_getfield(L, 4, "seed") != LUA_TNIL) {
+    kl_rng_seed(&local, (uint64_t)kl_lua_checkint(L, -1, fn, "seed"));
+    rng = &local;
+  }
+  if (train && lua_istable(L, 4)) lua_pop(L, 1);
+  int metrics[KL_MAX_METRICS], names;
+  int nm = read_metrics(L, 4, fn, metrics, &names);
+  int fnidx = 0;
+  if (train && lua_istable(L, 4)) {
+    lua_getfield(L, 4, "on_batch");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isfunction(L, -1)) kl_lua_fail(L, "%s: option 'on_batch' must be a function", fn);
+      fnidx = lua_gettop(L);
+    }
+  }
+  lua_pushnil(L); /* err_slot */
+  cb_state cs = {L, fnidx, names, lua_gettop(L), nm, 0};
+  kl_epoch_opts o = {(int64_t)bs, shuffle, rng, nm, metrics, fnidx ? cb_trampoline : NULL, &cs};
+  double loss = NAN, avg[KL_MAX_METRICS];
+  for (int i = 0; i < KL_MAX_METRICS; i++) avg[i] = NAN;
+  kl_status st = train ? kl_plan_fit_epoch(u->p, x, nx, y, &o, &loss, avg)
+                       : kl_plan_evaluate(u->p, x, nx, y, &o, &loss, avg);
+  /* C has freed its temporaries: now errors may be raised. */
+  if (cs.failed == 1) {
+    lua_pushvalue(L, cs.err_slot);
+    return lua_error(L);
+  }
+  if (cs.failed == 2) return kl_lua_fail(L, "%s: Lua stack overflow in on_batch", fn);
+  if (st != KL_OK) return kl_lua_raise(L, st);
+  lua_pushnumber(L, loss);
+  push_metrics(L, names, nm, avg);
+  return 2;
+}
+
+static int l_plan_fit_epoch(lua_State *L) { return plan_loop(L, 1); }
+static int l_plan_evaluate(lua_State *L) { return plan_loop(L, 0); }
+
+static int l_plan_predict(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "predict");
+  kl_tensor *x[KL_MAX_OP_INPUTS];
+  int nx = read_tensors(L, 2, "predict", x, u->nfeeds > 0 ? u->nfeeds : 1);
+  int64_t bs = lua_isnoneornil(L, 3) ? 32 : kl_lua_checkint(L, 3, "predict", "batch_size");
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_plan_predict(u->p, x, nx, bs, slot));
+  return 1;
+}
+
+/* The 0-based index of the 1-based integer at idx in 1..n. */
+static int check_index(lua_State *L, int idx, int n, const char *fn, const char *what) {
+  int64_t k = kl_lua_checkint(L, idx, fn, what);
+  if (k < 1 || k > n) kl_lua_fail(L, "%s: %s = %lld out of range 1..%d", fn, what, (long long)k, n);
+  return (int)(k - 1);
+}
+
+static int l_plan_num_states(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "num_states");
+  int k = check_index(L, 2, u->nweights, "num_states", "weight");
+  lua_pushinteger(L, kl_plan_num_states(u->p, k));
+  return 1;
+}
+
+static int l_plan_state(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "state");
+  int k = check_index(L, 2, u->nweights, "state", "weight");
+  int s = check_index(L, 3, kl_plan_num_states(u->p, k), "state", "state");
+  kl_lua_push_tensor(L, kl_tensor_retain(kl_plan_state(u->p, k, s)));
+  return 1;
+}
+
+static int l_plan_step_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)kl_plan_step_count(check_plan(L, 1, "step_count")->p));
+  return 1;
+}
+
+static int l_plan_set_step_count(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "set_step_count");
+  int64_t t = kl_lua_checkint(L, 2, "set_step_count", "t");
+  if (t < 0) kl_lua_fail(L, "set_step_count: t = %lld must be >= 0", (long long)t);
+  kl_plan_set_step_count(u->p, t);
+  return 0;
+}
+
+static int l_plan_set_learning_rate(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "set_learning_rate");
+  double lr = luaL_checknumber(L, 2);
+  if (!(lr >= 0) || isinf(lr))
+    kl_lua_fail(L, "set_learning_rate: learning_rate must be >= 0. Received: learning_rate=%g", lr);
+  kl_plan_set_learning_rate(u->p, lr);
+  return 0;
+}
+
+static int l_plan_tostring(lua_State *L) {
+  kl_lua_plan *u = (kl_lua_plan *)luaL_checkudata(L, 1, KL_PLAN_MT);
+  lua_pushfstring(L, u->p ? "<Plan %d feeds, %d outputs, %d weights>" : "<Plan closed>",
+                  u->nfeeds, u->noutputs, u->nweights);
+  return 1;
+}
+
+void kl_lua_open_plan(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"forward", l_plan_forward},
+      {"loss", l_plan_loss},
+      {"backward", l_plan_backward},
+      {"train_step", l_plan_train_step},
+      {"fit_epoch", l_plan_fit_epoch},
+      {"evaluate", l_plan_evaluate},
+      {"predict", l_plan_predict},
+      {"num_states", l_plan_num_states},
+      {"state", l_plan_state},
+      {"step_count", l_plan_step_count},
+      {"set_step_count", l_plan_set_step_count},
+      {"set_learning_rate", l_plan_set_learning_rate},
+      {NULL, NULL},
+  };
+  if (luaL_newmetatable(L, KL_PLAN_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_plan_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_plan_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_plan_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_plan_new);
+  lua_setfield(L, -2, "plan_new");
+}
