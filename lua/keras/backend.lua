@@ -15,14 +15,20 @@ K._symbolic = nil
 -- The one place every op goes through: op is the registry op name (core.op), inputs a list,
 -- attrs in Lua terms (axis 1-based or negative; normalised and range-checked in the binding),
 -- fname the Keras name used in messages.
+-- inputs.n (as table.pack sets it) counts trailing nils, so K.sum(nil) is reported.
 local function apply(op, inputs, attrs, fname)
+  fname = fname or op
+  local n = inputs.n or #inputs
   local sym = K._symbolic
-  if sym then
-    for i = 1, #inputs do
-      if sym.is_node(inputs[i]) then return sym.apply(op, inputs, attrs, fname or op) end
+  for i = 1, n do
+    local x = inputs[i]
+    if sym and sym.is_node(x) then return sym.apply(op, inputs, attrs, fname) end
+    if not is_tensor(x) then
+      error(string.format("bad argument #%d to '%s' (keras.Tensor expected, got %s)", i, fname,
+        type(x)), 0)
     end
   end
-  return core.op(op, inputs, attrs, fname or op)
+  return core.op(op, inputs, attrs, fname)
 end
 K._apply = apply
 
@@ -62,14 +68,14 @@ function K.dot(a, b, opts)
       end
     end
   end
-  return apply("dot", {a, b}, attrs, "dot")
+  return apply("dot", {a, b, n = 2}, attrs, "dot")
 end
 
 local function reduction(op)
   return function(x, axis, keepdims)
     check_axis_arg(op, axis)
     check_bool_arg(op, "keepdims", keepdims)
-    return apply(op, {x}, {axis = axis, keepdims = keepdims or false}, op)
+    return apply(op, {x, n = 1}, {axis = axis, keepdims = keepdims or false}, op)
   end
 end
 -- sum(x[, axis[, keepdims]]): no axis gives a 0-d tensor; sparse inputs give dense results.
@@ -90,7 +96,7 @@ end
 
 local function unary(op, kname)
   kname = kname or op
-  return function(x) return apply(op, {x}, nil, kname) end
+  return function(x) return apply(op, {x, n = 1}, nil, kname) end
 end
 K.transpose = unary("transpose")
 K.square = unary("square")
@@ -114,7 +120,7 @@ function K.softmax(x, axis)
         axis, nd), 0)
     end
   end
-  return apply("softmax", {x}, nil, "softmax")
+  return apply("softmax", {x, n = 1}, nil, "softmax")
 end
 
 -- ------------------------------------------------------------ introspection
