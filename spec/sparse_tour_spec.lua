@@ -1,0 +1,15 @@
+-- spec/sparse_tour_spec.lua: examples/sparse_tour.lua runs to the end and prints its results.
+local S = require("support")
+
+describe("examples/sparse_tour.lua", function()
+  it("exits 0 and prints the tutorial results", function()
+    local ok, code, out = S.run_lua("examples/sparse_tour.lua")
+    assert.is_true(ok, "exit code " .. tostring(code) .. "\n" .. out)
+    assert.truthy(out:find("a.indptr  = {1, 3, 3, 4}", 1, true), out)
+    assert.truthy(out:find("dot(a^T, ones(3, 2)) = <RowSparseTensor 5x2 float32 @cpu(0)>", 1, true), out)
+    assert.truthy(out:find("stored rows: {1, 2, 3}", 1, true), out)
+    assert.truthy(out:find("(w * 2).stype       = row_sparse", 1, true), out)
+    assert.truthy(out:find("(w + dense).stype   = default", 1, true), out)
+    assert.truthy(out:find("false: csr_matrix: indices[1] = 7 out of range for 5 columns", 1, true), out)
+  end)
+end)
