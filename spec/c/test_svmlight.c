@@ -736,6 +736,65 @@ static void test_alloc_failures(void) {
   CHECK(failures_seen >= 5);
 }
 
+/* The committed sample files (ctest runs in the repository root): gzip is recognised by
+ * its magic bytes, whatever the name. */
+static void test_committed_files(void) {
+  kl_tensor *Xa = NULL, *ya = NULL, *Xb = NULL, *yb = NULL, *Xc = NULL, *yc = NULL;
+  kl_svmlight_opts o = opts_of(0, -1, KL_FLOAT64);
+  CHECK_OK(kl_svmlight_load("spec/data/svmlight/small.svm", &o, &Xa, &ya, NULL));
+  CHECK_OK(kl_svmlight_load("spec/data/svmlight/small.svm.gz", &o, &Xb, &yb, NULL));
+  size_t n = 0;
+  char *gz = read_all("spec/data/svmlight/small.svm.gz", &n);
+  CHECK(gz != NULL);
+  const char *p = write_bytes("renamed.txt", gz ? gz : "", gz ? n : 0);
+  free(gz);
+  CHECK_OK(kl_svmlight_load(p, &o, &Xc, &yc, NULL));
+  CHECK(Xa && Xa->shape[0] == 4 && Xa->shape[1] == 3 && at(Xa, 1, 1) == 1000);
+  CHECK(same_csr(Xa, Xb) && same_dense(ya, yb) && same_csr(Xa, Xc) && same_dense(ya, yc));
+  kl_tensor_release(Xa);
+  kl_tensor_release(ya);
+  kl_tensor_release(Xb);
+  kl_tensor_release(yb);
+  kl_tensor_release(Xc);
+  kl_tensor_release(yc);
+  CHECK_OK(kl_svmlight_load("spec/data/svmlight/zero_based.svm", &o, &Xa, &ya, NULL));
+  CHECK(Xa && Xa->shape[1] == 5 && at(Xa, 1, 0) == 1);
+  kl_tensor_release(Xa);
+  kl_tensor_release(ya);
+}
+
+/* Allocation failures in the iterator and the writer: KL_ENOMEM, nothing leaked (ASan). */
+static void test_alloc_failures_stream(void) {
+  const char *p = write_str("oomit.svm", "1 1:1 2:2\n0 3:1\n1\n0 1:5\n1 2:1\n");
+  int seen = 0;
+  for (long k = 1; k < 60; k++) {
+    kl_svmlight_iter *it = NULL;
+    kl_alloc_fail_at(k);
+    kl_status st = kl_svmlight_iter_open(p, 4, 2, -1, 2, 1, KL_FLOAT32, &it);
+    int done = 0, batches = 0;
+    kl_tensor *X, *y;
+    while (st == KL_OK && !done) {
+      st = kl_svmlight_iter_next(it, &X, &y, &done);
+      if (st == KL_OK && !done) batches++;
+    }
+    kl_alloc_fail_at(0);
+    kl_svmlight_iter_close(it);
+    if (st == KL_OK) {
+      CHECK(batches == 2); /* part 1 of 2: lines 3..5 in batches of 2 */
+      break;
+    }
+    seen++;
+    CHECK(st == KL_ENOMEM);
+  }
+  CHECK(seen >= 5);
+  kl_tensor *X = random_csr(KL_FLOAT64, 5, 4, 2), *y = random_labels(KL_FLOAT64, 5, 2);
+  kl_alloc_fail_at(1);
+  CHECK(kl_svmlight_dump(X, y, tpath("oom_dump.svm"), 0) == KL_ENOMEM);
+  kl_alloc_fail_at(0);
+  kl_tensor_release(X);
+  kl_tensor_release(y);
+}
+
 static void rm_tmpdir(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
@@ -760,6 +819,8 @@ int main(void) {
   test_parts();
   test_stream_equals_load();
   test_alloc_failures();
+  test_alloc_failures_stream();
+  test_committed_files();
   rm_tmpdir();
   KLTEST_DONE();
 }
