@@ -474,6 +474,41 @@ static void test_plan_errors(void) {
   dense_free(&dm);
 }
 
+/* Every allocation of plan creation and a training step may fail: each failure is KL_ENOMEM
+ * with nothing leaked (the ASan build checks the leaks) and the next attempt works. */
+static void test_alloc_failures(void) {
+  double w0[2] = {0.5, -0.5};
+  dense_model dm;
+  dense_build(&dm, 2, w0, 0.0);
+  kl_optimizer o;
+  CHECK_OK(kl_optimizer_init(&o, KL_OPT_SGD));
+  o.momentum = 0.5;
+  int64_t xs[2] = {3, 2}, ys[2] = {3, 1};
+  kl_tensor *x = gt_rand(&rng, 2, xs, -1, 1, 0), *y = gt_rand(&rng, 2, ys, -1, 1, 0);
+  kl_tensor *fd[2] = {x, y};
+  int ok_runs = 0, bad = 0;
+  for (long k = 1; k < 400; k++) {
+    kl_plan *p = NULL;
+    double l;
+    kl_alloc_fail_at(k);
+    kl_status st = kl_plan_new(dm.g, &(kl_plan_spec){(int[]){dm.x, dm.y}, 2, &dm.pred, 1,
+                                                     dm.loss, (int[]){dm.w, dm.b}, 2, NULL, &o},
+                               &p);
+    if (st == KL_OK) st = kl_plan_train_step(p, fd, &l);
+    if (st == KL_OK) st = kl_plan_train_step(p, fd, &l);
+    kl_alloc_fail_at(0);
+    if (st != KL_OK && st != KL_ENOMEM) bad++;
+    if (st == KL_OK) ok_runs++;
+    kl_plan_free(p);
+    if (ok_runs > 3) break; /* past the last allocation */
+  }
+  CHECK(bad == 0);
+  CHECK(ok_runs > 0);
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+  dense_free(&dm);
+}
+
 int main(void) {
   kl_rng_seed(&rng, 7);
   kl_set_warn_handler(quiet, NULL);
@@ -486,5 +521,6 @@ int main(void) {
   test_shuffle();
   test_cost_independent_of_features();
   test_plan_errors();
+  test_alloc_failures();
   KLTEST_DONE();
 }
