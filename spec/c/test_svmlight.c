@@ -1,87 +1,5 @@
-/* test_svmlight.c: the svmlight reader, writer and streaming iterator: exact parses, round trips, every bad input, parts. */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <zlib.h>
-
-#include "kl/svmlight.h"
-#include "kltest.h"
-
-static char tmpdir[256];
-
-/* tmpdir/name in one of a few rotating buffers. */
-static const char *tpath(const char *name) {
-  static char bufs[8][512];
-  static int k = 0;
-  char *p = bufs[k++ & 7];
-  snprintf(p, 512, "%s/%s", tmpdir, name);
-  return p;
-}
-
-static const char *write_bytes(const char *name, const char *bytes, size_t n) {
-  const char *p = tpath(name);
-  FILE *f = fopen(p, "wb");
-  if (!f) return p;
-  fwrite(bytes, 1, n, f);
-  fclose(f);
-  return p;
-}
-static const char *write_str(const char *name, const char *text) {
-  return write_bytes(name, text, strlen(text));
-}
-/* The same text gzip-compressed. */
-static const char *write_gz(const char *name, const char *bytes, size_t n) {
-  const char *p = tpath(name);
-  gzFile f = gzopen(p, "wb");
-  if (!f) return p;
-  gzwrite(f, bytes, (unsigned)n);
-  gzclose(f);
-  return p;
-}
-
-static char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  *n = fread(b, 1, (size_t)sz, f);
-  fclose(f);
-  return b;
-}
-
-static kl_svmlight_opts opts_of(int64_t nf, int zb, kl_dtype dt) {
-  kl_svmlight_opts o = kl_svmlight_opts_default();
-  o.n_features = nf;
-  o.zero_based = zb;
-  o.dtype = dt;
-  return o;
-}
-
-/* Value (i, j) of X through the public accessor. */
-static double at(const kl_tensor *X, int64_t i, int64_t j) {
-  int64_t idx[2] = {i, j};
-  double v = -12345;
-  kl_tensor_get(X, idx, &v);
-  return v;
-}
-
-/* Two CSR tensors with identical structure and bits; y tensors identical bits. */
-static int same_csr(const kl_tensor *a, const kl_tensor *b) {
-  if (!a || !b || a->stype != KL_STYPE_CSR || b->stype != KL_STYPE_CSR) return 0;
-  if (a->dtype != b->dtype || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1]) return 0;
-  if (a->nnz != b->nnz) return 0;
-  if (memcmp(a->indptr, b->indptr, (size_t)(a->shape[0] + 1) * sizeof(int64_t))) return 0;
-  if (a->nnz && memcmp(a->indices, b->indices, (size_t)a->nnz * sizeof(int64_t))) return 0;
-  if (a->nnz && memcmp(a->data, b->data, (size_t)a->nnz * kl_dtype_size(a->dtype))) return 0;
-  return 1;
-}
-static int same_dense(const kl_tensor *a, const kl_tensor *b) {
-  if (!a || !b || a->dtype != b->dtype || a->shape[0] != b->shape[0]) return 0;
-  return memcmp(a->data, b->data, (size_t)a->shape[0] * kl_dtype_size(a->dtype)) == 0;
-}
+/* test_svmlight.c: the svmlight reader and writer: exact parses, round trips, every bad input (streaming: test_svmlight_stream.c). */
+#include "svmlight_testutil.h"
 
 /* ---------------------------------------------------------------- exact parses */
 
@@ -415,33 +333,6 @@ static void test_truncated_gz(void) {
 
 /* ---------------------------------------------------------------- round trips */
 
-/* A random CSR with values over many magnitudes and signs (strtod's slow path too). */
-static kl_tensor *random_csr(kl_dtype dt, int64_t rows, int64_t cols, uint64_t seed) {
-  kl_rng r;
-  kl_rng_seed(&r, seed);
-  int64_t shape[2] = {rows, cols};
-  kl_tensor *X = NULL;
-  if (kl_sparse_rand(KL_STYPE_CSR, dt, 2, shape, 0.05, &r, &X) != KL_OK) return NULL;
-  int span = dt == KL_FLOAT32 ? 30 : 300;
-  for (int64_t k = 0; k < X->nnz; k++) {
-    double v = kl_tensor_data_at(X, k);
-    double e = (double)((int64_t)kl_rng_below(&r, (uint64_t)(2 * span + 1)) - span);
-    v = v * pow(10.0, e) * (kl_rng_below(&r, 2) ? -1 : 1);
-    if (k % 17 == 3) v = 0.1 * (double)k; /* short decimals */
-    kl_tensor_data_set(X, k, v);
-  }
-  return X;
-}
-
-static kl_tensor *random_labels(kl_dtype dt, int64_t rows, uint64_t seed) {
-  kl_rng r;
-  kl_rng_seed(&r, seed);
-  int64_t shape[1] = {rows};
-  kl_tensor *y = NULL;
-  if (kl_tensor_new_dense(dt, 1, shape, &y) != KL_OK) return NULL;
-  kl_tensor_fill_normal(y, 0, 1e3, &r);
-  return y;
-}
 
 static void test_round_trip(void) {
   kl_dtype dts[2] = {KL_FLOAT32, KL_FLOAT64};
@@ -530,192 +421,6 @@ static void test_dump_text(void) {
   kl_tensor_release(y);
 }
 
-/* ------------------------------------------------------------------ streaming */
-
-/* 997 sample lines labelled 0..996, with blank and comment lines and uneven lengths. */
-static char *parts_text(size_t *len) {
-  size_t cap = 1u << 20, n = 0;
-  char *b = malloc(cap);
-  n += (size_t)snprintf(b + n, cap - n, "# header\n");
-  for (int i = 0; i < 997; i++) {
-    n += (size_t)snprintf(b + n, cap - n, "%d", i);
-    for (int j = 0; j < i % 13; j++) n += (size_t)snprintf(b + n, cap - n, " %d:%d", 2 * j + 1, i + j);
-    n += (size_t)snprintf(b + n, cap - n, i % 7 == 0 ? "\r\n\n" : (i % 11 == 0 ? " # c\n# x\n" : "\n"));
-  }
-  n--; /* no final newline */
-  *len = n;
-  return b;
-}
-
-/* Streams a part; appends its labels to seen (count per label) and returns the rows. */
-static int64_t stream_part(const char *p, int np, int part, int64_t bs, int *seen, int64_t *order,
-                           int64_t *norder, kl_status *st_out) {
-  kl_svmlight_iter *it = NULL;
-  int64_t rows = 0;
-  kl_status st = kl_svmlight_iter_open(p, 30, bs, 0, np, part, KL_FLOAT64, &it);
-  int done = 0;
-  while (st == KL_OK) {
-    kl_tensor *X = NULL, *y = NULL;
-    st = kl_svmlight_iter_next(it, &X, &y, &done);
-    if (st || done) break;
-    if (X->shape[0] < 1 || X->shape[0] > bs || y->shape[0] != X->shape[0] ||
-        kl_tensor_check_format(X, "batch", 0) != KL_OK)
-      st = KL_EINVAL;
-    for (int64_t i = 0; i < y->shape[0]; i++) {
-      int64_t lab = (int64_t)((double *)y->data)[i];
-      if (lab >= 0 && lab < 997) seen[lab]++;
-      order[(*norder)++] = lab;
-      /* row content matches its label */
-      int64_t nnz = X->indptr[i + 1] - X->indptr[i];
-      if (nnz != lab % 13) st = KL_EINVAL;
-      for (int64_t k = X->indptr[i]; k < X->indptr[i + 1]; k++) {
-        int64_t j = k - X->indptr[i];
-        if (X->indices[k] != 2 * j || ((double *)X->data)[k] != (double)(lab + j)) st = KL_EINVAL;
-      }
-    }
-    rows += X->shape[0];
-  }
-  kl_svmlight_iter_close(it);
-  *st_out = st;
-  return rows;
-}
-
-static void test_parts(void) {
-  size_t n = 0;
-  char *text = parts_text(&n);
-  const char *plain = write_bytes("parts.svm", text, n);
-  const char *gz = write_gz("parts.svm.gz", text, n);
-  const char *files[2] = {plain, gz};
-  for (int f = 0; f < 2; f++) {
-    for (int np = 1; np <= 4; np++) {
-      int seen[997] = {0};
-      int64_t order[2000], norder = 0, total = 0;
-      int ok = 1;
-      for (int part = 0; part < np; part++) {
-        kl_status st;
-        total += stream_part(files[f], np, part, 1 + 3 * part, seen, order, &norder, &st);
-        if (st) {
-          ok = 0;
-          fprintf(stderr, "part %d/%d of %s: %s\n", part, np, files[f], kl_errmsg());
-        }
-      }
-      CHECK(ok);
-      CHECK(total == 997 && norder == 997);
-      int once = 1, inorder = 1;
-      for (int i = 0; i < 997; i++) once &= seen[i] == 1;
-      for (int64_t i = 0; i < norder; i++) inorder &= order[i] == i;
-      CHECK(once);
-      CHECK(inorder);
-    }
-  }
-  /* a split falling on every byte boundary: parts of tiny files still cover each line once */
-  const char *tiny = write_str("tiny.svm", "0 1:1\n1\n\n2 3:3\n3 1:0\n");
-  for (int np = 1; np <= 12; np++) {
-    int64_t count = 0;
-    double sum = 0;
-    for (int part = 0; part < np; part++) {
-      kl_svmlight_iter *it = NULL;
-      CHECK_OK(kl_svmlight_iter_open(tiny, 5, 2, 1, np, part, KL_FLOAT32, &it));
-      int done = 0;
-      kl_tensor *X, *y;
-      while (it && kl_svmlight_iter_next(it, &X, &y, &done) == KL_OK && !done) {
-        count += y->shape[0];
-        for (int64_t i = 0; i < y->shape[0]; i++) sum += ((float *)y->data)[i];
-      }
-      kl_svmlight_iter_close(it);
-    }
-    CHECK(count == 4 && sum == 6);
-  }
-  free(text);
-}
-
-static void test_stream_equals_load(void) {
-  kl_tensor *X0 = random_csr(KL_FLOAT32, 500, 40, 3), *y0 = random_labels(KL_FLOAT32, 500, 4);
-  const char *p = tpath("stream.svm");
-  CHECK_OK(kl_svmlight_dump(X0, y0, p, 0));
-  const char *pg = tpath("stream.svm.gz");
-  CHECK_OK(kl_svmlight_dump(X0, y0, pg, 0));
-  for (int g = 0; g < 2; g++) {
-    kl_svmlight_iter *it = NULL;
-    CHECK_OK(kl_svmlight_iter_open(g ? pg : p, 40, 64, -1, 1, 0, KL_FLOAT32, &it));
-    if (!it) continue;
-    for (int pass = 0; pass < 2; pass++) {
-      int64_t row = 0, batches = 0;
-      int done = 0, ok = 1;
-      kl_tensor *X, *y, *kept = NULL, *kept_copy = NULL;
-      while (kl_svmlight_iter_next(it, &X, &y, &done) == KL_OK && !done) {
-        kl_tensor *want = NULL, *wy = NULL;
-        int64_t nb = X->shape[0];
-        ok &= (row + nb == 500) || nb == 64;
-        kl_tensor_slice_rows(X0, row, row + nb, &want);
-        kl_tensor_slice_rows(y0, row, row + nb, &wy);
-        ok &= same_csr(want, X) && same_dense(wy, y);
-        kl_tensor_release(want);
-        kl_tensor_release(wy);
-        if (batches == 2) { /* a retained batch survives the next batches */
-          kept = kl_tensor_retain(X);
-          kl_tensor_copy(X, &kept_copy);
-        }
-        row += nb;
-        batches++;
-      }
-      CHECK(ok && done && row == 500 && batches == 8);
-      CHECK(kept && same_csr(kept, kept_copy));
-      kl_tensor_release(kept);
-      kl_tensor_release(kept_copy);
-      CHECK_OK(kl_svmlight_iter_reset(it));
-    }
-    kl_svmlight_iter_close(it);
-  }
-  /* .gz equals plain through load too */
-  kl_tensor *Xa = NULL, *ya = NULL, *Xb = NULL, *yb = NULL;
-  CHECK_OK(kl_svmlight_load(p, NULL, &Xa, &ya, NULL));
-  CHECK_OK(kl_svmlight_load(pg, NULL, &Xb, &yb, NULL));
-  CHECK(same_csr(Xa, Xb) && same_dense(ya, yb));
-  kl_tensor_release(Xa);
-  kl_tensor_release(ya);
-  kl_tensor_release(Xb);
-  kl_tensor_release(yb);
-  kl_tensor_release(X0);
-  kl_tensor_release(y0);
-
-  /* an error in a later part names its true line (counted lazily) */
-  size_t cap = 1u << 16, n = 0;
-  char *b = malloc(cap);
-  for (int i = 1; i <= 100; i++)
-    n += (size_t)snprintf(b + n, cap - n, i == 90 ? "1 2:zz\n" : "%d 1:1 2:2\n", i);
-  const char *bad = write_bytes("partbad.svm", b, n);
-  free(b);
-  kl_svmlight_iter *it = NULL;
-  CHECK_OK(kl_svmlight_iter_open(bad, 5, 8, 0, 2, 1, KL_FLOAT32, &it));
-  kl_status st = KL_OK;
-  int done = 0;
-  kl_tensor *X, *y;
-  while (it && st == KL_OK && !done) st = kl_svmlight_iter_next(it, &X, &y, &done);
-  CHECK(st == KL_EFORMAT && strstr(kl_errmsg(), "partbad.svm:90: bad value '2:zz'"));
-  CHECK_ERR(kl_svmlight_iter_next(it, &X, &y, &done), KL_EINVAL, "reset() starts a new one");
-  CHECK_OK(kl_svmlight_iter_reset(it));
-  kl_svmlight_iter_close(it);
-  /* a NUL in the line a part skips (it starts in the previous part) is that part's error */
-  const char *np = write_bytes("nulpart.svm", "1 1:1\n2 2:\0\n3 1:1\n4 1:1\n", 24);
-  for (int part = 0; part < 3; part++) {
-    CHECK_OK(kl_svmlight_iter_open(np, 5, 8, 0, 3, part, KL_FLOAT32, &it));
-    done = 0;
-    st = it ? kl_svmlight_iter_next(it, &X, &y, &done) : KL_EINVAL;
-    if (part == 0) {
-      CHECK(st == KL_EFORMAT && strstr(kl_errmsg(), "nulpart.svm:2: NUL byte at column 5"));
-    } else {
-      CHECK(st == KL_OK && !done && y && y->shape[0] == 1 &&
-            ((float *)y->data)[0] == (float)(part + 2));
-    }
-    kl_svmlight_iter_close(it);
-    it = NULL;
-  }
-  /* the auto base pre-scans the whole file, so the first part already refuses it */
-  CHECK_ERR(kl_svmlight_iter_open(bad, 5, 8, -1, 2, 0, KL_FLOAT32, &it), KL_EFORMAT,
-            "partbad.svm:90: bad value '2:zz'");
-}
-
 /* Allocation failures at every point of a load give KL_ENOMEM and leak nothing (ASan). */
 static void test_alloc_failures(void) {
   const char *p = write_str("oom.svm", SMALL);
@@ -763,51 +468,10 @@ static void test_committed_files(void) {
   kl_tensor_release(ya);
 }
 
-/* Allocation failures in the iterator and the writer: KL_ENOMEM, nothing leaked (ASan). */
-static void test_alloc_failures_stream(void) {
-  const char *p = write_str("oomit.svm", "1 1:1 2:2\n0 3:1\n1\n0 1:5\n1 2:1\n");
-  int seen = 0;
-  for (long k = 1; k < 60; k++) {
-    kl_svmlight_iter *it = NULL;
-    kl_alloc_fail_at(k);
-    kl_status st = kl_svmlight_iter_open(p, 4, 2, -1, 2, 1, KL_FLOAT32, &it);
-    int done = 0, batches = 0;
-    kl_tensor *X, *y;
-    while (st == KL_OK && !done) {
-      st = kl_svmlight_iter_next(it, &X, &y, &done);
-      if (st == KL_OK && !done) batches++;
-    }
-    kl_alloc_fail_at(0);
-    kl_svmlight_iter_close(it);
-    if (st == KL_OK) {
-      CHECK(batches == 2); /* part 1 of 2: lines 3..5 in batches of 2 */
-      break;
-    }
-    seen++;
-    CHECK(st == KL_ENOMEM);
-  }
-  CHECK(seen >= 5);
-  kl_tensor *X = random_csr(KL_FLOAT64, 5, 4, 2), *y = random_labels(KL_FLOAT64, 5, 2);
-  kl_alloc_fail_at(1);
-  CHECK(kl_svmlight_dump(X, y, tpath("oom_dump.svm"), 0) == KL_ENOMEM);
-  kl_alloc_fail_at(0);
-  kl_tensor_release(X);
-  kl_tensor_release(y);
-}
 
-static void rm_tmpdir(void) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
 
 int main(void) {
-  const char *base = getenv("TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/kl_svmlight_XXXXXX", base && *base ? base : "/tmp");
-  if (!mkdtemp(tmpdir)) {
-    perror("mkdtemp");
-    return 1;
-  }
+  if (!make_tmpdir()) return 1;
   test_exact_small();
   test_exact_zero_based_auto();
   test_exact_qid_and_numbers();
@@ -816,10 +480,7 @@ int main(void) {
   test_truncated_gz();
   test_round_trip();
   test_dump_text();
-  test_parts();
-  test_stream_equals_load();
   test_alloc_failures();
-  test_alloc_failures_stream();
   test_committed_files();
   rm_tmpdir();
   KLTEST_DONE();
