@@ -58,7 +58,8 @@ typedef struct kl_svmlight_iter kl_svmlight_iter;
  * num_parts byte ranges of the (uncompressed) stream; part part_index (0-based) holds
  * the lines whose first byte lies in [p*size/num_parts, (p+1)*size/num_parts), so the
  * parts together cover every line exactly once. For a .gz file with num_parts > 1 the
- * open decompresses the file once to learn its size. A part (or file) without sample
+ * open decompresses the file once to learn its size, and each pass of a later part
+ * decompresses (and skips) the bytes before it. A part (or file) without sample
  * lines gives no batch: the first next() says done. Line numbers in a part's errors are
  * the file's (counted from the start only when an error is reported). *out owned by the
  * caller (kl_svmlight_iter_close). */
