@@ -172,6 +172,16 @@ kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tens
     snprintf(what, sizeof what, "state '%s'", kl_optimizer_state_name(o, i));
     KL_TRY(check_arg(k, what, states[i], w, 1));
   }
+  /* The row kernels take restrict pointers: no two buffers may be the same. */
+  KL_CHECK(g->data != w->data || kl_tensor_numel(w) == 0, KL_EINVAL,
+           "%s.update: gradient and weight share their storage", k);
+  for (int i = 0; i < ns; i++) {
+    const void *d = states[i]->data;
+    KL_CHECK(kl_tensor_numel(w) == 0 ||
+                 (d != w->data && d != g->data && (i == 0 || d != states[0]->data)),
+             KL_EINVAL, "%s.update: state '%s' shares its storage with another argument", k,
+             kl_optimizer_state_name(o, i));
+  }
   KL_CHECK(t >= 1, KL_EINVAL, "%s.update: t must be >= 1. Received: t=%lld", k, (long long)t);
 
   int64_t rows = w->ndim ? w->shape[0] : 1;

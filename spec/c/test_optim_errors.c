@@ -171,6 +171,11 @@ static void test_update_errors(void) {
   bad[0] = g3;
   CHECK_ERR(kl_optimizer_update(&o, w, g, bad, 1), KL_ESHAPE,
             "SGD.update: state 'momentum' shape (3 x 2) does not match weight (4 x 2)");
+  CHECK_ERR(kl_optimizer_update(&o, w, w, st, 1), KL_EINVAL,
+            "SGD.update: gradient and weight share their storage");
+  bad[0] = w;
+  CHECK_ERR(kl_optimizer_update(&o, w, g, bad, 1), KL_EINVAL,
+            "SGD.update: state 'momentum' shares its storage with another argument");
   CHECK_ERR(kl_optimizer_update(&o, w, g, st, 0), KL_EINVAL, "SGD.update: t must be >= 1. Received: t=0");
   CHECK_ERR(kl_optimizer_update(&o, w, g_dup, st, 1), KL_EINDEX,
             "SGD.update: gradient indices not strictly increasing at [1] (1 after 1)");
