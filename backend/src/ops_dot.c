@@ -131,14 +131,21 @@ static kl_status dot_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl
  * are done in tiles held in a local accumulator (registers), so y is written once and each
  * gathered row of B is read in cache-line-sized pieces. The sum runs in entry order, so
  * the result does not depend on threads. */
+/* Rows of B are prefetched this many entries ahead: the gather is bound by memory latency. */
+#define KL_PF 8
 #define KL_DEF_GATHER(T, S, TILE)                                                          \
-  static void gather_##S(int64_t cnt, const T *restrict v, const int64_t *restrict r,      \
-                         const T *restrict B, int64_t N, T *restrict y) {                  \
+  static void gather_##S(int64_t cnt, int64_t pfcnt, const T *restrict v,                  \
+                         const int64_t *restrict r, const T *restrict B, int64_t N,         \
+                         T *restrict y) {                                                   \
     int64_t n0 = 0;                                                                         \
     for (; n0 + TILE <= N; n0 += TILE) {                                                    \
       T acc[TILE];                                                                          \
       for (int k = 0; k < TILE; k++) acc[k] = 0;                                            \
       for (int64_t j = 0; j < cnt; j++) {                                                   \
+        if (j + KL_PF < pfcnt && r[j + KL_PF] >= 0) {                                         \
+          const char *pf = (const char *)(B + r[j + KL_PF] * N + n0);                       \
+          for (size_t b_ = 0; b_ < TILE * sizeof(T); b_ += 64) __builtin_prefetch(pf + b_); \
+        }                                                                                   \
         if (r[j] < 0) continue;                                                             \
         const T *restrict x = B + r[j] * N + n0;                                            \
         const T vj = v[j];                                                                  \
@@ -163,10 +170,12 @@ static kl_status dot_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl
 KL_DEF_GATHER(float, f32, 32)
 KL_DEF_GATHER(double, f64, 16)
 
-static void gather(kl_dtype dt, int64_t cnt, const void *v, const int64_t *r, const void *B,
-                   int64_t N, void *y) {
-  if (dt == KL_FLOAT32) gather_f32(cnt, v, r, B, N, y);
-  else gather_f64(cnt, v, r, B, N, y);
+/* pfcnt >= cnt: how many entries of r may be read ahead for prefetching (the next rows'
+ * entries follow this row's in both callers). */
+static void gather(kl_dtype dt, int64_t cnt, int64_t pfcnt, const void *v, const int64_t *r,
+                   const void *B, int64_t N, void *y) {
+  if (dt == KL_FLOAT32) gather_f32(cnt, pfcnt, v, r, B, N, y);
+  else gather_f64(cnt, pfcnt, v, r, B, N, y);
 }
 
 /* First position p in sorted a[lo..hi) with a[p] >= v. */
@@ -238,7 +247,7 @@ static kl_status dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl
     const void *B = b->data;
     KL_PRAGMA(omp parallel for schedule(static) if ((nnz + M) * N > KL_PAR_MIN))
     for (int64_t i = 0; i < M; i++)
-      gather(dt, ip[i + 1] - ip[i], av + (size_t)ip[i] * es, rows + ip[i], B, N,
+      gather(dt, ip[i + 1] - ip[i], nnz - ip[i], av + (size_t)ip[i] * es, rows + ip[i], B, N,
              y + (size_t)(i * N) * es);
   }
 done:
@@ -336,7 +345,8 @@ static kl_status dot_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at,
       int64_t u1 = lower_bound(cptr, 0, U, (n * (t + 1)) / T);
       if (t == T - 1) u1 = U;
       for (int64_t u = u0; u < u1; u++)
-        gather(dt, cptr[u + 1] - cptr[u], sval + (size_t)cptr[u] * es, srow + cptr[u], B, N,
+        gather(dt, cptr[u + 1] - cptr[u], n - cptr[u], sval + (size_t)cptr[u] * es,
+               srow + cptr[u], B, N,
                y + (size_t)(u * N) * es);
     }
   }

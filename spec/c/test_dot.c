@@ -489,6 +489,51 @@ static void test_gradients(void) {
   kl_tensor_release(m);
 }
 
+/* Fails the k-th allocation for every k: the call succeeds or says KL_ENOMEM, never
+ * crashes, and (under ASan) leaks nothing. bi < 0: forward; else the backward of input bi. */
+static void alloc_sweep(kl_op op, kl_tensor **in, int nin, const kl_attrs *a, int bi,
+                        kl_stype want) {
+  kl_tensor *out = NULL;
+  CHECK_OK(kl_op_run(op, in, nin, a, &out));
+  int done = 0, bad = 0;
+  for (long k = 1; k < 200 && !done; k++) {
+    kl_tensor *r = NULL;
+    kl_alloc_fail_at(k);
+    kl_status st = bi < 0 ? kl_op_run(op, in, nin, a, &r)
+                          : kl_op_backward(op, in, nin, a, out, out, bi, want, &r);
+    kl_alloc_fail_at(0);
+    if (st == KL_OK) done = 1;
+    else bad += st != KL_ENOMEM || r != NULL;
+    kl_tensor_release(r);
+  }
+  CHECK(done && !bad);
+  kl_tensor_release(out);
+}
+
+static void test_alloc_failures(void) {
+  kl_rng g;
+  kl_rng_seed(&g, 13);
+  kl_tensor *c = rnd(KL_STYPE_CSR, KL_FLOAT64, 30, 50, 0.2, &g);
+  kl_tensor *d = rnd(KL_STYPE_DEFAULT, KL_FLOAT64, 30, 8, 1, &g);
+  kl_tensor *w = rnd(KL_STYPE_DEFAULT, KL_FLOAT64, 50, 8, 1, &g);
+  kl_tensor *r = rnd(KL_STYPE_ROW_SPARSE, KL_FLOAT64, 50, 8, 0.5, &g);
+  kl_tensor *r30 = rnd(KL_STYPE_ROW_SPARSE, KL_FLOAT64, 30, 8, 0.5, &g);
+  kl_attrs n = {0}, t = {0};
+  t.transpose_a = 1;
+  kl_tensor *cw[2] = {c, w}, *cd[2] = {c, d}, *cr[2] = {c, r}, *cr30[2] = {c, r30};
+  alloc_sweep(KL_OP_DOT, cw, 2, &n, -1, 0);
+  alloc_sweep(KL_OP_DOT, cd, 2, &t, -1, 0);
+  alloc_sweep(KL_OP_DOT, cr, 2, &n, -1, 0);
+  alloc_sweep(KL_OP_DOT, cr30, 2, &t, -1, 0);
+  alloc_sweep(KL_OP_DOT, cw, 2, &n, 1, KL_STYPE_ROW_SPARSE);
+  alloc_sweep(KL_OP_DOT, cr, 2, &n, 1, KL_STYPE_DEFAULT);
+  kl_tensor_release(c);
+  kl_tensor_release(d);
+  kl_tensor_release(w);
+  kl_tensor_release(r);
+  kl_tensor_release(r30);
+}
+
 int main(void) {
   test_exact_dense();
   test_tutorial_csrT();
@@ -498,5 +543,6 @@ int main(void) {
   test_errors();
   test_determinism();
   test_gradients();
+  test_alloc_failures();
   KLTEST_DONE();
 }
