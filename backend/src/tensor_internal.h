@@ -1,4 +1,4 @@
-/* tensor_internal.h: helpers shared by the tensor files (tensor.c, convert.c, rows.c, rng.c). */
+/* tensor_internal.h: helpers shared by the tensor files and the kernels (dtype dispatch, value conversion, shapes). */
 #ifndef KL_TENSOR_INTERNAL_H
 #define KL_TENSOR_INTERNAL_H
 #include <string.h>

@@ -259,5 +259,6 @@ int main(void) {
   test_access();
   test_check_csr();
   test_check_rsp();
+  CHECK(kl_num_threads() >= 1);
   KLTEST_DONE();
 }
