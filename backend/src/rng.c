@@ -53,15 +53,13 @@ uint64_t kl_rng_below(kl_rng *r, uint64_t n) {
   }
 }
 
-kl_rng *kl_rng_global(void) {
-  static kl_rng g;
-  static int seeded = 0;
-  if (!seeded) {
-    kl_rng_seed(&g, 0);
-    seeded = 1;
-  }
-  return &g;
-}
+/* Statically seeded with splitmix64(0) (what kl_rng_seed(r, 0) gives): no first-use race.
+ * test_rng checks that it equals kl_rng_seed(&r, 0). */
+static kl_rng kl_global_rng = {
+    {0xe220a8397b1dcdafULL, 0x6e789e6aa1b965f4ULL, 0x06c45d188009454fULL, 0xf88bb8a8724c81ecULL},
+    0, 0.0};
+
+kl_rng *kl_rng_global(void) { return &kl_global_rng; }
 
 /* Stored values of a float tensor (dense: all of them); int64 is refused. */
 static kl_status kl_fill_target(const char *fn, const kl_tensor *t, int64_t *n) {
