@@ -1,0 +1,389 @@
+-- keras/callbacks.lua: keras.callbacks: Callback, History, EarlyStopping,
+-- LearningRateScheduler, LambdaCallback, CSVLogger, ModelCheckpoint and the Keras 2 progress bar.
+local callbacks = {}
+
+-- ------------------------------------------------------------ classes
+-- class(name, allowed, init): a callable class; instances get Callback's no-op hooks.
+local Callback = {}
+Callback.__index = Callback
+callbacks.Callback = Callback
+
+local hooks = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+  "on_batch_begin", "on_batch_end"}
+for _, h in ipairs(hooks) do Callback[h] = function() end end
+function Callback:set_model(m) self.model = m end
+function Callback:set_params(p) self.params = p end
+
+local function check_opts(cls, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(cls .. ": options must be a table (got " .. type(opts) .. ")", 0) end
+  for k in pairs(opts) do
+    if not allowed[k] then error(cls .. ": unknown option '" .. tostring(k) .. "'", 0) end
+  end
+  return opts
+end
+
+local function class(name, parent)
+  local cls = setmetatable({}, {__index = parent or Callback})
+  cls.__index = cls
+  cls._name = name
+  callbacks[name] = cls
+  return cls
+end
+
+-- Callback{on_epoch_end = function(self, epoch, logs) ... end, ...} (or Callback() and set
+-- the hooks): a user callback; subclasses via setmetatable(obj, {__index = Callback}).
+setmetatable(Callback, {__call = function(_, t)
+  t = t or {}
+  for k, v in pairs(t) do
+    if type(k) ~= "string" or (Callback[k] == nil and type(v) == "function") then
+      error("Callback: unknown hook '" .. tostring(k) .. "'", 0)
+    end
+  end
+  return setmetatable(t, Callback)
+end})
+
+function callbacks.is_callback(x)
+  local mt = getmetatable(x)
+  while mt do
+    if mt == Callback then return true end
+    local up = getmetatable(mt)
+    mt = up and up.__index
+  end
+  return false
+end
+
+-- ------------------------------------------------------------ CallbackList (internal)
+local CallbackList = {}
+CallbackList.__index = CallbackList
+callbacks.CallbackList = CallbackList
+
+function CallbackList.new(list)
+  return setmetatable({list = list or {}}, CallbackList)
+end
+function CallbackList:set_model(m) for _, c in ipairs(self.list) do c:set_model(m) end end
+function CallbackList:set_params(p) for _, c in ipairs(self.list) do c:set_params(p) end end
+for _, h in ipairs(hooks) do
+  CallbackList[h] = function(self, ...)
+    for _, c in ipairs(self.list) do c[h](c, ...) end
+  end
+end
+-- Whether any callback overrides a batch hook (then fit reports every batch to Lua).
+function CallbackList:wants_batches()
+  for _, c in ipairs(self.list) do
+    if c.on_batch_begin ~= Callback.on_batch_begin or c.on_batch_end ~= Callback.on_batch_end then
+      return true
+    end
+  end
+  return false
+end
+
+-- ------------------------------------------------------------ History
+-- History: h.history.loss[epoch], h.history.val_loss, one list per metric; h.epoch = {1..}.
+local History = class("History")
+setmetatable(History, {__index = Callback, __call = function(cls)
+  return setmetatable({history = {}, epoch = {}}, cls)
+end})
+function History:on_train_begin() self.epoch = {}; self.history = {} end
+function History:on_epoch_end(epoch, logs)
+  self.epoch[#self.epoch + 1] = epoch
+  for k, v in pairs(logs or {}) do
+    local h = self.history[k]
+    if not h then h = {}; self.history[k] = h end
+    h[#h + 1] = v
+  end
+end
+
+-- ------------------------------------------------------------ EarlyStopping
+-- EarlyStopping{monitor="val_loss", min_delta=0, patience=0, mode="auto",
+--   restore_best_weights=false, baseline=, verbose=0}
+local EarlyStopping = class("EarlyStopping")
+setmetatable(EarlyStopping, {__index = Callback, __call = function(cls, opts)
+  opts = check_opts("EarlyStopping", opts, {monitor = true, min_delta = true, patience = true,
+    mode = true, restore_best_weights = true, baseline = true, verbose = true})
+  local self = setmetatable({}, cls)
+  self.monitor = opts.monitor or "val_loss"
+  if type(self.monitor) ~= "string" then
+    error("EarlyStopping: monitor must be a string. Received: monitor=" .. tostring(self.monitor), 0)
+  end
+  self.min_delta = math.abs(opts.min_delta or 0)
+  self.patience = opts.patience or 0
+  if math.type(self.patience) ~= "integer" or self.patience < 0 then
+    error("EarlyStopping: patience must be an integer >= 0. Received: patience=" ..
+      tostring(opts.patience), 0)
+  end
+  self.mode = opts.mode or "auto"
+  if self.mode ~= "auto" and self.mode ~= "min" and self.mode ~= "max" then
+    error("EarlyStopping: mode must be 'auto', 'min' or 'max'. Received: mode=" .. tostring(self.mode), 0)
+  end
+  if self.mode == "auto" then
+    self.mode = (self.monitor:find("acc") and "max") or "min"
+  end
+  self.restore_best_weights = opts.restore_best_weights or false
+  self.baseline = opts.baseline
+  self.verbose = opts.verbose or 0
+  self.stopped_epoch = 0
+  return self
+end})
+
+function EarlyStopping:_better(a, b)
+  if self.mode == "min" then return a < b - self.min_delta end
+  return a > b + self.min_delta
+end
+function EarlyStopping:on_train_begin()
+  self.wait, self.stopped_epoch, self.best_weights = 0, 0, nil
+  self.best = self.baseline or (self.mode == "min" and math.huge or -math.huge)
+end
+function EarlyStopping:on_epoch_end(epoch, logs)
+  local cur = logs and logs[self.monitor]
+  if cur == nil then
+    io.stderr:write(string.format("EarlyStopping: monitor '%s' is not available (available: %s); " ..
+      "skipping\n", self.monitor, (function()
+        local ks = {}
+        for k in pairs(logs or {}) do ks[#ks + 1] = k end
+        table.sort(ks)
+        return table.concat(ks, ", ")
+      end)()))
+    return
+  end
+  if self:_better(cur, self.best) then
+    self.best, self.wait = cur, 0
+    if self.restore_best_weights then self.best_weights = self.model:get_weights() end
+  else
+    self.wait = self.wait + 1
+    if self.wait > self.patience then
+      self.stopped_epoch = epoch
+      self.model.stop_training = true
+      if self.restore_best_weights and self.best_weights then
+        self.model:set_weights(self.best_weights)
+      end
+    end
+  end
+end
+function EarlyStopping:on_train_end()
+  if self.stopped_epoch > 0 and self.verbose > 0 then
+    print(string.format("Epoch %d: early stopping", self.stopped_epoch))
+  end
+end
+
+-- ------------------------------------------------------------ LearningRateScheduler
+-- LearningRateScheduler{schedule = function(epoch, lr) return new_lr end, verbose=0}
+local LearningRateScheduler = class("LearningRateScheduler")
+setmetatable(LearningRateScheduler, {__index = Callback, __call = function(cls, opts)
+  if type(opts) == "function" then opts = {schedule = opts} end
+  opts = check_opts("LearningRateScheduler", opts, {schedule = true, verbose = true})
+  if type(opts.schedule) ~= "function" then
+    error("LearningRateScheduler: schedule must be a function(epoch, lr)", 0)
+  end
+  return setmetatable({schedule = opts.schedule, verbose = opts.verbose or 0}, cls)
+end})
+function LearningRateScheduler:on_epoch_begin(epoch)
+  local opt = self.model.optimizer
+  local lr = self.schedule(epoch, opt:get_learning_rate())
+  if type(lr) ~= "number" then
+    error("LearningRateScheduler: schedule must return a number (got " .. type(lr) .. ")", 0)
+  end
+  opt:set_learning_rate(lr)
+  if self.verbose > 0 then
+    print(string.format("Epoch %d: LearningRateScheduler setting learning rate to %s.", epoch, lr))
+  end
+end
+function LearningRateScheduler:on_epoch_end(epoch, logs)
+  if logs then logs.lr = self.model.optimizer:get_learning_rate() end
+end
+
+-- ------------------------------------------------------------ LambdaCallback
+-- LambdaCallback{on_epoch_begin=, on_epoch_end=, on_batch_begin=, on_batch_end=,
+--   on_train_begin=, on_train_end=}: plain functions (without self), as Keras.
+local LambdaCallback = class("LambdaCallback")
+setmetatable(LambdaCallback, {__index = Callback, __call = function(cls, opts)
+  local allowed = {}
+  for _, h in ipairs(hooks) do allowed[h] = true end
+  opts = check_opts("LambdaCallback", opts, allowed)
+  local self = setmetatable({}, cls)
+  for k, f in pairs(opts) do
+    if type(f) ~= "function" then error("LambdaCallback: " .. k .. " must be a function", 0) end
+    self[k] = function(_, ...) return f(...) end
+  end
+  return self
+end})
+
+-- ------------------------------------------------------------ CSVLogger
+-- CSVLogger{filename=, separator=",", append=false}: one row per epoch.
+local CSVLogger = class("CSVLogger")
+setmetatable(CSVLogger, {__index = Callback, __call = function(cls, opts)
+  opts = check_opts("CSVLogger", opts, {filename = true, separator = true, append = true})
+  if type(opts.filename) ~= "string" then error("CSVLogger: filename must be a string", 0) end
+  return setmetatable({filename = opts.filename, sep = opts.separator or ",",
+    append = opts.append or false}, cls)
+end})
+function CSVLogger:on_train_begin()
+  local f, err = io.open(self.filename, self.append and "a" or "w")
+  if not f then error("CSVLogger: cannot open '" .. self.filename .. "': " .. tostring(err), 0) end
+  self.file, self.keys = f, nil
+end
+function CSVLogger:on_epoch_end(epoch, logs)
+  if not self.keys then
+    self.keys = {}
+    for k in pairs(logs) do self.keys[#self.keys + 1] = k end
+    table.sort(self.keys)
+    self.file:write("epoch", self.sep, table.concat(self.keys, self.sep), "\n")
+  end
+  local row = {tostring(epoch)}
+  for _, k in ipairs(self.keys) do row[#row + 1] = logs[k] ~= nil and string.format("%.17g", logs[k]) or "" end
+  self.file:write(table.concat(row, self.sep), "\n")
+  self.file:flush()
+end
+function CSVLogger:on_train_end() if self.file then self.file:close(); self.file = nil end end
+
+-- ------------------------------------------------------------ ModelCheckpoint
+-- ModelCheckpoint{filepath=, monitor="val_loss", save_best_only=false, save_weights_only=false,
+--   mode="auto"}: filepath may hold "{epoch}" (replaced by the epoch number).
+local ModelCheckpoint = class("ModelCheckpoint")
+setmetatable(ModelCheckpoint, {__index = Callback, __call = function(cls, opts)
+  opts = check_opts("ModelCheckpoint", opts, {filepath = true, monitor = true,
+    save_best_only = true, save_weights_only = true, mode = true, verbose = true})
+  if type(opts.filepath) ~= "string" then error("ModelCheckpoint: filepath must be a string", 0) end
+  local self = setmetatable({filepath = opts.filepath, monitor = opts.monitor or "val_loss",
+    save_best_only = opts.save_best_only or false, save_weights_only = opts.save_weights_only or false,
+    mode = opts.mode or "auto", verbose = opts.verbose or 0}, cls)
+  if self.mode == "auto" then self.mode = self.monitor:find("acc") and "max" or "min" end
+  self.best = self.mode == "min" and math.huge or -math.huge
+  return self
+end})
+function ModelCheckpoint:on_epoch_end(epoch, logs)
+  local path = self.filepath:gsub("{epoch}", tostring(epoch))
+  if self.save_best_only then
+    local cur = logs[self.monitor]
+    if cur == nil then return end
+    if not ((self.mode == "min" and cur < self.best) or (self.mode == "max" and cur > self.best)) then
+      return
+    end
+    self.best = cur
+  end
+  local m = self.model
+  local save = (self.save_weights_only or not m.save) and m.save_weights or m.save
+  if not save then error("ModelCheckpoint: the model cannot be saved (no save/save_weights)", 0) end
+  save(m, path)
+end
+
+-- ------------------------------------------------------------ progress bar
+-- Progbar: Keras 2's generic_utils.Progbar. target: number of samples; verbose 1: a bar
+-- redrawn with \r when dynamic (a terminal), else drawn once when complete; verbose 2:
+-- one summary line when complete.
+local Progbar = {}
+Progbar.__index = Progbar
+callbacks.Progbar = Progbar
+
+local tty_cache
+-- Whether stdout is a terminal (KERAS_LUA_PROGRESS=tty|plain overrides).
+function callbacks.stdout_is_tty()
+  local env = os.getenv("KERAS_LUA_PROGRESS")
+  if env == "tty" then return true elseif env == "plain" then return false end
+  if tty_cache == nil then
+    local ok = os.execute("test -t 1")
+    tty_cache = ok == true or ok == 0
+  end
+  return tty_cache
+end
+
+-- Progbar.new(target, {verbose=1, width=30, dynamic=, out=io.stdout, clock=os.clock})
+function Progbar.new(target, opts)
+  opts = opts or {}
+  local self = setmetatable({target = target, verbose = opts.verbose or 1, width = opts.width or 30,
+    out = opts.out or io.stdout, clock = opts.clock or os.time, total_width = 0}, Progbar)
+  if opts.dynamic ~= nil then self.dynamic = opts.dynamic else self.dynamic = callbacks.stdout_is_tty() end
+  self.start = self.clock()
+  return self
+end
+
+local function fmt_value(v)
+  if math.abs(v) > 1e-3 then return string.format(" %.4f", v) end
+  return string.format(" %.4e", v)
+end
+
+local function eta_str(eta)
+  if eta > 3600 then
+    return string.format("%d:%02d:%02d", eta // 3600, (eta % 3600) // 60, eta % 60)
+  elseif eta > 60 then
+    return string.format("%d:%02d", eta // 60, eta % 60)
+  end
+  return string.format("%ds", math.floor(eta))
+end
+
+-- The bar text for current samples: " 320/1000 [=========>....................]".
+function Progbar:bar(current)
+  local numdigits = math.floor(math.log(self.target, 10) + 1e-9) + 1
+  local s = string.format("%" .. numdigits .. "d/%d [", current, self.target)
+  local prog = current / self.target
+  local pw = math.floor(self.width * prog)
+  if pw > 0 then
+    s = s .. string.rep("=", pw - 1) .. (current < self.target and ">" or "=")
+  end
+  return s .. string.rep(".", self.width - pw) .. "]"
+end
+
+-- update(current, values): values a list of {name, value} (running averages).
+function Progbar:update(current, values)
+  local now = self.clock()
+  local done = current >= self.target
+  local info = ""
+  local tpu = current > 0 and (now - self.start) / current or 0
+  if not done then
+    info = " - ETA: " .. eta_str(tpu * (self.target - current))
+  else
+    info = string.format(" - %.0fs", now - self.start)
+    if tpu >= 1 then info = info .. string.format(" %.0fs/step", tpu)
+    elseif tpu >= 1e-3 then info = info .. string.format(" %.0fms/step", tpu * 1e3)
+    else info = info .. string.format(" %.0fus/step", tpu * 1e6) end
+  end
+  for _, kv in ipairs(values or {}) do info = info .. " - " .. kv[1] .. ":" .. fmt_value(kv[2]) end
+  if self.verbose == 1 then
+    if not self.dynamic and not done then return end
+    local bar = self:bar(current)
+    local line = bar .. info
+    if self.dynamic then
+      local pad = self.total_width > #line and string.rep(" ", self.total_width - #line) or ""
+      self.out:write("\r", line, pad)
+      self.total_width = #line
+    else
+      self.out:write(line)
+    end
+    if done then self.out:write("\n") end
+    self.out:flush()
+  elseif self.verbose == 2 and done then
+    self.out:write(info, "\n")
+    self.out:flush()
+  end
+end
+
+-- ProgbarLogger{verbose=1|2}: what fit adds for verbose > 0 ("Epoch 1/10" then the bar).
+local ProgbarLogger = class("ProgbarLogger")
+setmetatable(ProgbarLogger, {__index = Callback, __call = function(cls, opts)
+  opts = opts or {}
+  return setmetatable({verbose = opts.verbose or 1, out = opts.out, dynamic = opts.dynamic}, cls)
+end})
+function ProgbarLogger:on_epoch_begin(epoch)
+  local out = self.out or io.stdout
+  out:write(string.format("Epoch %d/%d\n", epoch, self.params.epochs))
+  out:flush()
+  self.bar = Progbar.new(self.params.samples, {verbose = self.verbose, out = out, dynamic = self.dynamic})
+  self.seen = 0
+end
+-- The names shown: loss then the metrics, in compile order.
+function ProgbarLogger:_values(logs)
+  local vals = {}
+  for _, k in ipairs(self.params.metrics) do
+    if logs[k] ~= nil then vals[#vals + 1] = {k, logs[k]} end
+  end
+  return vals
+end
+function ProgbarLogger:on_batch_end(batch, logs)
+  self.seen = logs.seen or (self.seen + (logs.size or 0))
+  if self.seen < self.params.samples then self.bar:update(self.seen, self:_values(logs)) end
+end
+function ProgbarLogger:on_epoch_end(epoch, logs)
+  self.bar:update(self.params.samples, self:_values(logs))
+end
+
+return callbacks
