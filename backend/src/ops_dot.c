@@ -189,14 +189,18 @@ static int64_t lower_bound(const int64_t *a, int64_t lo, int64_t hi, int64_t v) 
 }
 
 static int is2d(const kl_tensor *t, kl_stype s) { return t->stype == s && t->ndim == 2; }
+/* 1-d or 2-d of stype s (a 1-d operand is a K x 1 or 1 x K matrix). */
+static int is12d(const kl_tensor *t, kl_stype s) {
+  return t->stype == s && (t->ndim == 1 || t->ndim == 2);
+}
 
 static int sup_csr_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
-         !a->transpose_a && !a->transpose_b;
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_DEFAULT) &&
+         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
 }
 static int sup_csr_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_ROW_SPARSE) &&
-         !a->transpose_a && !a->transpose_b;
+  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_ROW_SPARSE) &&
+         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
 }
 static int sup_csrT_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
   return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
@@ -207,11 +211,12 @@ static int sup_csrT_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
          a->transpose_a && !a->transpose_b;
 }
 static int sup_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && is2d(in[0], KL_STYPE_DEFAULT) && in[1]->stype == KL_STYPE_CSR &&
+  return nin == 2 && is12d(in[0], KL_STYPE_DEFAULT) && in[1]->stype == KL_STYPE_CSR &&
          !a->transpose_b;
 }
 
-/* csr (M x K) . dense or row_sparse (K x N) -> dense M x N. OpenMP static over rows.
+/* csr (M x K) . dense or row_sparse (K x N, or a K vector) -> dense M x N (or M).
+ * OpenMP static over rows.
  * A row_sparse b costs one binary search per stored entry of a (columns absent from b
  * contribute nothing). */
 static kl_status dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
@@ -362,8 +367,9 @@ done:
   return st;
 }
 
-/* dense (M x K, or K x M with transpose_a) . csr (K x N) -> dense M x N: each output row
- * scatters the csr rows scaled by that row of a. OpenMP static over output rows. */
+/* dense (M x K, K x M with transpose_a, or a K vector) . csr (K x N) -> dense M x N (or
+ * N): each output row scatters the csr rows scaled by that row of a. OpenMP static over
+ * output rows. */
 #define KL_DEF_DENSE_CSR(T, S)                                                             \
   static void dense_csr_##S(int64_t M, int64_t K, int ta, const T *restrict A,             \
                             const int64_t *restrict bp, const int64_t *restrict bi,        \

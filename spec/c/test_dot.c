@@ -227,6 +227,27 @@ static void test_exact_sparse(void) {
   CHECK(o && o->stype == KL_STYPE_DEFAULT && o->shape[0] == 1 && o->shape[1] == 3);
   for (int i = 0; o && i < 3; i++) CHECK_NEAR(kl_tensor_data_at(o, i), want[i], 0);
   kl_tensor_release(o);
+  /* 1-d operands with csr: a . [1 2 3] = [7, 0, 6]; [1 2 3] . a = [1, 9, 2] */
+  int64_t s3 = 3;
+  kl_tensor *vec = dense_of(KL_FLOAT64, 1, &s3, vb), *vr = NULL;
+  CHECK_OK(kl_tensor_tostype(vec, KL_STYPE_ROW_SPARSE, &vr));
+  kl_tensor *av[2] = {a, vec}, *avr[2] = {a, vr}, *va[2] = {vec, a};
+  CHECK(strcmp(kl_op_dispatch_name(KL_OP_DOT, av, 2, &at0), "csr.dense") == 0);
+  CHECK(strcmp(kl_op_dispatch_name(KL_OP_DOT, avr, 2, &at0), "csr.row_sparse") == 0);
+  CHECK(strcmp(kl_op_dispatch_name(KL_OP_DOT, va, 2, &at0), "dense.csr") == 0);
+  double wav[3] = {7, 0, 6};
+  for (int k = 0; k < 2; k++) {
+    o = run_dot(a, k ? vr : vec, 0, 0);
+    CHECK(o && o->ndim == 1 && o->shape[0] == 3 && o->stype == KL_STYPE_DEFAULT);
+    for (int i = 0; o && i < 3; i++) CHECK_NEAR(kl_tensor_data_at(o, i), wav[i], 0);
+    kl_tensor_release(o);
+  }
+  o = run_dot(vec, a, 0, 0);
+  CHECK(o && o->ndim == 1 && o->shape[0] == 3);
+  for (int i = 0; o && i < 3; i++) CHECK_NEAR(kl_tensor_data_at(o, i), want[i], 0);
+  kl_tensor_release(o);
+  kl_tensor_release(vec);
+  kl_tensor_release(vr);
   kl_tensor_release(r);
   kl_tensor_release(rt);
   kl_tensor_release(a);
