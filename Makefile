@@ -5,7 +5,7 @@ DEPS  := cmake pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev zlib1g
 LUAENV := LUA_PATH_5_4='$(CURDIR)/$(BUILD)/lua/?.lua;$(CURDIR)/$(BUILD)/lua/?/init.lua;;' \
           LUA_CPATH_5_4='$(CURDIR)/$(BUILD)/lua/?.so;;'
 
-.PHONY: all deps build test demo install clean examples
+.PHONY: all deps build test demo install clean bench bench-quick test-asan fuzz
 
 all: build
 
@@ -33,3 +33,20 @@ install: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmarks against peers (installs them if missing); writes bench/results.md. See bench/README.md.
+bench: build
+	bench/run --full
+
+# The same benchmark scripts on tiny sizes (also run by the test suite, no timing asserted).
+bench-quick: build
+	bench/run --quick
+
+# The whole suite under ASan + UBSan (see docs/RELIABILITY.md).
+test-asan: deps
+	tools/test-asan
+
+# libFuzzer targets, each for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz
