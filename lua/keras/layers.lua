@@ -1,0 +1,469 @@
+-- keras/layers.lua: keras.layers: Input, Dense, Embedding, Flatten, Activation, Dropout,
+-- Concatenate, GlobalAveragePooling1D, Lambda, with the Keras lifecycle (validate in the
+-- constructor, create weights on the first call, build graph ops on every call).
+local core = require("keras.core")
+local K = require("keras.backend")
+local S = require("keras.symbolic")
+local initializers = require("keras.initializers")
+
+local layers = {}
+local is_node = S.is_node
+
+-- ------------------------------------------------------------ helpers
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+local function repr(v)
+  if type(v) == "table" and not core.is_tensor(v) then
+    local p = {}
+    for i, x in ipairs(v) do p[i] = repr(x) end
+    return "{" .. table.concat(p, ", ") .. "}"
+  elseif type(v) == "string" then
+    return "'" .. v .. "'"
+  end
+  return tostring(v)
+end
+
+local function pos_int(cls, name, v)
+  if math.type(v) ~= "integer" or v < 1 then
+    fail("%s: %s must be a positive integer. Received: %s=%s", cls, name, name, repr(v))
+  end
+  return v
+end
+
+local function opt_bool(cls, name, v, def)
+  if v == nil then return def end
+  if type(v) ~= "boolean" then
+    fail("%s: %s must be a boolean. Received: %s=%s", cls, name, name, repr(v))
+  end
+  return v
+end
+
+local function shape_list(cls, name, v)
+  if math.type(v) == "integer" then v = {v} end
+  if type(v) ~= "table" or core.is_tensor(v) then
+    fail("%s: %s must be a table of positive integers. Received: %s=%s", cls, name, name, repr(v))
+  end
+  for i = 1, #v do
+    if math.type(v[i]) ~= "integer" or v[i] < 1 then
+      fail("%s: %s must be a table of positive integers. Received: %s=%s", cls, name, name, repr(v))
+    end
+  end
+  return v
+end
+
+local counters = {}
+local function snake(cls)
+  local s = cls:gsub("(%d)(%u)", "%1_%2"):gsub("(%l)(%u)", "%1_%2"):lower()
+  return s
+end
+local function unique_name(cls)
+  local base = snake(cls)
+  counters[base] = (counters[base] or 0) + 1
+  return base .. "_" .. counters[base]
+end
+-- reset_names(): layer names start again at _1 (K.clear_session does this too).
+function layers.reset_names() counters = {} end
+
+local activations = {
+  relu = K.relu, sigmoid = K.sigmoid, tanh = K.tanh, softmax = K.softmax, exp = K.exp,
+  linear = function(x) return x end,
+}
+layers.activations = activations
+
+local function get_activation(cls, a)
+  if a == nil then return nil, "linear" end
+  if type(a) == "function" then return a, "custom" end
+  if type(a) == "string" and activations[a] then
+    return (a ~= "linear") and activations[a] or nil, a
+  end
+  fail("%s: unknown activation %s (relu, sigmoid, tanh, softmax, exp, linear or a function)",
+    cls, repr(a))
+end
+
+local function shape_str(s) return S.shape_str(s) end
+
+-- ------------------------------------------------------------ Layer
+local Layer = {}
+Layer.__index = Layer
+layers.Layer = Layer
+
+local common = {name = true, input_shape = true, input_dim = true, dtype = true, trainable = true}
+
+-- Defines a layer class: allowed option keys, init(self, opts) validating them (after the
+-- common ones: name, input_shape, input_dim, dtype, trainable). Positional option [1] is
+-- passed as opts[1] when allowed[1].
+local function define(cls, allowed, init)
+  local c = setmetatable({}, {__index = Layer})
+  c.__index = c
+  c.__call = function(self, x) return self:_call(x) end
+  c.__tostring = function(self) return "<" .. cls .. " '" .. self.name .. "'>" end
+  c.class_name = cls
+  setmetatable(c, {__index = Layer, __call = function(_, opts)
+    if opts == nil then opts = {} end
+    if type(opts) ~= "table" then
+      if allowed[1] then opts = {opts} else fail("%s: options must be a table (got %s)", cls, type(opts)) end
+    end
+    for k in pairs(opts) do
+      if not (allowed[k] or common[k]) then fail("%s: unknown option %s", cls, repr(k)) end
+    end
+    local self = setmetatable({class_name = cls, built = false, _weights = {}, weights = {},
+      inbound = {}}, c)
+    if opts.name ~= nil and type(opts.name) ~= "string" then
+      fail("%s: name must be a string. Received: name=%s", cls, repr(opts.name))
+    end
+    self.name = opts.name or unique_name(cls)
+    self.dtype = opts.dtype or "float32"
+    if self.dtype ~= "float32" and self.dtype ~= "float64" then
+      fail("%s: dtype must be 'float32' or 'float64'. Received: dtype=%s", cls, repr(self.dtype))
+    end
+    self.trainable = opt_bool(cls, "trainable", opts.trainable, true)
+    if opts.input_shape ~= nil then self.batch_input_shape = shape_list(cls, "input_shape", opts.input_shape) end
+    if opts.input_dim ~= nil then self.batch_input_shape = {pos_int(cls, "input_dim", opts.input_dim)} end
+    init(self, opts)
+    return self
+  end})
+  layers[cls] = c
+  return c
+end
+layers.define = define
+
+function layers.is_layer(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and mt.class_name ~= nil and getmetatable(mt) ~= nil and
+    rawget(mt, "__call") ~= nil
+end
+
+-- add_weight(name, shape, initializer, {stype=, grad_stype=, trainable=}) -> tensor. A
+-- row_sparse weight stores all its rows (the optimizers' fast path).
+function Layer:add_weight(name, shape, init, o)
+  o = o or {}
+  local t = init(shape, self.dtype)
+  if t.dtype ~= self.dtype then t = core.array(t, {dtype = self.dtype}) end
+  if o.stype == "row_sparse" then
+    t = core.row_sparse_array{data = t, indices = core.range(1, shape[1], 1, {dtype = "int64"}),
+      shape = shape, dtype = self.dtype}
+  end
+  t._name = self.name .. "/" .. name
+  local trainable = self.trainable and (o.trainable ~= false)
+  if trainable then t._grad_stype = o.grad_stype or "default" end
+  local w = {name = t._name, short = name, tensor = t, trainable = trainable,
+    grad_stype = o.grad_stype or "default", nodes = {}}
+  self._weights[#self._weights + 1] = w
+  self.weights[#self.weights + 1] = t
+  return t
+end
+
+-- The variable node of weight tensor t in graph state gs (remembered for set_weights).
+function Layer:_var(gs, t)
+  local id = gs:var(t)
+  for _, w in ipairs(self._weights) do
+    if w.tensor == t then
+      local known = false
+      for _, n in ipairs(w.nodes) do if n.gs == gs then known = true end end
+      if not known then w.nodes[#w.nodes + 1] = {gs = gs, id = id} end
+    end
+  end
+  return S.new_node(gs, id, {})
+end
+
+-- The weight records {name, short, tensor, trainable, grad_stype} (models.lua).
+function Layer:weight_records() return self._weights end
+
+function Layer:get_weights()
+  local r = {}
+  for i, w in ipairs(self._weights) do r[i] = w.tensor:copy() end
+  return r
+end
+
+local function same_shape(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- set_weights(list): values (tensors or nested tables) in the order of layer.weights.
+function Layer:set_weights(list)
+  if type(list) ~= "table" or core.is_tensor(list) then
+    fail("%s: set_weights expects a list of tensors (got %s)", self.class_name, type(list))
+  end
+  if #list ~= #self._weights then
+    fail("%s: set_weights expected %d weight(s), got %d (layer '%s')", self.class_name,
+      #self._weights, #list, self.name)
+  end
+  local vals = {}
+  for i, w in ipairs(self._weights) do
+    local v = list[i]
+    if not core.is_tensor(v) then v = core.array(v, {dtype = self.dtype}) end
+    if not same_shape(v.shape, w.tensor.shape) then
+      fail("%s: weight %d ('%s') has shape %s, got a value of shape %s", self.class_name, i,
+        w.name, shape_str(w.tensor.shape), shape_str(v.shape))
+    end
+    vals[i] = v
+  end
+  for i, w in ipairs(self._weights) do
+    local v, t = vals[i], w.tensor
+    if t.stype == "row_sparse" then
+      -- copyto would drop zero rows; a new all-rows tensor replaces the old in every graph
+      local d = v.stype == "default" and v or v:tostype("default")
+      local nt = core.row_sparse_array{data = core.array(d, {dtype = t.dtype}),
+        indices = core.range(1, t.shape[1], 1, {dtype = "int64"}), shape = t.shape, dtype = t.dtype}
+      nt._name, nt._grad_stype = t._name, t._grad_stype
+      for _, n in ipairs(w.nodes) do
+        n.gs.g:set_value(n.id, nt)
+        n.gs.var_ids[nt] = n.id
+      end
+      w.tensor = nt
+      self.weights[i] = nt
+    else
+      v:copyto(t)
+    end
+  end
+end
+
+function Layer:count_params()
+  local n = 0
+  for _, w in ipairs(self._weights) do
+    local c = 1
+    for _, d in ipairs(w.tensor.shape) do c = c * d end
+    n = n + c
+  end
+  return n
+end
+
+-- Checks the input nodes and returns their shapes (a list when several inputs).
+local function check_inputs(self, x)
+  if is_node(x) then return x.shape end
+  if type(x) == "table" and not core.is_tensor(x) and #x > 0 then
+    local shapes = {}
+    for i, n in ipairs(x) do
+      if not is_node(n) then
+        fail("%s: input %d must be a graph node (keras.layers.Input or a layer output), got %s",
+          self.class_name, i, core.is_tensor(n) and "a tensor" or type(n))
+      end
+      shapes[i] = n.shape
+    end
+    return shapes
+  end
+  fail("%s: expected a graph node (keras.layers.Input or a layer output), got %s",
+    self.class_name, core.is_tensor(x) and "a tensor" or type(x))
+end
+
+function Layer:_call(x)
+  local shapes = check_inputs(self, x)
+  if self.multi_input and is_node(x) then
+    fail("%s: expected a list of inputs", self.class_name)
+  elseif not self.multi_input and not is_node(x) then
+    fail("%s: expected one input node, got a list of %d", self.class_name, #x)
+  end
+  if not self.built then
+    if self.build then self:build(shapes, x) end
+    self.built = true
+    self.input_shape = shapes
+  elseif self.check_input then
+    self:check_input(shapes, x)
+  end
+  local out = self:call(x)
+  if not is_node(out) then
+    fail("%s: call must return a graph node (got %s)", self.class_name, type(out))
+  end
+  if out.layer ~= nil or rawequal(out, x) then
+    -- a node already owned (identity): give the layer its own node
+    out = K._apply("mul_scalar", {out}, {scalar = 1}, self.class_name)
+  end
+  out.layer = self
+  out.inputs = is_node(x) and {x} or x
+  out.parents = out.inputs
+  self.inbound[#self.inbound + 1] = out
+  self.output = out
+  self.input = x
+  self.output_shape = out.shape
+  return out
+end
+
+-- Keras' incompatible-input message.
+local function incompatible(self, axis, want, shape)
+  fail("%s: input 1 of layer '%s' is incompatible with the layer: expected axis %d of input " ..
+    "shape to have value %d, but received input with shape %s", self.class_name, self.name,
+    axis, want, shape_str(shape))
+end
+
+-- ------------------------------------------------------------ Input
+local InputLayer = define("InputLayer", {shape = true, sparse = true, batch_size = true}, function() end)
+
+-- Input{shape=, sparse=false, dtype="float32", name=}: a placeholder node (batch dim unknown).
+function layers.Input(opts)
+  if type(opts) ~= "table" then fail("Input: options must be a table (got %s)", type(opts)) end
+  for k in pairs(opts) do
+    if not ({shape = true, sparse = true, dtype = true, name = true, batch_size = true})[k] then
+      fail("Input: unknown option %s", repr(k))
+    end
+  end
+  if opts.shape == nil then fail("Input: shape is required (without the batch dimension)") end
+  local shape = shape_list("Input", "shape", opts.shape)
+  local sparse = opt_bool("Input", "sparse", opts.sparse, false)
+  local dtype = opts.dtype or "float32"
+  if dtype ~= "float32" and dtype ~= "float64" and dtype ~= "int64" then
+    fail("Input: dtype must be 'float32', 'float64' or 'int64'. Received: dtype=%s", repr(dtype))
+  end
+  if sparse and #shape ~= 1 then
+    fail("Input: a sparse input must be 1-d per sample (CSR rows). Received: shape=%s", repr(shape))
+  end
+  local layer = InputLayer{name = opts.name or unique_name("input")}
+  local full = {opts.batch_size or -1}
+  for i, d in ipairs(shape) do full[i + 1] = d end
+  local node = K.placeholder{shape = full, sparse = sparse, dtype = dtype, name = layer.name}
+  node.layer = layer
+  layer.output, layer.built, layer.sparse = node, true, sparse
+  layer.output_shape = node.shape
+  layer.inbound = {node}
+  return node
+end
+
+-- ------------------------------------------------------------ Dense
+local Dense = define("Dense", {units = true, activation = true, use_bias = true,
+  sparse_weight = true, kernel_initializer = true, bias_initializer = true}, function(self, o)
+  self.units = pos_int("Dense", "units", o.units)
+  self.activation, self.activation_name = get_activation("Dense", o.activation)
+  self.use_bias = opt_bool("Dense", "use_bias", o.use_bias, true)
+  self.sparse_weight = opt_bool("Dense", "sparse_weight", o.sparse_weight, false)
+  self.kernel_initializer = initializers.get(o.kernel_initializer or "glorot_uniform", "Dense")
+  self.bias_initializer = initializers.get(o.bias_initializer or "zeros", "Dense")
+end)
+
+function Dense:build(shape)
+  local d = shape[#shape]
+  if #shape < 2 or d == nil or d < 1 then
+    fail("Dense: input of layer '%s' needs a known last dimension, got shape %s", self.name, shape_str(shape))
+  end
+  self.input_dim = d
+  local st = self.sparse_weight and "row_sparse" or "default"
+  self.kernel = self:add_weight("kernel", {d, self.units}, self.kernel_initializer,
+    {stype = st, grad_stype = st})
+  if self.use_bias then self.bias = self:add_weight("bias", {self.units}, self.bias_initializer) end
+end
+
+function Dense:check_input(shape)
+  if shape[#shape] ~= self.input_dim then incompatible(self, -1, self.input_dim, shape) end
+end
+
+function Dense:call(x)
+  local gs = x.gs
+  local y = K.dot(x, self:_var(gs, self._weights[1].tensor))
+  if self.use_bias then y = K._apply("bias_add", {y, self:_var(gs, self._weights[2].tensor)}, nil, "Dense") end
+  if self.activation then y = self.activation(y) end
+  return y
+end
+
+-- ------------------------------------------------------------ Embedding
+local Embedding = define("Embedding", {input_dim = true, output_dim = true, input_length = true,
+  sparse_grad = true, embeddings_initializer = true}, function(self, o)
+  self.vocab = pos_int("Embedding", "input_dim", o.input_dim)
+  self.batch_input_shape = nil -- input_dim here is the vocabulary size, not a shape
+  if o.input_length ~= nil then
+    self.input_length = pos_int("Embedding", "input_length", o.input_length)
+    self.batch_input_shape = {self.input_length}
+  end
+  self.output_dim = pos_int("Embedding", "output_dim", o.output_dim)
+  self.sparse_grad = opt_bool("Embedding", "sparse_grad", o.sparse_grad, false)
+  self.embeddings_initializer = initializers.get(o.embeddings_initializer or "uniform", "Embedding")
+end)
+
+function Embedding:build(shape)
+  if #shape ~= 2 then
+    fail("Embedding: layer '%s' expects ids of shape (batch, length), got %s", self.name, shape_str(shape))
+  end
+  self:check_input(shape)
+  self.embeddings = self:add_weight("embeddings", {self.vocab, self.output_dim},
+    self.embeddings_initializer, {grad_stype = self.sparse_grad and "row_sparse" or "default"})
+end
+
+function Embedding:check_input(shape)
+  if #shape ~= 2 then
+    fail("Embedding: layer '%s' expects ids of shape (batch, length), got %s", self.name, shape_str(shape))
+  end
+  if self.input_length and shape[2] ~= self.input_length then incompatible(self, 2, self.input_length, shape) end
+end
+
+function Embedding:call(x)
+  return K._apply("embedding", {x, self:_var(x.gs, self._weights[1].tensor)}, {ival = self.vocab},
+    "Embedding")
+end
+
+-- ------------------------------------------------------------ Flatten
+local Flatten = define("Flatten", {}, function() end)
+function Flatten:call(x)
+  local s = x.shape
+  if #s <= 2 then return x end
+  local n = 1
+  for i = 2, #s do
+    if s[i] < 0 then fail("Flatten: layer '%s' needs known dimensions, got %s", self.name, shape_str(s)) end
+    n = n * s[i]
+  end
+  if x.stype ~= "default" then fail("Flatten: layer '%s' needs a dense input", self.name) end
+  return S.new_node(x.gs, x.gs.g:reshape(x.id, {-1, n}), {x})
+end
+
+-- ------------------------------------------------------------ Activation
+local Activation = define("Activation", {[1] = true, activation = true}, function(self, o)
+  local a = o.activation or o[1]
+  if a == nil then fail("Activation: activation is required") end
+  self.activation, self.activation_name = get_activation("Activation", a)
+end)
+function Activation:call(x)
+  if self.activation then return self.activation(x) end
+  return x
+end
+
+-- ------------------------------------------------------------ Dropout
+local Dropout = define("Dropout", {[1] = true, rate = true, seed = true}, function(self, o)
+  local r = o.rate or o[1]
+  if type(r) ~= "number" or r < 0 or r >= 1 then
+    fail("Dropout: rate must be a number in [0, 1). Received: rate=%s", repr(r))
+  end
+  self.rate, self.seed = r, o.seed
+end)
+function Dropout:call(x)
+  return S.new_node(x.gs, x.gs.g:dropout(x.id, self.rate, self.seed), {x})
+end
+
+-- ------------------------------------------------------------ Concatenate
+local Concatenate = define("Concatenate", {axis = true}, function(self, o)
+  local a = o.axis or -1
+  if math.type(a) ~= "integer" or a == 0 then
+    fail("Concatenate: axis must be a non-zero integer. Received: axis=%s", repr(o.axis))
+  end
+  self.axis = a
+  self.multi_input = true
+end)
+function Concatenate:build(shapes)
+  if #shapes < 2 then fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, #shapes) end
+end
+function Concatenate:call(x)
+  if #x < 2 then fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, #x) end
+  return K.concatenate(x, self.axis)
+end
+
+-- ------------------------------------------------------------ GlobalAveragePooling1D
+local GAP1D = define("GlobalAveragePooling1D", {}, function() end)
+function GAP1D:check_input(shape)
+  if #shape ~= 3 then
+    fail("GlobalAveragePooling1D: layer '%s' expects a 3-d input (batch, steps, features), got %s",
+      self.name, shape_str(shape))
+  end
+end
+GAP1D.build = GAP1D.check_input
+function GAP1D:call(x) return K.mean(x, 2) end
+
+-- ------------------------------------------------------------ Lambda
+local Lambda = define("Lambda", {[1] = true, fn = true, output_shape = true}, function(self, o)
+  local f = o.fn or o[1]
+  if type(f) ~= "function" then fail("Lambda: fn must be a function. Received: fn=%s", repr(f)) end
+  self.fn = f
+end)
+function Lambda:_call(x)
+  if type(x) == "table" and not is_node(x) then self.multi_input = true end
+  return Layer._call(self, x)
+end
+function Lambda:call(x) return self.fn(x) end
+
+return layers

@@ -1,0 +1,604 @@
+-- keras/models.lua: keras.Model and keras.Sequential: compile to a C plan, fit (the batch
+-- loop in C via p:fit_epoch), evaluate, predict, *_on_batch, summary, weights.
+local core = require("keras.core")
+local S = require("keras.symbolic")
+local layers = require("keras.layers")
+local optimizers = require("keras.optimizers")
+local losses = require("keras.losses")
+local metrics_mod = require("keras.metrics")
+local callbacks = require("keras.callbacks")
+local data_utils = require("keras.data_utils")
+
+local models = {}
+local is_node, is_tensor = S.is_node, core.is_tensor
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+local function check_opts(fn, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail("%s: options must be a table (got %s)", fn, type(opts)) end
+  for k in pairs(opts) do
+    if not allowed[k] then fail("%s: unknown option '%s'", fn, tostring(k)) end
+  end
+  return opts
+end
+
+local model_counters = {}
+local function model_name(base)
+  model_counters[base] = (model_counters[base] or 0) + 1
+  return base .. "_" .. model_counters[base]
+end
+
+-- ------------------------------------------------------------ Model
+local Model = {}
+Model.__index = Model
+Model.__tostring = function(m) return "<Model '" .. m.name .. "'>" end
+models.Model_class = Model
+
+local function as_list(x)
+  if is_node(x) then return {x} end
+  return x
+end
+
+-- Sets inputs/outputs and collects the layers reachable from the outputs (topological).
+function Model:_init_graph(inputs, outputs, keep_input_layers)
+  inputs, outputs = as_list(inputs), as_list(outputs)
+  if type(inputs) ~= "table" or #inputs == 0 then fail("Model: inputs must be an Input node or a list of them") end
+  if type(outputs) ~= "table" or #outputs == 0 then fail("Model: outputs must be a node or a list of nodes") end
+  for i, n in ipairs(inputs) do
+    if not is_node(n) or n:kind() ~= "placeholder" then
+      fail("Model: inputs[%d] must be a keras.layers.Input node", i)
+    end
+  end
+  for i, n in ipairs(outputs) do
+    if not is_node(n) then fail("Model: outputs[%d] must be a graph node (a layer output)", i) end
+    if n.gs ~= inputs[1].gs then fail("Model: outputs[%d] is not in the inputs' graph", i) end
+  end
+  if #outputs > 1 then fail("Model: only single-output models are supported (got %d outputs)", #outputs) end
+  self.inputs, self.outputs, self.gs = inputs, outputs, inputs[1].gs
+  local seen, first, list = {}, {}, {}
+  local function walk(n)
+    if seen[n] then return end
+    seen[n] = true
+    for _, p in ipairs(rawget(n, "parents") or {}) do walk(p) end
+    local l = rawget(n, "layer")
+    if l and not first[l] then
+      first[l] = n.id
+      list[#list + 1] = l
+    end
+  end
+  for _, o in ipairs(outputs) do walk(o) end
+  table.sort(list, function(a, b) return first[a] < first[b] end)
+  self.layers = {}
+  for _, l in ipairs(list) do
+    if keep_input_layers or l.class_name ~= "InputLayer" then self.layers[#self.layers + 1] = l end
+  end
+  self._all_layers = list
+  self.built = true
+  self._train_plan, self._infer_plan = nil, nil
+end
+
+local function new_model(cls, name)
+  return setmetatable({name = name, layers = {}, built = false, compiled = false,
+    stop_training = false}, cls)
+end
+
+-- keras.Model{inputs=, outputs=, name=}
+function models.Model(opts)
+  opts = check_opts("Model", opts, {inputs = true, outputs = true, name = true})
+  local m = new_model(Model, opts.name or model_name("model"))
+  m:_init_graph(opts.inputs, opts.outputs, true)
+  return m
+end
+
+-- ------------------------------------------------------------ Sequential
+local Sequential = setmetatable({}, {__index = Model})
+Sequential.__index = Sequential
+Sequential.__tostring = Model.__tostring
+
+-- keras.Sequential{layer, ...} (the first may be an Input node), or {layers={...}, name=}.
+function models.Sequential(opts)
+  opts = opts or {}
+  local m = new_model(Sequential, opts.name or model_name("sequential"))
+  m._seq = {}
+  for _, l in ipairs(opts.layers or opts) do m:add(l) end
+  return m
+end
+
+function Sequential:add(layer)
+  if is_node(layer) then
+    if self._input or #self._seq > 0 then fail("Sequential: an Input can only be the first element") end
+    self._input, self._out = layer, layer
+    return
+  end
+  if not layers.is_layer(layer) then
+    fail("Sequential: add expects a layer (got %s)", is_tensor(layer) and "a tensor" or type(layer))
+  end
+  self._seq[#self._seq + 1] = layer
+  if not self._input and #self._seq == 1 and layer.batch_input_shape then
+    self._input = layers.Input{shape = layer.batch_input_shape, dtype = layer.dtype}
+    self._out = self._input
+  end
+  if self._out then
+    self._out = layer(self._out)
+    self:_init_graph({self._input}, {self._out}, false)
+  else
+    self.layers[#self.layers + 1] = layer
+  end
+  self.compiled = self.compiled and false
+end
+
+-- Builds a deferred Sequential from the first data tensor (its shape, stype and dtype).
+function Sequential:_build_from(x)
+  if self.built then return end
+  if #self._seq == 0 then fail("Sequential: the model has no layers") end
+  local shape = {}
+  for i = 2, #x.shape do shape[i - 1] = x.shape[i] end
+  self._input = layers.Input{shape = shape, sparse = x.stype == "csr",
+    dtype = x.dtype == "float64" and "float64" or "float32"}
+  local out = self._input
+  for _, l in ipairs(self._seq) do out = l(out) end
+  self._out = out
+  self:_init_graph({self._input}, {out}, false)
+end
+
+function Model:_build_from() end
+
+-- ------------------------------------------------------------ compile
+local function check_device(d)
+  if d == nil or d == "cpu" then return nil end
+  local keras_devices = type(d) == "table" and d.device_type
+  if not keras_devices then fail("Model.compile: device must be keras.cpu() or keras.gpu(n)") end
+  if d.device_type ~= "cpu" then
+    fail("Model.compile: device %s is not supported for training yet (use keras.cpu())", tostring(d))
+  end
+  return d
+end
+
+-- compile{optimizer=, loss=, metrics={...}, device=}
+function Model:compile(opts)
+  opts = check_opts("Model.compile", opts, {optimizer = true, loss = true, metrics = true,
+    device = true})
+  if opts.optimizer == nil then fail("Model.compile: optimizer is required") end
+  if opts.loss == nil then fail("Model.compile: loss is required") end
+  self.optimizer = optimizers.get(opts.optimizer)
+  if type(opts.loss) == "function" then
+    self.loss_name, self.loss_fn = "custom", opts.loss
+  else
+    self.loss_name = losses.resolve(opts.loss)
+  end
+  local ms = opts.metrics or {}
+  if type(ms) ~= "table" then fail("Model.compile: metrics must be a list of names") end
+  for _, n in ipairs(ms) do metrics_mod.resolve(n, self.loss_name, nil) end -- names valid
+  self.metric_names = ms
+  self.device = check_device(opts.device)
+  self.compiled = true
+  self._train_plan = nil
+end
+
+local function out_units(self)
+  local s = self.outputs[1].shape
+  return s[#s]
+end
+
+-- The training plan (feeds: inputs..., target; output 0: the model output).
+function Model:_train()
+  if self._train_plan then return self._train_plan end
+  local gs, out = self.gs, self.outputs[1]
+  local scce = self.loss_name == "sparse_categorical_crossentropy"
+  local tshape
+  if scce then
+    tshape = {-1}
+  else
+    tshape = {}
+    for i, d in ipairs(out.shape) do tshape[i] = d end
+    tshape[1] = -1
+  end
+  local target = gs.g:placeholder{shape = tshape, dtype = out.dtype, name = "target"}
+  local loss_id
+  if self.loss_fn then
+    local l = self.loss_fn(S.new_node(gs, target, {}), out)
+    if not is_node(l) then fail("Model.compile: a loss function must return a graph node") end
+    loss_id = l.id
+    if l.ndim ~= 0 then loss_id = gs.g:op("mean", {loss_id}, {}) end
+  else
+    loss_id = gs.g:op(losses.op_name(self.loss_name), {target, out.id}, {})
+  end
+  local feeds = {}
+  for i, n in ipairs(self.inputs) do feeds[i] = n.id end
+  feeds[#feeds + 1] = target
+  local weights, stypes = {}, {}
+  for _, l in ipairs(self._all_layers) do
+    for _, w in ipairs(l:weight_records()) do
+      if w.trainable then
+        weights[#weights + 1] = l:_var(gs, w.tensor).id
+        stypes[#stypes + 1] = w.grad_stype
+      end
+    end
+  end
+  self._canon = {}
+  local units = out_units(self)
+  for i, n in ipairs(self.metric_names) do
+    self._canon[i] = metrics_mod.resolve(n, self.loss_name ~= "custom" and self.loss_name or nil, units)
+  end
+  local p = core.plan_new(gs.g, {feeds = feeds, outputs = {out.id}, loss = loss_id,
+    weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
+  self.optimizer:_bind(p)
+  self._train_plan, self._scce = p, scce
+  return p
+end
+
+function Model:_infer()
+  if not self._infer_plan then
+    local feeds = {}
+    for i, n in ipairs(self.inputs) do feeds[i] = n.id end
+    self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = {self.outputs[1].id}})
+  end
+  return self._infer_plan
+end
+
+-- ------------------------------------------------------------ data checks
+local function shape_str(s) return S.shape_str(s) end
+
+-- x as a list of tensors, one per model input; builds a deferred Sequential.
+function Model:_xs(x, fn)
+  local xs = x
+  if is_tensor(x) then xs = {x} end
+  if type(xs) ~= "table" or #xs == 0 then
+    fail("%s: x must be a tensor or a list of tensors (got %s)", fn, type(x))
+  end
+  for i, t in ipairs(xs) do
+    if not is_tensor(t) then fail("%s: x[%d] must be a tensor (got %s)", fn, i, type(t)) end
+    if t.ndim == 0 then fail("%s: x[%d] is a 0-d tensor; rows expected", fn, i) end
+  end
+  if not self.built then self:_build_from(xs[1]) end
+  if #xs ~= #self.inputs then
+    fail("%s: the model has %d input(s), got %d tensor(s)", fn, #self.inputs, #xs)
+  end
+  local n = xs[1].shape[1]
+  for i = 2, #xs do
+    if xs[i].shape[1] ~= n then
+      fail("%s: all inputs must have the same number of rows: x[1] has %d, x[%d] has %d", fn, n, i, xs[i].shape[1])
+    end
+  end
+  return xs, n
+end
+
+-- y shaped like the target placeholder ((n) against an output (n, 1) works as in Keras).
+function Model:_y(y, n, fn)
+  if not is_tensor(y) then fail("%s: y must be a tensor (got %s)", fn, type(y)) end
+  if y.ndim == 0 then fail("%s: y is a 0-d tensor; rows expected", fn) end
+  if y.shape[1] ~= n then
+    fail("%s: x and y have different numbers of rows: x has %d, y has %d", fn, n, y.shape[1])
+  end
+  if y.stype ~= "default" then y = y:tostype("default") end
+  local out = self.outputs[1].shape
+  if self._scce then
+    if y.ndim == 2 and y.shape[2] == 1 then return y:reshape({n}) end
+    if y.ndim ~= 1 then
+      fail("%s: sparse_categorical_crossentropy expects class ids of shape (n) or (n, 1), got %s",
+        fn, shape_str(y.shape))
+    end
+    return y
+  end
+  if y.ndim == 1 and #out == 2 and out[2] == 1 then return y:reshape({n, 1}) end
+  if y.ndim ~= #out then
+    fail("%s: y has shape %s but the model's output has shape %s", fn, shape_str(y.shape), shape_str(out))
+  end
+  return y
+end
+
+local function split_rows(t, a, b) return t:slice(a, b) end
+
+local function metric_logs(self, logs, mt, prefix)
+  for i, name in ipairs(self.metric_names) do logs[prefix .. name] = mt[self._canon[i]] end
+  return logs
+end
+
+-- ------------------------------------------------------------ fit
+local function check_positive(fn, name, v, def)
+  if v == nil then return def end
+  if math.type(v) ~= "integer" or v < 1 then
+    fail("%s: %s must be a positive integer. Received: %s=%s", fn, name, name, tostring(v))
+  end
+  return v
+end
+
+function Model:_require_compiled()
+  if not self.compiled then fail("Model: you must compile the model before training") end
+end
+
+-- fit(x, y, {batch_size=32, epochs=1, verbose=1, shuffle=true, validation_data={xv, yv},
+--   validation_split=0, callbacks={...}, initial_epoch=0}) -> History
+function Model:fit(x, y, opts)
+  local fn = "Model.fit"
+  opts = check_opts(fn, opts, {batch_size = true, epochs = true, verbose = true, shuffle = true,
+    validation_data = true, validation_split = true, callbacks = true, initial_epoch = true})
+  self:_require_compiled()
+  local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
+  local epochs = check_positive(fn, "epochs", opts.epochs, 1)
+  local verbose = opts.verbose == nil and 1 or opts.verbose
+  if verbose ~= 0 and verbose ~= 1 and verbose ~= 2 then
+    fail("%s: verbose must be 0, 1 or 2. Received: verbose=%s", fn, tostring(verbose))
+  end
+  local shuffle = opts.shuffle ~= false
+  local iter = data_utils.is_iterator(x) and x or nil
+  local xs, n, xv, yv
+  if iter then
+    if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
+    if not self.built then
+      local xb = iter.data[1]
+      self:_build_from(xb)
+    end
+    n = iter.num_data
+  else
+    xs, n = self:_xs(x, fn)
+  end
+  local p = self:_train()
+  if not iter then y = self:_y(y, n, fn) end
+  local split = opts.validation_split or 0
+  if type(split) ~= "number" or split < 0 or split >= 1 then
+    fail("%s: validation_split must be a number in [0, 1). Received: validation_split=%s", fn, tostring(split))
+  end
+  if opts.validation_data ~= nil then
+    local vd = opts.validation_data
+    if type(vd) ~= "table" or is_tensor(vd) or vd[1] == nil or vd[2] == nil then
+      fail("%s: validation_data must be {x_val, y_val}", fn)
+    end
+    local vn
+    xv, vn = self:_xs(vd[1], fn .. " (validation_data)")
+    yv = self:_y(vd[2], vn, fn .. " (validation_data)")
+  elseif split > 0 and not iter then
+    local nv = math.floor(n * split)
+    if nv >= 1 and nv < n then
+      local nt = n - nv
+      xv, yv = {}, split_rows(y, nt + 1, n)
+      for i, t in ipairs(xs) do xv[i] = split_rows(t, nt + 1, n); xs[i] = split_rows(t, 1, nt) end
+      y, n = split_rows(y, 1, nt), nt
+    end
+  end
+  local history = callbacks.History()
+  local list = {}
+  if verbose > 0 then list[#list + 1] = callbacks.ProgbarLogger{verbose = verbose} end
+  for _, c in ipairs(opts.callbacks or {}) do list[#list + 1] = c end
+  list[#list + 1] = history
+  local cbl = callbacks.CallbackList.new(list)
+  local shown = {"loss"}
+  for _, nm in ipairs(self.metric_names) do shown[#shown + 1] = nm end
+  if xv then
+    shown[#shown + 1] = "val_loss"
+    for _, nm in ipairs(self.metric_names) do shown[#shown + 1] = "val_" .. nm end
+  end
+  cbl:set_model(self)
+  cbl:set_params({epochs = epochs, samples = n, batch_size = bs, verbose = verbose,
+    metrics = shown, do_validation = xv ~= nil, steps = (n + bs - 1) // bs})
+  self.history = history
+  self.stop_training = false
+  local want_batches = verbose == 1 or cbl:wants_batches()
+  cbl:on_train_begin({})
+  for epoch = (opts.initial_epoch or 0) + 1, epochs do
+    cbl:on_epoch_begin(epoch, {})
+    local logs = {}
+    if iter then
+      logs.loss = self:_fit_iterator_epoch(p, iter, cbl, want_batches)
+    else
+      local prev_seen = 0
+      local on_batch
+      if want_batches then
+        on_batch = function(batch, seen, total, loss, mt)
+          local bl = metric_logs(self, {batch = batch, size = seen - prev_seen, seen = seen, loss = loss}, mt, "")
+          prev_seen = seen
+          cbl:on_batch_begin(batch, {batch = batch, size = bl.size})
+          cbl:on_batch_end(batch, bl)
+          return self.stop_training
+        end
+      end
+      local loss, mt = p:fit_epoch(xs, y, {batch_size = bs, shuffle = shuffle, metrics = self._canon,
+        on_batch = on_batch})
+      logs.loss = loss
+      metric_logs(self, logs, mt, "")
+    end
+    if xv then
+      local vl, vm = p:evaluate(xv, yv, {batch_size = bs, metrics = self._canon})
+      logs.val_loss = vl
+      metric_logs(self, logs, vm, "val_")
+    end
+    cbl:on_epoch_end(epoch, logs)
+    if self.stop_training then break end
+  end
+  cbl:on_train_end({})
+  return history
+end
+
+-- One epoch over an ArrayIterator: one C train step per batch; returns the mean loss.
+function Model:_fit_iterator_epoch(p, iter, cbl, want_batches)
+  local total, seen, batch = 0, 0, 0
+  for xb, yb in iter:batches() do
+    local xs = is_tensor(xb) and {xb} or xb
+    local nb = xs[1].shape[1]
+    if yb == nil then fail("Model.fit: the iterator has no label") end
+    local feeds = {}
+    for i, t in ipairs(xs) do feeds[i] = t end
+    feeds[#feeds + 1] = self:_y(yb, nb, "Model.fit")
+    batch = batch + 1
+    if want_batches then cbl:on_batch_begin(batch, {batch = batch, size = nb}) end
+    local l = p:train_step(feeds)
+    total, seen = total + l * nb, seen + nb
+    if want_batches then
+      cbl:on_batch_end(batch, {batch = batch, size = nb, seen = math.min(seen, iter.num_data), loss = total / seen})
+    end
+    if self.stop_training then break end
+  end
+  return seen > 0 and total / seen or 0 / 0
+end
+
+-- ------------------------------------------------------------ evaluate / predict
+-- evaluate(x, y, {batch_size=32, verbose=}) -> loss, {metric name given to compile = value}
+function Model:evaluate(x, y, opts)
+  local fn = "Model.evaluate"
+  opts = check_opts(fn, opts, {batch_size = true, verbose = true})
+  self:_require_compiled()
+  local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
+  local xs, n = self:_xs(x, fn)
+  local p = self:_train()
+  y = self:_y(y, n, fn)
+  local loss, mt = p:evaluate(xs, y, {batch_size = bs, metrics = self._canon})
+  return loss, metric_logs(self, {}, mt, "")
+end
+
+-- predict(x, {batch_size=32}) -> dense tensor of the output over all rows
+function Model:predict(x, opts)
+  local fn = "Model.predict"
+  if type(opts) == "number" then opts = {batch_size = opts} end
+  opts = check_opts(fn, opts, {batch_size = true, verbose = true})
+  local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
+  local xs = self:_xs(x, fn)
+  return self:_infer():predict(xs, bs)
+end
+
+-- train_on_batch(x, y) -> loss (, metrics table computed on the batch before the update)
+function Model:train_on_batch(x, y)
+  local fn = "Model.train_on_batch"
+  self:_require_compiled()
+  local xs, n = self:_xs(x, fn)
+  local p = self:_train()
+  y = self:_y(y, n, fn)
+  local mt
+  if #self.metric_names > 0 then
+    local _, m = p:evaluate(xs, y, {batch_size = n, metrics = self._canon})
+    mt = metric_logs(self, {}, m, "")
+  end
+  local feeds = {}
+  for i, t in ipairs(xs) do feeds[i] = t end
+  feeds[#feeds + 1] = y
+  return p:train_step(feeds), mt
+end
+
+-- test_on_batch(x, y) -> loss, metrics
+function Model:test_on_batch(x, y)
+  local xs, n = self:_xs(x, "Model.test_on_batch")
+  return self:evaluate(xs, y, {batch_size = math.max(n, 1)})
+end
+
+-- predict_on_batch(x) -> output tensor
+function Model:predict_on_batch(x)
+  local xs = self:_xs(x, "Model.predict_on_batch")
+  return self:_infer():forward(xs, false)[1]:copy()
+end
+
+-- ------------------------------------------------------------ weights
+function Model:_weight_layers()
+  return self._all_layers or self.layers
+end
+
+function Model:get_weights()
+  local r = {}
+  for _, l in ipairs(self:_weight_layers()) do
+    for _, t in ipairs(l:get_weights()) do r[#r + 1] = t end
+  end
+  return r
+end
+
+function Model:set_weights(list)
+  if type(list) ~= "table" or is_tensor(list) then fail("Model.set_weights: expected a list of tensors") end
+  local total = 0
+  for _, l in ipairs(self:_weight_layers()) do total = total + #l.weights end
+  if #list ~= total then
+    fail("Model.set_weights: the model has %d weight(s), got %d", total, #list)
+  end
+  local k = 0
+  for _, l in ipairs(self:_weight_layers()) do
+    local part = {}
+    for i = 1, #l.weights do part[i] = list[k + i] end
+    k = k + #l.weights
+    if #part > 0 then l:set_weights(part) end
+  end
+end
+
+-- model.weights: every weight tensor, layer by layer.
+function Model:get_weight_tensors()
+  local r = {}
+  for _, l in ipairs(self:_weight_layers()) do
+    for _, t in ipairs(l.weights) do r[#r + 1] = t end
+  end
+  return r
+end
+
+-- get_layer(name) or get_layer(index) (1-based, in model.layers)
+function Model:get_layer(key)
+  if math.type(key) == "integer" then
+    local l = self.layers[key]
+    if not l then fail("Model.get_layer: index %d out of range (the model has %d layers)", key, #self.layers) end
+    return l
+  end
+  for _, l in ipairs(self._all_layers or self.layers) do
+    if l.name == key then return l end
+  end
+  fail("Model.get_layer: no such layer: '%s'", tostring(key))
+end
+
+function Model:count_params()
+  local n = 0
+  for _, l in ipairs(self:_weight_layers()) do n = n + l:count_params() end
+  return n
+end
+
+-- ------------------------------------------------------------ summary
+local function cell(s, w)
+  s = tostring(s)
+  if #s > w - 1 then s = s:sub(1, w - 1) end
+  return s .. string.rep(" ", w - #s)
+end
+
+-- summary(print_fn=print): the Keras 2 table, with each weight's stype.
+function Model:summary(print_fn)
+  print_fn = print_fn or print
+  local widths = {29, 26, 12, 31}
+  local total_w = 98
+  local function row(a, b, c, d)
+    print_fn((string.gsub(cell(a, widths[1]) .. cell(b, widths[2]) .. cell(c, widths[3]) .. d, "%s+$", "")))
+  end
+  print_fn('Model: "' .. self.name .. '"')
+  print_fn(string.rep("_", total_w))
+  row("Layer (type)", "Output Shape", "Param #", "Weights (stype)")
+  print_fn(string.rep("=", total_w))
+  local ls = self.built and self.layers or {}
+  local total, trainable = 0, 0
+  for i, l in ipairs(ls) do
+    local ws = {}
+    for _, w in ipairs(l:weight_records()) do
+      ws[#ws + 1] = w.short .. ":" .. w.tensor.stype
+      local c = 1
+      for _, d in ipairs(w.tensor.shape) do c = c * d end
+      total = total + c
+      if w.trainable then trainable = trainable + c end
+    end
+    local oshape = l.output_shape and shape_str(l.output_shape) or "multiple"
+    if l.class_name == "InputLayer" then oshape = shape_str(l.output.shape) end
+    row(l.name .. " (" .. l.class_name .. ")", oshape, tostring(l:count_params()), table.concat(ws, " "))
+    print_fn(string.rep(i == #ls and "=" or "_", total_w))
+  end
+  if #ls == 0 then print_fn(string.rep("=", total_w)) end
+  print_fn("Total params: " .. total)
+  print_fn("Trainable params: " .. trainable)
+  print_fn("Non-trainable params: " .. (total - trainable))
+  print_fn(string.rep("_", total_w))
+end
+
+-- Model metatable access to model.weights
+local model_index = Model.__index
+local function index(cls)
+  return function(m, k)
+    if k == "weights" then return m:get_weight_tensors() end
+    return cls[k]
+  end
+end
+Model.__index = index(Model)
+Sequential.__index = index(Sequential)
+local _ = model_index
+
+models.Model = models.Model
+models.Sequential = models.Sequential
+function models.is_model(x) local mt = getmetatable(x); return mt == Model or mt == Sequential end
+
+return models
