@@ -333,7 +333,8 @@ function Progbar:update(current, values)
     info = " - ETA: " .. eta_str(tpu * (self.target - current))
   else
     info = string.format(" - %.0fs", now - self.start)
-    if tpu >= 1 then info = info .. string.format(" %.0fs/step", tpu)
+    if self.verbose == 2 then -- Keras 2: no per-step time on the one-line-per-epoch form
+    elseif tpu >= 1 then info = info .. string.format(" %.0fs/step", tpu)
     elseif tpu >= 1e-3 then info = info .. string.format(" %.0fms/step", tpu * 1e3)
     else info = info .. string.format(" %.0fus/step", tpu * 1e6) end
   end

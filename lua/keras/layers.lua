@@ -53,7 +53,8 @@ end
 
 local counters = {}
 local function snake(cls)
-  local s = cls:gsub("(%d)(%u)", "%1_%2"):gsub("(%l)(%u)", "%1_%2"):lower()
+  -- Keras' _to_snake_case: GlobalAveragePooling1D -> global_average_pooling1d
+  local s = cls:gsub("(.)(%u[%l%d]+)", "%1_%2"):gsub("(%l)(%u)", "%1_%2"):lower()
   return s
 end
 local function unique_name(cls)

@@ -567,7 +567,8 @@ function Model:summary(print_fn)
   for i, l in ipairs(ls) do
     local ws = {}
     for _, w in ipairs(l:weight_records()) do
-      ws[#ws + 1] = w.short .. ":" .. w.tensor.stype
+      local g = (w.trainable and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
+      ws[#ws + 1] = w.short .. ":" .. w.tensor.stype .. g
       local c = 1
       for _, d in ipairs(w.tensor.shape) do c = c * d end
       total = total + c
