@@ -4,6 +4,7 @@
 void kl_lua_open_graph(lua_State *L); /* l_graph.c, l_plan.c: keras.Graph, keras.Plan */
 void kl_lua_open_optim(lua_State *L); /* l_optim.c: keras.Optimizer, optimizer_new */
 void kl_lua_open_datautil(lua_State *L); /* l_datautil.c: take_rows */
+void kl_lua_open_svmlight(lua_State *L); /* l_svmlight.c: svmlight_load/dump, keras.LibSVMIter */
 
 /* The binding files, each adding its functions to the module table on the stack top.
  * Order matters only in that the tensor metatable must exist before anything else.
@@ -16,6 +17,7 @@ static void (*const openers[])(lua_State *L) = {
     kl_lua_open_graph,     /* l_graph.c, l_plan.c: graph_new, plan_new, metric_resolve */
     kl_lua_open_optim,     /* l_optim.c: optimizer_new, the keras.Optimizer metatable */
     kl_lua_open_datautil,  /* l_datautil.c: take_rows (ArrayIterator) */
+    kl_lua_open_svmlight,  /* l_svmlight.c: svmlight_load/dump, svmlight_iter_open */
     NULL,
 };
 
