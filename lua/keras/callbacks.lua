@@ -151,7 +151,7 @@ function EarlyStopping:on_epoch_end(epoch, logs)
     if self.restore_best_weights then self.best_weights = self.model:get_weights() end
   else
     self.wait = self.wait + 1
-    if self.wait > self.patience then
+    if self.wait >= self.patience then
       self.stopped_epoch = epoch
       self.model.stop_training = true
       if self.restore_best_weights and self.best_weights then
