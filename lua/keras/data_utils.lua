@@ -153,9 +153,10 @@ function ArrayIterator:num_batches()
   return n // bs
 end
 
--- The svmlight reader/writer and LibSVMIter live in the C binding when it provides them.
+-- The svmlight reader/writer and LibSVMIter: keras/libsvm.lua (over the C reader).
+local libsvm = require("keras.libsvm")
 for _, name in ipairs({"load_svmlight_file", "dump_svmlight_file", "LibSVMIter"}) do
-  if core[name] ~= nil and data_utils[name] == nil then data_utils[name] = core[name] end
+  data_utils[name] = libsvm[name]
 end
 
 return data_utils
