@@ -197,28 +197,37 @@ Node.__unm = function(a) return K._apply("negative", {a}, nil, "negative") end
 -- Tensor operators: a node operand, or recording, takes the symbolic path; plain eager
 -- arithmetic keeps the C metamethods.
 do
+  -- The C module may be opened again (busted reloads packages): the metatable is then
+  -- shared and its metamethods reset to C functions. Each wrapper remembers the C function
+  -- it wraps, so a reload wraps the originals again, never a stale wrapper.
   local mt = core.tensor_mt
+  local wrapped = rawget(mt, "_keras_wrapped")
+  if not wrapped then
+    wrapped = setmetatable({}, {__mode = "k"})
+    mt._keras_wrapped = wrapped
+  end
   local function wrap(mm, op)
-    local orig = mt[mm]
-    mt[mm] = function(a, b)
+    local orig = wrapped[mt[mm]] or mt[mm]
+    local f = function(a, b)
       if recording or is_node(a) or is_node(b) or is_grad(a) or is_grad(b) then
         return S.binop(op, a, b)
       end
       return orig(a, b)
     end
+    wrapped[f] = orig
+    mt[mm] = f
   end
-  if not mt._keras_symbolic then
-    wrap("__add", "add")
-    wrap("__sub", "subtract")
-    wrap("__mul", "multiply")
-    wrap("__div", "divide")
-    local unm = mt.__unm
-    mt.__unm = function(a)
-      if recording then return K._apply("negative", {a}, nil, "negative") end
-      return unm(a)
-    end
-    mt._keras_symbolic = true
+  wrap("__add", "add")
+  wrap("__sub", "subtract")
+  wrap("__mul", "multiply")
+  wrap("__div", "divide")
+  local unm = wrapped[mt.__unm] or mt.__unm
+  local f = function(a)
+    if recording then return K._apply("negative", {a}, nil, "negative") end
+    return unm(a)
   end
+  wrapped[f] = unm
+  mt.__unm = f
 end
 
 -- ------------------------------------------------------------ K additions
