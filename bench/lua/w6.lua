@@ -1,0 +1,12 @@
+-- w6.lua: W6, keras.data_utils.load_svmlight_file on a LibSVM file (median of runs).
+-- usage: lua5.4 bench/lua/w6.lua WORKLOAD FILE N_FEATURES RUNS
+local keras = require("keras")
+local B = require("benchutil")
+local workload, path, nf, runs = arg[1], arg[2], math.tointeger(tonumber(arg[3])), math.tointeger(tonumber(arg[4]))
+local X
+local t = B.median_time(function()
+  X = nil
+  collectgarbage()
+  X = keras.data_utils.load_svmlight_file(path, {n_features = nf})
+end, runs)
+B.result(workload, "keras-lua", t, runs, "nnz=" .. X.nnz)
