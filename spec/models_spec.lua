@@ -187,3 +187,18 @@ describe("errors", function()
       errmsg(function() m:compile{optimizer = "sgd", loss = "mse"}; m:fit(keras.ones({2, 3}), keras.ones({2, 2}), {epoch = 2}) end))
   end)
 end)
+
+describe("fit from a LibSVMIter", function()
+  it("streams an svmlight file (the number of rows unknown up front)", function()
+    local X, y = csr_data(30, 4, 5)
+    local path = os.tmpname()
+    keras.data_utils.dump_svmlight_file(X, y:reshape({30}), path)
+    local it = keras.data_utils.LibSVMIter{path = path, n_features = 4, batch_size = 8}
+    local m = keras.Sequential{L.Dense{units = 1, sparse_weight = true}}
+    m:compile{optimizer = keras.optimizers.SGD{learning_rate = 0.1}, loss = "mse"}
+    local h = m:fit(it, nil, {epochs = 20, verbose = 0})
+    os.remove(path)
+    assert.are.equal(20, #h.history.loss)
+    assert.is_true(h.history.loss[20] < h.history.loss[1])
+  end)
+end)

@@ -313,6 +313,7 @@ end
 
 -- The bar text for current samples: " 320/1000 [=========>....................]".
 function Progbar:bar(current)
+  if not self.target then return string.format("%7d/Unknown", current) end
   local numdigits = math.floor(math.log(self.target, 10) + 1e-9) + 1
   local s = string.format("%" .. numdigits .. "d/%d [", current, self.target)
   local prog = current / self.target
@@ -326,10 +327,12 @@ end
 -- update(current, values): values a list of {name, value} (running averages).
 function Progbar:update(current, values)
   local now = self.clock()
-  local done = current >= self.target
+  local done = self.target ~= nil and current >= self.target
   local info = ""
   local tpu = current > 0 and (now - self.start) / current or 0
-  if not done then
+  if not done and not self.target then
+    info = ""
+  elseif not done then
     info = " - ETA: " .. eta_str(tpu * (self.target - current))
   else
     info = string.format(" - %.0fs", now - self.start)
@@ -381,10 +384,13 @@ function ProgbarLogger:_values(logs)
 end
 function ProgbarLogger:on_batch_end(batch, logs)
   self.seen = logs.seen or (self.seen + (logs.size or 0))
-  if self.seen < self.params.samples then self.bar:update(self.seen, self:_values(logs)) end
+  if not self.params.samples or self.seen < self.params.samples then
+    self.bar:update(self.seen, self:_values(logs))
+  end
 end
 function ProgbarLogger:on_epoch_end(epoch, logs)
-  self.bar:update(self.params.samples, self:_values(logs))
+  if not self.params.samples then self.bar.target = self.seen end -- now known
+  self.bar:update(self.bar.target, self:_values(logs))
 end
 
 return callbacks

@@ -7,7 +7,6 @@ local optimizers = require("keras.optimizers")
 local losses = require("keras.losses")
 local metrics_mod = require("keras.metrics")
 local callbacks = require("keras.callbacks")
-local data_utils = require("keras.data_utils")
 
 local models = {}
 local is_node, is_tensor = S.is_node, core.is_tensor
@@ -322,15 +321,17 @@ function Model:fit(x, y, opts)
     fail("%s: verbose must be 0, 1 or 2. Received: verbose=%s", fn, tostring(verbose))
   end
   local shuffle = opts.shuffle ~= false
-  local iter = data_utils.is_iterator(x) and x or nil
+  local iter = (type(x) == "table" and not is_tensor(x) and type(x.batches) == "function") and x or nil
   local xs, n, xv, yv
   if iter then
     if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
     if not self.built then
-      local xb = iter.data[1]
-      self:_build_from(xb)
+      local first
+      for xb in iter:batches() do first = xb; break end
+      if first == nil then fail("%s: the iterator yields no batch", fn) end
+      self:_build_from(is_tensor(first) and first or first[1])
     end
-    n = iter.num_data
+    n = iter.num_data -- nil when the iterator does not know (LibSVMIter): no ETA
   else
     xs, n = self:_xs(x, fn)
   end
@@ -371,7 +372,7 @@ function Model:fit(x, y, opts)
   end
   cbl:set_model(self)
   cbl:set_params({epochs = epochs, samples = n, batch_size = bs, verbose = verbose,
-    metrics = shown, do_validation = xv ~= nil, steps = (n + bs - 1) // bs})
+    metrics = shown, do_validation = xv ~= nil, steps = n and (n + bs - 1) // bs or nil})
   self.history = history
   self.stop_training = false
   local want_batches = verbose == 1 or cbl:wants_batches()
@@ -425,7 +426,8 @@ function Model:_fit_iterator_epoch(p, iter, cbl, want_batches)
     local l = p:train_step(feeds)
     total, seen = total + l * nb, seen + nb
     if want_batches then
-      cbl:on_batch_end(batch, {batch = batch, size = nb, seen = math.min(seen, iter.num_data), loss = total / seen})
+      cbl:on_batch_end(batch, {batch = batch, size = nb, seen = iter.num_data and math.min(seen, iter.num_data) or seen,
+        loss = total / seen})
     end
     if self.stop_training then break end
   end
