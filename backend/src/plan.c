@@ -20,6 +20,7 @@ void kl_plan_free(kl_plan *p) {
       kl_tensor_release(p->states[2 * k + 1]);
     }
   }
+  kl_pool_close(p->pool); /* after the releases above handed their blocks back */
   kl_free(p->feeds);
   kl_free(p->outputs);
   kl_free(p->weights);
@@ -188,6 +189,7 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
     for (int k = 0; k < p->nweights && st == KL_OK; k++)
       st = kl_optimizer_create_states(&p->opt, g->nodes[p->weights[k]].value, &p->states[2 * k]);
   }
+  if (st == KL_OK) st = kl_pool_new(&p->pool);
   if (st != KL_OK) {
     kl_plan_free(p);
     return st;
@@ -463,11 +465,15 @@ kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) 
   KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
   KL_CHECK(p->loss >= 0, KL_EINVAL, "train_step: the plan has no loss");
   KL_CHECK(p->has_opt, KL_EINVAL, "train_step: the plan has no optimizer");
-  KL_TRY(kl_plan_run(p, feeds, 1, 1));
-  KL_TRY(kl_plan_backward(p));
-  KL_TRY(kl_plan_update(p));
-  if (loss) *loss = p->loss_value;
-  return KL_OK;
+  /* Every buffer of the step (values, gradients, kernels' scratch) comes from the plan's
+   * pool: after the first steps, a step makes no system allocation. */
+  kl_pool *prev = kl_pool_enter(p->pool);
+  kl_status st = kl_plan_run(p, feeds, 1, 1);
+  if (st == KL_OK) st = kl_plan_backward(p);
+  if (st == KL_OK) st = kl_plan_update(p);
+  kl_pool_leave(prev);
+  if (st == KL_OK && loss) *loss = p->loss_value;
+  return st;
 }
 
 int kl_plan_num_states(const kl_plan *p, int k) {

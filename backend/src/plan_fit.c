@@ -107,7 +107,12 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     seen += e - b;
     for (int m = 0; m < o->nmetrics; m++)
       mavg[m] = mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
-    if (o->on_batch && o->on_batch(o->ud, batch, seen, n, lsum / (double)seen, mavg)) break;
+    if (o->on_batch) { /* the callback's own allocations do not belong in the plan's pool */
+      kl_pool *cur = kl_pool_enter(NULL);
+      int stop = o->on_batch(o->ud, batch, seen, n, lsum / (double)seen, mavg);
+      kl_pool_leave(cur);
+      if (stop) break;
+    }
   }
   if (loss_avg) *loss_avg = seen > 0 ? lsum / (double)seen : NAN;
   if (metric_avgs)
@@ -120,7 +125,11 @@ done:
 
 kl_status kl_plan_fit_epoch(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
                             const kl_epoch_opts *o, double *loss_avg, double *metric_avgs) {
-  return kl_plan_loop(p, "fit", x, nx, y, o, 1, loss_avg, metric_avgs);
+  /* The batch slices, the permutation and the steps all use the plan's pool. */
+  kl_pool *prev = kl_pool_enter(p ? p->pool : NULL);
+  kl_status st = kl_plan_loop(p, "fit", x, nx, y, o, 1, loss_avg, metric_avgs);
+  kl_pool_leave(prev);
+  return st;
 }
 
 kl_status kl_plan_evaluate(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,

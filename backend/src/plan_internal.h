@@ -2,6 +2,7 @@
 #ifndef KL_PLAN_INTERNAL_H
 #define KL_PLAN_INTERNAL_H
 #include "graph_internal.h"
+#include "kl/pool.h"
 
 struct kl_plan {
   kl_graph *g;            /* borrowed: the caller keeps the graph alive */
@@ -25,6 +26,7 @@ struct kl_plan {
   kl_rng *rngs;           /* per node: dropout generator, seeded from the node's seed */
   int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
   double loss_value;
+  kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */
 };
 
 /* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and
