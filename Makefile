@@ -25,7 +25,11 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The sparse tensor tour (CSR, row_sparse, the sparse ops), then the sparse linear
+# regression tutorial: Dense(1, sparse_weight) trained with model:fit on a CSR dataset.
 demo: build
+	$(LUAENV) lua5.4 examples/sparse_tour.lua
+	@echo
 	$(LUAENV) lua5.4 examples/sparse_linear_regression.lua
 
 install: build
