@@ -1,4 +1,5 @@
 # keras-lua: the two commands a newcomer needs (make demo, make test) and a few more.
+MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 DEPS  := cmake pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev zlib1g-dev gcc make

@@ -1,10 +1,14 @@
 /* core.c: luaopen_keras_core, the entry point of the C module: builds the module table. */
+#include <time.h>
+#include <unistd.h>
+
 #include "lbind.h"
 
 void kl_lua_open_graph(lua_State *L); /* l_graph.c, l_plan.c: keras.Graph, keras.Plan */
 void kl_lua_open_optim(lua_State *L); /* l_optim.c: keras.Optimizer, optimizer_new */
 void kl_lua_open_datautil(lua_State *L); /* l_datautil.c: take_rows */
 void kl_lua_open_svmlight(lua_State *L); /* l_svmlight.c: svmlight_load/dump, keras.LibSVMIter */
+void kl_lua_open_modelfile(lua_State *L); /* l_modelfile.c: save_tensors, load_tensors */
 
 /* The binding files, each adding its functions to the module table on the stack top.
  * Order matters only in that the tensor metatable must exist before anything else.
@@ -18,12 +22,31 @@ static void (*const openers[])(lua_State *L) = {
     kl_lua_open_optim,     /* l_optim.c: optimizer_new, the keras.Optimizer metatable */
     kl_lua_open_datautil,  /* l_datautil.c: take_rows (ArrayIterator) */
     kl_lua_open_svmlight,  /* l_svmlight.c: svmlight_load/dump, svmlight_iter_open */
+    kl_lua_open_modelfile, /* l_modelfile.c: save_tensors, load_tensors (model files) */
     NULL,
 };
+
+/* core.now() -> seconds on a monotonic clock (progress bars, timing in examples). */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
+
+/* core.stdout_isatty() -> whether stdout is a terminal (the progress bar redraws with \r). */
+static int l_stdout_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty(STDOUT_FILENO));
+  return 1;
+}
 
 int luaopen_keras_core(lua_State *L) {
   lua_newtable(L);
   for (int i = 0; openers[i]; i++) openers[i](L);
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, -2, "now");
+  lua_pushcfunction(L, l_stdout_isatty);
+  lua_setfield(L, -2, "stdout_isatty");
   lua_pushstring(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

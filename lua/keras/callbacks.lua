@@ -1,6 +1,7 @@
 -- keras/callbacks.lua: keras.callbacks: Callback, History, EarlyStopping,
 -- LearningRateScheduler, LambdaCallback, CSVLogger, ModelCheckpoint and the Keras 2 progress bar.
 local callbacks = {}
+local core = require("keras.core")
 
 -- ------------------------------------------------------------ classes
 -- class(name, allowed, init): a callable class; instances get Callback's no-op hooks.
@@ -280,18 +281,15 @@ local tty_cache
 function callbacks.stdout_is_tty()
   local env = os.getenv("KERAS_LUA_PROGRESS")
   if env == "tty" then return true elseif env == "plain" then return false end
-  if tty_cache == nil then
-    local ok = os.execute("test -t 1")
-    tty_cache = ok == true or ok == 0
-  end
+  if tty_cache == nil then tty_cache = core.stdout_isatty() end
   return tty_cache
 end
 
--- Progbar.new(target, {verbose=1, width=30, dynamic=, out=io.stdout, clock=os.clock})
+-- Progbar.new(target, {verbose=1, width=30, dynamic=, out=io.stdout, clock=core.now})
 function Progbar.new(target, opts)
   opts = opts or {}
   local self = setmetatable({target = target, verbose = opts.verbose or 1, width = opts.width or 30,
-    out = opts.out or io.stdout, clock = opts.clock or os.time, total_width = 0}, Progbar)
+    out = opts.out or io.stdout, clock = opts.clock or core.now, total_width = 0}, Progbar)
   if opts.dynamic ~= nil then self.dynamic = opts.dynamic else self.dynamic = callbacks.stdout_is_tty() end
   self.start = self.clock()
   return self
