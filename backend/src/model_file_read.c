@@ -1,4 +1,5 @@
 /* model_file_read.c: kl_model_file_load/parse: every length, offset and CRC is checked
+#define _POSIX_C_SOURCE 200809L
  * before any tensor is built (safetensors layout, see kl/model_file.h). */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,5 @@
 /* model_file_write.c: kl_model_file_save: the safetensors header and the atomic write. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

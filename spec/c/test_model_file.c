@@ -1,4 +1,5 @@
 /* test_model_file.c: model files: bit-exact round trips, truncation, bit flips, crafted bad headers, allocation failures, atomic writes, Python/numpy reads them. */
+#define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
