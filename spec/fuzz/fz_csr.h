@@ -220,7 +220,7 @@ static int fz_rsp_case(fz_in *in, kl_dtype dt) {
     return bad;
   }
   int64_t numel = kl_tensor_numel(A);
-  if (numel > 4096 || dt == KL_INT64) {
+  if (numel > 4096 || shape[0] > 4096 || dt == KL_INT64) {
     kl_tensor_release(A);
     return 0;
   }
@@ -319,13 +319,13 @@ done:
 /* COO triplets (maybe out of range) -> CSR with duplicates summed. */
 static int fz_coo_case(fz_in *in, kl_dtype dt) {
   int64_t R = fz_small(in, 0, 9), C = fz_small(in, 0, 9), n = fz_small(in, 0, 24);
-  int64_t row[24], col[24];
-  double val[24], ref[64] = {0};
+  int64_t row[24] = {0}, col[24] = {0};
+  double val[24] = {0}, ref[64] = {0};
   int inrange = 1;
   for (int64_t k = 0; k < n; k++) {
     row[k] = fz_u8(in) >= 0xF0 ? fz_index(in) : fz_small(in, 0, 9);
     col[k] = fz_u8(in) >= 0xF0 ? fz_index(in) : fz_small(in, 0, 9);
-    val[k] = fz_value(in);
+    val[k] = dt == KL_INT64 ? floor(fz_value(in)) : fz_value(in);
     if (row[k] < 0 || row[k] >= R || col[k] < 0 || col[k] >= C) inrange = 0;
     else ref[row[k] * C + col[k]] += val[k];
   }
