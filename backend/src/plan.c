@@ -461,6 +461,11 @@ static kl_status kl_plan_update(kl_plan *p) {
   return KL_OK;
 }
 
+void kl_plan_drop_step(kl_plan *p) {
+  kl_plan_clear_values(p);
+  kl_plan_clear_grads(p);
+}
+
 kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) {
   KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
   KL_CHECK(p->loss >= 0, KL_EINVAL, "train_step: the plan has no loss");
@@ -468,6 +473,9 @@ kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) 
   /* Every buffer of the step (values, gradients, kernels' scratch) comes from the plan's
    * pool: after the first steps, a step makes no system allocation. */
   kl_pool *prev = kl_pool_enter(p->pool);
+  /* The last step's values and gradients die now, before this step allocates: the pool then
+   * serves one step's working set at a time, whatever batch came before. */
+  kl_plan_drop_step(p);
   kl_status st = kl_plan_run(p, feeds, 1, 1);
   if (st == KL_OK) st = kl_plan_backward(p);
   if (st == KL_OK) st = kl_plan_update(p);

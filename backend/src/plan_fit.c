@@ -84,6 +84,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   }
   for (int64_t b = 0; b < n; b += o->batch_size, batch++) {
     int64_t e = n - b < o->batch_size ? n : b + o->batch_size;
+    if (train) kl_plan_drop_step(p); /* before slicing: one batch's working set at a time */
     for (int i = 0; i <= nx && st == KL_OK; i++)
       st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, &feeds[i]);
     if (st != KL_OK) goto done;

@@ -34,6 +34,8 @@ struct kl_plan {
 kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin);
 /* Dense product x * mask (same shape) into a new tensor. */
 kl_status kl_mul_dense(const kl_tensor *x, const kl_tensor *mask, kl_tensor **out);
+/* Releases the last run's values and gradients (kl_plan_output/kl_plan_grad read NULL). */
+void kl_plan_drop_step(kl_plan *p);
 /* Runs the forward over the needed nodes; want_loss also computes the loss's ancestors. */
 kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int want_loss);
 #endif
