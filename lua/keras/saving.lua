@@ -326,5 +326,6 @@ if Model then
 end
 models.load_model = models.load_model or saving.load_model
 models.save_model = models.save_model or saving.save_model
+require("keras.callbacks_io") -- ModelCheckpoint with Keras filepath templates
 
 return saving
