@@ -32,6 +32,13 @@ extern "C" {
  * kl_pool_close must not run concurrently with kl_free of that pool's blocks on the
  * owner thread (it does not: both belong to the plan's user).
  *
+ * Plans (kl/graph.h): kl_plan_new makes one pool per plan. kl_plan_train_step and
+ * kl_plan_fit_epoch install it (the epoch suspends it around its on_batch callback, whose
+ * allocations are the caller's) and drop the last step's values and gradients before a
+ * step allocates, so the pool serves one step's working set at a time. evaluate, predict,
+ * forward and backward called alone use the system allocator. kl_plan_free releases the
+ * plan's tensors, then closes the pool.
+ *
  * Accounting: kl_alloc_count counts system allocations only; a pool hit is not one. The
  * failure hook kl_alloc_fail_at likewise counts (and fails) pool misses, never hits. */
 typedef struct kl_pool kl_pool;
