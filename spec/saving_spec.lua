@@ -77,6 +77,30 @@ describe("model:save / keras.models.load_model", function()
     os.remove(p)
   end)
 
+  it("resumes an Embedding model (row_sparse gradients, SGD momentum) exactly", function()
+    local function build()
+      keras.random.seed(8)
+      local m = keras.Sequential{L.Embedding{input_dim = 10, output_dim = 4, input_length = 3, sparse_grad = true},
+        L.GlobalAveragePooling1D{}, L.Activation{"tanh"}, L.Dense{units = 2, activation = "softmax"}}
+      m:compile{optimizer = keras.optimizers.SGD{learning_rate = 0.1, momentum = 0.9},
+        loss = "sparse_categorical_crossentropy", metrics = {"accuracy"}}
+      return m
+    end
+    local x = keras.array({{1, 2, 3}, {4, 0, 9}, {10, 1, 1}, {5, 5, 6}})
+    local y = keras.array({1, 2, 1, 2})
+    local o = {epochs = 3, verbose = 0, shuffle = false, batch_size = 2}
+    local a = build()
+    a:fit(x, y, {epochs = 6, verbose = 0, shuffle = false, batch_size = 2})
+    local b = build()
+    b:fit(x, y, o)
+    local p = path("emb.kl")
+    b:save(p)
+    local c = keras.models.load_model(p)
+    c:fit(x, y, o)
+    weights_equal(a, c)
+    os.remove(p)
+  end)
+
   it("saves a functional model with two inputs", function()
     keras.random.seed(5)
     local xa, xb = L.Input{shape = {6}, name = "left"}, L.Input{shape = {3}, name = "right"}
