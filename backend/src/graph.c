@@ -142,6 +142,36 @@ static void kl_meta_subst(const kl_meta *m, int64_t b, kl_meta *out) {
     if (out->shape[d] < 0) out->shape[d] = b;
 }
 
+/* Elementwise ops with numpy broadcasting of dense operands. */
+static int kl_op_broadcasts(kl_op op) {
+  return op == KL_OP_ADD || op == KL_OP_SUB || op == KL_OP_MUL || op == KL_OP_DIV;
+}
+
+/* For broadcasting ops: an unknown dim that meets a known size c > 1 in another operand
+ * (numpy alignment, from the last axis) can only be c (or 1) at run time, so both inference
+ * passes use c there: node(-1, 3) * constant(4, 3) infers (4, 3). The real check runs on
+ * the fed shapes. */
+static void kl_broadcast_subst(const kl_graph *g, const int *inputs, int nin, kl_meta *in1,
+                               kl_meta *in2) {
+  for (int i = 0; i < nin; i++) {
+    const kl_meta *mi = &g->nodes[inputs[i]].meta;
+    for (int d = 0; d < mi->ndim; d++) {
+      if (mi->shape[d] >= 0) continue;
+      int back = mi->ndim - d; /* position counted from the last axis */
+      for (int j = 0; j < nin; j++) {
+        const kl_meta *mj = &g->nodes[inputs[j]].meta;
+        if (j == i || mj->ndim < back) continue;
+        int64_t c = mj->shape[mj->ndim - back];
+        if (c > 1) {
+          in1[i].shape[d] = c;
+          in2[i].shape[d] = c;
+          break;
+        }
+      }
+    }
+  }
+}
+
 kl_status kl_graph_infer_op(const kl_graph *g, kl_op op, const int *inputs, int nin,
                             const kl_attrs *a, kl_meta *out) {
   kl_meta in1[KL_MAX_OP_INPUTS], in2[KL_MAX_OP_INPUTS], o1, o2;
@@ -156,6 +186,7 @@ kl_status kl_graph_infer_op(const kl_graph *g, kl_op op, const int *inputs, int 
     kl_meta_subst(&g->nodes[inputs[i]].meta, KL_B1, &in1[i]);
     kl_meta_subst(&g->nodes[inputs[i]].meta, KL_B2, &in2[i]);
   }
+  if (kl_op_broadcasts(op)) kl_broadcast_subst(g, inputs, nin, in1, in2);
   kl_attrs zero;
   memset(&zero, 0, sizeof zero);
   if (!a) a = &zero;
@@ -267,6 +298,26 @@ kl_status kl_graph_dropout(kl_graph *g, int input, double rate, uint64_t seed, i
   nd->in0 = input;
   nd->rate = rate;
   nd->seed = seed;
+  *id = g->n - 1;
+  return KL_OK;
+}
+
+kl_status kl_graph_cast(kl_graph *g, int input, kl_stype stype, int *id) {
+  KL_CHECK(g && id, KL_EINVAL, "cast: NULL argument");
+  KL_TRY(kl_check_graph_id(g, "cast", input));
+  KL_CHECK(stype >= KL_STYPE_DEFAULT && stype <= KL_STYPE_ROW_SPARSE, KL_ESTYPE,
+           "cast: bad stype %d", (int)stype);
+  kl_meta m = g->nodes[input].meta;
+  KL_CHECK(stype != KL_STYPE_CSR || m.ndim == 2, KL_ESHAPE, "cast: csr needs a 2-d input, got %d-d",
+           m.ndim);
+  KL_CHECK(stype != KL_STYPE_ROW_SPARSE || m.ndim >= 1, KL_ESHAPE,
+           "cast: row_sparse needs an input of rank >= 1, got 0-d");
+  m.stype = stype;
+  kl_node *nd = kl_graph_push(g);
+  if (!nd) return KL_ENOMEM;
+  nd->kind = KL_NODE_CAST;
+  nd->meta = m;
+  nd->in0 = input;
   *id = g->n - 1;
   return KL_OK;
 }

@@ -3,7 +3,7 @@
 #define KL_GRAPH_INTERNAL_H
 #include "kl/graph.h"
 
-/* One node. Ops keep their inputs in inputs[nin]; reshape and dropout in in0. */
+/* One node. Ops keep their inputs in inputs[nin]; reshape, dropout and cast in in0. */
 typedef struct kl_node {
   kl_node_kind kind;
   kl_meta meta;        /* -1 marks a dim that follows the batch size */
@@ -34,7 +34,7 @@ static inline const int *kl_node_inputs(const kl_node *nd, int *nin) {
     *nin = nd->nin;
     return nd->inputs;
   }
-  if (nd->kind == KL_NODE_RESHAPE || nd->kind == KL_NODE_DROPOUT) {
+  if (nd->kind == KL_NODE_RESHAPE || nd->kind == KL_NODE_DROPOUT || nd->kind == KL_NODE_CAST) {
     *nin = 1;
     return &nd->in0;
   }

@@ -89,12 +89,15 @@ static kl_status kl_plan_check_spec(const kl_graph *g, const kl_plan_spec *s) {
   for (int k = 0; k < s->nweights; k++) {
     int id = s->weights[k];
     KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: weights[%d] = %d out of range", k, id);
-    KL_CHECK(g->nodes[id].kind == KL_NODE_VARIABLE, KL_EINVAL,
-             "plan: weights[%d] = node %d is not a variable", k, id);
+    /* A placeholder may be differentiated (K.gradients w.r.t. an input), never trained. */
+    int ph = g->nodes[id].kind == KL_NODE_PLACEHOLDER;
+    KL_CHECK(g->nodes[id].kind == KL_NODE_VARIABLE || (ph && !s->optimizer), KL_EINVAL,
+             "plan: weights[%d] = node %d is not a variable%s", k, id,
+             ph ? " (a placeholder can only be differentiated in a plan without optimizer)" : "");
     KL_CHECK(kl_is_float(g->nodes[id].meta.dtype), KL_EDTYPE,
              "plan: weights[%d] has dtype %s, not a float type", k,
              kl_dtype_name(g->nodes[id].meta.dtype));
-    KL_CHECK(g->nodes[id].meta.stype != KL_STYPE_CSR, KL_ESTYPE,
+    KL_CHECK(ph || g->nodes[id].meta.stype != KL_STYPE_CSR, KL_ESTYPE,
              "plan: weights[%d] is csr; weights are dense or row_sparse", k);
     for (int j = 0; j < k; j++)
       KL_CHECK(s->weights[j] != id, KL_EINVAL, "plan: weight node %d listed twice", id);
@@ -284,6 +287,9 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
       KL_TRY(kl_tensor_reshape(x, nd->rs_ndim, shape, &out));
       break;
     }
+    case KL_NODE_CAST:
+      KL_TRY(kl_tensor_tostype(p->vals[nd->in0], nd->meta.stype, &out));
+      break;
     case KL_NODE_DROPOUT: {
       kl_tensor *x = kl_tensor_retain(p->vals[nd->in0]);
       if (x->stype != KL_STYPE_DEFAULT) {
@@ -394,6 +400,8 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
       KL_TRY(kl_op_backward(nd->op, ins, nin, &nd->attrs, p->vals[id], gout, i, want, &gin));
     } else if (nd->kind == KL_NODE_RESHAPE) {
       KL_TRY(kl_tensor_reshape(gout, ins[0]->ndim, ins[0]->shape, &gin));
+    } else if (nd->kind == KL_NODE_CAST) { /* the gradient of a cast is the gradient */
+      KL_TRY(kl_tensor_copy(gout, &gin));
     } else { /* dropout */
       if (p->masks[id])
         KL_TRY(kl_mul_dense(gout, p->masks[id], &gin));
@@ -417,7 +425,8 @@ kl_status kl_plan_backward(kl_plan *p) {
     int id = p->order[i];
     if (!p->needs_grad[id] || !p->grads[id]) continue;
     const kl_node *nd = &p->g->nodes[id];
-    if (nd->kind != KL_NODE_OP && nd->kind != KL_NODE_RESHAPE && nd->kind != KL_NODE_DROPOUT)
+    if (nd->kind != KL_NODE_OP && nd->kind != KL_NODE_RESHAPE && nd->kind != KL_NODE_DROPOUT &&
+        nd->kind != KL_NODE_CAST)
       continue;
     KL_TRY(kl_plan_backprop_node(p, id));
     if (p->wslot[id] < 0) { /* done with it: free early */
@@ -428,6 +437,8 @@ kl_status kl_plan_backward(kl_plan *p) {
   for (int k = 0; k < p->nweights; k++) {
     int id = p->weights[k];
     const kl_tensor *w = p->g->nodes[id].value;
+    if (!w) w = p->vals[id]; /* a differentiated placeholder: shaped like its feed */
+    KL_CHECK(w != NULL, KL_EINVAL, "backward: the loss does not depend on placeholder %d", id);
     kl_tensor *gk = p->grads[id];
     p->grads[id] = NULL;
     if (!gk) { /* the loss does not depend on this weight: a zero gradient */

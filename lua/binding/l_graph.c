@@ -191,6 +191,18 @@ static int l_graph_dropout(lua_State *L) {
   return 1;
 }
 
+/* g:cast(id, stype) -> id: the node converted to stype ("default", "csr", "row_sparse"). */
+static int l_graph_cast(lua_State *L) {
+  kl_graph *g = kl_lua_checkgraph(L, 1, "cast");
+  int in = check_node(L, 2, g, "cast", "input");
+  kl_stype st;
+  KL_LUA_TRY(L, kl_stype_parse("cast", luaL_checkstring(L, 3), &st));
+  int id;
+  KL_LUA_TRY(L, kl_graph_cast(g, in, st, &id));
+  lua_pushinteger(L, id + 1);
+  return 1;
+}
+
 static int l_graph_meta(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "meta");
   int id = check_node(L, 2, g, "meta", "id");
@@ -210,7 +222,7 @@ static int l_graph_meta(lua_State *L) {
 
 static int l_graph_kind(lua_State *L) {
   static const char *const kinds[] = {"placeholder", "variable", "constant",
-                                      "op",          "reshape",  "dropout"};
+                                      "op",          "reshape",  "dropout", "cast"};
   kl_graph *g = kl_lua_checkgraph(L, 1, "kind");
   int id = check_node(L, 2, g, "kind", "id");
   lua_pushstring(L, kinds[kl_graph_kind(g, id)]);
@@ -268,6 +280,7 @@ void kl_lua_open_graph(lua_State *L) {
       {"op", l_graph_op},
       {"reshape", l_graph_reshape},
       {"dropout", l_graph_dropout},
+      {"cast", l_graph_cast},
       {"meta", l_graph_meta},
       {"kind", l_graph_kind},
       {"value", l_graph_value},

@@ -147,15 +147,59 @@ static int l_plan_backward(lua_State *L) {
   return 1;
 }
 
+/* After a step: pushes {name = value} of the metrics named in the list at idx (canonical
+ * names, as core.metric_resolve gives), output 0 against the last feed (the target). */
+static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, kl_tensor *const *feeds,
+                              const char *fn) {
+  if (!lua_istable(L, idx)) kl_lua_fail(L, "%s: metrics must be a list of names", fn);
+  const kl_tensor *out = kl_plan_output(u->p, 0);
+  const kl_tensor *y = u->nfeeds > 0 ? feeds[u->nfeeds - 1] : NULL;
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  if (len > 0 && (!out || !y)) kl_lua_fail(L, "%s: metrics need an output and a target", fn);
+  lua_createtable(L, 0, (int)len);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_rawgeti(L, idx, i);
+    const char *name = luaL_checkstring(L, -1);
+    kl_metric m;
+    double v = NAN;
+    KL_LUA_TRY(L, kl_metric_parse(name, &m));
+    KL_LUA_TRY(L, kl_metric_value(m, y, out, &v));
+    lua_pushnumber(L, v);
+    lua_settable(L, -3); /* the name is the key */
+  }
+}
+
+/* p:train_step({x..., y}[, metrics]) -> loss[, {metric = value}]: one C call for forward,
+ * backward and update; the metrics come from that same forward (before the update). */
 static int l_plan_train_step(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "train_step");
   kl_tensor *feeds[KL_MAX_OP_INPUTS];
   if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "train_step: too many feeds");
   read_tensors(L, 2, "train_step", feeds, u->nfeeds);
+  int want_metrics = !lua_isnoneornil(L, 3);
+  lua_settop(L, 3);
   double loss = 0;
   KL_LUA_TRY(L, kl_plan_train_step(u->p, feeds, &loss));
   lua_pushnumber(L, loss);
-  return 1;
+  if (!want_metrics) return 1;
+  push_step_metrics(L, u, 3, feeds, "train_step");
+  return 2;
+}
+
+/* p:test_step({x..., y}[, metrics]) -> loss[, {metric = value}]: a forward in inference
+ * mode with the loss (evaluate over one batch of an iterator). */
+static int l_plan_test_step(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "test_step");
+  kl_tensor *feeds[KL_MAX_OP_INPUTS];
+  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "test_step: too many feeds");
+  read_tensors(L, 2, "test_step", feeds, u->nfeeds);
+  int want_metrics = !lua_isnoneornil(L, 3);
+  lua_settop(L, 3);
+  KL_LUA_TRY(L, kl_plan_forward(u->p, feeds, 0));
+  lua_pushnumber(L, kl_plan_loss(u->p));
+  if (!want_metrics) return 1;
+  push_step_metrics(L, u, 3, feeds, "test_step");
+  return 2;
 }
 
 /* ------------------------------------------------------------------ epoch loop */
@@ -368,6 +412,7 @@ void kl_lua_open_plan(lua_State *L) {
       {"loss", l_plan_loss},
       {"backward", l_plan_backward},
       {"train_step", l_plan_train_step},
+      {"test_step", l_plan_test_step},
       {"fit_epoch", l_plan_fit_epoch},
       {"evaluate", l_plan_evaluate},
       {"predict", l_plan_predict},

@@ -355,6 +355,28 @@ function K.func(inputs, outputs)
   end
 end
 
+-- K.to_dense(x): a dense node is returned as is, a sparse node (a CSR placeholder, a
+-- row_sparse variable) becomes a cast node; tensors keep the eager behaviour.
+local eager_to_dense = K.to_dense
+function K.to_dense(x)
+  if is_node(x) then
+    if x.stype == "default" then return x end
+    return S.new_node(x.gs, x.gs.g:cast(x.id, "default"), {x})
+  end
+  if is_grad(x) then
+    error("to_dense: a gradient from K.gradients can only be evaluated (K.func, K.eval)", 0)
+  end
+  if recording and is_tensor(x) and x.stype ~= "default" then
+    -- recorded as a node, so the gradient flows back through the cast
+    local rec = recording
+    local value = x:tostype("default")
+    value._ag_rec = rec
+    value._ag_id = rec.gs.g:cast(rec_id(rec, x), "default")
+    return value
+  end
+  return eager_to_dense(x)
+end
+
 -- K.eval(x): the value of a node that needs no placeholder (a tensor is returned as is).
 local eager_eval = K.eval
 function K.eval(x)
@@ -385,8 +407,15 @@ function K.gradients(loss, variables)
     elseif is_node(v) and v:kind() == "variable" then
       vid = v.id
       st = v.stype == "row_sparse" and "row_sparse" or "default"
+    elseif is_node(v) and v:kind() == "placeholder" then
+      -- the gradient with respect to an input (dense, shaped like the fed tensor)
+      if v.gs ~= gs then error(string.format("gradients: variables[%d] is not in the loss's graph", i), 0) end
+      if v.dtype == "int64" then
+        error(string.format("gradients: variables[%d] is an int64 placeholder; only float inputs have gradients", i), 0)
+      end
+      vid, st = v.id, "default"
     else
-      error(string.format("gradients: variables[%d] must be a tensor or a variable node", i), 0)
+      error(string.format("gradients: variables[%d] must be a tensor, a variable node or a placeholder", i), 0)
     end
     res[i] = setmetatable({gs = gs, loss_id = lid, var_id = vid, grad_stype = st}, GradNode)
   end

@@ -20,7 +20,8 @@ typedef enum kl_node_kind {
   KL_NODE_CONSTANT,        /* holds a tensor, never trained */
   KL_NODE_OP,              /* a registry op (kl_op) on earlier nodes */
   KL_NODE_RESHAPE,         /* dense reshape; -1 in the target is the batch dim */
-  KL_NODE_DROPOUT          /* inverted dropout when training, identity otherwise */
+  KL_NODE_DROPOUT,         /* inverted dropout when training, identity otherwise */
+  KL_NODE_CAST             /* storage cast (K.to_dense): the value in meta.stype */
 } kl_node_kind;
 
 kl_status kl_graph_new(kl_graph **out);
@@ -40,6 +41,8 @@ kl_status kl_graph_op(kl_graph *g, kl_op op, const int *inputs, int nin, const k
 /* shape may hold one -1, taking the batch dimension (Flatten: {-1, 784}). */
 kl_status kl_graph_reshape(kl_graph *g, int input, int ndim, const int64_t *shape, int *id);
 kl_status kl_graph_dropout(kl_graph *g, int input, double rate, uint64_t seed, int *id);
+/* The input converted to stype (csr needs 2-d); the gradient flows back dense. */
+kl_status kl_graph_cast(kl_graph *g, int input, kl_stype stype, int *id);
 
 kl_status kl_graph_meta(const kl_graph *g, int id, kl_meta *out);
 kl_node_kind kl_graph_kind(const kl_graph *g, int id);
