@@ -66,8 +66,11 @@ local function have_python()
   return ok == true or ok == 0
 end
 
+-- (a sanitizer runtime preloaded into this process is not passed on to python3)
 local function python_parses(path)
-  local ok = os.execute("python3 -c \"import sys, xml.dom.minidom as m; m.parse(sys.argv[1])\" '" ..
+  local pre = os.getenv("LD_PRELOAD")
+  local envp = (pre and pre:find("libasan", 1, true)) and "LD_PRELOAD= " or ""
+  local ok = os.execute(envp .. "python3 -c \"import sys, xml.dom.minidom as m; m.parse(sys.argv[1])\" '" ..
     path .. "' 2>/dev/null")
   return ok == true or ok == 0
 end

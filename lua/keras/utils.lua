@@ -7,10 +7,18 @@ utils.warn = function(msg) io.stderr:write("Warning: ", msg, "\n") end
 
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- The environment prefix of a helper process: a sanitizer runtime preloaded into this one
+-- (tools/asan-lua5.4) is not passed on, or LeakSanitizer would fail gnuplot for its own leaks.
+local function child_env()
+  local pre = os.getenv("LD_PRELOAD")
+  if pre and pre:find("libasan", 1, true) then return "LD_PRELOAD= " end
+  return ""
+end
+
 -- Whether gnuplot is on the PATH (KERAS_LUA_GNUPLOT=0 pretends it is not).
 function utils.have_gnuplot()
   if os.getenv("KERAS_LUA_GNUPLOT") == "0" then return false end
-  local ok = os.execute("command -v gnuplot >/dev/null 2>&1")
+  local ok = os.execute(child_env() .. "command -v gnuplot >/dev/null 2>&1")
   return ok == true or ok == 0
 end
 
@@ -216,7 +224,7 @@ local function run_gnuplot(fn, c, path, kind, title, W, H)
     }
     write_file(fn, script, table.concat(lines, "\n") .. "\n")
     os.remove(path)
-    local ok = os.execute("gnuplot " .. shell_quote(script) .. " 2>" .. shell_quote(errf))
+    local ok = os.execute(child_env() .. "gnuplot " .. shell_quote(script) .. " 2>" .. shell_quote(errf))
     local f = io.open(errf)
     local msg = f and f:read("a") or ""
     if f then f:close() end
