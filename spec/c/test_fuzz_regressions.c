@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include "../fuzz/fz_csr.h"
+#include "../fuzz/fz_model_file.h"
 #include "../fuzz/fz_optim.h"
 #include "../fuzz/fz_svmlight.h"
 #include "kl/registry.h"
@@ -53,5 +54,6 @@ int main(void) {
   replay("csr", fz_run_csr);
   replay("svmlight", fz_run_svmlight);
   replay("optim", fz_run_optim);
+  replay("model_file", fz_run_model_file);
   KLTEST_DONE();
 }
