@@ -79,21 +79,14 @@ end
 keras.sparse = require("keras.sparse")
 keras.backend = require("keras.backend")
 
--- Modules written later; each is loaded when present and becomes keras.<name>. A module that
--- exists but fails to load is an error (only a missing file is tolerated).
-local optional = {
-  "autograd", "initializers", "layers", "optimizers", "losses", "metrics", "callbacks",
-  "models", "data_utils", "utils", "distributed",
-}
-for _, name in ipairs(optional) do
-  local modname = "keras." .. name
-  local found = package.searchpath(modname, package.path)
-  if found then keras[name] = require(modname) end
+-- The Keras API, each module becoming keras.<name>. saving adds model:save / save_weights /
+-- load_weights and keras.models.load_model, so it loads after models.
+for _, name in ipairs{"autograd", "initializers", "layers", "optimizers", "losses", "metrics",
+                      "callbacks", "models", "data_utils", "utils", "saving"} do
+  keras[name] = require("keras." .. name)
 end
 -- Keras' top-level aliases for things defined in the submodules.
-if keras.models then
-  keras.Model = keras.Model or keras.models.Model
-  keras.Sequential = keras.Sequential or keras.models.Sequential
-end
+keras.Model = keras.models.Model
+keras.Sequential = keras.models.Sequential
 
 return keras
