@@ -7,6 +7,7 @@ local optimizers = require("keras.optimizers")
 local losses = require("keras.losses")
 local metrics_mod = require("keras.metrics")
 local callbacks = require("keras.callbacks")
+local model_iter = require("keras.model_iter")
 
 local models = {}
 local is_node, is_tensor = S.is_node, core.is_tensor
@@ -53,7 +54,7 @@ function Model:_init_graph(inputs, outputs, keep_input_layers)
     if not is_node(n) then fail("Model: outputs[%d] must be a graph node (a layer output)", i) end
     if n.gs ~= inputs[1].gs then fail("Model: outputs[%d] is not in the inputs' graph", i) end
   end
-  if #outputs > 1 then fail("Model: only single-output models are supported (got %d outputs)", #outputs) end
+  if #outputs > 1 then fail("Model: multiple outputs are not supported yet (got %d outputs)", #outputs) end
   self.inputs, self.outputs, self.gs = inputs, outputs, inputs[1].gs
   local seen, first, list = {}, {}, {}
   local function walk(n)
@@ -321,16 +322,11 @@ function Model:fit(x, y, opts)
     fail("%s: verbose must be 0, 1 or 2. Received: verbose=%s", fn, tostring(verbose))
   end
   local shuffle = opts.shuffle ~= false
-  local iter = (type(x) == "table" and not is_tensor(x) and type(x.batches) == "function") and x or nil
+  local iter = model_iter.is_iterator(x) and x or nil
   local xs, n, xv, yv
   if iter then
     if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
-    if not self.built then
-      local first
-      for xb in iter:batches() do first = xb; break end
-      if first == nil then fail("%s: the iterator yields no batch", fn) end
-      self:_build_from(is_tensor(first) and first or first[1])
-    end
+    model_iter.build_from(self, iter, fn)
     n = iter.num_data -- nil when the iterator does not know (LibSVMIter): no ETA
   else
     xs, n = self:_xs(x, fn)
@@ -341,7 +337,9 @@ function Model:fit(x, y, opts)
   if type(split) ~= "number" or split < 0 or split >= 1 then
     fail("%s: validation_split must be a number in [0, 1). Received: validation_split=%s", fn, tostring(split))
   end
-  if opts.validation_data ~= nil then
+  if model_iter.is_iterator(opts.validation_data) then
+    xv = opts.validation_data -- an iterator: evaluated batch by batch after each epoch
+  elseif opts.validation_data ~= nil then
     local vd = opts.validation_data
     if type(vd) ~= "table" or is_tensor(vd) or vd[1] == nil or vd[2] == nil then
       fail("%s: validation_data must be {x_val, y_val}", fn)
@@ -381,7 +379,9 @@ function Model:fit(x, y, opts)
     cbl:on_epoch_begin(epoch, {})
     local logs = {}
     if iter then
-      logs.loss = self:_fit_iterator_epoch(p, iter, cbl, want_batches)
+      local loss, mt = model_iter.fit_epoch(self, p, iter, cbl, want_batches, metric_logs)
+      logs.loss = loss
+      metric_logs(self, logs, mt, "")
     else
       local prev_seen = 0
       local on_batch
@@ -400,7 +400,12 @@ function Model:fit(x, y, opts)
       metric_logs(self, logs, mt, "")
     end
     if xv then
-      local vl, vm = p:evaluate(xv, yv, {batch_size = bs, metrics = self._canon})
+      local vl, vm
+      if yv == nil then
+        vl, vm = model_iter.evaluate(self, p, xv)
+      else
+        vl, vm = p:evaluate(xv, yv, {batch_size = bs, metrics = self._canon})
+      end
       logs.val_loss = vl
       metric_logs(self, logs, vm, "val_")
     end
@@ -411,29 +416,6 @@ function Model:fit(x, y, opts)
   return history
 end
 
--- One epoch over an ArrayIterator: one C train step per batch; returns the mean loss.
-function Model:_fit_iterator_epoch(p, iter, cbl, want_batches)
-  local total, seen, batch = 0, 0, 0
-  for xb, yb in iter:batches() do
-    local xs = is_tensor(xb) and {xb} or xb
-    local nb = xs[1].shape[1]
-    if yb == nil then fail("Model.fit: the iterator has no label") end
-    local feeds = {}
-    for i, t in ipairs(xs) do feeds[i] = t end
-    feeds[#feeds + 1] = self:_y(yb, nb, "Model.fit")
-    batch = batch + 1
-    if want_batches then cbl:on_batch_begin(batch, {batch = batch, size = nb}) end
-    local l = p:train_step(feeds)
-    total, seen = total + l * nb, seen + nb
-    if want_batches then
-      cbl:on_batch_end(batch, {batch = batch, size = nb, seen = iter.num_data and math.min(seen, iter.num_data) or seen,
-        loss = total / seen})
-    end
-    if self.stop_training then break end
-  end
-  return seen > 0 and total / seen or 0 / 0
-end
-
 -- ------------------------------------------------------------ evaluate / predict
 -- evaluate(x, y, {batch_size=32, verbose=}) -> loss, {metric name given to compile = value}
 function Model:evaluate(x, y, opts)
@@ -441,6 +423,12 @@ function Model:evaluate(x, y, opts)
   opts = check_opts(fn, opts, {batch_size = true, verbose = true})
   self:_require_compiled()
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
+  if model_iter.is_iterator(x) then
+    if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
+    model_iter.build_from(self, x, fn)
+    local loss, mt = model_iter.evaluate(self, self:_train(), x)
+    return loss, metric_logs(self, {}, mt, "")
+  end
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
   y = self:_y(y, n, fn)
@@ -454,26 +442,27 @@ function Model:predict(x, opts)
   if type(opts) == "number" then opts = {batch_size = opts} end
   opts = check_opts(fn, opts, {batch_size = true, verbose = true})
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
+  if model_iter.is_iterator(x) then
+    model_iter.build_from(self, x, fn)
+    return model_iter.predict(self, self:_infer(), x, bs)
+  end
   local xs = self:_xs(x, fn)
   return self:_infer():predict(xs, bs)
 end
 
--- train_on_batch(x, y) -> loss (, metrics table computed on the batch before the update)
+-- train_on_batch(x, y) -> loss, metrics table (computed from the step's own forward,
+-- before the update, as Keras; empty without compiled metrics)
 function Model:train_on_batch(x, y)
   local fn = "Model.train_on_batch"
   self:_require_compiled()
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
   y = self:_y(y, n, fn)
-  local mt
-  if #self.metric_names > 0 then
-    local _, m = p:evaluate(xs, y, {batch_size = n, metrics = self._canon})
-    mt = metric_logs(self, {}, m, "")
-  end
   local feeds = {}
   for i, t in ipairs(xs) do feeds[i] = t end
   feeds[#feeds + 1] = y
-  return p:train_step(feeds), mt
+  local loss, m = p:train_step(feeds, self._canon)
+  return loss, metric_logs(self, {}, m, "")
 end
 
 -- test_on_batch(x, y) -> loss, metrics
