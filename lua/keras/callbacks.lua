@@ -209,65 +209,6 @@ setmetatable(LambdaCallback, {__index = Callback, __call = function(cls, opts)
   return self
 end})
 
--- ------------------------------------------------------------ CSVLogger
--- CSVLogger{filename=, separator=",", append=false}: one row per epoch.
-local CSVLogger = class("CSVLogger")
-setmetatable(CSVLogger, {__index = Callback, __call = function(cls, opts)
-  opts = check_opts("CSVLogger", opts, {filename = true, separator = true, append = true})
-  if type(opts.filename) ~= "string" then error("CSVLogger: filename must be a string", 0) end
-  return setmetatable({filename = opts.filename, sep = opts.separator or ",",
-    append = opts.append or false}, cls)
-end})
-function CSVLogger:on_train_begin()
-  local f, err = io.open(self.filename, self.append and "a" or "w")
-  if not f then error("CSVLogger: cannot open '" .. self.filename .. "': " .. tostring(err), 0) end
-  self.file, self.keys = f, nil
-end
-function CSVLogger:on_epoch_end(epoch, logs)
-  if not self.keys then
-    self.keys = {}
-    for k in pairs(logs) do self.keys[#self.keys + 1] = k end
-    table.sort(self.keys)
-    self.file:write("epoch", self.sep, table.concat(self.keys, self.sep), "\n")
-  end
-  local row = {tostring(epoch)}
-  for _, k in ipairs(self.keys) do row[#row + 1] = logs[k] ~= nil and string.format("%.17g", logs[k]) or "" end
-  self.file:write(table.concat(row, self.sep), "\n")
-  self.file:flush()
-end
-function CSVLogger:on_train_end() if self.file then self.file:close(); self.file = nil end end
-
--- ------------------------------------------------------------ ModelCheckpoint
--- ModelCheckpoint{filepath=, monitor="val_loss", save_best_only=false, save_weights_only=false,
---   mode="auto"}: filepath may hold "{epoch}" (replaced by the epoch number).
-local ModelCheckpoint = class("ModelCheckpoint")
-setmetatable(ModelCheckpoint, {__index = Callback, __call = function(cls, opts)
-  opts = check_opts("ModelCheckpoint", opts, {filepath = true, monitor = true,
-    save_best_only = true, save_weights_only = true, mode = true, verbose = true})
-  if type(opts.filepath) ~= "string" then error("ModelCheckpoint: filepath must be a string", 0) end
-  local self = setmetatable({filepath = opts.filepath, monitor = opts.monitor or "val_loss",
-    save_best_only = opts.save_best_only or false, save_weights_only = opts.save_weights_only or false,
-    mode = opts.mode or "auto", verbose = opts.verbose or 0}, cls)
-  if self.mode == "auto" then self.mode = self.monitor:find("acc") and "max" or "min" end
-  self.best = self.mode == "min" and math.huge or -math.huge
-  return self
-end})
-function ModelCheckpoint:on_epoch_end(epoch, logs)
-  local path = self.filepath:gsub("{epoch}", tostring(epoch))
-  if self.save_best_only then
-    local cur = logs[self.monitor]
-    if cur == nil then return end
-    if not ((self.mode == "min" and cur < self.best) or (self.mode == "max" and cur > self.best)) then
-      return
-    end
-    self.best = cur
-  end
-  local m = self.model
-  local save = (self.save_weights_only or not m.save) and m.save_weights or m.save
-  if not save then error("ModelCheckpoint: the model cannot be saved (no save/save_weights)", 0) end
-  save(m, path)
-end
-
 -- ------------------------------------------------------------ progress bar
 -- Progbar: Keras 2's generic_utils.Progbar. target: number of samples; verbose 1: a bar
 -- redrawn with \r when dynamic (a terminal), else drawn once when complete; verbose 2:
@@ -390,5 +331,9 @@ function ProgbarLogger:on_epoch_end(epoch, logs)
   if not self.params.samples then self.bar.target = self.seen end -- now known
   self.bar:update(self.bar.target, self:_values(logs))
 end
+
+-- CSVLogger lives in csv_logger.lua; ModelCheckpoint in callbacks_io.lua, which needs model
+-- files and is loaded with keras.saving.
+require("keras.csv_logger").install(callbacks)
 
 return callbacks
