@@ -45,4 +45,33 @@ function M.median_time(fn, runs, warmup)
   return M.median(ts)
 end
 
+-- This process's VmRSS and VmHWM (peak) in bytes, from /proc/self/status.
+function M.rss()
+  local rss, hwm = 0, 0
+  for l in io.lines("/proc/self/status") do
+    local k, v = l:match("^(Vm%u+):%s*(%d+)")
+    if k == "VmRSS" then rss = tonumber(v) * 1024 elseif k == "VmHWM" then hwm = tonumber(v) * 1024 end
+  end
+  return rss, hwm
+end
+
+-- Prints where the memory stands (stderr: goes to the harness log).
+function M.rss_note(what)
+  local rss, hwm = M.rss()
+  io.stderr:write(string.format("rss %-28s VmRSS %8.1f MiB  VmHWM %8.1f MiB\n", what, rss / 1048576,
+                                hwm / 1048576))
+end
+
+-- Bytes held by a tensor's storage (values, indices, indptr).
+function M.tensor_bytes(t)
+  local es = t.dtype == "float64" and 8 or (t.dtype == "int64" and 8 or 4)
+  if t.stype == "csr" then return t.nnz * (es + 8) + (t.shape[1] + 1) * 8 end
+  local n = 1
+  for _, d in ipairs(t.shape) do n = n * d end
+  if t.stype == "row_sparse" then
+    return t.nnz * (n // t.shape[1]) * es + t.nnz * 8
+  end
+  return n * es
+end
+
 return M

@@ -1,0 +1,57 @@
+-- w3.lua: W3, sparse embeddings: Embedding(V, 64, sparse_grad) -> GlobalAveragePooling1D ->
+-- Dense(1), mse, lazy Adam; batches of 256 x 20 ids (uniform in 1..V, seeded), STEPS steps
+-- per epoch (one model:fit epoch, shuffle off); the figure is the time per step (median
+-- epoch time / STEPS), median of RUNS epochs after a warm-up epoch.
+-- usage: lua5.4 bench/lua/w3.lua V STEPS RUNS [mem]
+local keras = require("keras")
+local B = require("benchutil")
+
+local V, steps, runs = math.tointeger(tonumber(arg[1])), math.tointeger(tonumber(arg[2])),
+  math.tointeger(tonumber(arg[3]))
+local mem = arg[4] == "mem"
+local bs, L, D = 256, 20, 64
+local n = bs * steps
+
+B.rss_note("start")
+-- ids from a splitmix-style LCG, so that the data does not depend on Lua's math.random
+local state = 7
+local rows, ys = {}, {}
+for i = 1, n do
+  local r = {}
+  for j = 1, L do
+    state = (state * 6364136223846793005 + 1442695040888963407)
+    r[j] = ((state >> 11) % V) + 1
+  end
+  rows[i] = r
+  ys[i] = {(state >> 40) % 2}
+end
+local X = keras.array(rows, {dtype = "int64"})
+local y = keras.array(ys)
+rows, ys = nil, nil
+collectgarbage()
+B.rss_note("data made")
+
+local inp = keras.layers.Input{shape = {L}, dtype = "int64"}
+local h = keras.layers.Embedding{input_dim = V, output_dim = D, input_length = L, sparse_grad = true}(inp)
+h = keras.layers.GlobalAveragePooling1D{}(h)
+local out = keras.layers.Dense{units = 1}(h)
+local model = keras.Model{inputs = inp, outputs = out}
+model:compile{optimizer = keras.optimizers.Adam{learning_rate = 0.001, lazy_update = true}, loss = "mse"}
+B.rss_note("model built")
+local loss
+local function epoch()
+  local hist = model:fit(X, y, {batch_size = bs, epochs = 1, verbose = 0, shuffle = false})
+  loss = hist.history.loss[1]
+end
+local wl = V >= 1e6 and string.format("W3-V1e%d", math.floor(math.log(V, 10) + 0.5)) or
+  string.format("W3-V1e%d", math.floor(math.log(V, 10) + 0.5))
+if mem then
+  epoch()
+  B.rss_note("after an epoch")
+  local weights = V * D * 4 + D * 4 + 4
+  B.mem(wl, "keras-lua", B.tensor_bytes(X) + B.tensor_bytes(y) + 3 * weights,
+        "ids + y + embedding/dense weights + Adam m, v")
+else
+  local t = B.median_time(epoch, runs)
+  B.result(wl, "keras-lua", t / steps, runs, string.format("per step; loss=%.4g steps=%d", loss, steps))
+end

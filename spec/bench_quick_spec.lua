@@ -1,0 +1,47 @@
+-- spec/bench_quick_spec.lua: `bench/run --quick --no-peers` (tiny sizes) keeps working: every
+-- workload script runs and lands in the results table. No timing is asserted.
+describe("bench/run --quick", function()
+  local build = os.getenv("KL_BUILD_DIR") or "build"
+
+  local function slurp(path)
+    local f = assert(io.open(path))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  it("runs every workload and writes a results table", function()
+    local cmd = string.format("BUILD='%s' bench/run --quick --no-peers >bench/out/quick-spec.log 2>&1", build)
+    os.execute("mkdir -p bench/out")
+    local ok, how, code = os.execute(cmd)
+    assert.is_true(ok, "bench/run failed (" .. tostring(how) .. " " .. tostring(code) .. "):\n" ..
+      slurp("bench/out/quick-spec.log"))
+    local md = slurp("bench/out/quick/results.md")
+    assert.truthy(md:find("Produced by `bench/run --quick --no-peers", 1, true))
+    for _, wl in ipairs({"W1-b64", "W1-b1024", "W2-tutorial", "W3-V1e3", "W3-V1e5",
+                         "W4a-csr.dense", "W4b-csrT.dense", "W4c-rcv1.dense", "W5-logreg",
+                         "W6-load_svmlight"}) do
+      assert.truthy(md:find("| " .. wl .. " |", 1, true), wl .. " missing from:\n" .. md)
+    end
+    -- the memory section: peak RSS measured for W1 and W3
+    assert.truthy(md:find("## Memory", 1, true))
+    assert.truthy(md:find("| W1-b64 | keras-lua |", 1, true))
+  end)
+
+  it("the raw lines carry positive times", function()
+    local n = 0
+    for line in io.lines("bench/out/quick/raw.txt") do
+      local t = line:match("^RESULT %S+ %S+ %d+ (%S+)")
+      if t then
+        n = n + 1
+        assert.is_true(tonumber(t) > 0, line)
+      end
+    end
+    assert.is_true(n >= 10)
+  end)
+
+  it("refuses an unknown mode", function()
+    local ok = os.execute("bench/run --bogus >/dev/null 2>&1")
+    assert.is_falsy(ok)
+  end)
+end)
