@@ -57,9 +57,15 @@ function Model:_init_graph(inputs, outputs, keep_input_layers)
   if #outputs > 1 then fail("Model: multiple outputs are not supported yet (got %d outputs)", #outputs) end
   self.inputs, self.outputs, self.gs = inputs, outputs, inputs[1].gs
   local seen, first, list = {}, {}, {}
+  local is_input = {}
+  for _, n in ipairs(inputs) do is_input[n.id] = true end
   local function walk(n)
     if seen[n] then return end
     seen[n] = true
+    if n:kind() == "placeholder" and not is_input[n.id] then
+      fail("Model: graph disconnected: the outputs need input '%s', which is not among the model's inputs",
+        tostring(rawget(n, "name") or n.id))
+    end
     for _, p in ipairs(rawget(n, "parents") or {}) do walk(p) end
     local l = rawget(n, "layer")
     if l and not first[l] then
@@ -255,6 +261,15 @@ function Model:_xs(x, fn)
   if #xs ~= #self.inputs then
     fail("%s: the model has %d input(s), got %d tensor(s)", fn, #self.inputs, #xs)
   end
+  for i, t in ipairs(xs) do
+    local want = self.inputs[i].shape
+    local ok = #t.shape == #want
+    for d = 2, #want do ok = ok and (want[d] < 0 or want[d] == t.shape[d]) end
+    if not ok then
+      fail("%s: x[%d] has shape %s but input '%s' of the model expects %s", fn, i,
+        shape_str(t.shape), tostring(rawget(self.inputs[i], "name") or i), shape_str(want))
+    end
+  end
   local n = xs[1].shape[1]
   for i = 2, #xs do
     if xs[i].shape[1] ~= n then
@@ -282,7 +297,9 @@ function Model:_y(y, n, fn)
     return y
   end
   if y.ndim == 1 and #out == 2 and out[2] == 1 then return y:reshape({n, 1}) end
-  if y.ndim ~= #out then
+  local ok = y.ndim == #out
+  for d = 2, #out do ok = ok and (out[d] < 0 or out[d] == y.shape[d]) end
+  if not ok then
     fail("%s: y has shape %s but the model's output has shape %s", fn, shape_str(y.shape), shape_str(out))
   end
   return y
