@@ -25,7 +25,8 @@ static int fz_parse_one(const uint8_t *data, size_t size) {
     else {
       /* every stored value readable (ASan checks the buffers' extent) */
       const kl_tensor *t = f->tensors[i];
-      int64_t nv = t->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(t) : t->nnz * kl_row_width(t);
+      int64_t nv = t->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(t)
+                   : t->stype == KL_STYPE_CSR ? t->nnz : t->nnz * kl_row_width(t);
       double acc = 0;
       for (int64_t k = 0; k < nv && k < 100000; k++) acc += kl_tensor_data_at(t, k);
       (void)acc;
