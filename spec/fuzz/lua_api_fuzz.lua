@@ -1,0 +1,682 @@
+-- spec/fuzz/lua_api_fuzz.lua: a seeded random-call fuzzer of the public Lua API: every call
+-- with nasty arguments must return or raise a non-empty string error; the process must survive.
+--
+-- Usage (paths to the build come from LUA_PATH_5_4 / LUA_CPATH_5_4, as under ctest):
+--   lua5.4 spec/fuzz/lua_api_fuzz.lua run SEED [CALLS [LOG]]
+--       one seed in this process; writes the last calls to LOG before each runs.
+--       Exit 0 clean, 2 a non-string/empty error, 3 state corrupted (a valid call failed).
+--   lua5.4 spec/fuzz/lua_api_fuzz.lua drive FIRST LAST [CALLS [TIMEOUT_S [STRICT]]]
+--       each seed FIRST..LAST in a child process (cd'd into a scratch dir, run under
+--       `timeout`): a crash, sanitizer report, hang or bad error is reported with the seed
+--       and the last calls. Environment: LUA_FUZZ_LUA (the interpreter, default lua5.4),
+--       LUA_FUZZ_ULIMIT_KB (address-space limit of a child, default 3000000; 0 = none),
+--       LUA_FUZZ_DIR (scratch dir). STRICT=1 also fails on internal Lua errors
+--       ("attempt to index a nil value"...), which are otherwise only counted.
+-- As a module (require): M.drive(first, last, calls, timeout_s, strict) -> ok, report.
+
+local M = {}
+local LOG_KEEP = 60            -- calls kept in the log file
+
+-- ------------------------------------------------------------ deterministic generator
+-- 64-bit LCG (wrapping integer arithmetic is defined in Lua 5.4); high bits out.
+local function rng_new(seed)
+  local s = seed * 2654435761 + 12345
+  local r = {}
+  function r.next()
+    s = s * 6364136223846793005 + 1442695040888963407
+    return (s >> 33)
+  end
+  function r.int(n) return r.next() % n + 1 end       -- 1..n
+  function r.chance(p) return (r.next() % 1000000) < p * 1000000 end
+  function r.pick(list) return list[r.int(#list)] end
+  return r
+end
+
+-- ------------------------------------------------------------ the child: one seed
+
+local function run_seed(seed, ncalls, logpath)
+  local keras = require("keras")
+  local K, sparse, core = keras.backend, keras.sparse, keras.core
+  local R = rng_new(seed)
+  local names = setmetatable({}, {__mode = "k"})   -- pool object -> its name in the log
+  local tmpdir = os.getenv("LUA_FUZZ_SCRATCH") or "."
+
+  -- ---------------------------------------------------------- the call log
+  local ring, nring = {}, 0
+  local logf
+  local function log_reopen()
+    if not logpath then return end
+    if logf then logf:close() end
+    logf = io.open(logpath, "w")
+    if not logf then return end
+    logf:write(string.format("# lua_api_fuzz seed %d: last calls, oldest first\n", seed))
+    local first = math.max(1, nring - LOG_KEEP + 1)
+    for i = first, nring do logf:write(ring[i % LOG_KEEP + 1], "\n") end
+    logf:flush()
+  end
+  local function log(line)
+    nring = nring + 1
+    ring[nring % LOG_KEEP + 1] = line
+    if logf then
+      if nring % 500 == 0 then log_reopen() else logf:write(line, "\n"); logf:flush() end
+    end
+  end
+
+  local function describe(v, depth)
+    depth = depth or 0
+    if names[v] then return names[v] end
+    local tv = type(v)
+    if tv == "number" then
+      if math.type(v) == "integer" then return tostring(v) end
+      if v ~= v then return "0/0" end
+      return string.format("%.17g", v)
+    elseif tv == "string" then
+      if #v > 40 then return string.format("%q..(%d bytes)", v:sub(1, 40), #v) end
+      return string.format("%q", v)
+    elseif tv == "table" then
+      if depth > 1 then return "{...}" end
+      local parts, n = {}, 0
+      for i = 1, 8 do
+        local x = rawget(v, i)
+        if x == nil then break end
+        n = n + 1; parts[n] = describe(x, depth + 1)
+      end
+      local keys = {}
+      for k in next, v do
+        if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+        if #keys > 12 then break end
+      end
+      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+      for _, k in ipairs(keys) do
+        parts[#parts + 1] = "[" .. describe(k, 2) .. "]=" .. describe(rawget(v, k), depth + 1)
+      end
+      return "{" .. table.concat(parts, ", ") .. "}"
+    end
+    return tv
+  end
+
+  -- ---------------------------------------------------------- the pool of nasty values
+  local BIG = {math.maxinteger, math.mininteger, (1 << 53) + 1, 2.0 ^ 53 + 2, 1 << 31, 1 << 32,
+    1 << 40, 1e300, -1e300, math.huge, -math.huge, 0 / 0, -(1 << 31), 2 ^ 62}
+  local SMALL = {0, 1, 2, 3, 4, -1, -2, -0.0, 0.5, 1.5, -0.5, 1e-300, 5e-324, 1.0, 2.0, 7}
+  local STRINGS = {"", "a", "csr", "row_sparse", "default", "float32", "float64", "int64", "int32",
+    "relu", "softmax", "sigmoid", "tanh", "linear", "mse", "mae", "binary_crossentropy",
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "accuracy", "sgd", "adam",
+    "adagrad", "rmsprop", "ftrl", "glorot_uniform", "zeros", "normal", "pad", "discard",
+    "roll_over", "auto", "loss", "val_loss", "min", "max", "\0", "%s%d%n", string.rep("x", 300),
+    "fz_out.bin", "fz_model.klm", "fz_log.csv", "fz_{epoch:02d}.klm", "fz_data.svm",
+    "fz_data.svm.gz", "/nonexistent/dir/file", tmpdir, "1", "-1", "nan", "cpu(0)", "dense_1",
+    "transpose_a", "units"}
+  local OPT_KEYS = {"dtype", "shape", "stype", "sparse", "name", "units", "activation",
+    "use_bias", "sparse_weight", "kernel_initializer", "bias_initializer", "input_dim",
+    "output_dim", "input_length", "sparse_grad", "embeddings_initializer", "rate", "axis",
+    "optimizer", "loss", "metrics", "batch_size", "epochs", "verbose", "shuffle",
+    "validation_data", "validation_split", "callbacks", "learning_rate", "momentum", "nesterov",
+    "weight_decay", "clipvalue", "rescale_grad", "lazy_update", "beta_1", "beta_2", "epsilon",
+    "mean", "stddev", "low", "high", "seed", "transpose_a", "transpose_b", "keepdims", "data",
+    "label", "last_batch_handle", "path", "n_features", "zero_based", "num_parts", "part_index",
+    "filename", "filepath", "monitor", "patience", "min_delta", "restore_best_weights",
+    "save_best_only", "mode", "schedule", "inputs", "outputs", "layers", "device", "value",
+    "indices", "indptr", "row", "col", "density", "bogus_key", 1, 2}
+  -- keys whose huge values would be a legitimate very long run, not a bug
+  local SMALL_ONLY = {epochs = true, patience = true, num_parts = true, steps_per_epoch = true}
+
+  local tensors, sparse_tensors, objects, funcs = {}, {}, {}, {}
+  local function add(list, v, name) if v ~= nil then list[#list + 1] = v; names[v] = name end end
+  local function closet(t) pcall(getmetatable(t).__close, t) end
+
+  local function nested(depth)
+    local t = {}
+    local cur = t
+    for _ = 1, depth do local n = {}; cur[1] = n; cur = n end
+    cur[1] = 1
+    return t
+  end
+
+  local function build_pool()
+    keras.random.seed(seed)
+    local T = tensors
+    local function mk(name, f, ...)
+      local ok, v = pcall(f, ...)
+      if ok and keras.is_tensor(v) then add(T, v, name) end
+      return ok and v or nil
+    end
+    local dts = {"float32", "float64", "int64"}
+    local shapes = {{}, {0}, {3}, {2, 3}, {2, 0}, {0, 3}, {2, 2, 2}, {1, 1, 1, 1}, {4, 1}, {1}}
+    for _, dt in ipairs(dts) do
+      for _, sh in ipairs(shapes) do
+        mk(string.format("T[%s %s]", dt, table.concat(sh, "x")), keras.random.uniform, sh,
+          {dtype = dt ~= "int64" and dt or nil, low = -2, high = 2})
+      end
+    end
+    mk("T[int64 2x3 range]", function() return keras.range(1, 6, 1, {dtype = "int64"}):reshape{2, 3} end)
+    mk("T[nan 2x2]", keras.full, {2, 2}, 0 / 0)
+    mk("T[inf 3]", keras.full, {3}, math.huge)
+    mk("T[labels 4]", keras.array, {1, 2, 1, 3})
+    mk("T[labels int64]", keras.array, {1, 2, 3, 2}, {dtype = "int64"})
+    for _, dt in ipairs({"float32", "float64"}) do
+      for _, st in ipairs({"csr", "row_sparse"}) do
+        for _, sh in ipairs({{4, 5}, {3, 3}, {0, 0}, {3, 0}, {0, 4}, {5, 2}}) do
+          local t = mk(string.format("S[%s %s %s]", st, dt, table.concat(sh, "x")), sparse.rand,
+            sh, st, 0.4, {seed = seed, dtype = dt})
+          if t then sparse_tensors[#sparse_tensors + 1] = t end
+        end
+        local z = mk("S[zeros " .. st .. " " .. dt .. "]", sparse.zeros, st, {3, 4}, {dtype = dt})
+        if z then sparse_tensors[#sparse_tensors + 1] = z end
+      end
+    end
+    -- closed tensors, and views of closed tensors
+    for i, src in ipairs({"T[float32 2x3]", "S[csr float32 4x5]", "S[row_sparse float64 4x5]"}) do
+      for _, t in ipairs(T) do
+        if names[t] == src then
+          local c = mk("closed" .. i, t.copy, t)
+          if c then closet(c) end
+          local base = mk("parent" .. i, t.copy, t)
+          if base then
+            mk("view" .. i .. "-of-closed", base.slice, base, 1, 1)
+            closet(base)
+          end
+        end
+      end
+    end
+    -- a tensor with a gradient
+    local g = mk("T[with grad]", keras.random.normal, {3, 2})
+    if g then pcall(g.attach_grad, g) end
+
+    -- symbolic things, layers, models, optimizers, iterators, callbacks
+    local O = objects
+    local function mko(name, f, ...)
+      local ok, v = pcall(f, ...)
+      if ok and v ~= nil then add(O, v, name) end
+      return ok and v or nil
+    end
+    local L = keras.layers
+    local inp = mko("Input(3)", L.Input, {shape = {3}})
+    local sinp = mko("Input(5,sparse)", L.Input, {shape = {5}, sparse = true})
+    mko("placeholder(-1,3)", K.placeholder, {shape = {-1, 3}})
+    mko("placeholder(2,2,sparse)", K.placeholder, {shape = {2, 2}, sparse = true})
+    local dense = mko("Dense(2)", L.Dense, {units = 2})
+    mko("Dense(1,relu,sparse_weight)", L.Dense, {units = 1, activation = "relu", sparse_weight = true})
+    mko("Embedding(10,4)", L.Embedding, {input_dim = 10, output_dim = 4})
+    mko("Flatten", L.Flatten, {})
+    mko("Dropout(0.5)", L.Dropout, {rate = 0.5})
+    mko("Concatenate", L.Concatenate, {})
+    mko("GAP1D", L.GlobalAveragePooling1D, {})
+    mko("Lambda(square)", L.Lambda, K.square)
+    mko("Activation(tanh)", L.Activation, "tanh")
+    if inp and dense then mko("node Dense(Input3)", function() return dense(inp) end) end
+    local function model(name, build, compile)
+      return mko(name, function()
+        local m = build()
+        if compile then m:compile(compile) end
+        return m
+      end)
+    end
+    model("seq(uncompiled)", function() return keras.Sequential{L.Dense{units = 2}} end)
+    model("seq(Input3,Dense1,mse,sgd)", function()
+      return keras.Sequential{L.Input{shape = {3}}, L.Dense{units = 1}} end,
+      {optimizer = "sgd", loss = "mse", metrics = {"mae"}})
+    model("model(csr5->Dense2 softmax, adam)", function()
+      local x = L.Input{shape = {5}, sparse = true}
+      return keras.Model{inputs = x, outputs = L.Dense{units = 2, activation = "softmax"}(x)} end,
+      {optimizer = "adam", loss = "sparse_categorical_crossentropy", metrics = {"accuracy"}})
+    model("seq(Embedding,GAP,Dense)", function()
+      return keras.Sequential{L.Input{shape = {3}}, L.Embedding{input_dim = 10, output_dim = 4,
+        sparse_grad = true}, L.GlobalAveragePooling1D{}, L.Dense{units = 1, activation = "sigmoid"}} end,
+      {optimizer = keras.optimizers.SGD{learning_rate = 0.1, momentum = 0.9},
+       loss = "binary_crossentropy", metrics = {"binary_accuracy"}})
+    if sinp then
+      model("model(sinp, uncompiled)", function()
+        return keras.Model{inputs = sinp, outputs = L.Dense{units = 1, sparse_weight = true}(sinp)} end)
+    end
+    for _, cls in ipairs({"SGD", "Adam", "Adagrad", "RMSprop", "Ftrl"}) do
+      mko("opt " .. cls, keras.optimizers[cls], {})
+    end
+    local x = keras.random.uniform({6, 3})
+    local y = keras.random.uniform({6, 1})
+    mko("ArrayIterator(6x3)", keras.data_utils.ArrayIterator,
+      {data = x, label = y, batch_size = 4, last_batch_handle = "roll_over"})
+    mko("CB Callback", keras.callbacks.Callback, {})
+    mko("CB EarlyStopping", keras.callbacks.EarlyStopping, {patience = 1})
+    mko("CB History", keras.callbacks.History)
+    mko("CB LRScheduler", keras.callbacks.LearningRateScheduler,
+      {schedule = function(e, lr) return lr end})
+    mko("keras.cpu()", keras.cpu)
+    -- a LibSVM file to read
+    local f = io.open("fz_data.svm", "w")
+    if f then f:write("1 1:0.5 3:2\n0 2:1\n1 1:1 2:1 3:1\n-1\n"); f:close() end
+    mko("LibSVMIter", keras.data_utils.LibSVMIter, {path = "fz_data.svm", n_features = 3,
+      batch_size = 2})
+    local closed_file = io.open("fz_closed.txt", "w")
+    if closed_file then closed_file:close(); add(O, closed_file, "closed file") end
+
+    -- functions handed to callbacks, Lambda layers, schedules
+    local fl = funcs
+    add(fl, function(...) return ... end, "fn(identity)")
+    add(fl, function() error("fuzz: boom from a user function") end, "fn(error)")
+    add(fl, function() return nil end, "fn(nil)")
+    add(fl, function() return 0 / 0 end, "fn(nan)")
+    add(fl, function() return {} end, "fn({})")
+    add(fl, function(...)
+      for i = 1, select("#", ...) do
+        local v = select(i, ...)
+        if keras.is_tensor(v) then closet(v) end
+      end
+    end, "fn(closes tensor args)")
+    add(fl, function() collectgarbage(); collectgarbage() end, "fn(gc)")
+    add(fl, function() coroutine.yield(1) end, "fn(yield)")
+    add(fl, K.square, "K.square")
+  end
+
+  local draw_any   -- forward
+  local function draw_number()
+    if R.chance(0.35) then return R.pick(BIG) end
+    return R.pick(SMALL)
+  end
+  local function draw_shape()
+    local r = R.int(12)
+    if r == 1 then return {} end
+    if r == 2 then return {0} end
+    if r == 3 then return {-1} end
+    if r == 4 then return {R.pick(BIG)} end
+    if r == 5 then return {2, R.pick(BIG)} end
+    if r == 6 then return {1, 1, 1, 1, 1, 1, 1, 1, 1} end
+    if r == 7 then return {0.5, 2} end
+    if r == 8 then return {"2", 3} end
+    if r == 9 then return {[1] = 2, [3] = 3} end
+    if r == 10 then return {2, 3, x = 1} end
+    return {R.int(4) - 1, R.int(4) - 1}
+  end
+  local function csr_fields(kind)
+    local f
+    if kind == "row_sparse" then
+      f = {data = {{1, 2}, {3, 4}}, indices = {1, 3}, shape = {4, 2}}
+    elseif kind == "coo" then
+      f = {data = {1, 2, 3}, row = {1, 2, 2}, col = {2, 1, 2}, shape = {2, 2}}
+    else
+      f = {data = {7, 8, 9}, indices = {1, 3, 2}, indptr = {1, 3, 3, 4}, shape = {3, 5}}
+    end
+    local mut = R.int(16)
+    local keys = {}
+    for k in pairs(f) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local k = R.pick(keys)
+    if mut == 1 then f[k] = nil
+    elseif mut == 2 then f[k] = draw_any()
+    elseif mut == 3 and type(f[k]) == "table" then f[k][R.int(#f[k])] = draw_number()
+    elseif mut == 4 and type(f[k]) == "table" then f[k][#f[k] + 1] = draw_number()
+    elseif mut == 5 and type(f[k]) == "table" then f[k][#f[k]] = nil
+    elseif mut == 6 then f.shape = draw_shape()
+    elseif mut == 7 then f.dtype = R.pick(STRINGS)
+    elseif mut == 8 then f.indptr = {1, 2, 1, 4}
+    elseif mut == 9 then f.indices = {3, 1, 2}
+    elseif mut == 10 then
+      local ok, t = pcall(keras.array, f[k], {dtype = R.pick({"float32", "float64", "int64"})})
+      if ok then f[k] = t end
+    elseif mut == 11 then f[k] = R.pick(tensors)
+    elseif mut == 12 then f.bogus = 1
+    end
+    return f
+  end
+  local function draw_table()
+    local r = R.int(22)
+    if r == 1 then return {} end
+    if r == 2 then return nested(R.chance(0.5) and 40 or 300) end
+    if r == 3 then local t = {1, 2}; t[3] = t; return t end   -- a cycle
+    if r == 4 then return {1, 2, nil, 4} end
+    if r == 5 then return {{1, 2}, {3}} end
+    if r == 6 then return {{1, 2}, {3, 4}} end
+    if r == 7 then return {0 / 0, math.huge, -0.0} end
+    if r == 8 then return {1, "x", true} end
+    if r == 9 then return {math.maxinteger, math.mininteger} end
+    if r == 10 then return draw_shape() end
+    if r == 11 then return csr_fields(R.pick({"csr", "row_sparse", "coo"})) end
+    if r == 12 then return setmetatable({}, {__index = function() error("fuzz: __index boom") end}) end
+    -- a lying __len (a huge one would be a legitimate near-endless loop over "elements")
+    if r == 13 then
+      local n = R.pick({0, 1, 5, -1, 2.5, "x", 1e300, 0 / 0})
+      return setmetatable({1, 2}, {__len = function() return n end})
+    end
+    if r == 14 then return {R.pick(tensors), R.pick(tensors)} end
+    if r == 15 then return {R.pick(objects)} end
+    if r == 16 then return {{{1}}, {{2}}} end
+    -- an option table
+    local o = {}
+    for _ = 1, R.int(4) do
+      local key = R.pick(OPT_KEYS)
+      local v = draw_any(1)
+      if SMALL_ONLY[key] and type(v) == "number" and math.abs(v) > 4 and v == v then v = 3 end
+      o[key] = v
+    end
+    return o
+  end
+  function draw_any(depth)
+    depth = depth or 0
+    local r = R.int(100)
+    if r <= 6 then return nil end
+    if r <= 10 then return R.chance(0.5) end
+    if r <= 30 then return draw_number() end
+    if r <= 42 then return R.pick(STRINGS) end
+    if r <= 65 then return R.pick(tensors) end
+    if r <= 75 then return R.pick(objects) end
+    if r <= 79 then return R.pick(funcs) end
+    if r <= 80 then
+      local co = coroutine.create(function() end)
+      if R.chance(0.5) then coroutine.resume(co) end
+      return co
+    end
+    if depth > 1 then return R.pick(SMALL) end
+    return draw_table()
+  end
+
+  -- ---------------------------------------------------------- the targets
+  local targets = {}
+  local function target(name, fn, weight)
+    for _ = 1, (weight or 1) do targets[#targets + 1] = {name = name, fn = fn} end
+  end
+  local function funcs_of(prefix, tbl, weight)
+    local keys = {}
+    for k, v in pairs(tbl) do
+      if type(k) == "string" and k:sub(1, 1) ~= "_" and (type(v) == "function" or
+          (type(v) == "table" and getmetatable(v) and getmetatable(v).__call)) then
+        keys[#keys + 1] = k
+      end
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do target(prefix .. k, tbl[k], weight) end
+  end
+  local skip_keras = {core = true, version = true}
+  do
+    local keys = {}
+    for k, v in pairs(keras) do if type(v) == "function" and not skip_keras[k] then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do target("keras." .. k, keras[k], 2) end
+  end
+  funcs_of("keras.random.", keras.random, 2)
+  funcs_of("sparse.", sparse, 3)
+  funcs_of("K.", K, 2)
+  funcs_of("layers.", keras.layers, 2)
+  funcs_of("models.", keras.models)
+  funcs_of("optimizers.", keras.optimizers)
+  funcs_of("data_utils.", keras.data_utils, 2)
+  funcs_of("autograd.", keras.autograd)
+  funcs_of("callbacks.", keras.callbacks)
+  funcs_of("initializers.", keras.initializers)
+  funcs_of("losses.", keras.losses)
+  funcs_of("metrics.", keras.metrics)
+  funcs_of("saving.", keras.saving)
+  local core_skip = {tensor_methods = true, tensor_mt = true, version = true}
+  do
+    local keys = {}
+    for k, v in pairs(core) do if type(v) == "function" and not core_skip[k] then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for _, k in ipairs(keys) do target("core." .. k, core[k]) end
+  end
+  -- tensor methods and metamethods (the receiver mostly a pool tensor)
+  local function recv() return R.chance(0.9) and R.pick(tensors) or draw_any() end
+  do
+    local keys = {}
+    for k in pairs(core.tensor_methods) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      target("t:" .. k, function(...) local t = recv(); return t[k](t, ...) end, 3)
+    end
+  end
+  local binops = {
+    ["+"] = function(a, b) return a + b end, ["-"] = function(a, b) return a - b end,
+    ["*"] = function(a, b) return a * b end, ["/"] = function(a, b) return a / b end,
+    ["=="] = function(a, b) return a == b end, ["<"] = function(a, b) return a < b end,
+    [".."] = function(a, b) return a .. b end, ["%"] = function(a, b) return a % b end,
+  }
+  for _, op in ipairs({"+", "-", "*", "/", "==", "<", "..", "%"}) do
+    target("t" .. op .. "x", function(x) return binops[op](recv(), x) end, 2)
+    target("x" .. op .. "t", function(x) return binops[op](x, recv()) end, 2)
+  end
+  target("-t", function() return -recv() end, 2)
+  target("#t", function() return #recv() end)
+  target("tostring(t)", function() return tostring(recv()) end)
+  target("t[k]", function(k) return recv()[k] end, 3)
+  target("t[k]=v", function(k, v) recv()[k] = v end, 3)
+  target("t()", function(...) return recv()(...) end)
+  target("close(t)", function() local t = recv(); return getmetatable(t).__close(t) end)
+  target("gc(t)", function() local t = recv(); return getmetatable(t).__gc(t) end)
+  -- methods of layers, models, optimizers, iterators, callbacks, nodes
+  local METHODS = {"compile", "fit", "evaluate", "predict", "train_on_batch", "test_on_batch",
+    "predict_on_batch", "summary", "get_weights", "set_weights", "save", "save_weights",
+    "load_weights", "get_layer", "add", "get_config", "count_params", "build", "call",
+    "compute_output_shape", "create_state", "update", "get", "set", "get_learning_rate",
+    "set_learning_rate", "batches", "reset", "next", "num_batches", "close", "on_train_begin",
+    "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
+    "set_model", "set_params", "pop"}
+  local function obj_call(mname)
+    return function(...)
+      local o = R.chance(0.9) and R.pick(objects) or draw_any()
+      local m = o[mname]          -- may raise: that is a clean error too
+      if type(m) ~= "function" then return nil end
+      return m(o, ...)
+    end
+  end
+  for _, mn in ipairs(METHODS) do target("obj:" .. mn, obj_call(mn), 2) end
+  target("obj(...)", function(...) return R.pick(objects)(...) end, 4)
+  target("obj[k]", function(k) return R.pick(objects)[k] end)
+  target("autograd.record(fn)", function(...)
+    local args = table.pack(...)
+    return keras.autograd.record(function()
+      local t = R.pick(tensors)
+      pcall(t.attach_grad, t)
+      local ok, y = pcall(K.sum, K.square(t))
+      if ok then return y:backward() end
+      return args[1]
+    end)
+  end, 2)
+
+  -- ---------------------------------------------------------- valid calls: state checks
+  local function expect(cond, what)
+    if not cond then
+      io.stderr:write("lua_api_fuzz: state corrupted: " .. what .. "\n")
+      if logf then logf:write("# STATE CORRUPTED: " .. what .. "\n"); logf:close() end
+      os.exit(3)
+    end
+  end
+  local sanity_model
+  local function sanity(where)
+    local ok, err = pcall(function()
+      local a = keras.array{{1, 2}, {3, 4}}
+      local b = keras.array{{5, 6}, {7, 8}}
+      local c = K.dot(a, b):totable()
+      expect(c[1][1] == 19 and c[1][2] == 22 and c[2][1] == 43 and c[2][2] == 50, "dot " .. where)
+      local s = sparse.csr_matrix{data = {7, 8, 9}, indices = {1, 3, 2}, indptr = {1, 3, 3, 4},
+        shape = {3, 5}}
+      expect(sparse.check_format(s) == true and K.sum(s):item() == 24, "csr sum " .. where)
+      local d = K.dot(s, keras.ones{5, 1}):totable()
+      expect(d[1][1] == 15 and d[2][1] == 0 and d[3][1] == 9, "csr dot " .. where)
+      local r = (s:tostype("row_sparse") * 2):tostype("default"):totable()
+      expect(r[1][3] == 16 and r[3][2] == 18, "row_sparse scale " .. where)
+      expect(keras.zeros{2, 3}.shape[2] == 3 and keras.range(1, 4):totable()[4] == 4, "zeros/range " .. where)
+      if not sanity_model then
+        sanity_model = keras.Sequential{keras.layers.Input{shape = {2}},
+          keras.layers.Dense{units = 1, kernel_initializer = "zeros"}}
+        sanity_model:compile{optimizer = keras.optimizers.SGD{learning_rate = 0.1}, loss = "mse"}
+      end
+      local w = sanity_model:get_weights()
+      sanity_model:set_weights{keras.zeros{2, 1}, keras.zeros{1}}
+      local loss = sanity_model:train_on_batch(keras.array{{1, 0}, {0, 1}}, keras.array{{1}, {1}})
+      if type(loss) == "table" then loss = loss[1] end
+      expect(math.abs(loss - 1) < 1e-6, "train_on_batch loss " .. where .. " = " .. tostring(loss))
+      local p = sanity_model:predict(keras.array{{1, 1}}):totable()
+      expect(p[1][1] == p[1][1] and p[1][1] > 0, "predict after a step " .. where)
+      assert(w)
+    end)
+    expect(ok, "a valid call failed " .. where .. ": " .. tostring(err))
+    for _, t in ipairs(sparse_tensors) do
+      if not core.is_closed(t) then
+        local okf, ferr = pcall(sparse.check_format, t)
+        expect(okf, names[t] .. " broke its format " .. where .. ": " .. tostring(ferr))
+      end
+    end
+  end
+
+  -- ---------------------------------------------------------- the loop
+  log_reopen()
+  build_pool()
+  sanity("after the pool")
+  local internal = {}
+  -- A keras Lua file's position in a message: a Lua runtime error inside keras ("attempt to
+  -- index a nil value"), or an error() without level 0. Errors positioned in this harness
+  -- (a receiver of the wrong type, `t .. x`) are Lua's own and not counted.
+  local INTERNAL = {"keras/[%w_]+%.lua:%d+:"}
+  for i = 1, ncalls do
+    local tg = R.pick(targets)
+    local nargs = R.int(5) - 1
+    local args = {}
+    for j = 1, nargs do args[j] = draw_any() end
+    local descs = {}
+    for j = 1, nargs do descs[j] = describe(args[j]) end
+    log(string.format("#%d %s(%s)", i, tg.name, table.concat(descs, ", ")))
+    local ok, err = pcall(tg.fn, table.unpack(args, 1, nargs))
+    if not ok then
+      if type(err) ~= "string" or #err == 0 then
+        local msg = string.format("lua_api_fuzz: seed %d call #%d %s raised a %s error (%s)",
+          seed, i, tg.name, type(err), describe(err))
+        io.stderr:write(msg, "\n")
+        if logf then logf:write("# BAD ERROR: ", msg, "\n"); logf:close() end
+        os.exit(2)
+      end
+      for _, pat in ipairs(INTERNAL) do
+        if err:find(pat) and not err:find("fuzz: ", 1, true) then
+          local key = tg.name .. ": " .. err:gsub("0x%x+", "0x?"):gsub("%d+", "N")
+          if not internal[key] then
+            internal[key] = true
+            io.stderr:write(string.format("lua_api_fuzz: internal error seed %d call #%d %s: %s\n",
+              seed, i, tg.name, err))
+          end
+          break
+        end
+      end
+    end
+    args, err = nil, nil
+    if i % 50 == 0 then sanity("after call #" .. i) end
+    if i % 200 == 0 then collectgarbage() end
+  end
+  sanity("at the end")
+  collectgarbage()
+  if logf then logf:write("# done\n"); logf:close() end
+  local n = 0
+  for _ in pairs(internal) do n = n + 1 end
+  io.stderr:write(string.format("lua_api_fuzz: seed %d: %d calls, %d internal-error kinds\n", seed, ncalls, n))
+  return n
+end
+M.run_seed = run_seed
+
+-- ------------------------------------------------------------ the driver: one child per seed
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read_all(path)
+  local f = io.open(path, "r")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function this_file()
+  local src = debug.getinfo(1, "S").source
+  src = src:gsub("^@", "")
+  if src:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    local cwd = p:read("l"); p:close()
+    src = cwd .. "/" .. src
+  end
+  return src
+end
+
+local function abs_paths(spec)
+  -- LUA_PATH entries relative to the caller's cwd must survive the child's cd
+  if not spec then return nil end
+  local p = io.popen("pwd")
+  local cwd = p:read("l"); p:close()
+  return (spec:gsub("[^;]+", function(e)
+    if e:sub(1, 1) ~= "/" and e ~= "" then return cwd .. "/" .. e end
+    return e
+  end))
+end
+
+-- drive(first, last, calls, timeout_s, strict) -> ok, report text
+function M.drive(first, last, calls, timeout_s, strict)
+  calls = calls or 1000
+  timeout_s = timeout_s or 60
+  local lua = os.getenv("LUA_FUZZ_LUA") or "lua5.4"
+  local ulimit = tonumber(os.getenv("LUA_FUZZ_ULIMIT_KB") or "3000000")
+  local dir = os.getenv("LUA_FUZZ_DIR")
+  if not dir then
+    local p = io.popen("mktemp -d /tmp/lua_api_fuzz.XXXXXX")
+    dir = p:read("l"); p:close()
+  end
+  os.execute("mkdir -p " .. sh_quote(dir))
+  local me = this_file()
+  local lpath = abs_paths(os.getenv("LUA_PATH_5_4"))
+  local cpath = abs_paths(os.getenv("LUA_CPATH_5_4"))
+  local env = ""
+  if lpath then env = env .. "LUA_PATH_5_4=" .. sh_quote(lpath) .. " " end
+  if cpath then env = env .. "LUA_CPATH_5_4=" .. sh_quote(cpath) .. " " end
+  local report, failed, internal_total = {}, 0, 0
+  for seed = first, last do
+    local sd = dir .. "/seed" .. seed
+    os.execute("rm -rf " .. sh_quote(sd) .. " && mkdir -p " .. sh_quote(sd))
+    local logp, errp = sd .. "/calls.log", sd .. "/stderr.txt"
+    local cmd = string.format("cd %s && %s%s LUA_FUZZ_SCRATCH=%s timeout -s KILL %d %s %s run %d %d %s >/dev/null 2>%s",
+      sh_quote(sd), (ulimit and ulimit > 0) and ("ulimit -v " .. math.floor(ulimit) .. " && ") or "",
+      env, sh_quote(sd), timeout_s, lua, sh_quote(me), seed, calls, sh_quote(logp), sh_quote(errp))
+    local _, how, code = os.execute("sh -c " .. sh_quote(cmd))
+    local stderr = read_all(errp)
+    local nint = 0
+    for _ in stderr:gmatch("lua_api_fuzz: internal error") do nint = nint + 1 end
+    internal_total = internal_total + nint
+    local bad = not (how == "exit" and code == 0)
+    local sanitizer = stderr:find("ERROR: AddressSanitizer") or stderr:find("runtime error:") or
+      stderr:find("ERROR: LeakSanitizer")
+    if bad or sanitizer or (strict and nint > 0) then
+      failed = failed + 1
+      local why
+      if how == "signal" then why = "killed by signal " .. code
+      elseif code == 137 or code == 124 then why = "hang (over " .. timeout_s .. " s)"
+      elseif code == 2 then why = "non-string error"
+      elseif code == 3 then why = "state corrupted"
+      elseif sanitizer then why = "sanitizer report"
+      elseif bad then why = "exit " .. tostring(code)
+      else why = nint .. " internal errors (strict)" end
+      local lines = {}
+      for l in read_all(logp):gmatch("[^\n]+") do lines[#lines + 1] = l end
+      local tail = table.concat(lines, "\n", math.max(1, #lines - 15))
+      report[#report + 1] = string.format(
+        "FAIL seed %d: %s\n  replay: cd %s && %s %s run %d %d\n--- last calls (%s):\n%s\n--- stderr tail:\n%s\n",
+        seed, why, sd, lua, me, seed, calls, logp, tail, stderr:sub(-3000))
+    end
+  end
+  report[#report + 1] = string.format("lua_api_fuzz: seeds %d..%d, %d calls each: %d failed, %d internal-error kinds; logs in %s",
+    first, last, calls, failed, internal_total, dir)
+  return failed == 0, table.concat(report, "\n")
+end
+
+-- ------------------------------------------------------------ command line
+if arg and arg[0] and arg[0]:find("lua_api_fuzz%.lua$") and not package.loaded["lua_api_fuzz_main"] then
+  package.loaded["lua_api_fuzz_main"] = true
+  local mode = arg[1]
+  if mode == "run" then
+    local seed = math.tointeger(tonumber(arg[2])) or 1
+    local n = math.tointeger(tonumber(arg[3] or "1000")) or 1000
+    run_seed(seed, n, arg[4])
+    os.exit(0)
+  elseif mode == "drive" then
+    local ok, rep = M.drive(math.tointeger(tonumber(arg[2])) or 1, math.tointeger(tonumber(arg[3])) or 10,
+      math.tointeger(tonumber(arg[4] or "1000")), math.tointeger(tonumber(arg[5] or "60")), arg[6] == "1")
+    print(rep)
+    os.exit(ok and 0 or 1)
+  else
+    io.stderr:write("usage: lua5.4 lua_api_fuzz.lua run SEED [CALLS [LOG]] | drive FIRST LAST [CALLS [TIMEOUT_S [STRICT]]]\n")
+    os.exit(64)
+  end
+end
+
+return M
