@@ -61,6 +61,9 @@ end
 function K.dot(a, b, opts)
   local attrs
   if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("dot: options must be a table (got " .. type(opts) .. ")", 0)
+    end
     attrs = {transpose_a = opts.transpose_a, transpose_b = opts.transpose_b}
     for k in pairs(opts) do
       if k ~= "transpose_a" and k ~= "transpose_b" then
@@ -87,10 +90,12 @@ function K.concatenate(list, axis)
   if type(list) ~= "table" or is_tensor(list) then
     error("concatenate: expected a list of tensors (got " .. type(list) .. ")", 0)
   end
-  if #list == 0 then error("concatenate: expected at least one tensor", 0) end
+  -- rawlen: a __len metamethod cannot make this loop run (nearly) forever
+  local n = rawlen(list)
+  if n == 0 then error("concatenate: expected at least one tensor", 0) end
   check_axis_arg("concatenate", axis)
-  local inputs = {}
-  for i = 1, #list do inputs[i] = list[i] end
+  local inputs = {n = n}
+  for i = 1, n do inputs[i] = list[i] end
   return apply("concatenate", inputs, {axis = axis or -1}, "concatenate")
 end
 
