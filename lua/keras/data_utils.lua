@@ -6,7 +6,7 @@ local data_utils = {}
 local is_tensor = core.is_tensor
 
 -- Where warnings go (a function of one string; tests replace it).
-data_utils.warn = function(msg) io.stderr:write("Warning: ", msg, "\n") end
+data_utils.warn = function(msg) io.stderr:write("Warning: ", tostring(msg), "\n") end
 
 local function check_batch_size(fn, bs)
   if math.type(bs) ~= "integer" or bs < 1 then

@@ -31,9 +31,15 @@ function Optimizer:create_state(w) return self._c:create_state(w) end
 function Optimizer:update(w, g, state, t) return self._c:update(w, g, state, t) end
 -- opt:get_config() -> {name=, learning_rate=, ...}
 function Optimizer:get_config() return self._c:config() end
-function Optimizer:get(key) return self._c:get(key) end
+local function check_key(fn, key)
+  if type(key) ~= "string" then
+    error(string.format("%s: the option name must be a string (got %s)", fn, type(key)), 0)
+  end
+end
+function Optimizer:get(key) check_key("get", key); return self._c:get(key) end
 -- opt:set(key, value): validated; learning_rate also reaches the compiled models using opt.
 function Optimizer:set(key, value)
+  check_key("set", key)
   self._c:set(key, value)
   if key == "learning_rate" or key == "lr" then
     for p in pairs(self._plans) do p:set_learning_rate(self._c:get("learning_rate")) end

@@ -11,6 +11,14 @@ local FORMAT = "keras-lua-model/1"
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
+-- The model argument of the public functions (a table that is not a model, e.g. a layer,
+-- would otherwise fail deep inside with "attempt to call a nil value").
+local function check_model(fn, m)
+  if not models.is_model(m) then
+    fail("%s: expected a keras model (got %s)", fn, type(m) == "table" and "table" or type(m))
+  end
+end
+
 -- ------------------------------------------------------------ layer configs
 -- What each built-in layer needs to be rebuilt (used when a layer has no get_config).
 local config_of = {
@@ -31,6 +39,9 @@ local config_of = {
 
 -- {class_name=, config=} of layer l; Lambda, custom activations and unknown classes raise.
 function saving.layer_config(l)
+  if not layers.is_layer(l) then
+    fail("layer_config: expected a keras layer (got %s)", type(l))
+  end
   local cls = l.class_name
   local c
   if type(l.get_config) == "function" then
@@ -77,6 +88,7 @@ local function check_single_call(l)
 end
 
 function saving.architecture(m)
+  check_model("save_model", m)
   if not m.built then
     fail("save_model: the model '%s' is not built yet (give it an Input or train it first)", m.name)
   end
@@ -267,6 +279,7 @@ end
 -- save_model(model, path): architecture, weights, compile config and optimizer state in one
 -- atomic, checksummed file.
 function saving.save_model(m, path)
+  check_model("save_model", m)
   if type(path) ~= "string" then fail("save_model: path must be a string (got %s)", type(path)) end
   local meta = {format = FORMAT, architecture = json.encode(saving.architecture(m))}
   local list = {}
@@ -305,6 +318,7 @@ end
 -- save_weights(model, path): the weights only (any model, Lambda layers included).
 function saving.save_weights(m, path)
   if type(path) ~= "string" then fail("save_weights: path must be a string (got %s)", type(path)) end
+  check_model("save_weights", m)
   local meta, list = {format = FORMAT}, {}
   weight_entries(m, list, meta)
   core.save_tensors(path, list, meta)
@@ -312,6 +326,7 @@ end
 
 -- load_weights(model, path): weights in model order (as Keras), shapes checked first.
 function saving.load_weights(m, path)
+  check_model("load_weights", m)
   if type(path) ~= "string" then fail("load_weights: path must be a string (got %s)", type(path)) end
   local by, meta = file_tensors(path, "load_weights")
   set_weights_from(m, by, meta, path, "load_weights")

@@ -3,7 +3,7 @@
 local utils = {}
 
 -- Where warnings go (a function of one string; tests replace it).
-utils.warn = function(msg) io.stderr:write("Warning: ", msg, "\n") end
+utils.warn = function(msg) io.stderr:write("Warning: ", tostring(msg), "\n") end
 
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
