@@ -311,7 +311,12 @@ static kl_status build_sparse(rd_ctx *c, const rd_sparse *sp, kl_tensor **out) {
   kl_status s = sp->stype == KL_STYPE_CSR
                     ? kl_tensor_new_csr(dat->dtype, sp->shape[0], sp->shape[1], nnz, out)
                     : kl_tensor_new_rsp(dat->dtype, sp->ndim, sp->shape, nnz, out);
-  if (s != KL_OK) return s;
+  if (s == KL_ENOMEM) return s;
+  if (s != KL_OK) { /* a shape or count the constructor refuses: the file is malformed */
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", kl_errmsg());
+    return ferr(c, "sparse tensor '%s': %s", sp->name, msg);
+  }
   memcpy((*out)->data, c->data + dat->begin, (size_t)(dat->end - dat->begin));
   memcpy((*out)->indices, c->data + ind->begin, (size_t)(ind->end - ind->begin));
   if (sp->stype == KL_STYPE_CSR) {

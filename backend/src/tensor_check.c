@@ -2,6 +2,11 @@
 #include <inttypes.h>
 #include "tensor_internal.h"
 
+/* v + b for a message (b is the caller's index base, 0 or 1), saturating at INT64_MAX: an
+ * index that large can only come from C (Lua's largest 1-based index converts to INT64_MAX-1),
+ * and the message must not overflow while describing it. */
+static int64_t shown(int64_t v, int b) { return v > INT64_MAX - b ? INT64_MAX : v + b; }
+
 /* Buffers must hold what nnz says (guards tensors built by hand in C). */
 static kl_status kl_check_buffers(const kl_tensor *t, const char *fn, int64_t nval) {
   KL_CHECK(t->dtype == KL_FLOAT32 || t->dtype == KL_FLOAT64 || t->dtype == KL_INT64, KL_EDTYPE,
@@ -18,14 +23,16 @@ static kl_status kl_check_indptr(const kl_tensor *t, const char *fn, int b) {
   const int64_t *p = t->indptr;
   int64_t rows = t->shape[0];
   KL_CHECK(p, KL_EFORMAT, "%s: indptr is missing", fn);
-  KL_CHECK(p[0] == 0, KL_EINDEX, "%s: indptr[%d] = %" PRId64 " must be %d", fn, b, p[0] + b, b);
+  KL_CHECK(p[0] == 0, KL_EINDEX, "%s: indptr[%d] = %" PRId64 " must be %d", fn, b,
+           shown(p[0], b), b);
   KL_CHECK(p[rows] == t->nnz, KL_EINDEX,
            "%s: indptr[%" PRId64 "] = %" PRId64 " must be %" PRId64 " (the number of values%s)",
-           fn, rows + b, p[rows] + b, t->nnz + b, b ? " + 1" : "");
+           fn, rows + b, shown(p[rows], b), shown(t->nnz, b), b ? " + 1" : "");
   for (int64_t i = 0; i < rows; i++)
     KL_CHECK(p[i + 1] >= p[i], KL_EINDEX,
              "%s: indptr must be non-decreasing: indptr[%" PRId64 "] = %" PRId64
-             " < indptr[%" PRId64 "] = %" PRId64, fn, i + 1 + b, p[i + 1] + b, i + b, p[i] + b);
+             " < indptr[%" PRId64 "] = %" PRId64, fn, i + 1 + b, shown(p[i + 1], b), i + b,
+             shown(p[i], b));
   return KL_OK;
 }
 
@@ -39,11 +46,11 @@ static kl_status kl_check_csr(const kl_tensor *t, const char *fn, int b) {
     for (int64_t k = t->indptr[r]; k < t->indptr[r + 1]; k++) {
       KL_CHECK(ix[k] >= 0 && ix[k] < cols, KL_EINDEX,
                "%s: indices[%" PRId64 "] = %" PRId64 " out of range for %" PRId64 " columns", fn,
-               k + b, ix[k] + b, cols);
+               k + b, shown(ix[k], b), cols);
       KL_CHECK(k == t->indptr[r] || ix[k] > ix[k - 1], KL_EINDEX,
                "%s: indices not strictly increasing in row %" PRId64 ": indices[%" PRId64
                "] = %" PRId64 " after indices[%" PRId64 "] = %" PRId64, fn, r + b, k + b,
-               ix[k] + b, k - 1 + b, ix[k - 1] + b);
+               shown(ix[k], b), k - 1 + b, shown(ix[k - 1], b));
     }
   }
   return KL_OK;
@@ -59,11 +66,11 @@ static kl_status kl_check_rsp(const kl_tensor *t, const char *fn, int b) {
   for (int64_t k = 0; k < t->nnz; k++) {
     KL_CHECK(ix[k] >= 0 && ix[k] < rows, KL_EINDEX,
              "%s: indices[%" PRId64 "] = %" PRId64 " out of range for %" PRId64 " rows", fn, k + b,
-             ix[k] + b, rows);
+             shown(ix[k], b), rows);
     KL_CHECK(k == 0 || ix[k] > ix[k - 1], KL_EINDEX,
              "%s: indices not strictly increasing: indices[%" PRId64 "] = %" PRId64
-             " after indices[%" PRId64 "] = %" PRId64, fn, k + b, ix[k] + b, k - 1 + b,
-             ix[k - 1] + b);
+             " after indices[%" PRId64 "] = %" PRId64, fn, k + b, shown(ix[k], b), k - 1 + b,
+             shown(ix[k - 1], b));
   }
   return KL_OK;
 }

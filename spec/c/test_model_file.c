@@ -28,6 +28,7 @@ static unsigned char *read_all(const char *p, size_t *len) {
   fseek(f, 0, SEEK_SET);
   unsigned char *b = malloc((size_t)n + 1);
   *len = fread(b, 1, (size_t)n, f);
+  b[*len] = 0; /* callers use strstr on the text */
   fclose(f);
   return b;
 }
