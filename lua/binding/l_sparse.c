@@ -47,7 +47,13 @@ static double list_num(lua_State *L, const list_src *s, int64_t i, const char *f
 static int64_t list_int(lua_State *L, const list_src *s, int64_t i, const char *fn,
                         const char *name) {
   if (s->t) {
-    if (s->t->dtype == KL_INT64) return ((const int64_t *)s->t->data)[i];
+    if (s->t->dtype == KL_INT64) {
+      int64_t v = ((const int64_t *)s->t->data)[i];
+      if (v > ((int64_t)1 << 62) || v < -((int64_t)1 << 62))
+        kl_lua_fail(L, "%s: %s[%lld] = %lld is out of range", fn, name, (long long)i + 1,
+                    (long long)v);
+      return v;
+    }
     double v = kl_tensor_data_at(s->t, i);
     if (!(v == floor(v)) || fabs(v) > 9.0e18)
       kl_lua_fail(L, "%s: %s[%lld] = %.14g is not an integer", fn, name, (long long)i + 1, v);
@@ -64,6 +70,11 @@ static int64_t list_int(lua_State *L, const list_src *s, int64_t i, const char *
     kl_lua_fail(L, "%s: %s[%lld] = %.14g is not an integer", fn, name, (long long)i + 1,
                 lua_tonumber(L, -1));
   lua_pop(L, 1);
+  /* Far beyond any shape (KL_MAX_NUMEL is 2^48), and converting it to 0-based must not
+   * overflow: refuse it here with its value. */
+  if (v > ((lua_Integer)1 << 62) || v < -((lua_Integer)1 << 62))
+    kl_lua_fail(L, "%s: %s[%lld] = %lld is out of range", fn, name, (long long)i + 1,
+                (long long)v);
   return (int64_t)v;
 }
 
