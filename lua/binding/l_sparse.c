@@ -47,13 +47,7 @@ static double list_num(lua_State *L, const list_src *s, int64_t i, const char *f
 static int64_t list_int(lua_State *L, const list_src *s, int64_t i, const char *fn,
                         const char *name) {
   if (s->t) {
-    if (s->t->dtype == KL_INT64) {
-      int64_t v = ((const int64_t *)s->t->data)[i];
-      if (v > ((int64_t)1 << 62) || v < -((int64_t)1 << 62))
-        kl_lua_fail(L, "%s: %s[%lld] = %lld is out of range", fn, name, (long long)i + 1,
-                    (long long)v);
-      return v;
-    }
+    if (s->t->dtype == KL_INT64) return ((const int64_t *)s->t->data)[i];
     double v = kl_tensor_data_at(s->t, i);
     if (!(v == floor(v)) || fabs(v) > 9.0e18)
       kl_lua_fail(L, "%s: %s[%lld] = %.14g is not an integer", fn, name, (long long)i + 1, v);
@@ -70,19 +64,19 @@ static int64_t list_int(lua_State *L, const list_src *s, int64_t i, const char *
     kl_lua_fail(L, "%s: %s[%lld] = %.14g is not an integer", fn, name, (long long)i + 1,
                 lua_tonumber(L, -1));
   lua_pop(L, 1);
-  /* Far beyond any shape (KL_MAX_NUMEL is 2^48), and converting it to 0-based must not
-   * overflow: refuse it here with its value. */
-  if (v > ((lua_Integer)1 << 62) || v < -((lua_Integer)1 << 62))
-    kl_lua_fail(L, "%s: %s[%lld] = %lld is out of range", fn, name, (long long)i + 1,
-                (long long)v);
   return (int64_t)v;
 }
+
+/* v - 1 (a 1-based index to 0-based) without overflow: math.mininteger stays put, and the
+ * range check that follows refuses it as out of range (its message then shows the value
+ * one above math.mininteger). */
+static int64_t to0(int64_t v) { return v == INT64_MIN ? v : v - 1; }
 
 /* Pushes a GC-owned buffer of n int64 values: list - 1 (1-based to 0-based). */
 static int64_t *list_index_buffer(lua_State *L, const list_src *s, const char *fn,
                                   const char *name) {
   int64_t *buf = (int64_t *)lua_newuserdatauv(L, (size_t)(s->n ? s->n : 1) * sizeof(int64_t), 0);
-  for (int64_t i = 0; i < s->n; i++) buf[i] = list_int(L, s, i, fn, name) - 1;
+  for (int64_t i = 0; i < s->n; i++) buf[i] = to0(list_int(L, s, i, fn, name));
   return buf;
 }
 
@@ -196,8 +190,8 @@ static int l_csr_matrix(lua_State *L) {
   kl_tensor **slot = kl_lua_newslot(L);
   KL_LUA_TRY(L, kl_tensor_new_csr(d, rows, cols, data.n, slot));
   kl_tensor *t = *slot;
-  for (int64_t i = 0; i < ptr.n; i++) t->indptr[i] = list_int(L, &ptr, i, fn, "indptr") - 1;
-  for (int64_t i = 0; i < ind.n; i++) t->indices[i] = list_int(L, &ind, i, fn, "indices") - 1;
+  for (int64_t i = 0; i < ptr.n; i++) t->indptr[i] = to0(list_int(L, &ptr, i, fn, "indptr"));
+  for (int64_t i = 0; i < ind.n; i++) t->indices[i] = to0(list_int(L, &ind, i, fn, "indices"));
   for (int64_t i = 0; i < data.n; i++) store_num(L, t, i, list_num(L, &data, i, fn, "data"), fn, "data");
   KL_LUA_TRY(L, kl_tensor_check_format(t, fn, 1));
   return 1;
@@ -330,7 +324,7 @@ static int l_row_sparse_array(lua_State *L) {
   kl_tensor **slot = kl_lua_newslot(L);
   KL_LUA_TRY(L, kl_tensor_new_rsp(d, ndim, shape, nnz, slot));
   kl_tensor *t = *slot;
-  for (int64_t i = 0; i < ind.n; i++) t->indices[i] = list_int(L, &ind, i, fn, "indices") - 1;
+  for (int64_t i = 0; i < ind.n; i++) t->indices[i] = to0(list_int(L, &ind, i, fn, "indices"));
   int64_t nv = nnz * kl_row_width(t);
   if (data->dtype == d) {
     if (nv > 0) memcpy(t->data, data->data, (size_t)nv * kl_dtype_size(d));
