@@ -118,6 +118,27 @@ local function run_seed(seed, ncalls, logpath)
     "filename", "filepath", "monitor", "patience", "min_delta", "restore_best_weights",
     "save_best_only", "mode", "schedule", "inputs", "outputs", "layers", "device", "value",
     "indices", "indptr", "row", "col", "density", "bogus_key", 1, 2}
+  -- plausible values per option key (smart calls draw these most of the time)
+  local OPT_VALS = {
+    dtype = {"float32", "float64", "int64", "int8"}, stype = {"default", "csr", "row_sparse", "coo"},
+    sparse = {true, false}, units = {1, 2, 3, 0, -3, 2.5}, activation = {"relu", "softmax",
+    "sigmoid", "tanh", "linear", "bogus"}, use_bias = {true, false}, sparse_weight = {true, false},
+    input_dim = {1, 5, 10, 0}, output_dim = {1, 4, 0}, input_length = {3, 1, 0}, sparse_grad = {true, false},
+    rate = {0, 0.5, 1, 1.5, -0.1}, axis = {-1, 1, 2, 3, 0, -3}, optimizer = {"sgd", "adam", "ftrl",
+    "adagrad", "rmsprop", "nope"}, loss = {"mse", "mae", "binary_crossentropy",
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "hinge"},
+    metrics = {{"accuracy"}, {"mae", "mse"}, {"sparse_categorical_accuracy"}, {"nope"}, {}},
+    batch_size = {1, 2, 3, 4, 32, 0, -1}, epochs = {0, 1, 2, -1}, verbose = {0, 1, 2},
+    shuffle = {true, false, "batch"}, validation_split = {0, 0.25, 0.5, 1, -0.5},
+    learning_rate = {0.1, 0, -1, 1e300}, momentum = {0, 0.9, 1.5}, nesterov = {true, false},
+    weight_decay = {0, 0.01}, clipvalue = {0.5, 0, -1}, lazy_update = {true, false},
+    transpose_a = {true, false}, transpose_b = {true, false}, keepdims = {true, false},
+    last_batch_handle = {"pad", "discard", "roll_over", "keep"}, zero_based = {true, false, "auto"},
+    num_parts = {1, 2, 0}, part_index = {1, 2, 3}, n_features = {3, 5, 0}, density = {0, 0.3, 1, 2},
+    mean = {0, 1}, stddev = {1, 0, -1}, low = {0, 1}, high = {1, 0}, seed = {1, 2, -1},
+    monitor = {"loss", "val_loss", "nope"}, patience = {0, 1, 2}, mode = {"min", "max", "auto", "x"},
+    save_best_only = {true, false}, restore_best_weights = {true, false}, min_delta = {0, 0.1},
+  }
   -- keys whose huge values would be a legitimate very long run, not a bug
   local SMALL_ONLY = {epochs = true, patience = true, num_parts = true, steps_per_epoch = true}
 
@@ -153,6 +174,13 @@ local function run_seed(seed, ncalls, logpath)
     mk("T[nan 2x2]", keras.full, {2, 2}, 0 / 0)
     mk("T[inf 3]", keras.full, {3}, math.huge)
     mk("T[labels 4]", keras.array, {1, 2, 1, 3})
+    mk("X[6x3]", keras.random.uniform, {6, 3})
+    mk("Y[6x1]", keras.random.uniform, {6, 1})
+    mk("Y[6 labels]", keras.array, {1, 2, 2, 1, 1, 2})
+    mk("Y[6x2 onehot]", keras.array, {{1, 0}, {0, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}})
+    mk("X[6x3 ids]", keras.array, {{1, 2, 0}, {9, 9, 9}, {0, 0, 0}, {3, 4, 5}, {10, 1, 1}, {11, -1, 2}})
+    local c65 = mk("X[6x5 csr]", sparse.rand, {6, 5}, "csr", 0.5, {seed = seed})
+    if c65 then sparse_tensors[#sparse_tensors + 1] = c65 end
     mk("T[labels int64]", keras.array, {1, 2, 3, 2}, {dtype = "int64"})
     for _, dt in ipairs({"float32", "float64"}) do
       for _, st in ipairs({"csr", "row_sparse"}) do
@@ -318,6 +346,22 @@ local function run_seed(seed, ncalls, logpath)
     end
     return f
   end
+  local function draw_opts(keys)
+    local o = {}
+    for _ = 1, R.int(4) do
+      local key = (keys and R.chance(0.95)) and R.pick(keys) or R.pick(OPT_KEYS)
+      local vals = OPT_VALS[key]
+      local v
+      if vals and R.chance(0.8) then v = R.pick(vals)
+      elseif key == "shape" then v = R.chance(0.7) and {R.int(4), R.int(4)} or draw_shape()
+      elseif key == "data" or key == "label" or key == "indices" or key == "validation_data" then
+        v = R.chance(0.5) and R.pick(tensors) or {R.pick(tensors), R.pick(tensors)}
+      else v = draw_any(1) end
+      if SMALL_ONLY[key] and type(v) == "number" and math.abs(v) > 4 and v == v then v = 3 end
+      o[key] = v
+    end
+    return o
+  end
   local function draw_table()
     local r = R.int(22)
     if r == 1 then return {} end
@@ -350,8 +394,22 @@ local function run_seed(seed, ncalls, logpath)
     end
     return o
   end
+  -- a smart call draws plausible arguments: tensors, small integers, names, option tables
+  local smart = false
+  local SMART_STR = {"csr", "row_sparse", "default", "float32", "float64", "int64", "relu", "mse", "sgd"}
+  local function draw_smart()
+    local r = R.int(100)
+    if r <= 40 then return R.pick(tensors) end
+    if r <= 60 then return R.int(5) - 2 end
+    if r <= 68 then return R.pick(SMART_STR) end
+    if r <= 80 then return draw_opts() end
+    if r <= 88 then return R.pick(objects) end
+    if r <= 94 then return {R.int(4), R.int(4)} end
+    return draw_any(1)
+  end
   function draw_any(depth)
     depth = depth or 0
+    if smart and depth == 0 then return draw_smart() end
     local r = R.int(100)
     if r <= 6 then return nil end
     if r <= 10 then return R.chance(0.5) end
@@ -458,6 +516,27 @@ local function run_seed(seed, ncalls, logpath)
   end
   for _, mn in ipairs(METHODS) do target("obj:" .. mn, obj_call(mn), 2) end
   target("obj(...)", function(...) return R.pick(objects)(...) end, 4)
+  -- a layer called on a node or a tensor (smart draws make these mostly plausible)
+  target("layer(node)", function(x, ...)
+    local l = R.pick(objects)
+    if type(l) ~= "table" then return nil end
+    return l(x, ...)
+  end, 4)
+  -- a fresh model trained on pool data with random options
+  target("model:fit(fresh)", function(x, y, opts)
+    local L = keras.layers
+    local units = R.pick({1, 2})
+    local inp = R.chance(0.5) and L.Input{shape = {3}} or L.Input{shape = {5}, sparse = true}
+    local mid = R.chance(0.5) and L.Dense{units = 4, activation = R.pick({"relu", "tanh"}),
+      sparse_weight = R.chance(0.3)}(inp) or inp
+    local m = keras.Model{inputs = inp, outputs = L.Dense{units = units,
+      activation = R.pick({"softmax", "sigmoid", "linear"})}(mid)}
+    m:compile{optimizer = R.pick({"sgd", "adam", "adagrad", "rmsprop", "ftrl"}),
+      loss = R.pick({"mse", "mae", "binary_crossentropy", "categorical_crossentropy",
+      "sparse_categorical_crossentropy"}), metrics = {R.pick({"accuracy", "mae", "mse"})}}
+    if type(opts) == "table" then opts.epochs = math.min(tonumber(opts.epochs) or 1, 2) end
+    return m:fit(x, y, opts)
+  end, 4)
   target("obj[k]", function(k) return R.pick(objects)[k] end)
   target("autograd.record(fn)", function(...)
     local args = table.pack(...)
@@ -469,6 +548,91 @@ local function run_seed(seed, ncalls, logpath)
       return args[1]
     end)
   end, 2)
+
+  -- Argument kinds per target for hinted calls (half the calls): T tensor, X/Y matched
+  -- training data, I small integer, N number, S stype, D dtype, H small shape, O options,
+  -- L list of tensors, B boolean, F csr fields, R row_sparse fields, C coo fields, P a path.
+  local HINTS = {
+    ["t:tostype"] = "S", ["t:astype"] = "D", ["t:slice"] = "I I", ["t:get"] = "I I", ["t:reshape"] = "H",
+    ["t:copyto"] = "T", ["t:attach_grad"] = "O:grad", ["t:item"] = "", ["t:backward"] = "",
+    ["K.dot"] = "T T O:dot", ["sparse.dot"] = "T T O:dot", ["K.sum"] = "T I B", ["K.mean"] = "T I B",
+    ["K.concatenate"] = "L I", ["K.softmax"] = "T I", ["K.variable"] = "T O:dtype", ["K.constant"] = "N O",
+    ["sparse.cast_storage"] = "T S", ["sparse.retain"] = "T H", ["sparse.rand"] = "H S N O:rand",
+    ["sparse.csr_matrix"] = "F", ["sparse.row_sparse_array"] = "R", ["sparse.coo_matrix"] = "C",
+    ["sparse.zeros"] = "S H O:dtype", ["sparse.array"] = "T O:dtype", ["sparse.check_format"] = "T",
+    ["keras.zeros"] = "H O:dtype", ["keras.ones"] = "H O:dtype", ["keras.full"] = "H N O:dtype", ["keras.range"] = "I I I",
+    ["keras.array"] = "T O:dtype", ["keras.random.normal"] = "H O:random", ["keras.random.uniform"] = "H O:random",
+    ["data_utils.ArrayIterator"] = "O:iter", ["data_utils.prepare_sliced_sparse_data"] = "T I",
+    ["data_utils.dump_svmlight_file"] = "T T P", ["data_utils.load_svmlight_file"] = "P O:svm",
+    ["obj:fit"] = "X Y O:fit", ["obj:evaluate"] = "X Y O:fit", ["obj:predict"] = "X O:fit",
+    ["obj:train_on_batch"] = "X Y", ["obj:test_on_batch"] = "X Y", ["obj:predict_on_batch"] = "X",
+    ["obj:set_weights"] = "L", ["obj:update"] = "T T T", ["obj:create_state"] = "T",
+    ["obj:save"] = "P", ["obj:save_weights"] = "P", ["obj:load_weights"] = "P",
+    ["models.load_model"] = "P", ["layer(node)"] = "X", ["model:fit(fresh)"] = "X Y O:fit", ["obj:compile"] = "O:compile",
+    ["layers.Dense"] = "O:Dense", ["layers.Embedding"] = "O:Embedding", ["layers.Input"] = "O:Input",
+    ["layers.Dropout"] = "O:Dropout", ["optimizers.SGD"] = "O:optim", ["optimizers.Adam"] = "O:optim",
+    ["optimizers.Ftrl"] = "O:optim", ["K.placeholder"] = "O:Input",
+  }
+  for _, op in ipairs({"+", "-", "*", "/"}) do HINTS["t" .. op .. "x"] = "T"; HINTS["x" .. op .. "t"] = "N" end
+  for _, u in ipairs({"transpose", "square", "sqrt", "exp", "log", "relu", "sigmoid", "tanh", "abs",
+      "negative", "to_dense", "is_sparse", "int_shape"}) do HINTS["K." .. u] = "T" end
+  local X_POOL, Y_POOL = {}, {}   -- filled after build_pool
+  local PATHS = {"fz_out.bin", "fz_model.klm", "fz_data.svm", "/nonexistent/dir/f", tmpdir, ""}
+  local OPTS_FOR = {
+    fit = {"batch_size", "epochs", "verbose", "shuffle", "validation_split", "validation_data"},
+    dot = {"transpose_a", "transpose_b"}, dtype = {"dtype"}, rand = {"seed", "dtype"},
+    random = {"dtype", "mean", "stddev", "low", "high", "seed"}, grad = {"stype"},
+    optim = {"learning_rate", "momentum", "nesterov", "weight_decay", "clipvalue", "lazy_update",
+      "beta_1", "beta_2", "epsilon", "rescale_grad"},
+    Dense = {"units", "activation", "use_bias", "sparse_weight", "kernel_initializer", "name"},
+    Embedding = {"input_dim", "output_dim", "input_length", "sparse_grad"},
+    Input = {"shape", "sparse", "dtype", "name"}, Dropout = {"rate", "seed"},
+    iter = {"data", "label", "batch_size", "shuffle", "last_batch_handle"},
+    svm = {"n_features", "zero_based", "dtype"}, compile = {"optimizer", "loss", "metrics"},
+  }
+  local function hinted(kind)
+    local okeys = kind:match("^O:(%w+)$")
+    if okeys then
+      if R.chance(0.2) then return nil end
+      return draw_opts(OPTS_FOR[okeys])
+    end
+    if kind == "T" then return R.pick(tensors)
+    elseif kind == "X" then return R.chance(0.8) and R.pick(X_POOL) or R.pick(tensors)
+    elseif kind == "Y" then return R.chance(0.8) and R.pick(Y_POOL) or R.pick(tensors)
+    elseif kind == "I" then return R.chance(0.9) and R.int(7) - 3 or R.pick(BIG)
+    elseif kind == "N" then return R.chance(0.7) and R.pick(SMALL) or R.pick(BIG)
+    elseif kind == "S" then return R.pick({"default", "csr", "row_sparse", "coo", "dense"})
+    elseif kind == "D" then return R.pick({"float32", "float64", "int64", "int32"})
+    elseif kind == "H" then
+      if R.chance(0.8) then
+        local h = {}
+        for i = 1, R.int(3) do h[i] = R.int(5) - 1 end
+        return h
+      end
+      return draw_shape()
+    elseif kind == "O" then return draw_opts()
+    elseif kind == "L" then
+      local l = {}
+      for i = 1, R.int(3) do l[i] = R.pick(tensors) end
+      return l
+    elseif kind == "B" then return R.chance(0.5)
+    elseif kind == "F" then return csr_fields("csr")
+    elseif kind == "R" then return csr_fields("row_sparse")
+    elseif kind == "C" then return csr_fields("coo")
+    elseif kind == "P" then return R.pick(PATHS)
+    end
+    return draw_any()
+  end
+  local function hinted_args(name)
+    local h = HINTS[name]
+    if not h then return nil end
+    local args, n = {}, 0
+    for kind in h:gmatch("%S+") do
+      n = n + 1
+      args[n] = R.chance(0.9) and hinted(kind) or draw_any()
+    end
+    return args, n
+  end
 
   -- ---------------------------------------------------------- valid calls: state checks
   local function expect(cond, what)
@@ -519,21 +683,44 @@ local function run_seed(seed, ncalls, logpath)
   -- ---------------------------------------------------------- the loop
   log_reopen()
   build_pool()
+  for _, t in ipairs(tensors) do
+    local n = names[t]
+    if n:find("^X%[") then X_POOL[#X_POOL + 1] = t end
+    if n:find("^Y%[") then Y_POOL[#Y_POOL + 1] = t end
+  end
+  if #X_POOL == 0 then X_POOL = tensors end
+  if #Y_POOL == 0 then Y_POOL = tensors end
   sanity("after the pool")
   local internal = {}
+  -- LUA_FUZZ_STATS=1: calls that returned / raised, per target (how deep the fuzzer gets)
+  local stats = os.getenv("LUA_FUZZ_STATS") == "1" and {} or nil
   -- A keras Lua file's position in a message: a Lua runtime error inside keras ("attempt to
   -- index a nil value"), or an error() without level 0. Errors positioned in this harness
   -- (a receiver of the wrong type, `t .. x`) are Lua's own and not counted.
   local INTERNAL = {"keras/[%w_]+%.lua:%d+:"}
   for i = 1, ncalls do
     local tg = R.pick(targets)
-    local nargs = R.int(5) - 1
-    local args = {}
-    for j = 1, nargs do args[j] = draw_any() end
+    smart = R.chance(0.6)
+    local args, nargs
+    if R.chance(0.5) then args, nargs = hinted_args(tg.name) end
+    if not args then
+      nargs = R.int(5) - 1
+      args = {}
+      for j = 1, nargs do args[j] = draw_any() end
+    end
     local descs = {}
     for j = 1, nargs do descs[j] = describe(args[j]) end
     log(string.format("#%d %s(%s)", i, tg.name, table.concat(descs, ", ")))
+    smart = R.chance(0.6)   -- receivers and in-call draws
     local ok, err = pcall(tg.fn, table.unpack(args, 1, nargs))
+    if stats then
+      local st = stats[tg.name] or {0, 0}
+      stats[tg.name] = st
+      st[ok and 1 or 2] = st[ok and 1 or 2] + 1
+      if not ok and st[2] <= 3 and os.getenv("LUA_FUZZ_STATS_ERR") == tg.name then
+        io.stderr:write("lua_api_fuzz: stats-err ", tg.name, ": ", tostring(err), "\n")
+      end
+    end
     if not ok then
       if type(err) ~= "string" or #err == 0 then
         local msg = string.format("lua_api_fuzz: seed %d call #%d %s raised a %s error (%s)",
@@ -559,6 +746,14 @@ local function run_seed(seed, ncalls, logpath)
     if i % 200 == 0 then collectgarbage() end
   end
   sanity("at the end")
+  if stats then
+    local ks = {}
+    for k in pairs(stats) do ks[#ks + 1] = k end
+    table.sort(ks)
+    for _, k in ipairs(ks) do
+      io.stderr:write(string.format("lua_api_fuzz: stats %-40s ok %5d  err %5d\n", k, stats[k][1], stats[k][2]))
+    end
+  end
   collectgarbage()
   if logf then logf:write("# done\n"); logf:close() end
   local n = 0
