@@ -207,7 +207,8 @@ int kl_lua_checkshape(lua_State *L, int idx, const char *fn, int64_t *shape) {
 
 int kl_lua_checkaxis(lua_State *L, lua_Integer axis, int ndim, const char *fn) {
   if (axis >= 1 && axis <= ndim) return (int)(axis - 1);
-  if (axis < 0 && -axis <= ndim) return (int)(ndim + axis);
+  /* axis >= -ndim, not -axis <= ndim: negating math.mininteger overflows */
+  if (axis < 0 && axis >= -(lua_Integer)ndim) return (int)(ndim + axis);
   return kl_lua_fail(L, "%s: axis %lld out of range for a %d-d tensor", fn, (long long)axis,
                      ndim);
 }
