@@ -192,6 +192,9 @@ end
 function K.variable(value, opts)
   opts = check_opts("variable", opts, {dtype = true, name = true, stype = true})
   local t = to_tensor("variable", value, opts.dtype)
+  if opts.stype ~= nil and type(opts.stype) ~= "string" then
+    error("variable: stype must be a string (got " .. type(opts.stype) .. ")", 0)
+  end
   if opts.stype and opts.stype ~= t.stype then t = t:tostype(opts.stype) end
   if opts.name then t._name = opts.name end
   return t

@@ -75,6 +75,9 @@ end
 
 local function input_config(node, layer)
   local shape = {}
+  if type(node.shape) ~= "table" then
+    fail("save_model: the input of layer '%s' has no known shape", tostring(layer.name))
+  end
   for i = 2, #node.shape do shape[i - 1] = node.shape[i] end
   return {class_name = "InputLayer", config = {name = layer.name, shape = shape,
     sparse = node.stype == "csr", dtype = node.dtype}}
