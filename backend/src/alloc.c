@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "kl/kl.h"
 #include "kl/pool.h"
 
@@ -40,6 +41,35 @@ static int kl_alloc_tick(void) {
 
 static void *kl_oom(size_t bytes) {
   kl_seterr(KL_ENOMEM, "out of memory (%zu bytes)", bytes);
+  return NULL;
+}
+
+/* The largest single block: the machine's physical memory, or KERAS_LUA_MAX_ALLOC bytes.
+ * A larger request could only be met by overcommitted pages that the kernel's OOM killer
+ * reclaims by killing the process when they are touched, so it is refused with a message. */
+static size_t kl_max_block(void) {
+  static atomic_size_t cached;
+  size_t m = atomic_load(&cached);
+  if (m) return m;
+  const char *env = getenv("KERAS_LUA_MAX_ALLOC");
+  char *end = NULL;
+  unsigned long long e = env ? strtoull(env, &end, 10) : 0;
+  if (env && end != env && *end == 0 && e > 0) {
+    m = (size_t)e;
+  } else {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+    m = pages > 0 && psize > 0 && (size_t)pages <= SIZE_MAX / (size_t)psize
+            ? (size_t)pages * (size_t)psize
+            : SIZE_MAX;
+  }
+  atomic_store(&cached, m);
+  return m;
+}
+
+static void *kl_too_big(size_t bytes) {
+  kl_seterr(KL_ENOMEM,
+            "out of memory (%zu bytes requested in one block; the limit is %zu bytes, this "
+            "machine's memory, or KERAS_LUA_MAX_ALLOC)", bytes, kl_max_block());
   return NULL;
 }
 
@@ -302,6 +332,7 @@ void kl_pool_get_stats(const kl_pool *p, kl_pool_stats *out) {
 /* bytes (zeroed when zero) from this thread's pool if one is installed, else the system. */
 static void *kl_alloc(size_t bytes, int zero) {
   if (bytes > SIZE_MAX - 2 * KL_HDR) return kl_oom(bytes);
+  if (bytes > kl_max_block()) return kl_too_big(bytes);
   kl_pool *p = kl_current;
   int hit = 0;
   kl_blk *b = p && bytes <= KL_POOL_MAX ? kl_pool_take(p, bytes, zero, &hit)
@@ -322,6 +353,7 @@ void *kl_calloc(size_t count, size_t size) {
 void *kl_realloc(void *u, size_t bytes) {
   if (!u) return kl_malloc(bytes);
   if (bytes > SIZE_MAX - 2 * KL_HDR) return kl_oom(bytes);
+  if (bytes > kl_max_block()) return kl_too_big(bytes);
   kl_blk *b = kl_hdr(u);
   if (bytes <= b->cap) return kl_hand_out(b, bytes); /* fits: same block */
   if (b->pool || kl_current) { /* move: into the current pool, or out of the old one */
