@@ -74,3 +74,196 @@ describe("K.variable", function()
     fails_with("variable: stype must be a string (got table)", K.variable, keras.ones{2, 2}, {stype = {}})
   end)
 end)
+
+-- ------------------------------------------------------------ strict-mode findings: each was a
+-- Lua runtime error positioned inside keras/*.lua ("attempt to index a nil value"...)
+local L = keras.layers
+
+describe("layer:call and layer:build", function()
+  it("refuse a non-node input by name and value (was layers.lua:351 'attempt to index')", function()
+    local d = L.Dense{units = 2}
+    fails_with("Dense: call expects a graph node (keras.layers.Input or a layer output). Received: inputs=nil",
+      d.call, d, nil)
+    fails_with("Received: inputs=5", d.call, d, 5)
+    fails_with("Received: inputs=a keras.Tensor of shape (2, 3)", d.call, d, keras.ones{2, 3})
+    local f = L.Flatten{}
+    fails_with("Flatten: call expects a graph node", f.call, f, "x")
+    local dr = L.Dropout{rate = 0.5}
+    fails_with("Dropout: call expects a graph node", dr.call, dr, {})
+  end)
+  it("refuse calling an unbuilt layer directly (was layers.lua:159 'attempt to index a nil value')", function()
+    local d = L.Dense{units = 2}
+    local x = L.Input{shape = {3}}
+    fails_with("Dense: layer '" .. d.name .. "' is not built: call it on an input node (layer(x)) or " ..
+      "build(input_shape) first", d.call, d, x)
+    local e = L.Embedding{input_dim = 5, output_dim = 2}
+    fails_with("Embedding: layer '" .. e.name .. "' is not built", e.call, e, L.Input{shape = {3}})
+  end)
+  it("take a list only where the layer is multi-input", function()
+    local x = L.Input{shape = {3}}
+    local d = L.Dense{units = 2}
+    d(x)
+    fails_with("Dense: call expects one input node. Received: inputs={a graph node of shape (None, 3), a graph node of shape (None, 3)}",
+      d.call, d, {x, x})
+    local c = L.Concatenate{}
+    fails_with("Concatenate: call expects a list of input nodes. Received: inputs=a graph node",
+      c.call, c, x)
+  end)
+  it("build refuses a non-shape (was layers.lua:335, 373, 440, 450 'attempt to get length')", function()
+    local d = L.Dense{units = 2}
+    fails_with("Dense: build expects an input shape (integers, -1 for an unknown dimension). " ..
+      "Received: input_shape=5", d.build, d, 5)
+    fails_with("Received: input_shape=nil", d.build, d, nil)
+    fails_with("Received: input_shape={2, '3'}", d.build, d, {2, "3"})
+    local e = L.Embedding{input_dim = 5, output_dim = 2}
+    fails_with("Embedding: build expects an input shape", e.build, e, coroutine.create(print))
+    local g = L.GlobalAveragePooling1D{}
+    fails_with("GlobalAveragePooling1D: build expects an input shape", g.build, g, nil)
+    local c = L.Concatenate{}
+    fails_with("Concatenate: build expects a list of input shapes (integers, -1 for an unknown " ..
+      "dimension). Received: input_shape={-1, 3}", c.build, c, {-1, 3})
+    fails_with("Concatenate: build expects a list of input shapes", c.build, c, 7)
+  end)
+  it("build once: then call works and a second build is refused", function()
+    local d = L.Dense{units = 2}
+    d:build({-1, 3})
+    assert.is_true(d.built)
+    assert.equal(2, #d.weights)
+    fails_with("Dense: layer '" .. d.name .. "' is already built", d.build, d, {-1, 3})
+    local y = d:call(L.Input{shape = {3}})
+    assert.same({-1, 2}, y.shape)
+    assert.same({-1, 2}, d(L.Input{shape = {3}}).shape)
+    assert.equal(2, #d.weights)
+  end)
+  it("a cyclic or deep table in a message is cut short (was a stack overflow in repr)", function()
+    local cyc = {1}
+    cyc[2] = cyc
+    fails_with("Received: input_shape={1, {1, {...}}}", L.Dense{units = 1}.build, L.Dense{units = 1}, cyc)
+    local lying = setmetatable({1, 2}, {__len = function() return 2.5 end, __index = function() error("boom") end})
+    fails_with("Dense: units must be a positive integer. Received: units={1, 2}", L.Dense, {units = lying})
+  end)
+end)
+
+describe("layers.define", function()
+  it("names its arguments (was layers.lua:126 'table index is nil')", function()
+    fails_with("layers.define: name must be a non-empty string. Received: name=5", L.define, 5, {}, print)
+    fails_with("layers.define: name must be a non-empty string. Received: name=nil", L.define)
+    fails_with("layers.define: allowed must be a table of option names. Received: allowed='x'",
+      L.define, "MyLayerA", "x", print)
+    fails_with("layers.define: init must be a function(self, opts). Received: init=nil",
+      L.define, "MyLayerA", {})
+    fails_with("layers.define: the name 'Dense' is taken by keras.layers.Dense", L.define, "Dense", {}, print)
+    fails_with("layers.define: the name 'Input' is taken", L.define, "Input", {}, print)
+  end)
+  it("a defined layer's call and build check their argument too", function()
+    local My = L.define("StrictSpecDouble", {}, function() end)
+    function My:call(x) return x * 2 end
+    local m = My{}
+    fails_with("StrictSpecDouble: call expects a graph node", m.call, m, 3)
+    local x = L.Input{shape = {2}}
+    assert.same({-1, 2}, m(x).shape)
+  end)
+end)
+
+describe("Model:set_weights and Layer:set_weights", function()
+  it("count a list by its own length, not a lying __len (was models.lua:16 'format' error)", function()
+    local m = keras.Sequential{L.Input{shape = {2}}, L.Dense{units = 1}}
+    local lying = setmetatable({keras.zeros{2, 1}}, {__len = function() return 2.5 end})
+    fails_with("Model.set_weights: the model has 2 weight(s), got 1", m.set_weights, m, lying)
+    fails_with("Model.set_weights: expected a list of tensors. Received: weights=7", m.set_weights, m, 7)
+    local d = m:get_layer(1)
+    fails_with("Dense: set_weights expected 2 weight(s), got 1", d.set_weights, d, lying)
+  end)
+end)
+
+describe("keras.Sequential", function()
+  it("refuses a non-list (was models.lua:108 'attempt to index a number value')", function()
+    fails_with("Sequential: expects a list of layers (or {layers = {...}, name = ...}). Received: 5",
+      keras.Sequential, 5)
+    fails_with("Received: a function", keras.Sequential, print)
+    fails_with("Received: a keras.Tensor of shape (2,)", keras.Sequential, keras.ones{2})
+    fails_with("Sequential: expects a list of layers", keras.Sequential, L.Dense{units = 1})
+    fails_with("Sequential: layers must be a list of layers. Received: layers='x'", keras.Sequential,
+      {layers = "x"})
+    fails_with("Sequential: name must be a string. Received: name=3", keras.Sequential, {name = 3})
+  end)
+end)
+
+describe("Model:summary", function()
+  it("refuses a print_fn that is not a function (was models.lua:569 'attempt to call')", function()
+    local m = keras.Sequential{L.Input{shape = {2}}, L.Dense{units = 1}}
+    fails_with("Model.summary: print_fn must be a function. Received: print_fn=a keras.Tensor of shape (1,)",
+      m.summary, m, keras.ones{1})
+    fails_with("Model.summary: print_fn must be a function. Received: print_fn='x'", m.summary, m, "x")
+    fails_with("Model.summary: expects a keras model (model:summary()). Received: 3", m.summary, 3)
+    local lines = {}
+    m:summary(function(s) lines[#lines + 1] = s end)
+    assert.truthy(lines[1]:find('Model: "', 1, true))
+  end)
+end)
+
+describe("autograd", function()
+  it("attach_grad and backward name a non-tensor (was autograd.lua:55, 70 'attempt to index')", function()
+    fails_with("attach_grad: expects a keras.Tensor (t:attach_grad{...}). Received: t=nil",
+      keras.autograd.attach_grad, nil)
+    fails_with("attach_grad: expects a keras.Tensor (t:attach_grad{...}). Received: t={1, 2}",
+      keras.autograd.attach_grad, {1, 2})
+    fails_with("backward: expects a keras.Tensor (loss:backward()). Received: loss=nil",
+      keras.autograd.backward, nil)
+    fails_with("backward: expects a keras.Tensor (loss:backward()). Received: loss=a thread",
+      keras.autograd.backward, coroutine.create(print))
+    fails_with("attach_grad: gradients need a float tensor. Received: a tensor of dtype int64",
+      keras.autograd.attach_grad, keras.array({1, 2}, {dtype = "int64"}))
+  end)
+end)
+
+describe("callbacks", function()
+  local cb = keras.callbacks
+  it("Callback(opts) refuses a non-table (was callbacks.lua:39 'bad argument to for iterator')", function()
+    fails_with("Callback: expects a table of hooks (on_epoch_end = function(self, epoch, logs) ...). " ..
+      "Received: 5", cb.Callback, 5)
+    fails_with("Received: a keras.Tensor of shape (2,)", cb.Callback, keras.ones{2})
+    fails_with("Received: 'x'", cb.Callback, "x")
+    fails_with("Callback: on_epoch_end must be a function. Received: on_epoch_end=3", cb.Callback,
+      {on_epoch_end = 3})
+    assert.is_true(cb.is_callback(cb.Callback{on_epoch_end = function() end}))
+  end)
+  it("ProgbarLogger(opts) checks its options (was callbacks.lua:307 'attempt to index')", function()
+    fails_with("ProgbarLogger: options must be a table. Received: 3", cb.ProgbarLogger, 3)
+    fails_with("ProgbarLogger: unknown option 'bogus'", cb.ProgbarLogger, {bogus = 1})
+    fails_with("ProgbarLogger: verbose must be 1 or 2. Received: verbose=0", cb.ProgbarLogger, {verbose = 0})
+    fails_with("ProgbarLogger: out must be an open file", cb.ProgbarLogger, {out = 1})
+    local p = cb.ProgbarLogger{verbose = 2}
+    fails_with("ProgbarLogger: on_epoch_begin needs params", p.on_epoch_begin, p, 1)
+    fails_with("ProgbarLogger: on_batch_end needs params", p.on_batch_end, p, 1, {})
+    fails_with("ProgbarLogger: set_params expects params.epochs to be an integer. Received: epochs=nil",
+      p.set_params, p, {})
+    p:set_params{epochs = 1, samples = 4, metrics = {"loss"}}
+    fails_with("ProgbarLogger: on_batch_end before on_epoch_begin", p.on_batch_end, p, 1, {})
+    fails_with("ProgbarLogger: on_epoch_end expects logs to be a table. Received: logs=5", p.on_epoch_end, p, 1, 5)
+  end)
+  it("on_epoch_begin / on_epoch_end name bad logs and a missing model (was callbacks.lua:91, 139, 182)", function()
+    local h = cb.History()
+    fails_with("History: on_epoch_end expects logs to be a table. Received: logs=a function",
+      h.on_epoch_end, h, 1, print)
+    h:on_epoch_end(1, {loss = 0.5})
+    assert.same({0.5}, h.history.loss)
+    local e = cb.EarlyStopping{monitor = "loss"}
+    fails_with("EarlyStopping: on_epoch_end expects logs to be a table. Received: logs='x'",
+      e.on_epoch_end, e, 1, "x")
+    fails_with("EarlyStopping: on_epoch_end expects logs['loss'] to be a number. Received: 'x'",
+      e.on_epoch_end, e, 1, {loss = "x"})
+    fails_with("EarlyStopping: on_epoch_end needs a model (fit sets it; or call set_model(model) first)",
+      e.on_epoch_end, e, 1, {loss = 1})
+    local s = cb.LearningRateScheduler{schedule = function(_, lr) return lr end}
+    fails_with("LearningRateScheduler: on_epoch_begin needs a model", s.on_epoch_begin, s, 1)
+    s:set_model({})
+    fails_with("LearningRateScheduler: on_epoch_begin needs a compiled model (the model has no optimizer)",
+      s.on_epoch_begin, s, 1)
+    fails_with("LearningRateScheduler: on_epoch_end expects logs to be a table. Received: logs=2",
+      s.on_epoch_end, s, 1, 2)
+    fails_with("Callback: set_model expects a keras model. Received: model=5", cb.Callback{}.set_model,
+      cb.Callback{}, 5)
+    fails_with("EarlyStopping: set_params: params must be a table. Received: params=nil", e.set_params, e, nil)
+  end)
+end)

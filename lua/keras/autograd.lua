@@ -2,6 +2,7 @@
 -- attach_grad, backward) by recording eager ops into a graph and running a plan on it.
 local core = require("keras.core")
 local S = require("keras.symbolic")
+local A = require("keras.argcheck")
 
 local autograd = {}
 
@@ -35,6 +36,9 @@ local grad_stypes = {default = true, row_sparse = true}
 -- t:attach_grad{stype="default"|"row_sparse"}: t's gradient is written to t.grad by a later
 -- loss:backward(); t.grad starts as zeros of that stype.
 local function attach_grad(t, opts)
+  if not core.is_tensor(t) then
+    A.fail("attach_grad: expects a keras.Tensor (t:attach_grad{...}). Received: t=%s", A.repr(t))
+  end
   if opts ~= nil and type(opts) ~= "table" then
     error("attach_grad: options must be a table (got " .. type(opts) .. ")", 0)
   end
@@ -53,7 +57,7 @@ local function attach_grad(t, opts)
       tostring(opts.grad_req), 0)
   end
   if t.dtype ~= "float32" and t.dtype ~= "float64" then
-    error("attach_grad: gradients need a float tensor (got " .. t.dtype .. ")", 0)
+    error("attach_grad: gradients need a float tensor. Received: a tensor of dtype " .. tostring(t.dtype), 0)
   end
   t._grad_stype = st
   if st == "row_sparse" then
@@ -67,6 +71,9 @@ end
 -- loss:backward(): gradients of loss (summed when not a scalar, as MXNet's head gradient of
 -- ones) into .grad of every attached tensor used while recording (overwritten).
 local function backward(loss)
+  if not core.is_tensor(loss) then
+    A.fail("backward: expects a keras.Tensor (loss:backward()). Received: loss=%s", A.repr(loss))
+  end
   local rec, id = loss._ag_rec, loss._ag_id
   if not rec then
     error("backward: this tensor was not computed while recording " ..

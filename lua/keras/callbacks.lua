@@ -2,6 +2,8 @@
 -- LearningRateScheduler, LambdaCallback, CSVLogger, ModelCheckpoint and the Keras 2 progress bar.
 local callbacks = {}
 local core = require("keras.core")
+local A = require("keras.argcheck")
+local fail, repr = A.fail, A.repr
 
 -- ------------------------------------------------------------ classes
 -- class(name, allowed, init): a callable class; instances get Callback's no-op hooks.
@@ -12,17 +14,45 @@ callbacks.Callback = Callback
 local hooks = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
   "on_batch_begin", "on_batch_end"}
 for _, h in ipairs(hooks) do Callback[h] = function() end end
-function Callback:set_model(m) self.model = m end
-function Callback:set_params(p) self.params = p end
-
-local function check_opts(cls, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(cls .. ": options must be a table (got " .. type(opts) .. ")", 0) end
-  for k in pairs(opts) do
-    if not allowed[k] then error(cls .. ": unknown option '" .. tostring(k) .. "'", 0) end
-  end
-  return opts
+-- The class name of a callback (for messages).
+local function cname(self)
+  local mt = getmetatable(self)
+  return type(mt) == "table" and rawget(mt, "_name") or "Callback"
 end
+function Callback:set_model(m)
+  if type(m) ~= "table" then
+    fail("%s: set_model expects a keras model. Received: model=%s", cname(self), repr(m))
+  end
+  self.model = m
+end
+function Callback:set_params(p)
+  A.plain_table(cname(self) .. ": set_params", "params", p)
+  self.params = p
+end
+
+-- The logs argument of a hook: nil (an empty table) or a table.
+local function hook_logs(self, hook, logs)
+  if logs == nil then return {} end
+  if type(logs) ~= "table" or getmetatable(logs) ~= nil then
+    fail("%s: %s expects logs to be a table. Received: logs=%s", cname(self), hook, repr(logs))
+  end
+  return logs
+end
+callbacks.hook_logs = hook_logs
+
+-- The model a hook acts on (set by fit through set_model), with an optimizer when asked.
+local function hook_model(self, hook, need_optimizer)
+  local m = rawget(self, "model")
+  if type(m) ~= "table" then
+    fail("%s: %s needs a model (fit sets it; or call set_model(model) first)", cname(self), hook)
+  end
+  if need_optimizer and (type(m.optimizer) ~= "table" or type(m.optimizer.get_learning_rate) ~= "function") then
+    fail("%s: %s needs a compiled model (the model has no optimizer)", cname(self), hook)
+  end
+  return m
+end
+
+local check_opts = A.check_opts
 
 local function class(name, parent)
   local cls = setmetatable({}, {__index = parent or Callback})
@@ -36,9 +66,16 @@ end
 -- the hooks): a user callback; subclasses via setmetatable(obj, {__index = Callback}).
 setmetatable(Callback, {__call = function(_, t)
   t = t or {}
-  for k, v in pairs(t) do
+  if type(t) ~= "table" or getmetatable(t) ~= nil then
+    fail("Callback: expects a table of hooks (on_epoch_end = function(self, epoch, logs) ...). " ..
+      "Received: %s", repr(t))
+  end
+  for k, v in next, t do
     if type(k) ~= "string" or (Callback[k] == nil and type(v) == "function") then
-      error("Callback: unknown hook '" .. tostring(k) .. "'", 0)
+      fail("Callback: unknown hook %s", repr(k))
+    end
+    if type(Callback[k]) == "function" and type(v) ~= "function" then
+      fail("Callback: %s must be a function. Received: %s=%s", k, k, repr(v))
     end
   end
   return setmetatable(t, Callback)
@@ -87,8 +124,9 @@ setmetatable(History, {__index = Callback, __call = function(cls)
 end})
 function History:on_train_begin() self.epoch = {}; self.history = {} end
 function History:on_epoch_end(epoch, logs)
+  logs = hook_logs(self, "on_epoch_end", logs)
   self.epoch[#self.epoch + 1] = epoch
-  for k, v in pairs(logs or {}) do
+  for k, v in next, logs do
     local h = self.history[k]
     if not h then h = {}; self.history[k] = h end
     h[#h + 1] = v
@@ -107,7 +145,8 @@ setmetatable(EarlyStopping, {__index = Callback, __call = function(cls, opts)
   if type(self.monitor) ~= "string" then
     error("EarlyStopping: monitor must be a string. Received: monitor=" .. tostring(self.monitor), 0)
   end
-  self.min_delta = math.abs(opts.min_delta or 0)
+  self.min_delta = opts.min_delta or 0
+  if type(self.min_delta) == "number" then self.min_delta = math.abs(self.min_delta) end
   self.patience = opts.patience or 0
   if math.type(self.patience) ~= "integer" or self.patience < 0 then
     error("EarlyStopping: patience must be an integer >= 0. Received: patience=" ..
@@ -123,7 +162,16 @@ setmetatable(EarlyStopping, {__index = Callback, __call = function(cls, opts)
   self.restore_best_weights = opts.restore_best_weights or false
   self.baseline = opts.baseline
   self.verbose = opts.verbose or 0
-  self.stopped_epoch = 0
+  if type(self.verbose) ~= "number" then
+    fail("EarlyStopping: verbose must be a number. Received: verbose=%s", repr(self.verbose))
+  end
+  if type(self.min_delta) ~= "number" then
+    fail("EarlyStopping: min_delta must be a number. Received: min_delta=%s", repr(opts.min_delta))
+  end
+  if self.baseline ~= nil and type(self.baseline) ~= "number" then
+    fail("EarlyStopping: baseline must be a number. Received: baseline=%s", repr(self.baseline))
+  end
+  self:on_train_begin()
   return self
 end})
 
@@ -136,27 +184,32 @@ function EarlyStopping:on_train_begin()
   self.best = self.baseline or (self.mode == "min" and math.huge or -math.huge)
 end
 function EarlyStopping:on_epoch_end(epoch, logs)
-  local cur = logs and logs[self.monitor]
+  logs = hook_logs(self, "on_epoch_end", logs)
+  local cur = logs[self.monitor]
   if cur == nil then
     io.stderr:write(string.format("EarlyStopping: monitor '%s' is not available (available: %s); " ..
       "skipping\n", self.monitor, (function()
         local ks = {}
-        for k in pairs(logs or {}) do ks[#ks + 1] = k end
+        for k in next, logs do ks[#ks + 1] = tostring(k) end
         table.sort(ks)
         return table.concat(ks, ", ")
       end)()))
     return
   end
+  if type(cur) ~= "number" then
+    fail("EarlyStopping: on_epoch_end expects logs['%s'] to be a number. Received: %s", self.monitor, repr(cur))
+  end
+  local model = hook_model(self, "on_epoch_end")
   if self:_better(cur, self.best) then
     self.best, self.wait = cur, 0
-    if self.restore_best_weights then self.best_weights = self.model:get_weights() end
+    if self.restore_best_weights then self.best_weights = model:get_weights() end
   else
     self.wait = self.wait + 1
     if self.wait >= self.patience then
       self.stopped_epoch = epoch
-      self.model.stop_training = true
+      model.stop_training = true
       if self.restore_best_weights and self.best_weights then
-        self.model:set_weights(self.best_weights)
+        model:set_weights(self.best_weights)
       end
     end
   end
@@ -176,10 +229,13 @@ setmetatable(LearningRateScheduler, {__index = Callback, __call = function(cls, 
   if type(opts.schedule) ~= "function" then
     error("LearningRateScheduler: schedule must be a function(epoch, lr)", 0)
   end
+  if opts.verbose ~= nil and type(opts.verbose) ~= "number" then
+    fail("LearningRateScheduler: verbose must be a number. Received: verbose=%s", repr(opts.verbose))
+  end
   return setmetatable({schedule = opts.schedule, verbose = opts.verbose or 0}, cls)
 end})
 function LearningRateScheduler:on_epoch_begin(epoch)
-  local opt = self.model.optimizer
+  local opt = hook_model(self, "on_epoch_begin", true).optimizer
   local lr = self.schedule(epoch, opt:get_learning_rate())
   if type(lr) ~= "number" then
     error("LearningRateScheduler: schedule must return a number (got " .. type(lr) .. ")", 0)
@@ -190,7 +246,10 @@ function LearningRateScheduler:on_epoch_begin(epoch)
   end
 end
 function LearningRateScheduler:on_epoch_end(epoch, logs)
-  if logs then logs.lr = self.model.optimizer:get_learning_rate() end
+  if logs ~= nil then
+    hook_logs(self, "on_epoch_end", logs)
+    logs.lr = hook_model(self, "on_epoch_end", true).optimizer:get_learning_rate()
+  end
 end
 
 -- ------------------------------------------------------------ LambdaCallback
@@ -303,10 +362,46 @@ end
 -- ProgbarLogger{verbose=1|2}: what fit adds for verbose > 0 ("Epoch 1/10" then the bar).
 local ProgbarLogger = class("ProgbarLogger")
 setmetatable(ProgbarLogger, {__index = Callback, __call = function(cls, opts)
-  opts = opts or {}
-  return setmetatable({verbose = opts.verbose or 1, out = opts.out, dynamic = opts.dynamic}, cls)
+  opts = check_opts("ProgbarLogger", opts, {verbose = true, out = true, dynamic = true})
+  local v = opts.verbose or 1
+  if v ~= 1 and v ~= 2 then fail("ProgbarLogger: verbose must be 1 or 2. Received: verbose=%s", repr(v)) end
+  local out = opts.out
+  if out ~= nil and not (io.type(out) == "file" or (type(out) == "table" and type(out.write) == "function"
+      and type(out.flush) == "function")) then
+    fail("ProgbarLogger: out must be an open file (or have write and flush). Received: out=%s", repr(out))
+  end
+  if opts.dynamic ~= nil and type(opts.dynamic) ~= "boolean" then
+    fail("ProgbarLogger: dynamic must be a boolean. Received: dynamic=%s", repr(opts.dynamic))
+  end
+  return setmetatable({verbose = v, out = out, dynamic = opts.dynamic}, cls)
 end})
+-- params as fit sets them: epochs, samples (nil: unknown) and metrics (the names shown).
+function ProgbarLogger:set_params(p)
+  A.plain_table("ProgbarLogger: set_params", "params", p)
+  if math.type(p.epochs) ~= "integer" then
+    fail("ProgbarLogger: set_params expects params.epochs to be an integer. Received: epochs=%s", repr(p.epochs))
+  end
+  if p.samples ~= nil and (math.type(p.samples) ~= "integer" or p.samples < 0) then
+    fail("ProgbarLogger: set_params expects params.samples to be an integer >= 0 or nil. Received: samples=%s",
+      repr(p.samples))
+  end
+  if type(p.metrics) ~= "table" then
+    fail("ProgbarLogger: set_params expects params.metrics to be a list of names. Received: metrics=%s",
+      repr(p.metrics))
+  end
+  self.params = p
+end
+local function progbar_state(self, hook, need_bar)
+  if type(rawget(self, "params")) ~= "table" then
+    fail("ProgbarLogger: %s needs params (fit sets them; or call set_params first)", hook)
+  end
+  if need_bar and not self.bar then fail("ProgbarLogger: %s before on_epoch_begin", hook) end
+end
 function ProgbarLogger:on_epoch_begin(epoch)
+  progbar_state(self, "on_epoch_begin")
+  if math.type(epoch) ~= "integer" then
+    fail("ProgbarLogger: on_epoch_begin expects an integer epoch. Received: epoch=%s", repr(epoch))
+  end
   local out = self.out or io.stdout
   out:write(string.format("Epoch %d/%d\n", epoch, self.params.epochs))
   out:flush()
@@ -317,17 +412,26 @@ end
 function ProgbarLogger:_values(logs)
   local vals = {}
   for _, k in ipairs(self.params.metrics) do
-    if logs[k] ~= nil then vals[#vals + 1] = {k, logs[k]} end
+    if type(logs[k]) == "number" then vals[#vals + 1] = {tostring(k), logs[k]} end
   end
   return vals
 end
 function ProgbarLogger:on_batch_end(batch, logs)
-  self.seen = logs.seen or (self.seen + (logs.size or 0))
+  logs = hook_logs(self, "on_batch_end", logs)
+  progbar_state(self, "on_batch_end", true)
+  local seen, size = logs.seen, logs.size
+  if (seen ~= nil and math.type(seen) ~= "integer") or (size ~= nil and math.type(size) ~= "integer") then
+    fail("ProgbarLogger: on_batch_end expects integer logs.seen / logs.size. Received: seen=%s, size=%s",
+      repr(seen), repr(size))
+  end
+  self.seen = seen or (self.seen + (size or 0))
   if not self.params.samples or self.seen < self.params.samples then
     self.bar:update(self.seen, self:_values(logs))
   end
 end
 function ProgbarLogger:on_epoch_end(epoch, logs)
+  logs = hook_logs(self, "on_epoch_end", logs)
+  progbar_state(self, "on_epoch_end", true)
   if not self.params.samples then self.bar.target = self.seen end -- now known
   self.bar:update(self.bar.target, self:_values(logs))
 end

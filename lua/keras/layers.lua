@@ -5,22 +5,23 @@ local core = require("keras.core")
 local K = require("keras.backend")
 local S = require("keras.symbolic")
 local initializers = require("keras.initializers")
+local A = require("keras.argcheck")
 
 local layers = {}
 local is_node = S.is_node
+local builtin                -- names defined by this file (define refuses them)
+local call_arg, build_arg   -- the checks of the public layer:call(inputs) / layer:build(shape)
 
 -- ------------------------------------------------------------ helpers
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = A.fail
 
-local function repr(v)
-  if type(v) == "table" and not core.is_tensor(v) then
-    local p = {}
-    for i, x in ipairs(v) do p[i] = repr(x) end
-    return "{" .. table.concat(p, ", ") .. "}"
-  elseif type(v) == "string" then
-    return "'" .. v .. "'"
+local repr = A.repr
+A.describers[#A.describers + 1] = function(v)
+  if is_node(v) then return "a graph node of shape " .. S.shape_str(v.shape) end
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(rawget(mt, "class_name")) == "string" and type(rawget(v, "name")) == "string" then
+    return "<" .. mt.class_name .. " '" .. v.name .. "'>"
   end
-  return tostring(v)
 end
 
 local function pos_int(cls, name, v)
@@ -94,12 +95,34 @@ local common = {name = true, input_shape = true, input_dim = true, dtype = true,
 -- common ones: name, input_shape, input_dim, dtype, trainable). Positional option [1] is
 -- passed as opts[1] when allowed[1].
 local function define(cls, allowed, init)
-  local c = setmetatable({}, {__index = Layer})
+  if type(cls) ~= "string" or cls == "" then
+    fail("layers.define: name must be a non-empty string. Received: name=%s", repr(cls))
+  end
+  if type(allowed) ~= "table" or core.is_tensor(allowed) then
+    fail("layers.define: allowed must be a table of option names. Received: allowed=%s", repr(allowed))
+  end
+  if type(init) ~= "function" then
+    fail("layers.define: init must be a function(self, opts). Received: init=%s", repr(init))
+  end
+  local c = {}
   c.__index = c
   c.__call = function(self, x) return self:_call(x) end
   c.__tostring = function(self) return "<" .. cls .. " '" .. self.name .. "'>" end
   c.class_name = cls
-  setmetatable(c, {__index = Layer, __call = function(_, opts)
+  -- call and build, once defined on the class, check their argument first
+  setmetatable(c, {__index = Layer, __newindex = function(t, k, f)
+    if (k == "call" or k == "build") and type(f) == "function" then
+      local check = k == "call" and call_arg or build_arg
+      local impl = f
+      f = function(self, x, ...)
+        check(self, x)
+        if k == "call" then return impl(self, x, ...) end
+        impl(self, x, ...)
+        self.built, self.input_shape = true, x
+      end
+    end
+    rawset(t, k, f)
+  end, __call = function(_, opts)
     if opts == nil then opts = {} end
     if type(opts) ~= "table" then
       if allowed[1] then opts = {opts} else fail("%s: options must be a table (got %s)", cls, type(opts)) end
@@ -123,6 +146,9 @@ local function define(cls, allowed, init)
     init(self, opts)
     return self
   end})
+  if layers[cls] ~= nil and (builtin == nil or builtin[cls]) then
+    fail("layers.define: the name '%s' is taken by keras.layers.%s", cls, cls)
+  end
   layers[cls] = c
   return c
 end
@@ -187,13 +213,13 @@ function Layer:set_weights(list)
   if type(list) ~= "table" or core.is_tensor(list) then
     fail("%s: set_weights expects a list of tensors (got %s)", self.class_name, type(list))
   end
-  if #list ~= #self._weights then
+  if rawlen(list) ~= #self._weights then   -- rawlen: whatever the list's __len says
     fail("%s: set_weights expected %d weight(s), got %d (layer '%s')", self.class_name,
-      #self._weights, #list, self.name)
+      #self._weights, rawlen(list), self.name)
   end
   local vals = {}
   for i, w in ipairs(self._weights) do
-    local v = list[i]
+    local v = rawget(list, i)
     if not core.is_tensor(v) then v = core.array(v, {dtype = self.dtype}) end
     if not same_shape(v.shape, w.tensor.shape) then
       fail("%s: weight %d ('%s') has shape %s, got a value of shape %s", self.class_name, i,
@@ -247,6 +273,52 @@ local function check_inputs(self, x)
   end
   fail("%s: expected a graph node (keras.layers.Input or a layer output), got %s",
     self.class_name, core.is_tensor(x) and "a tensor" or type(x))
+end
+
+-- The argument of a public layer:call(inputs): a graph node, or a list of them for a
+-- multi-input layer; the layer's weights must exist (build first).
+function call_arg(self, x)
+  if not (is_node(x) or (type(x) == "table" and not core.is_tensor(x) and rawget(x, 1) ~= nil)) then
+    fail("%s: call expects a graph node (keras.layers.Input or a layer output)%s. Received: inputs=%s",
+      self.class_name, self.multi_input and " list" or "", repr(x))
+  end
+  check_inputs(self, x)
+  if self.multi_input and is_node(x) then
+    fail("%s: call expects a list of input nodes. Received: inputs=%s", self.class_name, repr(x))
+  elseif not self.multi_input and not self.any_input and not is_node(x) then
+    fail("%s: call expects one input node. Received: inputs=%s", self.class_name, repr(x))
+  end
+  if self.build and not self.built then
+    fail("%s: layer '%s' is not built: call it on an input node (layer(x)) or build(input_shape) first",
+      self.class_name, self.name)
+  end
+end
+
+-- A plain shape table: integers >= -1 at keys 1..n, nothing else, no metatable.
+local function is_shape(s)
+  if type(s) ~= "table" or getmetatable(s) ~= nil then return false end
+  local n = 0
+  for _, d in next, s do
+    if math.type(d) ~= "integer" or d < -1 then return false end
+    n = n + 1
+  end
+  for i = 1, n do if rawget(s, i) == nil then return false end end
+  return true
+end
+
+-- The argument of a public layer:build(input_shape): a shape (a table of integers, -1 for
+-- an unknown dimension), a list of them for a multi-input layer; once only.
+function build_arg(self, shape)
+  local ok = is_shape(shape)
+  if self.multi_input then
+    ok = type(shape) == "table" and not core.is_tensor(shape) and rawget(shape, 1) ~= nil
+    for i = 1, ok and rawlen(shape) or 0 do ok = ok and is_shape(rawget(shape, i)) end
+  end
+  if not ok then
+    fail("%s: build expects %s (integers, -1 for an unknown dimension). Received: input_shape=%s",
+      self.class_name, self.multi_input and "a list of input shapes" or "an input shape", repr(shape))
+  end
+  if self.built then fail("%s: layer '%s' is already built", self.class_name, self.name) end
 end
 
 function Layer:_call(x)
@@ -461,10 +533,14 @@ local Lambda = define("Lambda", {[1] = true, fn = true, output_shape = true}, fu
   if type(f) ~= "function" then fail("Lambda: fn must be a function. Received: fn=%s", repr(f)) end
   self.fn = f
 end)
+Lambda.any_input = true
 function Lambda:_call(x)
   if type(x) == "table" and not is_node(x) then self.multi_input = true end
   return Layer._call(self, x)
 end
 function Lambda:call(x) return self.fn(x) end
+
+builtin = {}
+for k in pairs(layers) do builtin[k] = true end
 
 return layers

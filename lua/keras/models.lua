@@ -8,6 +8,7 @@ local losses = require("keras.losses")
 local metrics_mod = require("keras.metrics")
 local callbacks = require("keras.callbacks")
 local model_iter = require("keras.model_iter")
+local A = require("keras.argcheck")
 
 local models = {}
 local is_node, is_tensor = S.is_node, core.is_tensor
@@ -105,6 +106,16 @@ Sequential.__tostring = Model.__tostring
 -- keras.Sequential{layer, ...} (the first may be an Input node), or {layers={...}, name=}.
 function models.Sequential(opts)
   opts = opts or {}
+  if type(opts) ~= "table" or is_tensor(opts) or is_node(opts) or layers.is_layer(opts) then
+    fail("Sequential: expects a list of layers (or {layers = {...}, name = ...}). Received: %s",
+      A.repr(opts))
+  end
+  if opts.layers ~= nil and (type(opts.layers) ~= "table" or is_tensor(opts.layers)) then
+    fail("Sequential: layers must be a list of layers. Received: layers=%s", A.repr(opts.layers))
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    fail("Sequential: name must be a string. Received: name=%s", A.repr(opts.name))
+  end
   local m = new_model(Sequential, opts.name or model_name("sequential"))
   m._seq = {}
   for _, l in ipairs(opts.layers or opts) do m:add(l) end
@@ -508,16 +519,18 @@ function Model:get_weights()
 end
 
 function Model:set_weights(list)
-  if type(list) ~= "table" or is_tensor(list) then fail("Model.set_weights: expected a list of tensors") end
+  if type(list) ~= "table" or is_tensor(list) then
+    fail("Model.set_weights: expected a list of tensors. Received: weights=%s", A.repr(list))
+  end
   local total = 0
   for _, l in ipairs(self:_weight_layers()) do total = total + #l.weights end
-  if #list ~= total then
-    fail("Model.set_weights: the model has %d weight(s), got %d", total, #list)
+  if rawlen(list) ~= total then   -- rawlen: a list's own length, whatever its __len says
+    fail("Model.set_weights: the model has %d weight(s), got %d", total, rawlen(list))
   end
   local k = 0
   for _, l in ipairs(self:_weight_layers()) do
     local part = {}
-    for i = 1, #l.weights do part[i] = list[k + i] end
+    for i = 1, #l.weights do part[i] = rawget(list, k + i) end
     k = k + #l.weights
     if #part > 0 then l:set_weights(part) end
   end
@@ -551,48 +564,8 @@ function Model:count_params()
   return n
 end
 
--- ------------------------------------------------------------ summary
-local function cell(s, w)
-  s = tostring(s)
-  if #s > w - 1 then s = s:sub(1, w - 1) end
-  return s .. string.rep(" ", w - #s)
-end
-
--- summary(print_fn=print): the Keras 2 table, with each weight's stype.
-function Model:summary(print_fn)
-  print_fn = print_fn or print
-  local widths = {29, 26, 12, 31}
-  local total_w = 98
-  local function row(a, b, c, d)
-    print_fn((string.gsub(cell(a, widths[1]) .. cell(b, widths[2]) .. cell(c, widths[3]) .. d, "%s+$", "")))
-  end
-  print_fn('Model: "' .. self.name .. '"')
-  print_fn(string.rep("_", total_w))
-  row("Layer (type)", "Output Shape", "Param #", "Weights (stype)")
-  print_fn(string.rep("=", total_w))
-  local ls = self.built and self.layers or {}
-  local total, trainable = 0, 0
-  for i, l in ipairs(ls) do
-    local ws = {}
-    for _, w in ipairs(l:weight_records()) do
-      local g = (w.trainable and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
-      ws[#ws + 1] = w.short .. ":" .. w.tensor.stype .. g
-      local c = 1
-      for _, d in ipairs(w.tensor.shape) do c = c * d end
-      total = total + c
-      if w.trainable then trainable = trainable + c end
-    end
-    local oshape = l.output_shape and shape_str(l.output_shape) or "multiple"
-    if l.class_name == "InputLayer" then oshape = shape_str(l.output.shape) end
-    row(l.name .. " (" .. l.class_name .. ")", oshape, tostring(l:count_params()), table.concat(ws, " "))
-    print_fn(string.rep(i == #ls and "=" or "_", total_w))
-  end
-  if #ls == 0 then print_fn(string.rep("=", total_w)) end
-  print_fn("Total params: " .. total)
-  print_fn("Trainable params: " .. trainable)
-  print_fn("Non-trainable params: " .. (total - trainable))
-  print_fn(string.rep("_", total_w))
-end
+-- summary(print_fn=print): in model_summary.lua.
+require("keras.model_summary").install(Model)
 
 -- Model metatable access to model.weights
 local model_index = Model.__index
