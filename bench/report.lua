@@ -1,6 +1,8 @@
 -- report.lua: turns the harness's RESULT/MEM/LOSS lines into the markdown results table.
--- usage: lua5.4 bench/report.lua RAW.txt OUT.md "COMMAND" MODE
-local raw_path, out_path, cmdline, mode = arg[1], arg[2], arg[3], arg[4]
+-- usage: lua5.4 bench/report.lua RAW.txt OUT.md COMMANDS.txt MODE (one harness command a line)
+local raw_path, out_path, cmd_path, mode = arg[1], arg[2], arg[3], arg[4]
+local cmds = {}
+for l in io.lines(cmd_path) do cmds[#cmds + 1] = "`" .. l .. "`" end
 
 -- Targets of issue 5 (ratio = peer time / our time), by workload and peer.
 local targets = {
@@ -22,6 +24,12 @@ for line in io.lines(raw_path) do
   if kind == "RESULT" then
     local wl, impl, th, t, runs, note = rest:match("^(%S+) (%S+) (%d+) (%S+) (%d+) ?(.*)$")
     if wl then
+      -- a later line for the same workload, implementation and threads (bench/run --append)
+      -- replaces the earlier one
+      for i = #results, 1, -1 do
+        local r = results[i]
+        if r.wl == wl and r.impl == impl and r.threads == tonumber(th) then table.remove(results, i) end
+      end
       results[#results + 1] = {wl = wl, impl = impl, threads = tonumber(th), t = tonumber(t),
                                runs = tonumber(runs), note = note}
       if not seen[wl] then seen[wl] = true; order[#order + 1] = wl end
@@ -58,7 +66,8 @@ local out = {}
 local function w(s) out[#out + 1] = s end
 w("# keras-lua benchmark results" .. (mode == "quick" and " (QUICK MODE: tiny sizes, not figures)" or ""))
 w("")
-w("Produced by `" .. cmdline .. "` on " .. os.date("!%Y-%m-%d %H:%M UTC") .. ".")
+w("Produced by " .. table.concat(cmds, ", then ") .. "; table written " ..
+  os.date("!%Y-%m-%d %H:%M UTC") .. ".")
 w("Machine: " .. machine() .. ". Workloads, commands and floors: [README.md](README.md).")
 w("")
 w("ratio = peer time / our time (> 1: keras-lua is faster). Times are medians of `runs` runs,")
