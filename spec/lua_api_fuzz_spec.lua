@@ -1,12 +1,40 @@
 -- spec/lua_api_fuzz_spec.lua: the Lua API fuzzer (spec/fuzz/lua_api_fuzz.lua) for a fixed set of
 -- seeds: every seed's child process exits cleanly (no crash, sanitizer report, hang, non-string
--- error or corrupted state). tools/lua-fuzz runs it long, under ASan + UBSan.
+-- error or corrupted state) and, strict, no call raises a Lua runtime error positioned inside
+-- keras/*.lua (every bad input gets a Keras-style message). tools/lua-fuzz runs it long, under
+-- ASan + UBSan.
 local fuzz = dofile("spec/fuzz/lua_api_fuzz.lua")
 
 describe("lua_api_fuzz", function()
-  it("survives seeds 1..24, 3000 random calls each, with state checks between calls", function()
-    local ok, report = fuzz.drive(1, 24, 3000, 30, false)
+  it("survives seeds 1..24, 3000 random calls each, strict, with state checks between calls", function()
+    local ok, report = fuzz.drive(1, 24, 3000, 30, true)
     assert(ok, report)
+  end)
+
+  it("strict mode fails a run whose child reports an internal Lua error; plain mode counts it", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local f = assert(io.open(dir .. ".sh", "w"))
+    f:write("#!/bin/sh\necho '#1 layers.Dense()' > \"$5\"\n",
+      "echo 'lua_api_fuzz: internal error seed 7 call #1 layers.Dense: /x/keras/layers.lua:9: " ..
+      "attempt to index a nil value' >&2\nexit 0\n")
+    f:close()
+    os.execute("chmod +x " .. dir .. ".sh")
+    local function drive(strict)
+      local p = io.popen(string.format("LUA_FUZZ_LUA=%s LUA_FUZZ_DIR=%s lua5.4 spec/fuzz/lua_api_fuzz.lua " ..
+        "drive 7 7 10 20 %s 2>&1", dir .. ".sh", dir, strict))
+      local out = p:read("a")
+      return p:close(), out
+    end
+    local ok_strict, out_strict = drive("1")
+    local ok_plain, out_plain = drive("0")
+    os.remove(dir .. ".sh")
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.is_falsy(ok_strict)
+    assert.truthy(out_strict:find("FAIL seed 7: 1 internal errors (strict)", 1, true), out_strict)
+    assert.truthy(out_strict:find("keras/layers.lua:9: attempt to index a nil value", 1, true), out_strict)
+    assert.is_true(ok_plain, out_plain)
+    assert.truthy(out_plain:find("0 failed, 1 internal-error kinds", 1, true), out_plain)
   end)
 
   it("reports a crashing child with its seed and last calls", function()

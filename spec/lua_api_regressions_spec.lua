@@ -267,3 +267,80 @@ describe("callbacks", function()
     fails_with("EarlyStopping: set_params: params must be a table. Received: params=nil", e.set_params, e, nil)
   end)
 end)
+
+describe("more layer methods", function()
+  it("a list of inputs with a lying __len is measured raw (was layers.lua:263 'attempt to compare')", function()
+    local x = L.Input{shape = {3}}
+    local d = L.Dense{units = 1}
+    d(x)
+    local lying = setmetatable({x, x}, {__len = function() return "x" end})
+    fails_with("Dense: call expects one input node. Received: inputs={a graph node", d.call, d, lying)
+    local c = L.Concatenate{}
+    assert.same({-1, 6}, c(lying).shape)
+  end)
+  it("check_input checks its shape and needs a built layer (was 'attempt to get length')", function()
+    local d = L.Dense{units = 2}
+    fails_with("Dense: layer '" .. d.name .. "' is not built: check_input compares with the shape it was built for",
+      d.check_input, d, {-1, 3})
+    d:build({-1, 3})
+    fails_with("Dense: check_input expects an input shape (integers, -1 for an unknown dimension). " ..
+      "Received: input_shape=nil", d.check_input, d, nil)
+    fails_with("Dense: input 1 of layer '" .. d.name .. "' is incompatible with the layer: expected axis -1 " ..
+      "of input shape to have value 3, but received input with shape (None, 4)", d.check_input, d, {-1, 4})
+    local g = L.GlobalAveragePooling1D{}
+    g:build({-1, 2, 3})
+    fails_with("GlobalAveragePooling1D: check_input expects an input shape", g.check_input, g, 5)
+  end)
+  it("add_weight names a bad name, shape, initializer or option (was 'attempt to call a nil value')", function()
+    local d = L.Dense{units = 2}
+    local fn = "Dense: add_weight"
+    fails_with(fn .. ": name must be a string. Received: name=1", d.add_weight, d, 1, {2}, "zeros")
+    fails_with(fn .. ": shape must be a table of integers >= 0. Received: shape={2, -1}", d.add_weight, d, "w",
+      {2, -1}, "zeros")
+    fails_with(fn .. ": unknown initializer 'nil'", d.add_weight, d, "w", {2})
+    fails_with(fn .. ": unknown option 'bogus'", d.add_weight, d, "w", {2}, "zeros", {bogus = 1})
+    fails_with(fn .. ": stype must be 'default' or 'row_sparse'. Received: stype='csr'", d.add_weight, d, "w",
+      {2}, "zeros", {stype = "csr"})
+    fails_with(fn .. ": the initializer of 'w' must return a tensor of shape (2,). Received: 5", d.add_weight, d,
+      "w", {2}, function() return 5 end)
+    fails_with("add_weight: expects a layer (layer:add_weight(...)). Received: 5", d.add_weight, 5, "w", {2})
+    local w = d:add_weight("w", {2, 3}, "ones")
+    assert.same({{1, 1, 1}, {1, 1, 1}}, w:totable())
+  end)
+end)
+
+describe("K.placeholder and graph nodes", function()
+  it("ndim must be a small integer (was symbolic.lua:254 'bad for limit', and 1e300 a hang)", function()
+    fails_with("placeholder: ndim must be an integer in [0, 8]. Received: ndim='x'", K.placeholder, {ndim = "x"})
+    fails_with("placeholder: ndim must be an integer in [0, 8]. Received: ndim=1e+300", K.placeholder,
+      {ndim = 1e300})
+    assert.same({-1, -1}, K.placeholder{ndim = 2}.shape)
+  end)
+  it("a table given the node metatable is not a node (was symbolic.lua:54, 84 'attempt to index')", function()
+    local x = K.placeholder{shape = {-1, 3}}
+    local forged = setmetatable({}, getmetatable(x))
+    fails_with("kind: expected a graph node (K.placeholder, keras.layers.Input or an op on them). Received: 5",
+      x.kind, 5)
+    fails_with("node: expected a graph node", function() return forged.shape end)
+    assert.is_false(K.is_placeholder(forged))
+    assert.equal("placeholder", x:kind())
+  end)
+end)
+
+describe("ModelCheckpoint and CSVLogger hooks", function()
+  it("name bad logs, a bad epoch and a missing model (was callbacks_io.lua:98, 89)", function()
+    local mc = keras.callbacks.ModelCheckpoint{filepath = os.tmpname() .. "_{epoch}.klm"}
+    fails_with("ModelCheckpoint: on_epoch_end expects logs to be a table. Received: logs=5", mc.on_epoch_end, mc, 1, 5)
+    fails_with("ModelCheckpoint: on_epoch_end expects an integer epoch. Received: epoch=x", mc.on_epoch_end, mc, "x", {})
+    fails_with("ModelCheckpoint: on_epoch_end needs a model (fit sets it; or call set_model(model) first)",
+      mc.on_epoch_end, mc, 1, {})
+    fails_with("ModelCheckpoint: verbose must be a number. Received: verbose=x", keras.callbacks.ModelCheckpoint,
+      {filepath = "a", verbose = "x"})
+    local path = os.tmpname()
+    local csv = keras.callbacks.CSVLogger{filename = path}
+    fails_with("CSVLogger: on_epoch_end expects logs to be a table. Received: logs='x'", csv.on_epoch_end, csv, 1, "x")
+    csv:on_epoch_end(1, {loss = 0.5})
+    csv:on_train_end()
+    os.remove(path)
+  end)
+end)

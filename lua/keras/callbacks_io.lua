@@ -24,7 +24,7 @@ function io_cb.format_path(template, vars)
     local v = vars[key]
     if v == nil then
       local keys = {}
-      for k in pairs(vars) do keys[#keys + 1] = k end
+      for k in pairs(vars) do keys[#keys + 1] = tostring(k) end
       table.sort(keys)
       fail("ModelCheckpoint: filepath '%s' uses '{%s}' but the logs have no such key (available: %s)",
         template, key, table.concat(keys, ", "))
@@ -71,6 +71,9 @@ setmetatable(ModelCheckpoint, {__index = Callback, __call = function(cls, opts)
   if mode == "auto" then
     mode = (monitor:find("acc") or monitor:find("^fmeasure")) and "max" or "min"
   end
+  if opts.verbose ~= nil and type(opts.verbose) ~= "number" then
+    fail("ModelCheckpoint: verbose must be a number. Received: verbose=%s", tostring(opts.verbose))
+  end
   local period = opts.period or 1
   if math.type(period) ~= "integer" or period < 1 then
     fail("ModelCheckpoint: period must be a positive integer. Received: period=%s", tostring(period))
@@ -85,12 +88,17 @@ local function fmt5(x) return (string.format("%0.5f", x)) end
 
 function ModelCheckpoint:_save(path)
   local m = self.model
-  if not m then fail("ModelCheckpoint: no model (the callback is not attached to a fit)") end
+  if type(m) ~= "table" or type(m.save) ~= "function" or type(m.save_weights) ~= "function" then
+    fail("ModelCheckpoint: on_epoch_end needs a model (fit sets it; or call set_model(model) first)")
+  end
   if self.save_weights_only then m:save_weights(path) else m:save(path) end
 end
 
 function ModelCheckpoint:on_epoch_end(epoch, logs)
-  logs = logs or {}
+  logs = callbacks.hook_logs(self, "on_epoch_end", logs)
+  if math.type(epoch) ~= "integer" then
+    fail("ModelCheckpoint: on_epoch_end expects an integer epoch. Received: epoch=%s", tostring(epoch))
+  end
   self.epochs_since_last_save = self.epochs_since_last_save + 1
   if self.epochs_since_last_save < self.period then return end
   self.epochs_since_last_save = 0

@@ -111,7 +111,7 @@ function M.install(callbacks)
   end
 
   function CSVLogger:on_epoch_end(epoch, logs)
-    logs = logs or {}
+    logs = callbacks.hook_logs(self, "on_epoch_end", logs)
     if not self.file then self:on_train_begin() end -- used outside fit: open on first use
     if not self.keys then
       self.keys = {}

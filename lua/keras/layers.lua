@@ -111,7 +111,13 @@ local function define(cls, allowed, init)
   c.class_name = cls
   -- call and build, once defined on the class, check their argument first
   setmetatable(c, {__index = Layer, __newindex = function(t, k, f)
-    if (k == "call" or k == "build") and type(f) == "function" then
+    if k == "check_input" and type(f) == "function" then
+      local impl = f
+      f = function(self, shape, ...)
+        build_arg(self, shape, "check_input")
+        return impl(self, shape, ...)
+      end
+    elseif (k == "call" or k == "build") and type(f) == "function" then
       local check = k == "call" and call_arg or build_arg
       local impl = f
       f = function(self, x, ...)
@@ -160,11 +166,45 @@ function layers.is_layer(x)
     rawget(mt, "__call") ~= nil
 end
 
+-- A plain shape table: integers >= -1 at keys 1..n, nothing else, no metatable.
+local function is_shape(s)
+  if type(s) ~= "table" or getmetatable(s) ~= nil then return false end
+  local n = 0
+  for _, d in next, s do
+    if math.type(d) ~= "integer" or d < -1 then return false end
+    n = n + 1
+  end
+  for i = 1, n do if rawget(s, i) == nil then return false end end
+  return true
+end
+
+local function same_shape(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
 -- add_weight(name, shape, initializer, {stype=, grad_stype=, trainable=}) -> tensor. A
 -- row_sparse weight stores all its rows (the optimizers' fast path).
 function Layer:add_weight(name, shape, init, o)
-  o = o or {}
+  if not layers.is_layer(self) then fail("add_weight: expects a layer (layer:add_weight(...)). Received: %s", repr(self)) end
+  local fn = self.class_name .. ": add_weight"
+  if type(name) ~= "string" then fail("%s: name must be a string. Received: name=%s", fn, repr(name)) end
+  local ok = is_shape(shape)
+  for i = 1, ok and #shape or 0 do ok = shape[i] >= 0 end
+  if not ok then fail("%s: shape must be a table of integers >= 0. Received: shape=%s", fn, repr(shape)) end
+  init = initializers.get(init, fn)
+  o = A.check_opts(fn, o, {stype = true, grad_stype = true, trainable = true})
+  for _, k in ipairs({"stype", "grad_stype"}) do
+    if o[k] ~= nil and o[k] ~= "default" and o[k] ~= "row_sparse" then
+      fail("%s: %s must be 'default' or 'row_sparse'. Received: %s=%s", fn, k, k, repr(o[k]))
+    end
+  end
   local t = init(shape, self.dtype)
+  if not core.is_tensor(t) or not same_shape(t.shape, shape) then
+    fail("%s: the initializer of '%s' must return a tensor of shape %s. Received: %s", fn, name,
+      shape_str(shape), repr(t))
+  end
   if t.dtype ~= self.dtype then t = core.array(t, {dtype = self.dtype}) end
   if o.stype == "row_sparse" then
     t = core.row_sparse_array{data = t, indices = core.range(1, shape[1], 1, {dtype = "int64"}),
@@ -200,12 +240,6 @@ function Layer:get_weights()
   local r = {}
   for i, w in ipairs(self._weights) do r[i] = w.tensor:copy() end
   return r
-end
-
-local function same_shape(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do if a[i] ~= b[i] then return false end end
-  return true
 end
 
 -- set_weights(list): values (tensors or nested tables) in the order of layer.weights.
@@ -260,7 +294,7 @@ end
 -- Checks the input nodes and returns their shapes (a list when several inputs).
 local function check_inputs(self, x)
   if is_node(x) then return x.shape end
-  if type(x) == "table" and not core.is_tensor(x) and #x > 0 then
+  if type(x) == "table" and not core.is_tensor(x) and rawget(x, 1) ~= nil then   -- not #x: __len may lie
     local shapes = {}
     for i, n in ipairs(x) do
       if not is_node(n) then
@@ -294,31 +328,24 @@ function call_arg(self, x)
   end
 end
 
--- A plain shape table: integers >= -1 at keys 1..n, nothing else, no metatable.
-local function is_shape(s)
-  if type(s) ~= "table" or getmetatable(s) ~= nil then return false end
-  local n = 0
-  for _, d in next, s do
-    if math.type(d) ~= "integer" or d < -1 then return false end
-    n = n + 1
-  end
-  for i = 1, n do if rawget(s, i) == nil then return false end end
-  return true
-end
-
 -- The argument of a public layer:build(input_shape): a shape (a table of integers, -1 for
 -- an unknown dimension), a list of them for a multi-input layer; once only.
-function build_arg(self, shape)
+function build_arg(self, shape, method)
+  method = method or "build"
   local ok = is_shape(shape)
   if self.multi_input then
     ok = type(shape) == "table" and not core.is_tensor(shape) and rawget(shape, 1) ~= nil
     for i = 1, ok and rawlen(shape) or 0 do ok = ok and is_shape(rawget(shape, i)) end
   end
   if not ok then
-    fail("%s: build expects %s (integers, -1 for an unknown dimension). Received: input_shape=%s",
-      self.class_name, self.multi_input and "a list of input shapes" or "an input shape", repr(shape))
+    fail("%s: %s expects %s (integers, -1 for an unknown dimension). Received: input_shape=%s",
+      self.class_name, method, self.multi_input and "a list of input shapes" or "an input shape", repr(shape))
   end
-  if self.built then fail("%s: layer '%s' is already built", self.class_name, self.name) end
+  if self.built and method == "build" then fail("%s: layer '%s' is already built", self.class_name, self.name) end
+  if not self.built and method == "check_input" then
+    fail("%s: layer '%s' is not built: check_input compares with the shape it was built for", self.class_name,
+      self.name)
+  end
 end
 
 function Layer:_call(x)
@@ -326,7 +353,7 @@ function Layer:_call(x)
   if self.multi_input and is_node(x) then
     fail("%s: expected a list of inputs", self.class_name)
   elseif not self.multi_input and not is_node(x) then
-    fail("%s: expected one input node, got a list of %d", self.class_name, #x)
+    fail("%s: expected one input node, got a list of %d", self.class_name, rawlen(x))
   end
   if not self.built then
     if self.build then self:build(shapes, x) end
@@ -441,20 +468,18 @@ local Embedding = define("Embedding", {input_dim = true, output_dim = true, inpu
   self.embeddings_initializer = initializers.get(o.embeddings_initializer or "uniform", "Embedding")
 end)
 
-function Embedding:build(shape)
-  if #shape ~= 2 then
-    fail("Embedding: layer '%s' expects ids of shape (batch, length), got %s", self.name, shape_str(shape))
-  end
-  self:check_input(shape)
-  self.embeddings = self:add_weight("embeddings", {self.vocab, self.output_dim},
-    self.embeddings_initializer, {grad_stype = self.sparse_grad and "row_sparse" or "default"})
-end
-
-function Embedding:check_input(shape)
+local function emb_check(self, shape)
   if #shape ~= 2 then
     fail("Embedding: layer '%s' expects ids of shape (batch, length), got %s", self.name, shape_str(shape))
   end
   if self.input_length and shape[2] ~= self.input_length then incompatible(self, 2, self.input_length, shape) end
+end
+Embedding.check_input = emb_check
+
+function Embedding:build(shape)
+  emb_check(self, shape)
+  self.embeddings = self:add_weight("embeddings", {self.vocab, self.output_dim},
+    self.embeddings_initializer, {grad_stype = self.sparse_grad and "row_sparse" or "default"})
 end
 
 function Embedding:call(x)
@@ -509,22 +534,26 @@ local Concatenate = define("Concatenate", {axis = true}, function(self, o)
   self.multi_input = true
 end)
 function Concatenate:build(shapes)
-  if #shapes < 2 then fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, #shapes) end
+  if rawlen(shapes) < 2 then
+    fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, rawlen(shapes))
+  end
 end
 function Concatenate:call(x)
-  if #x < 2 then fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, #x) end
+  if rawlen(x) < 2 then
+    fail("Concatenate: layer '%s' needs at least 2 inputs, got %d", self.name, rawlen(x))
+  end
   return K.concatenate(x, self.axis)
 end
 
 -- ------------------------------------------------------------ GlobalAveragePooling1D
 local GAP1D = define("GlobalAveragePooling1D", {}, function() end)
-function GAP1D:check_input(shape)
+local function gap_check(self, shape)
   if #shape ~= 3 then
     fail("GlobalAveragePooling1D: layer '%s' expects a 3-d input (batch, steps, features), got %s",
       self.name, shape_str(shape))
   end
 end
-GAP1D.build = GAP1D.check_input
+GAP1D.check_input, GAP1D.build = gap_check, gap_check
 function GAP1D:call(x) return K.mean(x, 2) end
 
 -- ------------------------------------------------------------ Lambda

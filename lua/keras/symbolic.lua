@@ -41,14 +41,21 @@ local Node = {}
 local node_methods = {}
 S.Node = Node
 
-local function is_node(x) return getmetatable(x) == Node end
+-- A node: Node's metatable and a graph state (a table merely given Node's metatable is not).
+local function is_node(x) return getmetatable(x) == Node and type(rawget(x, "gs")) == "table" end
 S.is_node = is_node
 
 local GradNode = {}
 S.GradNode = GradNode
-local function is_grad(x) return getmetatable(x) == GradNode end
+local function is_grad(x) return getmetatable(x) == GradNode and type(rawget(x, "gs")) == "table" end
+
+local function not_a_node(fname, n)
+  error(string.format("%s: expected a graph node (K.placeholder, keras.layers.Input or an op on " ..
+    "them). Received: %s", fname, require("keras.argcheck").repr(n)), 0)
+end
 
 local function meta(n)
+  if not is_node(n) then not_a_node("node", n) end
   local m = rawget(n, "_meta")
   if not m then
     m = n.gs.g:meta(n.id)
@@ -81,7 +88,10 @@ Node.__tostring = function(n)
   return string.format("<Node %d %s %s %s>", n.id, shape_str(m.shape), m.dtype, m.stype)
 end
 
-function node_methods.kind(n) return n.gs.g:kind(n.id) end
+function node_methods.kind(n)
+  if not is_node(n) then not_a_node("kind", n) end
+  return n.gs.g:kind(n.id)
+end
 
 -- ------------------------------------------------------------ recording (autograd)
 -- While recording, every eager op also appends a node to the recording's graph: results
@@ -250,6 +260,10 @@ function K.placeholder(opts)
     ndim = true})
   local shape = opts.shape
   if shape == nil and opts.ndim then
+    if math.type(opts.ndim) ~= "integer" or opts.ndim < 0 or opts.ndim > 8 then
+      error("placeholder: ndim must be an integer in [0, 8]. Received: ndim=" ..
+        require("keras.argcheck").repr(opts.ndim), 0)
+    end
     shape = {}
     for i = 1, opts.ndim do shape[i] = -1 end
   end
@@ -423,9 +437,10 @@ function K.gradients(loss, variables)
 end
 
 GradNode.__index = function(n, k)
+  if type(rawget(n, "gs")) ~= "table" then return nil end
   if k == "shape" or k == "dtype" or k == "ndim" then return n.gs.g:meta(n.var_id)[k] end
   if k == "stype" then return n.grad_stype end
 end
-GradNode.__tostring = function(n) return "<Gradient of node " .. n.var_id .. ">" end
+GradNode.__tostring = function(n) return "<Gradient of node " .. tostring(rawget(n, "var_id")) .. ">" end
 
 return S
