@@ -344,3 +344,16 @@ describe("ModelCheckpoint and CSVLogger hooks", function()
     os.remove(path)
   end)
 end)
+
+describe("EarlyStopping with its monitor missing from the logs", function()
+  it("warns through keras.utils.warn (was a raw io.stderr write) and keys of any type are listed", function()
+    local got = {}
+    local saved = keras.utils.warn
+    keras.utils.warn = function(m) got[#got + 1] = m end
+    local e = keras.callbacks.EarlyStopping{monitor = "val_loss"}
+    local ok, err = pcall(e.on_epoch_end, e, 1, {loss = 1, [2] = 3})
+    keras.utils.warn = saved
+    assert(ok, err)
+    assert.same({"EarlyStopping: monitor 'val_loss' is not available (available: 2, loss); skipping"}, got)
+  end)
+end)

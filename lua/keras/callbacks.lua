@@ -187,8 +187,8 @@ function EarlyStopping:on_epoch_end(epoch, logs)
   logs = hook_logs(self, "on_epoch_end", logs)
   local cur = logs[self.monitor]
   if cur == nil then
-    io.stderr:write(string.format("EarlyStopping: monitor '%s' is not available (available: %s); " ..
-      "skipping\n", self.monitor, (function()
+    require("keras.utils").warn(string.format("EarlyStopping: monitor '%s' is not available (available: %s); " ..
+      "skipping", self.monitor, (function()
         local ks = {}
         for k in next, logs do ks[#ks + 1] = tostring(k) end
         table.sort(ks)

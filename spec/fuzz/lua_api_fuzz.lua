@@ -269,6 +269,10 @@ local function run_seed(seed, ncalls, logpath)
     mko("CB History", keras.callbacks.History)
     mko("CB LRScheduler", keras.callbacks.LearningRateScheduler,
       {schedule = function(e, lr) return lr end})
+    mko("CB ProgbarLogger", keras.callbacks.ProgbarLogger, {verbose = 2, out = io.open("/dev/null", "w")})
+    mko("CB LambdaCallback", keras.callbacks.LambdaCallback, {on_epoch_end = function() end})
+    mko("CB CSVLogger", keras.callbacks.CSVLogger, {filename = "fz_log.csv"})
+    mko("CB ModelCheckpoint", keras.callbacks.ModelCheckpoint, {filepath = "fz_{epoch:02d}.klm"})
     mko("keras.cpu()", keras.cpu)
     -- a LibSVM file to read
     local f = io.open("fz_data.svm", "w")
@@ -505,7 +509,7 @@ local function run_seed(seed, ncalls, logpath)
     "compute_output_shape", "create_state", "update", "get", "set", "get_learning_rate",
     "set_learning_rate", "batches", "reset", "next", "num_batches", "close", "on_train_begin",
     "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
-    "set_model", "set_params", "pop"}
+    "set_model", "set_params", "pop", "check_input", "add_weight", "kind"}
   local function obj_call(mname)
     return function(...)
       local o = R.chance(0.9) and R.pick(objects) or draw_any()
@@ -566,6 +570,8 @@ local function run_seed(seed, ncalls, logpath)
     ["data_utils.dump_svmlight_file"] = "T T P", ["data_utils.load_svmlight_file"] = "P O:svm",
     ["obj:fit"] = "X Y O:fit", ["obj:evaluate"] = "X Y O:fit", ["obj:predict"] = "X O:fit",
     ["obj:train_on_batch"] = "X Y", ["obj:test_on_batch"] = "X Y", ["obj:predict_on_batch"] = "X",
+    ["obj:check_input"] = "H", ["obj:build"] = "H", ["obj:on_epoch_end"] = "I O", ["obj:on_batch_end"] = "I O",
+    ["obj:on_epoch_begin"] = "I O", ["obj:set_params"] = "O",
     ["obj:set_weights"] = "L", ["obj:update"] = "T T T", ["obj:create_state"] = "T",
     ["obj:save"] = "P", ["obj:save_weights"] = "P", ["obj:load_weights"] = "P",
     ["models.load_model"] = "P", ["layer(node)"] = "X", ["model:fit(fresh)"] = "X Y O:fit", ["obj:compile"] = "O:compile",
