@@ -91,6 +91,21 @@ kl_status kl_svmlight_load(const char *path, const kl_svmlight_opts *opts, kl_te
     goto done;
   }
   int64_t ncols = o.n_features > 0 ? o.n_features : (p.max_raw < 0 ? 0 : p.max_raw - base + 1);
+  /* rows x columns must stay a valid tensor shape (kl_shape_check): say which line asks for
+   * more, instead of the CSR constructor's message (fuzz_svmlight finding) */
+  if (ncols > KL_MAX_NUMEL / b.rows) {
+    st = o.n_features > 0
+             ? kl_seterr(KL_EINVAL,
+                         "%s: n_features=%lld for %lld rows makes the matrix too large (more "
+                         "than 2^48 elements)",
+                         path, (long long)o.n_features, (long long)b.rows)
+             : kl_seterr(KL_EFORMAT,
+                         "%s:%lld: index %lld makes the matrix too large (%lld rows x %lld "
+                         "columns is more than 2^48 elements)",
+                         path, (long long)p.max_raw_line, (long long)p.max_raw,
+                         (long long)b.rows, (long long)ncols);
+    goto done;
+  }
   st = build_outputs(&b, o.dtype, ncols, extra, o.want_qid && qid && p.qid_state == 1, X, y,
                      qid);
 done:

@@ -41,4 +41,18 @@ describe("integer extremes", function()
     fails_with("slice: rows ", function() return R:slice(min, 2) end)
     fails_with("get: index 1 = ", function() return R:get(min, 1) end)
   end)
+  -- fuzz_svmlight finding (spec/fuzz/regressions/svmlight/index_too_large_for_rows): an index
+  -- that fits alone but makes rows x columns exceed 2^48 got the CSR constructor's message
+  it("a LibSVM index too large for the number of rows", function()
+    local p = os.tmpname()
+    local f = assert(io.open(p, "w"))
+    f:write("-2 277777007777000:8\n-1 26:3\n")
+    f:close()
+    local du = keras.data_utils
+    fails_with("load_svmlight_file: " .. p .. ":1: index 277777007777000 makes the matrix too large " ..
+      "(2 rows x 277777007777000 columns is more than 2^48 elements)", function() return du.load_svmlight_file(p) end)
+    fails_with("load_svmlight_file: " .. p .. ": n_features=281474976710656 for 2 rows makes the matrix too large",
+      function() return du.load_svmlight_file(p, {n_features = 1 << 48}) end)
+    os.remove(p)
+  end)
 end)
