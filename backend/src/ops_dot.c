@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include "ops_internal.h"
@@ -321,6 +322,43 @@ static int64_t *radix_sort_ids(int64_t *ids, int64_t *tmp, int64_t n, const int6
   return ids;
 }
 
+/* Stable LSD radix sort of packed entries x = (key << 32) | id (key < 2^32, id < 2^32) by
+ * key, keys < 2^bits. When 2^bits <= n + 2048 one counting pass of bits-wide digits does
+ * it (O(n), the count array bounded by the entry count); otherwise ceil(bits / 11) passes
+ * of equal digits <= 11 bits. The digits are read from x itself, so no pass touches the
+ * key array. Returns the buffer holding the result (x or tmp), or NULL when out of memory. */
+static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bits) {
+  int passes = 0, w = 0;
+  if (bits > 0 && ((int64_t)1 << bits) <= n + 2048) {
+    passes = 1;
+    w = bits;
+  } else if (bits > 0) {
+    passes = (bits + 10) / 11;
+    w = (bits + passes - 1) / passes;
+  }
+  if (passes == 0) return x;
+  const size_t nd = (size_t)1 << w;
+  int64_t *count = kl_malloc_n(nd, sizeof *count);
+  if (!count) return NULL;
+  for (int q = 0, shift = 32; q < passes; q++, shift += w) {
+    const uint64_t mask = (uint64_t)nd - 1;
+    memset(count, 0, nd * sizeof *count);
+    for (int64_t p = 0; p < n; p++) count[(x[p] >> shift) & mask]++;
+    int64_t s = 0;
+    for (size_t d = 0; d < nd; d++) {
+      int64_t c = count[d];
+      count[d] = s;
+      s += c;
+    }
+    for (int64_t p = 0; p < n; p++) tmp[count[(x[p] >> shift) & mask]++] = x[p];
+    uint64_t *t = x;
+    x = tmp;
+    tmp = t;
+  }
+  kl_free(count);
+  return x;
+}
+
 /* csr^T (a is R x C, the result C x N) . dense or row_sparse (R x N) -> row_sparse holding
  * only the columns of a that some entry touches (with a row_sparse b: entries whose row b
  * stores), rows sorted. The touched columns are found by a radix sort of the entries by
@@ -333,7 +371,7 @@ static kl_status dot_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at,
   kl_meta om;
   KL_TRY(view_of(in, at, &v, &om));
   const kl_tensor *a = in[0], *b = in[1];
-  const int64_t R = a->shape[0], C = a->shape[1], N = v.N, nnz = a->nnz;
+  const int64_t R = a->shape[0], N = v.N, nnz = a->nnz;
   const kl_dtype dt = om.dtype;
   const size_t es = kl_dtype_size(dt);
   kl_tensor *o = NULL;
@@ -360,22 +398,58 @@ static kl_status dot_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at,
     for (int64_t i = 0; i < R; i++)
       for (int64_t j = ip[i]; j < ip[i + 1]; j++) brow[j] = i;
   }
-  int64_t n = 0;
+  const int64_t *ai = a->indices;
+  int64_t n = 0, kmin = INT64_MAX, kmax = -1;
   for (int64_t j = 0; j < nnz; j++)
-    if (brow[j] >= 0) ids[n++] = j;
-  int64_t *sorted = radix_sort_ids(ids, tmp, n, a->indices, C > 0 ? C - 1 : 0);
-  /* Unique columns: cptr[u] is the first sorted entry of output row u. */
-  int64_t U = 0;
-  for (int64_t p = 0; p < n; p++) {
-    int64_t j = sorted[p];
-    if (p == 0 || a->indices[j] != a->indices[sorted[p - 1]]) cptr[U++] = p;
-    srow[p] = brow[j];
-    memcpy(sval + (size_t)p * es, (const char *)a->data + (size_t)j * es, es);
+    if (brow[j] >= 0) {
+      ids[n++] = j;
+      if (ai[j] < kmin) kmin = ai[j];
+      if (ai[j] > kmax) kmax = ai[j];
+    }
+  /* Sort the entries by column (stable: entry order within a column). ukey gets the
+   * output rows' columns: it is whichever of ids/tmp the sort did not leave its result in. */
+  int64_t U = 0, *ukey;
+  if (n > 0 && nnz <= (int64_t)UINT32_MAX && kmax - kmin <= (int64_t)UINT32_MAX) {
+    /* Packed (column - kmin, entry) pairs: the passes read contiguous words, and only
+     * as many digits as the batch's column range needs. */
+    uint64_t *px = (uint64_t *)ids;
+    int bits = 0;
+    while (bits < 32 && ((kmax - kmin) >> bits) > 0) bits++;
+    for (int64_t p = 0; p < n; p++) px[p] = ((uint64_t)(ai[ids[p]] - kmin) << 32) | (uint64_t)ids[p];
+    uint64_t *sx = radix_sort_packed(px, (uint64_t *)tmp, n, bits);
+    if (!sx) {
+      st = KL_ENOMEM;
+      goto done;
+    }
+    ukey = sx == px ? tmp : ids;
+    for (int64_t p = 0; p < n; p++) {
+      const int64_t k = (int64_t)(sx[p] >> 32) + kmin, j = (int64_t)(sx[p] & 0xffffffffu);
+      if (p == 0 || k != ukey[U - 1]) {
+        ukey[U] = k;
+        cptr[U++] = p;
+      }
+      srow[p] = brow[j];
+      if (es == 4) ((float *)sval)[p] = ((const float *)a->data)[j];
+      else if (es == 8) ((double *)sval)[p] = ((const double *)a->data)[j];
+      else memcpy(sval + (size_t)p * es, (const char *)a->data + (size_t)j * es, es);
+    }
+  } else {
+    int64_t *sorted = radix_sort_ids(ids, tmp, n, ai, kmax > 0 ? kmax : 0);
+    ukey = sorted == ids ? tmp : ids;
+    for (int64_t p = 0; p < n; p++) {
+      int64_t j = sorted[p];
+      if (p == 0 || ai[j] != ukey[U - 1]) {
+        ukey[U] = ai[j];
+        cptr[U++] = p;
+      }
+      srow[p] = brow[j];
+      memcpy(sval + (size_t)p * es, (const char *)a->data + (size_t)j * es, es);
+    }
   }
   cptr[U] = n;
   st = kl_tensor_new_rsp(dt, om.ndim, om.shape, U, &o);
   if (st != KL_OK) goto done;
-  for (int64_t u = 0; u < U; u++) o->indices[u] = a->indices[sorted[cptr[u]]];
+  if (U > 0) memcpy(o->indices, ukey, (size_t)U * sizeof *ukey);
   if (N > 0 && U > 0) {
     const void *B = b->data;
     char *y = o->data;
