@@ -111,4 +111,40 @@ done:
   return err;
 }
 
+/* csr (rows x cols, nnz stored) from 0-based indptr/indices/values; checked, exits on failure. */
+static inline kl_tensor *kt_csr_of(kl_dtype dt, int64_t r, int64_t c, int64_t nnz,
+                                   const int64_t *ip, const int64_t *ix, const double *v) {
+  kl_tensor *t = NULL;
+  CHECK_OK(kl_tensor_new_csr(dt, r, c, nnz, &t));
+  if (!t) exit(2);
+  for (int64_t i = 0; i <= r; i++) t->indptr[i] = ip[i];
+  for (int64_t j = 0; j < nnz; j++) {
+    t->indices[j] = ix[j];
+    kl_tensor_data_set(t, j, v[j]);
+  }
+  CHECK_OK(kl_tensor_check_format(t, "test", 0));
+  return t;
+}
+
+/* Fails the k-th allocation for every k: the call succeeds or says KL_ENOMEM, never
+ * crashes, and (under ASan) leaks nothing. bi < 0: forward; else the backward of input bi. */
+static inline void kt_alloc_sweep(kl_op op, kl_tensor **in, int nin, const kl_attrs *a, int bi,
+                                  kl_stype want) {
+  kl_tensor *out = NULL;
+  CHECK_OK(kl_op_run(op, in, nin, a, &out));
+  int done = 0, bad = 0;
+  for (long k = 1; k < 200 && !done; k++) {
+    kl_tensor *r = NULL;
+    kl_alloc_fail_at(k);
+    kl_status st = bi < 0 ? kl_op_run(op, in, nin, a, &r)
+                          : kl_op_backward(op, in, nin, a, out, out, bi, want, &r);
+    kl_alloc_fail_at(0);
+    if (st == KL_OK) done = 1;
+    else bad += st != KL_ENOMEM || r != NULL;
+    kl_tensor_release(r);
+  }
+  CHECK(done && !bad);
+  kl_tensor_release(out);
+}
+
 #endif

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include "kltest.h"
+#include "kltest_ops.h"
 #include "kl/registry.h"
 #include "ops_internal.h"
 
@@ -11,21 +12,6 @@ static kl_tensor *dense_of(kl_dtype dt, int ndim, const int64_t *shape, const do
   CHECK_OK(kl_tensor_new_dense(dt, ndim, shape, &t));
   if (!t) exit(2);
   for (int64_t i = 0; i < kl_tensor_numel(t); i++) kl_tensor_data_set(t, i, v ? v[i] : 1.0);
-  return t;
-}
-
-/* csr from arrays (0-based). */
-static kl_tensor *csr_of(kl_dtype dt, int64_t r, int64_t c, int64_t nnz, const int64_t *ip,
-                         const int64_t *ix, const double *v) {
-  kl_tensor *t = NULL;
-  CHECK_OK(kl_tensor_new_csr(dt, r, c, nnz, &t));
-  if (!t) exit(2);
-  for (int64_t i = 0; i <= r; i++) t->indptr[i] = ip[i];
-  for (int64_t j = 0; j < nnz; j++) {
-    t->indices[j] = ix[j];
-    kl_tensor_data_set(t, j, v[j]);
-  }
-  CHECK_OK(kl_tensor_check_format(t, "test", 0));
   return t;
 }
 
@@ -149,7 +135,7 @@ static void test_tutorial_csrT(void) {
   int64_t ip[4] = {0, 2, 2, 3}, ix[3] = {0, 2, 1}, s[2] = {3, 2};
   double v[3] = {7, 8, 9};
   for (int dt = 0; dt < 2; dt++) {
-    kl_tensor *a = csr_of(dt, 3, 5, 3, ip, ix, v), *b = dense_of(dt, 2, s, NULL);
+    kl_tensor *a = kt_csr_of(dt, 3, 5, 3, ip, ix, v), *b = dense_of(dt, 2, s, NULL);
     kl_tensor *in[2] = {a, b};
     kl_attrs at = {0};
     at.transpose_a = 1;
@@ -175,7 +161,7 @@ static void test_exact_sparse(void) {
   /* a = [[1 0 2], [0 0 0], [0 3 0]] (3 x 3) */
   int64_t ip[4] = {0, 2, 2, 3}, ix[3] = {0, 2, 1}, s2[2] = {3, 2};
   double v[3] = {1, 2, 3}, vb[6] = {1, 2, 3, 4, 5, 6};
-  kl_tensor *a = csr_of(KL_FLOAT64, 3, 3, 3, ip, ix, v);
+  kl_tensor *a = kt_csr_of(KL_FLOAT64, 3, 3, 3, ip, ix, v);
   kl_tensor *b = dense_of(KL_FLOAT64, 2, s2, vb); /* [[1 2] [3 4] [5 6]] */
   kl_tensor *brsp = NULL;
   int64_t *idx;
@@ -311,7 +297,7 @@ static void test_random(void) {
 static void test_zero_sizes(void) {
   int64_t ip[4] = {0, 0, 0, 0};
   for (int dt = 0; dt < 2; dt++) {
-    kl_tensor *a = csr_of(dt, 3, 0, 0, ip, NULL, NULL);
+    kl_tensor *a = kt_csr_of(dt, 3, 0, 0, ip, NULL, NULL);
     int64_t s02[2] = {0, 2}, s30[2] = {3, 0}, s32[2] = {3, 2};
     kl_tensor *b = dense_of(dt, 2, s02, NULL), *ad = dense_of(dt, 2, s30, NULL);
     kl_tensor *o = run_dot(a, b, 0, 0);
@@ -323,7 +309,7 @@ static void test_zero_sizes(void) {
     for (int i = 0; o && i < 6; i++) CHECK(kl_tensor_data_at(o, i) == 0);
     kl_tensor_release(o);
     /* csr 3x5 with no entries: csr^T . ones(3x2) is an empty 5x2 row_sparse */
-    kl_tensor *e = csr_of(dt, 3, 5, 0, ip, NULL, NULL), *ones = dense_of(dt, 2, s32, NULL);
+    kl_tensor *e = kt_csr_of(dt, 3, 5, 0, ip, NULL, NULL), *ones = dense_of(dt, 2, s32, NULL);
     o = run_dot(e, ones, 1, 0);
     CHECK(o && o->stype == KL_STYPE_ROW_SPARSE && o->nnz == 0 && o->shape[0] == 5);
     kl_tensor_release(o);
@@ -510,27 +496,6 @@ static void test_gradients(void) {
   kl_tensor_release(m);
 }
 
-/* Fails the k-th allocation for every k: the call succeeds or says KL_ENOMEM, never
- * crashes, and (under ASan) leaks nothing. bi < 0: forward; else the backward of input bi. */
-static void alloc_sweep(kl_op op, kl_tensor **in, int nin, const kl_attrs *a, int bi,
-                        kl_stype want) {
-  kl_tensor *out = NULL;
-  CHECK_OK(kl_op_run(op, in, nin, a, &out));
-  int done = 0, bad = 0;
-  for (long k = 1; k < 200 && !done; k++) {
-    kl_tensor *r = NULL;
-    kl_alloc_fail_at(k);
-    kl_status st = bi < 0 ? kl_op_run(op, in, nin, a, &r)
-                          : kl_op_backward(op, in, nin, a, out, out, bi, want, &r);
-    kl_alloc_fail_at(0);
-    if (st == KL_OK) done = 1;
-    else bad += st != KL_ENOMEM || r != NULL;
-    kl_tensor_release(r);
-  }
-  CHECK(done && !bad);
-  kl_tensor_release(out);
-}
-
 static void test_alloc_failures(void) {
   kl_rng g;
   kl_rng_seed(&g, 13);
@@ -542,12 +507,12 @@ static void test_alloc_failures(void) {
   kl_attrs n = {0}, t = {0};
   t.transpose_a = 1;
   kl_tensor *cw[2] = {c, w}, *cd[2] = {c, d}, *cr[2] = {c, r}, *cr30[2] = {c, r30};
-  alloc_sweep(KL_OP_DOT, cw, 2, &n, -1, 0);
-  alloc_sweep(KL_OP_DOT, cd, 2, &t, -1, 0);
-  alloc_sweep(KL_OP_DOT, cr, 2, &n, -1, 0);
-  alloc_sweep(KL_OP_DOT, cr30, 2, &t, -1, 0);
-  alloc_sweep(KL_OP_DOT, cw, 2, &n, 1, KL_STYPE_ROW_SPARSE);
-  alloc_sweep(KL_OP_DOT, cr, 2, &n, 1, KL_STYPE_DEFAULT);
+  kt_alloc_sweep(KL_OP_DOT, cw, 2, &n, -1, 0);
+  kt_alloc_sweep(KL_OP_DOT, cd, 2, &t, -1, 0);
+  kt_alloc_sweep(KL_OP_DOT, cr, 2, &n, -1, 0);
+  kt_alloc_sweep(KL_OP_DOT, cr30, 2, &t, -1, 0);
+  kt_alloc_sweep(KL_OP_DOT, cw, 2, &n, 1, KL_STYPE_ROW_SPARSE);
+  kt_alloc_sweep(KL_OP_DOT, cr, 2, &n, 1, KL_STYPE_DEFAULT);
   kl_tensor_release(c);
   kl_tensor_release(d);
   kl_tensor_release(w);

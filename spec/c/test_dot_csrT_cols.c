@@ -4,20 +4,7 @@
  * dense reference. */
 #include <stdlib.h>
 #include "kltest.h"
-
-static kl_tensor *csr_of(kl_dtype dt, int64_t r, int64_t c, int64_t nnz, const int64_t *ip,
-                         const int64_t *ix, const double *v) {
-  kl_tensor *t = NULL;
-  CHECK_OK(kl_tensor_new_csr(dt, r, c, nnz, &t));
-  if (!t) exit(2);
-  for (int64_t i = 0; i <= r; i++) t->indptr[i] = ip[i];
-  for (int64_t j = 0; j < nnz; j++) {
-    t->indices[j] = ix[j];
-    kl_tensor_data_set(t, j, v[j]);
-  }
-  CHECK_OK(kl_tensor_check_format(t, "test", 0));
-  return t;
-}
+#include "kltest_ops.h"
 
 static kl_tensor *dense_of(kl_dtype dt, int64_t r, int64_t c, const double *v) {
   kl_tensor *t = NULL;
@@ -33,7 +20,7 @@ static void hand_case(int64_t base, int64_t off, int64_t C) {
   int64_t ip[4] = {0, 2, 3, 5};
   int64_t ix[5] = {base + 5, C - 1, base + 5, base, base + off};
   double v[5] = {1, 2, 3, 4, 5}, bv[6] = {1, 2, 3, 4, 5, 6};
-  kl_tensor *a = csr_of(KL_FLOAT64, 3, C, 5, ip, ix, v), *b = dense_of(KL_FLOAT64, 3, 2, bv);
+  kl_tensor *a = kt_csr_of(KL_FLOAT64, 3, C, 5, ip, ix, v), *b = dense_of(KL_FLOAT64, 3, 2, bv);
   kl_tensor *o = NULL;
   CHECK_OK(kl_dot(a, b, 1, 0, &o));
   CHECK(o && o->stype == KL_STYPE_ROW_SPARSE && o->nnz == 4);
@@ -69,7 +56,7 @@ static void random_case(kl_dtype dt, int64_t R, int64_t lo, int64_t span, int nz
     for (int k = 0; k < nz; k++) v[i * nz + k] = kl_rng_uniform(&g) - 0.5;
   }
   for (int64_t k = 0; k < R * N; k++) bv[k] = kl_rng_uniform(&g) - 0.5;
-  kl_tensor *a = csr_of(dt, R, C, nnz, ip, ix, v), *b = dense_of(dt, R, N, bv);
+  kl_tensor *a = kt_csr_of(dt, R, C, nnz, ip, ix, v), *b = dense_of(dt, R, N, bv);
   kl_tensor *o = NULL, *y = NULL;
   CHECK_OK(kl_dot(a, b, 1, 0, &o));
   CHECK(o && o->stype == KL_STYPE_ROW_SPARSE);

@@ -2,6 +2,7 @@
  * reference, zero sizes, errors and finite-difference gradients. */
 #include <stdlib.h>
 #include "kltest.h"
+#include "kltest_ops.h"
 #include "kl/registry.h"
 #include "ops_internal.h"
 
@@ -288,27 +289,6 @@ static void test_gradients(void) {
     }
 }
 
-/* Fails the k-th allocation for every k: the call succeeds or says KL_ENOMEM, never
- * crashes, and (under ASan) leaks nothing. bi < 0: forward; else the backward of input bi. */
-static void alloc_sweep(kl_op op, kl_tensor **in, int nin, const kl_attrs *a, int bi,
-                        kl_stype want) {
-  kl_tensor *out = NULL;
-  CHECK_OK(kl_op_run(op, in, nin, a, &out));
-  int done = 0, bad = 0;
-  for (long k = 1; k < 200 && !done; k++) {
-    kl_tensor *r = NULL;
-    kl_alloc_fail_at(k);
-    kl_status st = bi < 0 ? kl_op_run(op, in, nin, a, &r)
-                          : kl_op_backward(op, in, nin, a, out, out, bi, want, &r);
-    kl_alloc_fail_at(0);
-    if (st == KL_OK) done = 1;
-    else bad += st != KL_ENOMEM || r != NULL;
-    kl_tensor_release(r);
-  }
-  CHECK(done && !bad);
-  kl_tensor_release(out);
-}
-
 static void test_alloc_failures(void) {
   kl_rng g;
   kl_rng_seed(&g, 13);
@@ -319,8 +299,8 @@ static void test_alloc_failures(void) {
     CHECK_OK(kl_sparse_rand(ST[st], KL_FLOAT64, st == 1 ? 2 : 3, s, 0.5, &g, &x));
     for (int ax = -1; ax < 2 && x; ax++) {
       kl_attrs a = axis_attrs(ax >= 0, ax < 0 ? 0 : ax, 0);
-      alloc_sweep(KL_OP_SUM, &x, 1, &a, -1, 0);
-      alloc_sweep(KL_OP_MEAN, &x, 1, &a, 0, KL_STYPE_DEFAULT);
+      kt_alloc_sweep(KL_OP_SUM, &x, 1, &a, -1, 0);
+      kt_alloc_sweep(KL_OP_MEAN, &x, 1, &a, 0, KL_STYPE_DEFAULT);
     }
     kl_tensor_release(x);
   }
