@@ -56,6 +56,22 @@ extern const kl_op_def kl_opdef_loss_bce;
 extern const kl_op_def kl_opdef_loss_cce;
 extern const kl_op_def kl_opdef_loss_scce;
 
+/* Kernel predicate of the one-input ops whose sparse kernel is their own run function:
+ * the input is csr or row_sparse. */
+static inline int kl_sup_first_sparse(kl_tensor *const *in, int nin, const kl_attrs *a) {
+  (void)nin;
+  (void)a;
+  return in[0]->stype != KL_STYPE_DEFAULT;
+}
+
+/* Defines P##_kernels (P##_run as the one "sparse" kernel) and kl_opdef_##P (one input) for
+ * an op whose P##_infer, P##_run and P##_backward are defined before it (ops_scalar.c,
+ * ops_unary.c). */
+#define KL_OPDEF_SPARSE_RUN(P, NAME)                                                        \
+  static const kl_kernel_entry P##_kernels[] = {{"sparse", kl_sup_first_sparse, P##_run},  \
+                                                {NULL, NULL, NULL}};                       \
+  const kl_op_def kl_opdef_##P = {NAME, 1, 1, P##_infer, P##_run, P##_kernels, P##_backward};
+
 /* Helpers shared by kernels (tensor.c). */
 static inline int kl_is_float(kl_dtype d) { return d == KL_FLOAT32 || d == KL_FLOAT64; }
 

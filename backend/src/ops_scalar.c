@@ -49,10 +49,6 @@ static kl_status scalar_run(kl_op op, kl_tensor *const *in, const kl_attrs *a,
   return kl_ew_map_run(op, a->scalar, scalar_map, in[0], dense, out);
 }
 
-static int sup_sparse(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return in[0]->stype != KL_STYPE_DEFAULT;
-}
-
 /* Gradients. x + s: g. x * s: g s. x / s: g / s. s - x: -g. s / x: -g s / x^2. A sparse gout
  * keeps its stype through the first four (the registry casts to what the caller wants). */
 static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs *a,
@@ -100,9 +96,7 @@ static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs 
                                 kl_stype want, kl_tensor **gin) {                          \
     return scalar_backward(OP, in, a, gout, gin);                                          \
   }                                                                                        \
-  static const kl_kernel_entry P##_kernels[] = {{"sparse", sup_sparse, P##_run},           \
-                                                {NULL, NULL, NULL}};                       \
-  const kl_op_def kl_opdef_##P = {NAME, 1, 1, P##_infer, P##_run, P##_kernels, P##_backward};
+  KL_OPDEF_SPARSE_RUN(P, NAME)
 
 KL_SCALAR_OP(add_scalar, KL_OP_ADD_SCALAR, "add_scalar")
 KL_SCALAR_OP(mul_scalar, KL_OP_MUL_SCALAR, "mul_scalar")

@@ -186,10 +186,6 @@ done:
 
 /* ------------------------------------------------------------ the defs */
 
-static int sup_sparse(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return in[0]->stype != KL_STYPE_DEFAULT;
-}
-
 #define KL_UNARY_COMMON(P, OP)                                                             \
   static kl_status P##_infer(const kl_meta *in, int nin, const kl_attrs *a, kl_meta *out) { \
     return unary_infer(OP, in, a, out);                                                    \
@@ -205,9 +201,7 @@ static int sup_sparse(kl_tensor *const *in, int nin, const kl_attrs *a) {
                            kl_tensor **out) {                                              \
     return unary_run(OP, in, a, out);                                                      \
   }                                                                                        \
-  static const kl_kernel_entry P##_kernels[] = {{"sparse", sup_sparse, P##_run},           \
-                                                {NULL, NULL, NULL}};                       \
-  const kl_op_def kl_opdef_##P = {NAME, 1, 1, P##_infer, P##_run, P##_kernels, P##_backward};
+  KL_OPDEF_SPARSE_RUN(P, NAME)
 
 KL_UNARY_OP(neg, KL_OP_NEG, "negative")
 KL_UNARY_OP(square, KL_OP_SQUARE, "square")
