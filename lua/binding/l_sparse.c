@@ -143,22 +143,46 @@ static int is_list_table(lua_State *L, int idx) {
   return 1; /* {} : an empty list */
 }
 
+/* The two forms of csr_matrix and row_sparse_array. When `convert` (argument 1 is a tensor or
+ * a nested table), pushes argument 1 converted to stype s ({dtype=} at 2) and returns 1; else
+ * checks that argument 1 is a table of the fields `keys` and returns 0. */
+static int converted_or_fields(lua_State *L, int convert, kl_stype s, const char *fn,
+                               const char *const *keys) {
+  static const char *const opts[] = {"dtype", NULL};
+  if (convert) {
+    kl_lua_checkopts(L, 2, fn, opts);
+    push_converted(L, 1, 2, s, fn);
+    return 1;
+  }
+  if (!lua_istable(L, 1))
+    kl_lua_fail(L, "%s: expected a table of fields, a tensor or a nested table (got %s)", fn,
+                luaL_typename(L, 1));
+  kl_lua_checkopts(L, 1, fn, keys);
+  return 0;
+}
+
+/* The optional shape= field of the table at 1 as rows x cols (2 dimensions, checked):
+ * 1 when given, 0 when absent (rows and cols untouched). */
+static int field_shape2(lua_State *L, const char *fn, int64_t *rows, int64_t *cols) {
+  int shidx = get_field(L, 1, fn, "shape", 0);
+  if (lua_isnil(L, shidx)) return 0;
+  int64_t shape[KL_MAX_NDIM];
+  int nd = kl_lua_checkshape(L, shidx, fn, shape);
+  if (nd != 2) kl_lua_fail(L, "%s: shape must have 2 dimensions (got %d)", fn, nd);
+  *rows = shape[0];
+  *cols = shape[1];
+  return 1;
+}
+
 /* sparse.csr_matrix{data=, indices=, indptr=, shape=, dtype=} (1-based indices and
  * pointers) or sparse.csr_matrix(dense tensor or nested table[, {dtype=}]). */
 static int l_csr_matrix(lua_State *L) {
   static const char *const keys[] = {"data", "indices", "indptr", "shape", "dtype", NULL};
-  static const char *const opts[] = {"dtype", NULL};
   const char *fn = "csr_matrix";
-  if (kl_lua_totensor(L, 1) || lua_type(L, 1) == LUA_TNUMBER ||
-      (lua_istable(L, 1) && is_list_table(L, 1))) {
-    kl_lua_checkopts(L, 2, fn, opts);
-    push_converted(L, 1, 2, KL_STYPE_CSR, fn);
+  if (converted_or_fields(L, kl_lua_totensor(L, 1) || lua_type(L, 1) == LUA_TNUMBER ||
+                                 (lua_istable(L, 1) && is_list_table(L, 1)),
+                          KL_STYPE_CSR, fn, keys))
     return 1;
-  }
-  if (!lua_istable(L, 1))
-    return kl_lua_fail(L, "%s: expected a table of fields, a tensor or a nested table (got %s)",
-                       fn, luaL_typename(L, 1));
-  kl_lua_checkopts(L, 1, fn, keys);
   list_src data, ind, ptr;
   list_open(L, get_field(L, 1, fn, "data", 1), fn, "data", &data);
   list_open(L, get_field(L, 1, fn, "indices", 1), fn, "indices", &ind);
@@ -167,13 +191,7 @@ static int l_csr_matrix(lua_State *L) {
     return kl_lua_fail(L, "%s: #data = %lld but #indices = %lld", fn, (long long)data.n,
                        (long long)ind.n);
   int64_t rows, cols;
-  int shidx = get_field(L, 1, fn, "shape", 0);
-  if (!lua_isnil(L, shidx)) {
-    int64_t shape[KL_MAX_NDIM];
-    int nd = kl_lua_checkshape(L, shidx, fn, shape);
-    if (nd != 2) return kl_lua_fail(L, "%s: shape must have 2 dimensions (got %d)", fn, nd);
-    rows = shape[0];
-    cols = shape[1];
+  if (field_shape2(L, fn, &rows, &cols)) {
     if (ptr.n != rows + 1)
       return kl_lua_fail(L, "%s: #indptr = %lld but shape[1] + 1 = %lld", fn, (long long)ptr.n,
                          (long long)rows + 1);
@@ -218,14 +236,7 @@ static int l_coo_matrix(lua_State *L) {
   double *v = (double *)lua_newuserdatauv(L, (size_t)(data.n ? data.n : 1) * sizeof(double), 0);
   for (int64_t i = 0; i < data.n; i++) v[i] = list_num(L, &data, i, fn, "data");
   int64_t rows = 0, cols = 0;
-  int shidx = get_field(L, 1, fn, "shape", 0);
-  if (!lua_isnil(L, shidx)) {
-    int64_t shape[KL_MAX_NDIM];
-    int nd = kl_lua_checkshape(L, shidx, fn, shape);
-    if (nd != 2) return kl_lua_fail(L, "%s: shape must have 2 dimensions (got %d)", fn, nd);
-    rows = shape[0];
-    cols = shape[1];
-  } else {
+  if (!field_shape2(L, fn, &rows, &cols)) {
     for (int64_t i = 0; i < data.n; i++) {
       if (r[i] + 1 > rows) rows = r[i] + 1;
       if (c[i] + 1 > cols) cols = c[i] + 1;
@@ -268,17 +279,10 @@ static const char *dims_str(int ndim, const int64_t *shape, char *buf, size_t le
  * or nested table, converted. */
 static int l_row_sparse_array(lua_State *L) {
   static const char *const keys[] = {"data", "indices", "shape", "dtype", NULL};
-  static const char *const opts[] = {"dtype", NULL};
   const char *fn = "row_sparse_array";
-  if (kl_lua_totensor(L, 1) || (lua_istable(L, 1) && is_list_table(L, 1))) {
-    kl_lua_checkopts(L, 2, fn, opts);
-    push_converted(L, 1, 2, KL_STYPE_ROW_SPARSE, fn);
+  if (converted_or_fields(L, kl_lua_totensor(L, 1) || (lua_istable(L, 1) && is_list_table(L, 1)),
+                          KL_STYPE_ROW_SPARSE, fn, keys))
     return 1;
-  }
-  if (!lua_istable(L, 1))
-    return kl_lua_fail(L, "%s: expected a table of fields, a tensor or a nested table (got %s)",
-                       fn, luaL_typename(L, 1));
-  kl_lua_checkopts(L, 1, fn, keys);
   int didx = get_field(L, 1, fn, "data", 1);
   list_src ind;
   list_open(L, get_field(L, 1, fn, "indices", 1), fn, "indices", &ind);
