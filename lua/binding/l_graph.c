@@ -45,24 +45,11 @@ static int l_graph_gc(lua_State *L) {
 
 /* Reads a shape whose dims are integers >= -1 (-1: the batch dim). */
 static int check_symshape(lua_State *L, int idx, const char *fn, int64_t *shape) {
-  idx = lua_absindex(L, idx);
-  if (!lua_istable(L, idx))
-    kl_lua_fail(L, "%s: shape must be a table of integers (got %s)", fn, luaL_typename(L, idx));
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  if (n > KL_MAX_NDIM)
-    kl_lua_fail(L, "%s: shape has %lld dimensions, at most %d are supported", fn, (long long)n,
-                KL_MAX_NDIM);
-  for (lua_Integer i = 1; i <= n; i++) {
-    char what[32];
-    snprintf(what, sizeof what, "shape[%lld]", (long long)i);
-    lua_rawgeti(L, idx, i);
-    shape[i - 1] = kl_lua_checkint(L, -1, fn, what);
-    lua_pop(L, 1);
-    if (shape[i - 1] < -1)
-      kl_lua_fail(L, "%s: shape[%lld] = %lld must be >= 0 or -1", fn, (long long)i,
-                  (long long)shape[i - 1]);
-  }
-  return (int)n;
+  int n = kl_lua_readdims(L, idx, fn, shape);
+  for (int i = 0; i < n; i++)
+    if (shape[i] < -1)
+      kl_lua_fail(L, "%s: shape[%d] = %lld must be >= 0 or -1", fn, i + 1, (long long)shape[i]);
+  return n;
 }
 
 static int l_graph_placeholder(lua_State *L) {

@@ -176,27 +176,32 @@ int64_t kl_lua_checkint(lua_State *L, int idx, const char *fn, const char *what)
   return (int64_t)v;
 }
 
+int kl_lua_readdims(lua_State *L, int idx, const char *fn, int64_t *shape) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx))
+    kl_lua_fail(L, "%s: shape must be a table of integers (got %s)", fn, luaL_typename(L, idx));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n > KL_MAX_NDIM)
+    kl_lua_fail(L, "%s: shape has %lld dimensions, at most %d are supported", fn, (long long)n,
+                KL_MAX_NDIM);
+  for (lua_Integer i = 1; i <= n; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "shape[%lld]", (long long)i);
+    lua_rawgeti(L, idx, i);
+    shape[i - 1] = kl_lua_checkint(L, -1, fn, what);
+    lua_pop(L, 1);
+  }
+  return (int)n;
+}
+
 int kl_lua_checkshape(lua_State *L, int idx, const char *fn, int64_t *shape) {
   idx = lua_absindex(L, idx);
   int ndim = 0;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     shape[0] = kl_lua_checkint(L, idx, fn, "shape[1]");
     ndim = 1;
-  } else if (lua_istable(L, idx)) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    if (n > KL_MAX_NDIM)
-      kl_lua_fail(L, "%s: shape has %lld dimensions, at most %d are supported", fn, (long long)n,
-                  KL_MAX_NDIM);
-    for (lua_Integer i = 1; i <= n; i++) {
-      char what[32];
-      snprintf(what, sizeof what, "shape[%lld]", (long long)i);
-      lua_rawgeti(L, idx, i);
-      shape[i - 1] = kl_lua_checkint(L, -1, fn, what);
-      lua_pop(L, 1);
-    }
-    ndim = (int)n;
   } else {
-    kl_lua_fail(L, "%s: shape must be a table of integers (got %s)", fn, luaL_typename(L, idx));
+    ndim = kl_lua_readdims(L, idx, fn, shape);
   }
   for (int i = 0; i < ndim; i++)
     if (shape[i] < 0)

@@ -78,6 +78,9 @@ kl_dtype kl_lua_optdtype(lua_State *L, int idx, const char *fn, kl_dtype def);
 /* The value at idx as an exact integer, or an error naming what ("shape[2]", "indices[3]"):
  * "fn: what = 1.5 is not an integer", "fn: what is a string, expected an integer". */
 int64_t kl_lua_checkint(lua_State *L, int idx, const char *fn, const char *what);
+/* Reads the table of integer dims at idx into shape[] ("reshape: shape must be a table of
+ * integers (got string)", rank <= KL_MAX_NDIM), no range check on the dims. Returns ndim. */
+int kl_lua_readdims(lua_State *L, int idx, const char *fn, int64_t *shape);
 /* Reads a shape (a table of dims, or one number for a 1-d shape) at idx into shape[]:
  * every dim an integer >= 0 ("zeros: shape[1] = -2 must be >= 0"), rank <= KL_MAX_NDIM,
  * numel within KL_MAX_NUMEL. Returns ndim. */
