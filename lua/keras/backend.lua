@@ -169,6 +169,7 @@ local function to_tensor(fname, value, dtype, shape)
     fname, type(value)), 0)
 end
 
+-- A table of options (nil gives {}), every key among allowed; fname names the caller.
 local function check_opts(fname, opts, allowed)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -179,6 +180,7 @@ local function check_opts(fname, opts, allowed)
   end
   return opts
 end
+K._check_opts = check_opts -- also serves keras.symbolic
 
 -- constant(value, {dtype=, shape=, name=}): a new tensor (a number with shape is filled).
 function K.constant(value, opts)

@@ -241,16 +241,7 @@ do
 end
 
 -- ------------------------------------------------------------ K additions
-local function check_opts(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(fname .. ": options must be a table (got " .. type(opts) .. ")", 0)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then error(fname .. ": unknown option '" .. tostring(k) .. "'", 0) end
-  end
-  return opts
-end
+local check_opts = K._check_opts
 S.check_opts = check_opts
 
 -- K.placeholder{shape=, sparse=false, dtype="float32", name=}: shape includes the batch dim
