@@ -67,6 +67,21 @@ static char *kl_strdup_or_null(const char *s, int *fail) {
   return c;
 }
 
+/* Appends a zeroed node named a copy of name (NULL: unnamed) into *nd; KL_ENOMEM leaves the
+ * graph as it was. */
+static kl_status kl_graph_push_named(kl_graph *g, const char *name, kl_node **nd) {
+  int fail;
+  char *nm = kl_strdup_or_null(name, &fail);
+  if (fail) return KL_ENOMEM;
+  *nd = kl_graph_push(g);
+  if (!*nd) {
+    kl_free(nm);
+    return KL_ENOMEM;
+  }
+  (*nd)->name = nm;
+  return KL_OK;
+}
+
 static kl_status kl_check_graph_id(const kl_graph *g, const char *fn, int id) {
   KL_CHECK(g != NULL, KL_EINVAL, "%s: graph is NULL", fn);
   KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "%s: node %d out of range for a graph of %d nodes",
@@ -91,17 +106,10 @@ kl_status kl_graph_placeholder(kl_graph *g, const kl_meta *meta, const char *nam
     known[d] = meta->shape[d] < 0 ? 1 : meta->shape[d];
   }
   KL_TRY(kl_shape_check("placeholder", meta->ndim, known));
-  int fail;
-  char *nm = kl_strdup_or_null(name, &fail);
-  if (fail) return KL_ENOMEM;
-  kl_node *nd = kl_graph_push(g);
-  if (!nd) {
-    kl_free(nm);
-    return KL_ENOMEM;
-  }
+  kl_node *nd = NULL;
+  KL_TRY(kl_graph_push_named(g, name, &nd));
   nd->kind = KL_NODE_PLACEHOLDER;
   nd->meta = *meta;
-  nd->name = nm;
   *id = g->n - 1;
   return KL_OK;
 }
@@ -109,19 +117,12 @@ kl_status kl_graph_placeholder(kl_graph *g, const kl_meta *meta, const char *nam
 static kl_status kl_graph_holder(kl_graph *g, kl_node_kind kind, kl_tensor *value,
                                  int trainable, const char *name, int *id, const char *fn) {
   KL_CHECK(g && value && id, KL_EINVAL, "%s: NULL argument", fn);
-  int fail;
-  char *nm = kl_strdup_or_null(name, &fail);
-  if (fail) return KL_ENOMEM;
-  kl_node *nd = kl_graph_push(g);
-  if (!nd) {
-    kl_free(nm);
-    return KL_ENOMEM;
-  }
+  kl_node *nd = NULL;
+  KL_TRY(kl_graph_push_named(g, name, &nd));
   nd->kind = kind;
   kl_tensor_meta(value, &nd->meta);
   nd->value = kl_tensor_retain(value);
   nd->trainable = trainable ? 1 : 0;
-  nd->name = nm;
   *id = g->n - 1;
   return KL_OK;
 }
