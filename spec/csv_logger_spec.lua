@@ -10,18 +10,8 @@ local function tmpname()
   return p .. ".csv"
 end
 
-local function slurp(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local support = require("support")
+local slurp, err_of = support.slurp, support.err_of
 
 -- Drives the callback as fit does, with a stand-in model.
 local function run(logger, epochs)

@@ -13,12 +13,7 @@ local tmpdir = (function()
 end)()
 teardown(function() os.execute("rm -rf '" .. tmpdir .. "'") end)
 
-local function slurp(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = support.slurp
 
 local function gunzip(p)
   local f = io.popen("gzip -dc '" .. p .. "'")

@@ -24,12 +24,7 @@ local function write(name, bytes)
   return path
 end
 
--- The error message of f(...), or fails when f succeeds.
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local err_of = require("support").err_of
 
 local function all_batches(it)
   local xs, ys = {}, {}

@@ -7,18 +7,8 @@ local tmp = os.tmpname()
 os.remove(tmp)
 local function out(name) return tmp .. "_" .. name end
 
-local function slurp(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local support = require("support")
+local slurp, err_of = support.slurp, support.err_of
 
 -- A strict-enough XML well-formedness check: one root, balanced and properly nested tags,
 -- quoted attributes, no stray '<' or '&'. Returns true or false, message.

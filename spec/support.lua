@@ -127,4 +127,21 @@ function M.write_script(src)
   return path
 end
 
+-- ------------------------------------------------------------ files and errors
+
+-- The whole content of the file at path p (binary).
+function M.slurp(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The error message of f(...), or fails when f succeeds.
+function M.err_of(f, ...)
+  local ok, e = pcall(f, ...)
+  assert(not ok, "expected an error")
+  return e
+end
+
 return M
