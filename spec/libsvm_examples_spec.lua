@@ -5,12 +5,7 @@ local keras = require("keras")
 local support = require("support")
 local du = keras.data_utils
 
-local tmpdir = (function()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end)()
+local tmpdir = support.mktemp_dir()
 teardown(function() os.execute("rm -rf '" .. tmpdir .. "'") end)
 
 local slurp = support.slurp

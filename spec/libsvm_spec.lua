@@ -7,12 +7,7 @@ local sparse = keras.sparse
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 local DATA = here .. "data/svmlight/"
 
-local tmpdir = (function()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end)()
+local tmpdir = require("support").mktemp_dir()
 
 local function tpath(name) return tmpdir .. "/" .. name end
 

@@ -137,6 +137,14 @@ function M.slurp(p)
   return s
 end
 
+-- A new empty temporary directory (mktemp -d); the caller removes it.
+function M.mktemp_dir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
 -- The error message of f(...), or fails when f succeeds.
 function M.err_of(f, ...)
   local ok, e = pcall(f, ...)
