@@ -159,6 +159,18 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
               (1.0 - pow(o->beta_1, (double)t));
 }
 
+/* Rows of weight and states fetched ahead of the lazy row loop. */
+#define OPT_PF 4
+
+static void prefetch_row(const opt_job *j, int64_t r) {
+  size_t bytes = (size_t)j->rw * j->es, off = (size_t)r * bytes;
+  for (size_t b = 0; b < bytes; b += 64) {
+    __builtin_prefetch(j->w + off + b, 1);
+    if (j->s0) __builtin_prefetch(j->s0 + off + b, 1);
+    if (j->s1) __builtin_prefetch(j->s1 + off + b, 1);
+  }
+}
+
 kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                               kl_tensor **states, int64_t t) {
   KL_TRY(kl_optimizer_check(o));
@@ -215,6 +227,9 @@ kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tens
 #pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
       int64_t r = gi[i];
+      /* The rows are scattered over weight and states (W3: 5,120 random rows of 7.7 GB):
+       * fetch a later row's lines while this one is updated. No effect on the results. */
+      if (!w_partial && i + OPT_PF < n) prefetch_row(&j, gi[i + OPT_PF]);
       run_row(&j, w_partial ? find_row(w->indices, w->nnz, r) : r, i, r);
     }
   } else {
