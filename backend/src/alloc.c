@@ -107,6 +107,7 @@ struct kl_pool {
   uint64_t bits[KL_NWORDS]; /* bit c set: free[c] non-empty */
   long hits, misses, nfree;
   size_t free_bytes;
+  kl_blk *kept[KL_POOL_NKEPT]; /* kl_pool_kept_zeroed buffers (system blocks), by slot */
 };
 
 static _Thread_local char kl_tls_token;   /* its address names the thread */
@@ -301,6 +302,10 @@ void kl_pool_close(kl_pool *p) {
   memset(p->bits, 0, sizeof p->bits);
   p->nfree = 0;
   p->free_bytes = 0;
+  for (int k = 0; k < KL_POOL_NKEPT; k++) {
+    if (p->kept[k]) kl_sys_free(p->kept[k]);
+    p->kept[k] = NULL;
+  }
   kl_pool_unref(p);
 }
 
@@ -316,6 +321,21 @@ kl_pool *kl_pool_enter(kl_pool *p) {
 }
 
 void kl_pool_leave(kl_pool *prev) { kl_current = prev; }
+
+void *kl_pool_kept_zeroed(int slot, size_t bytes) {
+  kl_pool *p = kl_current;
+  if (!p || slot < 0 || slot >= KL_POOL_NKEPT || bytes > kl_max_block()) return NULL;
+  kl_blk *b = p->kept[slot];
+  if (b && b->cap >= bytes) return b + 1;
+  /* Grow: the old block is all zero by the contract, so nothing is copied. calloc of a
+   * large block maps zero pages lazily: only the pages a kernel touches become resident. */
+  kl_blk *nb = kl_sys_new(bytes, 1);
+  if (!nb) return NULL;
+  if (b) kl_sys_free(b);
+  p->kept[slot] = nb;
+  KL_UNPOISON(nb + 1, bytes);
+  return nb + 1;
+}
 
 void kl_pool_get_stats(const kl_pool *p, kl_pool_stats *out) {
   memset(out, 0, sizeof *out);

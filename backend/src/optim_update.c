@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "kl/optim.h"
 
 /* Hyperparameters of one update, resolved once (Adam's lr_t needs the step). */
@@ -123,6 +125,15 @@ static kl_status check_grad_rows(const char *k, const kl_tensor *g, const kl_ten
   const int64_t *gi = g->indices;
   KL_CHECK(g->nnz >= 0 && g->nnz <= rows, KL_EINDEX, "%s.update: gradient stores %lld rows of %lld",
            k, (long long)g->nnz, (long long)rows);
+  if (!w_partial) { /* the common case, branch-free; the loop below finds the culprit */
+    int ok = 1;
+    int64_t prev = -1;
+    for (int64_t i = 0; i < g->nnz; i++) {
+      ok &= (gi[i] > prev) & (gi[i] < rows);
+      prev = gi[i];
+    }
+    if (ok) return KL_OK;
+  }
   for (int64_t i = 0; i < g->nnz; i++) {
     KL_CHECK(gi[i] >= 0 && gi[i] < rows, KL_EINDEX,
              "%s.update: gradient indices[%lld] = %lld out of range for %lld rows", k,
@@ -161,15 +172,6 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
 
 /* Rows of weight and states fetched ahead of the lazy row loop. */
 #define OPT_PF 4
-
-static void prefetch_row(const opt_job *j, int64_t r) {
-  size_t bytes = (size_t)j->rw * j->es, off = (size_t)r * bytes;
-  for (size_t b = 0; b < bytes; b += 64) {
-    __builtin_prefetch(j->w + off + b, 1);
-    if (j->s0) __builtin_prefetch(j->s0 + off + b, 1);
-    if (j->s1) __builtin_prefetch(j->s1 + off + b, 1);
-  }
-}
 
 kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                               kl_tensor **states, int64_t t) {
@@ -220,18 +222,32 @@ kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tens
     int64_t n = rows;
 #pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
     for (int64_t r = 0; r < n; r++) run_row(&j, r, r, r);
+  } else if (o->lazy_update && !w_partial) {
+    /* Only the gradient's rows, O(nnz(g) * row_width): contiguous chunks of them per
+     * thread, each chunk one opt_rows call. */
+    const int64_t *gi = g->indices, n = g->nnz;
+    /* The rows are scattered over weight and states (W3: 5,120 random rows of 7.7 GB):
+     * later rows' lines are fetched while one is updated (none for rows of one element,
+     * whose weight is small enough to stay in cache). */
+    const int64_t pf = j.rw > 1 ? OPT_PF : 0;
+#pragma omp parallel if (n * j.rw >= OPT_PARALLEL_MIN)
+    {
+      int T = omp_get_num_threads(), t = omp_get_thread_num();
+      int64_t i0 = n * t / T, i1 = n * (t + 1) / T;
+      if (j.f64)
+        opt_rows_f64(&j.h, (double *)j.w, (const double *)j.g, (double *)j.s0,
+                     (double *)j.s1, j.rw, gi, i0, i1, pf);
+      else
+        opt_rows_f32(&j.h, (float *)j.w, (const float *)j.g, (float *)j.s0, (float *)j.s1,
+                     j.rw, gi, i0, i1, pf);
+    }
   } else if (o->lazy_update) {
-    /* Only the gradient's rows: O(nnz(g) * row_width). */
+    /* A weight storing some rows: each gradient row's storage position by binary search. */
     const int64_t *gi = g->indices;
     int64_t n = g->nnz;
 #pragma omp parallel for schedule(static) if (n * j.rw >= OPT_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) {
-      int64_t r = gi[i];
-      /* The rows are scattered over weight and states (W3: 5,120 random rows of 7.7 GB):
-       * fetch a later row's lines while this one is updated. No effect on the results. */
-      if (!w_partial && i + OPT_PF < n) prefetch_row(&j, gi[i + OPT_PF]);
-      run_row(&j, w_partial ? find_row(w->indices, w->nnz, r) : r, i, r);
-    }
+    for (int64_t i = 0; i < n; i++)
+      run_row(&j, find_row(w->indices, w->nnz, gi[i]), i, gi[i]);
   } else {
     /* Every stored row of w; rows absent from g get a zero gradient. */
     int64_t n = w_sparse ? w->nnz : rows;

@@ -63,6 +63,19 @@ void kl_pool_leave(kl_pool *prev);
  * returns the previous setting. Results do not depend on it: it exists to prove that. */
 int kl_pool_set_enabled(int on);
 
+/* Kept scratch: a buffer of at least bytes owned by this thread's current pool, zero-filled
+ * when the pool first hands it out and kept until kl_pool_close, for a kernel's persistent
+ * map (one slot per column, say) whose clearing would otherwise cost O(size) per call.
+ * Contract: the caller leaves every byte zero again before it returns (it clears what it
+ * wrote, O(what it touched)), so the next call finds it zero; a larger request replaces the
+ * buffer by a new zeroed one. slot in [0, KL_POOL_NKEPT) names the user (KL_KEPT_*). Returns
+ * NULL when no pool is current (plain calls, OpenMP workers, pools disabled) or the
+ * allocation fails (no error is set: callers fall back to a path without the map). */
+#define KL_POOL_NKEPT 2
+#define KL_KEPT_COLMAP 0 /* dot csr^T: column -> output slot */
+#define KL_KEPT_IDMAP 1  /* embedding backward: id -> output slot */
+void *kl_pool_kept_zeroed(int slot, size_t bytes);
+
 /* Counters of one pool (read on the owner thread). */
 typedef struct kl_pool_stats {
   long hits;         /* requests served from the free list */
