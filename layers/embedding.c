@@ -88,6 +88,9 @@ static inline int64_t rsp_find(const kl_tensor *w, int64_t r) {
 }
 
 /* out[p, :] = weight row ids[p]-1, or zeros for padding (0) and absent row_sparse rows. */
+/* Rows prefetched ahead in the forward gather. */
+#define EMB_PF 8
+
 static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
   kl_meta m[2], om;
   kl_tensor *o = NULL;
@@ -105,6 +108,13 @@ static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, k
   const char *src = (const char *)w->data;
 #pragma omp parallel for schedule(static) if (npos * D >= EMB_PAR_MIN)
   for (int64_t p = 0; p < npos; p++) {
+    /* The rows are random in the weight (W3: 5,120 of 10 M rows, DRAM misses): fetch the
+     * row EMB_PF positions ahead while this one is copied. */
+    if (!sparse && p + EMB_PF < npos) {
+      int64_t nx = id_at(ids, p + EMB_PF);
+      if (nx > 0 && nx <= V)
+        for (size_t b = 0; b < rowb; b += 64) __builtin_prefetch(src + (size_t)(nx - 1) * rowb + b);
+    }
     int64_t id = id_at(ids, p), r = -1;
     if (id > 0) r = sparse ? rsp_find(w, id - 1) : id - 1;
     if (r >= 0)

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include "kl/kl.h"
 #include "kl/pool.h"
 
@@ -166,12 +169,54 @@ static void *kl_hand_out(kl_blk *b, size_t bytes) {
   return b + 1;
 }
 
+/* Blocks of at least this many bytes ask for transparent huge pages. */
+#define KL_HUGE_MIN ((size_t)8 << 20)
+#define KL_HUGE_PAGE ((size_t)2 << 20)
+
+/* Asks the kernel to back the 2 MiB-aligned interior of a large block with huge pages
+ * (Linux's transparent huge pages in "madvise" mode, Debian's default). An embedding or
+ * optimizer state of gigabytes is then read at random rows without a TLB miss (and a page
+ * walk from DRAM) per row, and first touches fault 2 MiB at a time. Only advice: where the
+ * kernel has none to give, nothing changes. KERAS_LUA_HUGEPAGES=0 turns it off. */
+static void kl_advise_huge(void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  static atomic_int mode = -1;
+  int m = atomic_load(&mode);
+  if (m < 0) {
+    const char *e = getenv("KERAS_LUA_HUGEPAGES");
+    m = !(e && strcmp(e, "0") == 0);
+    atomic_store(&mode, m);
+  }
+  if (!m || bytes < KL_HUGE_MIN) return;
+  uintptr_t a = ((uintptr_t)p + KL_HUGE_PAGE - 1) & ~(uintptr_t)(KL_HUGE_PAGE - 1);
+  uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(KL_HUGE_PAGE - 1);
+  if (e > a) (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+void kl_prefault_zeroed(void *p, size_t bytes) {
+  if (!p || bytes < KL_HUGE_MIN) return;
+  const size_t pg = 4096;
+  uintptr_t a = ((uintptr_t)p + pg - 1) & ~(uintptr_t)(pg - 1);
+  uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(pg - 1);
+  if (e <= a) return;
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+  if (madvise((void *)a, e - a, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  /* Older kernels: write the zero that is already there, a page at a time. */
+  for (uintptr_t q = a; q < e; q += pg) *(volatile char *)q = 0;
+}
+
 /* One system allocation of a block with cap usable bytes (zeroed when zero); NULL on
  * failure (no message). */
 static kl_blk *kl_sys_new(size_t cap, int zero) {
   if (kl_alloc_tick()) return NULL;
   kl_blk *b = zero ? calloc(1, KL_HDR + cap) : malloc(KL_HDR + cap);
   if (!b) return NULL;
+  kl_advise_huge(b, KL_HDR + cap);
   atomic_fetch_add(&kl_sys_made, 1);
   b->cap = cap;
   b->req = cap;
@@ -396,6 +441,7 @@ void *kl_realloc(void *u, size_t bytes) {
     kl_hand_out(b, b->req);
     return kl_oom(bytes);
   }
+  kl_advise_huge(nb, KL_HDR + bytes);
   atomic_fetch_add(&kl_sys_made, 1);
   nb->cap = bytes;
   return kl_hand_out(nb, bytes);

@@ -59,6 +59,11 @@ void *kl_calloc(size_t count, size_t size);
 void *kl_realloc(void *p, size_t bytes);
 void *kl_malloc_n(size_t count, size_t size); /* count*size with overflow check */
 void kl_free(void *p);
+/* Faults in now the pages of a zeroed block p of bytes (a no-op below 8 MiB), so that
+ * first touches do not happen later inside a hot loop (the kernel's page clearing of a
+ * gigabyte-sized optimizer state would otherwise land in the first epochs' steps). The
+ * contents stay zero. */
+void kl_prefault_zeroed(void *p, size_t bytes);
 /* Test hook: make the k-th allocation from now fail (k >= 1); 0 disables. Returns the
  * number of allocations made since the last call (for allocation-failure sweeps). */
 long kl_alloc_fail_at(long k);
