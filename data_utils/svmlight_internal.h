@@ -29,6 +29,9 @@ kl_status svm_reader_open(svm_reader *r, const char *path);
 void svm_reader_close(svm_reader *r);
 /* Positions the reader at stream offset off (gzseek: forward decompression for .gz). */
 kl_status svm_reader_seek(svm_reader *r, int64_t off);
+/* Positions the reader at the first line whose first byte is at stream offset >= begin
+ * (the start of a part: the partial line before it is skipped, a NUL in it ignored). */
+kl_status svm_reader_start_at(svm_reader *r, int64_t begin);
 /* Next line [*s, *e) without its '\n'; **e is '\n' (a sentinel at the end of the file).
  * Valid until the next call. *got = 0 at the end of the stream. */
 kl_status svm_reader_line(svm_reader *r, char **s, char **e, int *got);
@@ -55,6 +58,9 @@ typedef struct svm_rows {
 void svm_rows_init(svm_rows *b, kl_dtype dtype);
 void svm_rows_free(svm_rows *b);
 void svm_rows_clear(svm_rows *b);
+/* Before handing the arrays over: room for rows + 1 entries in indptr and nnz (>= 1) in
+ * indices and data, exactly (no doubling). cap_rows stays (it counts y and qid). */
+kl_status svm_rows_reserve(svm_rows *b, int64_t rows, int64_t nnz);
 
 /* Parses lines into rows. Indices are stored as written minus shift. */
 typedef struct svm_parser {
@@ -67,11 +73,24 @@ typedef struct svm_parser {
   int64_t qid_line;       /* the first sample line, which set qid_state */
   int64_t min_raw, max_raw; /* smallest / largest index as written (-1 none) */
   int64_t max_raw_line;     /* first line holding max_raw */
+  int64_t size_hint;        /* bytes of input from stream offset hint_begin on (0 unknown): */
+  int64_t hint_begin;       /* growth extrapolates the counts to it instead of doubling */
 } svm_parser;
 
 void svm_parser_init(svm_parser *p, svm_reader *r, svm_rows *out, int zero_based,
                      int64_t n_features);
 /* Parses one line [s, e) (*e must be '\n'); appends a row unless the line is blank. */
 kl_status svm_parse_line(svm_parser *p, char *s, char *e);
+
+/* Test hook: kl_svmlight_load parses plain files of at least min_bytes in byte-range parts
+ * on the OpenMP threads; parts 0 = one a thread, of at least SVM_PART_MIN bytes, else
+ * exactly that many (even on one thread). Defaults: SVM_PAR_MIN_DEFAULT, 0. */
+#define SVM_PAR_MIN_DEFAULT ((int64_t)8 << 20)
+#define SVM_PART_MIN ((int64_t)2 << 20) /* bytes a part at least */
+void svm_set_parallel(int64_t min_bytes, int parts);
+/* How the calling thread's last kl_svmlight_load parsed: the number of parts (1 =
+ * sequentially), or -1 when a parallel attempt met an error or a cross-part condition and
+ * the file was parsed again sequentially (which then reports the error). */
+int svm_last_load_parts(void);
 
 #endif

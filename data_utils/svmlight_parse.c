@@ -59,6 +59,18 @@ kl_status svm_reader_seek(svm_reader *r, int64_t off) {
   return KL_OK;
 }
 
+kl_status svm_reader_start_at(svm_reader *r, int64_t begin) {
+  if (begin == 0) return svm_reader_seek(r, 0);
+  /* the line holding byte begin-1 belongs to an earlier part unless that byte is '\n'
+   * (then it is an empty remainder): skip through the end of that line */
+  KL_TRY(svm_reader_seek(r, begin - 1));
+  char *s, *e;
+  int got;
+  kl_status st = svm_reader_line(r, &s, &e, &got);
+  if (st == KL_EFORMAT) kl_clearerr(); /* a NUL in that line is the earlier part's to report */
+  return st == KL_EFORMAT ? KL_OK : st;
+}
+
 /* Counts '\n' bytes in [0, upto) with a second handle (error paths only). -1 on failure. */
 static int64_t count_newlines(const char *path, int64_t upto) {
   gzFile f = gzopen(path, "rb");
@@ -181,8 +193,19 @@ void svm_rows_clear(svm_rows *b) {
   if (b->indptr) b->indptr[0] = 0;
 }
 
-static kl_status rows_grow_rows(svm_rows *b) {
+/* What a count reached after used of total input bytes extrapolates to (+1/8), or 0
+ * when unknown (no size hint, or too little read yet to tell). */
+static int64_t extrapolate(const svm_parser *p, int64_t count) {
+  if (p->size_hint <= 0) return 0;
+  int64_t used = p->r->line_off - p->hint_begin;
+  if (used < 65536 || used >= p->size_hint) return 0;
+  double est = (double)count / (double)used * (double)p->size_hint * 1.125;
+  return est < (double)KL_MAX_NUMEL ? (int64_t)est : 0;
+}
+
+static kl_status rows_grow_rows(svm_rows *b, int64_t est) {
   int64_t cap = b->cap_rows ? b->cap_rows * 2 : 1024;
+  if (est > cap) cap = est;
   int64_t *ip = kl_realloc(b->indptr, (size_t)(cap + 1) * sizeof *ip);
   if (!ip) return KL_ENOMEM;
   if (!b->indptr) ip[0] = 0;
@@ -197,9 +220,10 @@ static kl_status rows_grow_rows(svm_rows *b) {
   return KL_OK;
 }
 
-static kl_status rows_grow_nnz(svm_rows *b, int64_t need) {
+static kl_status rows_grow_nnz(svm_rows *b, int64_t need, int64_t est) {
   int64_t cap = b->cap_nnz ? b->cap_nnz : 16384;
   while (cap < need) cap *= 2;
+  if (est > cap) cap = est;
   int64_t *ix = kl_realloc(b->indices, (size_t)cap * sizeof *ix);
   if (!ix) return KL_ENOMEM;
   b->indices = ix;
@@ -210,6 +234,26 @@ static kl_status rows_grow_nnz(svm_rows *b, int64_t need) {
   return KL_OK;
 }
 
+kl_status svm_rows_reserve(svm_rows *b, int64_t rows, int64_t nnz) {
+  if (rows > b->cap_rows || !b->indptr) {
+    int64_t *ip = kl_realloc(b->indptr, (size_t)(rows + 1) * sizeof *ip);
+    if (!ip) return KL_ENOMEM;
+    if (!b->indptr) ip[0] = 0;
+    b->indptr = ip;
+  }
+  if (nnz < 1) nnz = 1;
+  if (nnz > b->cap_nnz || !b->indices) {
+    int64_t *ix = kl_realloc(b->indices, (size_t)nnz * sizeof *ix);
+    if (!ix) return KL_ENOMEM;
+    b->indices = ix;
+    void *d = kl_realloc(b->data, (size_t)nnz * kl_dtype_size(b->dtype));
+    if (!d) return KL_ENOMEM;
+    b->data = d;
+    b->cap_nnz = nnz;
+  }
+  return KL_OK;
+}
+
 /* ------------------------------------------------------------------ tokens */
 
 /* Byte classes: 0 token byte, 1 blank, 2 '#' (comment to end of line), 3 '\n' (line end). */
@@ -217,6 +261,7 @@ static const unsigned char cls[256] = {[' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\v']
                                        ['\f'] = 1, ['#'] = 2, ['\n'] = 3};
 #define IS_TOK(c) (cls[(unsigned char)(c)] == 0)
 #define IS_BLANK(c) (cls[(unsigned char)(c)] == 1)
+#define IS_END(c) (cls[(unsigned char)(c)] != 0) /* a byte that ends a token */
 
 /* Copies token [s, e) for a message: at most 40 bytes, non-printable bytes as \xNN. */
 static const char *show(char out[200], const char *s, const char *e) {
@@ -311,6 +356,36 @@ static int parse_double(const char *s, const char *e, double *out) {
   return 1;
 }
 
+/* The common case of a value or label, fused with finding its end: [sign] digits [. digits]
+ * with at most 19 digits in all (so the mantissa cannot overflow) and a mantissa up to 2^53,
+ * followed by a byte that ends the token. Then the power of ten is 10^-19..10^0 and
+ * Clinger's fast path gives strtod's double exactly (one IEEE division of two exact
+ * doubles). Returns 0, leaving *end alone, for anything else (exponents, long mantissas,
+ * hex, inf/nan, malformed tokens): the caller scans the token and takes parse_double. */
+static inline int short_double(const char *s, const char **end, double *out) {
+  const char *c = s;
+  int neg = 0;
+  if (*c == '-' || *c == '+') neg = (*c++ == '-');
+  uint64_t m = 0;
+  const char *d0 = c;
+  while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
+  int nd = (int)(c - d0), frac = 0;
+  if (*c == '.') {
+    const char *f0 = ++c;
+    while ((unsigned)(*c - '0') < 10) m = m * 10 + (uint64_t)(*c++ - '0');
+    frac = (int)(c - f0);
+    nd += frac;
+  }
+  /* nd <= 19 digits keep m exact (10^19 - 1 < 2^64); the checks after the loops are
+   * enough because a longer run only makes m wrap, never fault */
+  if (nd == 0 || nd > 19 || !IS_END(*c) || m > ((uint64_t)1 << 53)) return 0;
+  double v = (double)m;
+  if (frac) v /= p10[frac];
+  *out = neg ? -v : v;
+  *end = c;
+  return 1;
+}
+
 /* The float32 range check (a finite double that becomes infinite as float). */
 static int f32_overflow(kl_dtype dt, double v) {
   return dt == KL_FLOAT32 && isfinite(v) && isinf((float)v);
@@ -338,12 +413,18 @@ kl_status svm_parse_line(svm_parser *p, char *s, char *e) {
 
   /* label */
   char *t = s;
-  while (IS_TOK(*s)) s++;
   double label;
-  int ok = parse_double(t, s, &label);
-  if (ok <= 0 || f32_overflow(b->dtype, label))
-    return svm_err(r, 0, KL_EFORMAT, ok ? "label '%s' out of range" : "bad label '%s'",
-                   show(sh, t, s));
+  const char *le;
+  int ok = 1;
+  if (short_double(t, &le, &label)) {
+    s = (char *)le; /* at most 2^53 < FLT_MAX: no range check needed */
+  } else {
+    while (IS_TOK(*s)) s++;
+    ok = parse_double(t, s, &label);
+    if (ok <= 0 || f32_overflow(b->dtype, label))
+      return svm_err(r, 0, KL_EFORMAT, ok ? "label '%s' out of range" : "bad label '%s'",
+                     show(sh, t, s));
+  }
   while (IS_BLANK(*s)) s++;
 
   /* qid, directly after the label */
@@ -382,7 +463,7 @@ kl_status svm_parse_line(svm_parser *p, char *s, char *e) {
   }
 
   if (b->rows == b->cap_rows) {
-    kl_status st = rows_grow_rows(b);
+    kl_status st = rows_grow_rows(b, extrapolate(p, b->rows));
     if (st) return st;
   }
   int64_t row_start = b->nnz;
@@ -417,14 +498,19 @@ kl_status svm_parse_line(svm_parser *p, char *s, char *e) {
       return svm_err(r, 0, KL_EFORMAT, "expected index:value, got '%s'", show(sh, t, te));
     }
     char *vt = ++s;
-    while (IS_TOK(*s)) s++;
-    if (vt == s)
-      return svm_err(r, 0, KL_EFORMAT, "missing value after '%s'", show(sh, t, s));
     double v;
-    ok = parse_double(vt, s, &v);
-    if (ok <= 0 || f32_overflow(b->dtype, v))
-      return svm_err(r, 0, KL_EFORMAT, ok == 0 ? "bad value '%s'" : "value '%s' out of range",
-                     show(sh, t, s));
+    const char *ve;
+    if (short_double(vt, &ve, &v)) {
+      s = (char *)ve;
+    } else {
+      while (IS_TOK(*s)) s++;
+      if (vt == s)
+        return svm_err(r, 0, KL_EFORMAT, "missing value after '%s'", show(sh, t, s));
+      ok = parse_double(vt, s, &v);
+      if (ok <= 0 || f32_overflow(b->dtype, v))
+        return svm_err(r, 0, KL_EFORMAT, ok == 0 ? "bad value '%s'" : "value '%s' out of range",
+                       show(sh, t, s));
+    }
     if (idx == 0 && p->zero_based == 0)
       return svm_err(r, 0, KL_EFORMAT, "index 0 in a one-based file");
     if (idx <= prev) {
@@ -442,7 +528,7 @@ kl_status svm_parse_line(svm_parser *p, char *s, char *e) {
                        (long long)nf);
     }
     if (b->nnz == b->cap_nnz) {
-      kl_status st = rows_grow_nnz(b, b->nnz + 1);
+      kl_status st = rows_grow_nnz(b, b->nnz + 1, extrapolate(p, b->nnz));
       if (st) return st;
     }
     b->indices[b->nnz] = idx - shift;

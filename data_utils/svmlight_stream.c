@@ -131,15 +131,7 @@ fail:
 /* Positions the reader at the first line whose first byte is >= begin. */
 static kl_status iter_start(kl_svmlight_iter *it) {
   it->p.qid_state = -1;
-  if (it->begin == 0) return svm_reader_seek(&it->r, 0);
-  /* the line holding byte begin-1 belongs to an earlier part unless that byte is '\n'
-   * (then it is an empty remainder): skip through the end of that line */
-  KL_TRY(svm_reader_seek(&it->r, it->begin - 1));
-  char *s, *e;
-  int got;
-  kl_status st = svm_reader_line(&it->r, &s, &e, &got);
-  if (st == KL_EFORMAT) kl_clearerr(); /* a NUL in that line is the earlier part's to report */
-  return st == KL_EFORMAT ? KL_OK : st;
+  return svm_reader_start_at(&it->r, it->begin);
 }
 
 /* Makes *t a tensor the iterator may overwrite: ours if nobody else holds it, else new. */
