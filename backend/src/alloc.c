@@ -436,12 +436,14 @@ void *kl_realloc(void *u, size_t bytes) {
   }
   size_t old = b->cap;
   KL_UNPOISON(b + 1, old);
+  /* No huge-page advice here: a block that grows by realloc (a csr being built) then
+   * peaked at old + new size (W1's data: 167 MiB instead of 123), the advised range
+   * apparently keeping glibc's mremap from growing it in place. */
   kl_blk *nb = realloc(b, KL_HDR + bytes);
   if (!nb) { /* b untouched and still the caller's */
     kl_hand_out(b, b->req);
     return kl_oom(bytes);
   }
-  kl_advise_huge(nb, KL_HDR + bytes);
   atomic_fetch_add(&kl_sys_made, 1);
   nb->cap = bytes;
   return kl_hand_out(nb, bytes);

@@ -365,7 +365,7 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
 /* The accumulator path handles N up to this (wider rows favour the sorted gather). */
 #define KL_SPA_MAXN 8
 /* ... and a csr with at most this many columns (its map: 4 bytes a column, kept). */
-#define KL_SPA_MAXC ((int64_t)1 << 26)
+#define KL_SPA_MAXC ((int64_t)1 << 24)
 
 /* Accumulates value * b-row into the output slot of each entry's column, in entry order.
  * map[c] = slot + 1 of column c (0: untouched so far); slots are made in first-touch order

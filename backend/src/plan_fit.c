@@ -6,10 +6,16 @@
 #include "plan_internal.h"
 #include "tensor_internal.h"
 
-/* Rows [b, e) of t, or rows perm[b..e-1] when perm is given; *out new. */
+/* Rows [b, e) of t, or rows perm[b..e-1] when perm is given; *out new. With view, the
+ * contiguous rows of a csr t are a view of its buffers (no copy of the batch's entries:
+ * ~8 % of a W1 step at batch 64); *viewed is then set. */
 static kl_status kl_batch_rows(const kl_tensor *t, const int64_t *perm, int64_t b, int64_t e,
-                               kl_tensor **out) {
+                               int view, int *viewed, kl_tensor **out) {
   if (perm) return kl_tensor_take_rows(t, perm + b, e - b, out);
+  if (view && t->stype == KL_STYPE_CSR) {
+    *viewed = 1;
+    return kl_tensor_csr_row_view(t, b, e, out);
+  }
   return kl_tensor_slice_rows(t, b, e, out);
 }
 
@@ -77,6 +83,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   for (int m = 0; m < o->nmetrics; m++) msum[m] = 0.0, mcount[m] = 0, mavg[m] = NAN;
   double lsum = 0.0;
   int64_t seen = 0, batch = 0;
+  int viewed = 0;
   kl_status st = KL_OK;
   if (train && o->shuffle) {
     st = kl_permutation(n, o->rng ? o->rng : kl_rng_global(), &perm);
@@ -86,7 +93,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     int64_t e = n - b < o->batch_size ? n : b + o->batch_size;
     if (train) kl_plan_drop_step(p); /* before slicing: one batch's working set at a time */
     for (int i = 0; i <= nx && st == KL_OK; i++)
-      st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, &feeds[i]);
+      st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, train, &viewed, &feeds[i]);
     if (st != KL_OK) goto done;
     double l = 0.0;
     if (train)
@@ -120,6 +127,9 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     for (int m = 0; m < o->nmetrics; m++) metric_avgs[m] = mavg[m];
 done:
   for (int i = 0; i <= nx; i++) kl_tensor_release(feeds[i]);
+  /* The plan keeps the last step's values, the fed views among them: drop them while the
+   * data they borrow from is surely alive. */
+  if (viewed) kl_plan_drop_step(p);
   kl_free(perm);
   return st;
 }

@@ -27,6 +27,26 @@ static kl_status kl_slice_csr(const kl_tensor *t, int64_t b, int64_t e, kl_tenso
   return KL_OK;
 }
 
+kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out) {
+  *out = NULL;
+  KL_CHECK(t->stype == KL_STYPE_CSR && b >= 0 && b <= e && e <= t->shape[0], KL_EINVAL,
+           "slice: bad csr row view [%" PRId64 ", %" PRId64 ")", b, e);
+  const int64_t *ptr = t->indptr;
+  int64_t off = ptr[b];
+  kl_tensor *c;
+  KL_TRY(kl_tensor_new_csr(t->dtype, e - b, t->shape[1], 0, &c));
+  for (int64_t r = b; r <= e; r++) c->indptr[r - b] = ptr[r] - off;
+  kl_free(c->indices);
+  kl_free(c->data);
+  c->indices = t->indices + off;
+  c->data = kl_elem(t->data, t->dtype, off);
+  c->nnz = ptr[e] - off;
+  c->cap_indices = c->cap_data = 0;
+  c->borrowed = 1;
+  *out = c;
+  return KL_OK;
+}
+
 static kl_status kl_slice_rsp(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out) {
   int64_t lo = kl_lower_bound(t->indices, 0, t->nnz, b);
   int64_t hi = kl_lower_bound(t->indices, lo, t->nnz, e);

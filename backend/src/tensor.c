@@ -208,9 +208,11 @@ kl_tensor *kl_tensor_retain(kl_tensor *t) {
 
 void kl_tensor_release(kl_tensor *t) {
   if (!t || --t->refcount > 0) return;
-  kl_free(t->data);
+  if (!t->borrowed) {
+    kl_free(t->data);
+    kl_free(t->indices);
+  }
   kl_free(t->indptr);
-  kl_free(t->indices);
   kl_free(t);
 }
 

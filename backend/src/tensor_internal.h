@@ -55,6 +55,11 @@ const char *kl_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Same ndim and dims. */
 int kl_same_shape(const kl_tensor *a, const kl_tensor *b);
 
+/* Rows [b, e) of the csr t as a view: its own indptr, t's indices and values (borrowed = 1,
+ * nothing copied). The view must die before t and must not be written or grown; fit's
+ * batch loop is its one user (its batches are read-only feeds of one step). */
+kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out);
+
 /* First position p in sorted a[lo..hi) with a[p] >= v. */
 int64_t kl_lower_bound(const int64_t *a, int64_t lo, int64_t hi, int64_t v);
 

@@ -98,6 +98,8 @@ typedef struct kl_tensor {
   int64_t *indices;
   int64_t cap_data;    /* elements allocated in data */
   int64_t cap_indices; /* elements allocated in indices */
+  int borrowed;        /* 1: data and indices lie in another tensor's buffers (a csr batch
+                        * view that fit makes while that tensor lives); release leaves them */
 } kl_tensor;
 
 /* A tensor's description without storage (graph nodes, shape inference). */

@@ -1,0 +1,66 @@
+-- spec/fit_batch_views_spec.lua: fit without shuffling feeds each batch of a CSR input as a
+-- view of the input's buffers (no copy). It must train exactly as copied batches do
+-- (train_on_batch over x:slice), leave the input untouched, and keep nothing of it once
+-- fit returns (the input may then be collected while the model lives on).
+local keras = require("keras")
+local K = keras.backend
+local L = keras.layers
+
+local function model_of(units)
+  keras.random.seed(5)
+  local m = keras.Sequential{L.Input{shape = {40}, sparse = true},
+    L.Dense{units = units, sparse_weight = true}}
+  m:compile{optimizer = keras.optimizers.SGD{learning_rate = 0.05, momentum = 0.9}, loss = "mse"}
+  return m
+end
+
+local function data(n)
+  local X = keras.sparse.rand({n, 40}, "csr", 0.2, {seed = 3})
+  local y = K.dot(X, keras.range(1, 40):reshape({40, 1})) / 40
+  return X, y
+end
+
+local function weights_equal(a, b)
+  local wa, wb = a:get_weights(), b:get_weights()
+  assert.are.equal(#wa, #wb)
+  for i = 1, #wa do
+    local da, db = K.to_dense(wa[i]):totable(), K.to_dense(wb[i]):totable()
+    assert.are.same(da, db) -- exact: the same arithmetic on the same entries
+  end
+end
+
+describe("fit's CSR batch views", function()
+  for _, units in ipairs({1, 3}) do
+    it("train bit for bit as copied batches (Dense units=" .. units .. ")", function()
+      local X, y = data(70) -- 70 rows, batch 16: four full batches and one of 6
+      local before = K.to_dense(X):totable()
+      local a, b = model_of(units), model_of(units)
+      if units > 1 then y = K.concatenate({y, y * 2, y - 1}, 2) end
+      a:fit(X, y, {batch_size = 16, epochs = 2, shuffle = false, verbose = 0})
+      for _ = 1, 2 do
+        for first = 1, 70, 16 do
+          local last = math.min(first + 15, 70)
+          b:train_on_batch(X:slice(first, last), y:slice(first, last))
+        end
+      end
+      weights_equal(a, b)
+      assert.are.same(before, K.to_dense(X):totable()) -- the input is not written
+    end)
+  end
+
+  it("leave nothing that needs the input after fit", function()
+    local m = model_of(1)
+    do
+      local X, y = data(50)
+      m:fit(X, y, {batch_size = 8, epochs = 1, shuffle = false, verbose = 0})
+    end
+    collectgarbage()
+    collectgarbage()
+    local X2, y2 = data(20)
+    local p = m:predict(X2)
+    assert.are.equal(20, p.shape[1])
+    local loss = m:evaluate(X2, y2, {verbose = 0})
+    assert.is_true(loss == loss) -- a number, not NaN
+    m:fit(X2, y2, {batch_size = 8, epochs = 1, shuffle = false, verbose = 0})
+  end)
+end)
