@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "kl/optim.h"
+#include "optim_internal.h"
 
 /* Hyperparameters of one update, resolved once (Adam's lr_t needs the step). */
 typedef struct opt_hyper {
@@ -173,8 +174,21 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
 /* Rows of weight and states fetched ahead of the lazy row loop. */
 #define OPT_PF 4
 
+static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                             kl_tensor **states, int64_t t, int trusted_rows);
+
 kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                               kl_tensor **states, int64_t t) {
+  return update_impl(o, w, g, states, t, 0);
+}
+
+kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                                      kl_tensor **states, int64_t t) {
+  return update_impl(o, w, g, states, t, 1);
+}
+
+static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                             kl_tensor **states, int64_t t, int trusted_rows) {
   KL_TRY(kl_optimizer_check(o));
   const char *k = kl_optimizer_kind_name(o->kind);
   int ns = kl_optimizer_num_states(o);
@@ -205,7 +219,7 @@ kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tens
   KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
            "%s.update: a dense gradient needs a weight that stores every row (weight stores "
            "%lld of %lld)", k, (long long)w->nnz, (long long)rows);
-  if (g_sparse) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
+  if (g_sparse && (w_partial || !trusted_rows)) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
 
   opt_job j;
   resolve_hyper(o, t, &j.h);

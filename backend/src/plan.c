@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops_internal.h"
+#include "optim_internal.h"
 #include "plan_internal.h"
 #include "tensor_internal.h"
 
@@ -466,8 +467,8 @@ kl_tensor *kl_plan_grad(const kl_plan *p, int k) {
 static kl_status kl_plan_update(kl_plan *p) {
   int64_t t = p->step + 1;
   for (int k = 0; k < p->nweights; k++)
-    KL_TRY(kl_optimizer_update(&p->opt, p->g->nodes[p->weights[k]].value, p->wgrad[k],
-                               &p->states[2 * k], t));
+    KL_TRY(kl_optimizer_update_trusted(&p->opt, p->g->nodes[p->weights[k]].value, p->wgrad[k],
+                                       &p->states[2 * k], t));
   p->step = t;
   return KL_OK;
 }
