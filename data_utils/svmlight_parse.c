@@ -220,10 +220,8 @@ static kl_status rows_grow_rows(svm_rows *b, int64_t est) {
   return KL_OK;
 }
 
-static kl_status rows_grow_nnz(svm_rows *b, int64_t need, int64_t est) {
-  int64_t cap = b->cap_nnz ? b->cap_nnz : 16384;
-  while (cap < need) cap *= 2;
-  if (est > cap) cap = est;
+/* Indices and values with room for cap entries. */
+static kl_status rows_realloc_nnz(svm_rows *b, int64_t cap) {
   int64_t *ix = kl_realloc(b->indices, (size_t)cap * sizeof *ix);
   if (!ix) return KL_ENOMEM;
   b->indices = ix;
@@ -234,6 +232,13 @@ static kl_status rows_grow_nnz(svm_rows *b, int64_t need, int64_t est) {
   return KL_OK;
 }
 
+static kl_status rows_grow_nnz(svm_rows *b, int64_t need, int64_t est) {
+  int64_t cap = b->cap_nnz ? b->cap_nnz : 16384;
+  while (cap < need) cap *= 2;
+  if (est > cap) cap = est;
+  return rows_realloc_nnz(b, cap);
+}
+
 kl_status svm_rows_reserve(svm_rows *b, int64_t rows, int64_t nnz) {
   if (rows > b->cap_rows || !b->indptr) {
     int64_t *ip = kl_realloc(b->indptr, (size_t)(rows + 1) * sizeof *ip);
@@ -242,15 +247,7 @@ kl_status svm_rows_reserve(svm_rows *b, int64_t rows, int64_t nnz) {
     b->indptr = ip;
   }
   if (nnz < 1) nnz = 1;
-  if (nnz > b->cap_nnz || !b->indices) {
-    int64_t *ix = kl_realloc(b->indices, (size_t)nnz * sizeof *ix);
-    if (!ix) return KL_ENOMEM;
-    b->indices = ix;
-    void *d = kl_realloc(b->data, (size_t)nnz * kl_dtype_size(b->dtype));
-    if (!d) return KL_ENOMEM;
-    b->data = d;
-    b->cap_nnz = nnz;
-  }
+  if (nnz > b->cap_nnz || !b->indices) return rows_realloc_nnz(b, nnz);
   return KL_OK;
 }
 

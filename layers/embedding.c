@@ -87,10 +87,10 @@ static inline int64_t rsp_find(const kl_tensor *w, int64_t r) {
   return lo < w->nnz && w->indices[lo] == r ? lo : -1;
 }
 
-/* out[p, :] = weight row ids[p]-1, or zeros for padding (0) and absent row_sparse rows. */
 /* Rows prefetched ahead in the forward gather. */
 #define EMB_PF 8
 
+/* out[p, :] = weight row ids[p]-1, or zeros for padding (0) and absent row_sparse rows. */
 static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
   kl_meta m[2], om;
   kl_tensor *o = NULL;
@@ -113,7 +113,8 @@ static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, k
     if (!sparse && p + EMB_PF < npos) {
       int64_t nx = id_at(ids, p + EMB_PF);
       if (nx > 0 && nx <= V)
-        for (size_t b = 0; b < rowb; b += 64) __builtin_prefetch(src + (size_t)(nx - 1) * rowb + b);
+        for (size_t b = 0; b < rowb; b += 64)
+          __builtin_prefetch(src + (size_t)(nx - 1) * rowb + b);
     }
     int64_t id = id_at(ids, p), r = -1;
     if (id > 0) r = sparse ? rsp_find(w, id - 1) : id - 1;

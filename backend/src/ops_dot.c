@@ -387,10 +387,10 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
 
 /* Accumulates value * b-row into the output slot of each entry's column, in entry order.
  * map[c] = slot + 1 of column c (0: untouched so far); slots are made in first-touch order
- * with their column in ukey; slot s accumulates in row s + 1 of acc (row 0 is unused). Entries of rows that a row_sparse b
- * does not store add nothing. acc is zero on entry (so a slot's first product is added to
- * 0, as in the sorted path's gather). Returns the slot count; *kmin, *kmax: the touched columns'
- * range. NN is the compile-time width (0: use N). */
+ * with their column in ukey; slot s accumulates in row s + 1 of acc (row 0 is unused).
+ * Entries of rows that a row_sparse b does not store add nothing. acc is zero on entry (so a
+ * slot's first product is added to 0, as in the sorted path's gather). Returns the slot
+ * count; *kmin, *kmax: the touched columns' range. NN is the compile-time width (0: N). */
 #define KL_DEF_SPA(T, S, NN, SFX)                                                           \
   static int64_t spa_acc_##S##SFX(const kl_tensor *a, const kl_tensor *b, int64_t N,        \
                                   uint32_t *restrict map, int64_t *restrict ukey,           \

@@ -245,7 +245,8 @@ kl_status kl_optimizer_create_states(const kl_optimizer *o, const kl_tensor *w,
     }
     /* Lazy updates touch random rows of the states: take the page faults now, not in
      * the training steps (a 2.5 GB Adam m at V = 1e7 otherwise faults for epochs). */
-    kl_prefault_zeroed(states[i]->data, (size_t)kl_tensor_numel(states[i]) * kl_dtype_size(w->dtype));
+    kl_prefault_zeroed(states[i]->data,
+                       (size_t)kl_tensor_numel(states[i]) * kl_dtype_size(w->dtype));
   }
   return KL_OK;
 }

@@ -7,9 +7,8 @@
  * bit-identical to a row of +0.0), s0/s1 (state rows; unused ones may be NULL). The rules
  * are documented in kl/optim.h. */
 static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
-    const opt_hyper *h, OPT_T *restrict w,
-                                       const OPT_T *restrict g, OPT_T *restrict s0,
-                                       OPT_T *restrict s1, int64_t n) {
+    const opt_hyper *h, OPT_T *restrict w, const OPT_T *restrict g, OPT_T *restrict s0,
+    OPT_T *restrict s1, int64_t n) {
   const OPT_T rescale = (OPT_T)h->rescale, clip = (OPT_T)h->clip, wd = (OPT_T)h->wd;
   const OPT_T lr = (OPT_T)h->lr;
   const int do_clip = h->clip > 0;

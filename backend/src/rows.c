@@ -41,7 +41,7 @@ kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_te
   c->indices = t->indices + off;
   c->data = kl_elem(t->data, t->dtype, off);
   c->nnz = ptr[e] - off;
-  c->cap_indices = c->cap_data = 0;
+  c->cap_indices = c->cap_data = c->nnz; /* what it may read; reserve refuses a view */
   c->borrowed = 1;
   *out = c;
   return KL_OK;

@@ -180,6 +180,7 @@ kl_status kl_tensor_new_rsp(kl_dtype dtype, int ndim, const int64_t *shape, int6
 }
 
 kl_status kl_tensor_reserve(kl_tensor *t, int64_t nnz) {
+  KL_CHECK(!t->borrowed, KL_EINVAL, "reserve: the tensor is a view of another's storage");
   KL_CHECK(t->stype != KL_STYPE_DEFAULT, KL_ESTYPE, "reserve: not supported for dense tensors");
   int64_t limit = t->stype == KL_STYPE_CSR ? kl_tensor_numel(t) : t->shape[0];
   KL_CHECK(nnz >= 0 && nnz <= limit, KL_EINVAL,
