@@ -128,13 +128,50 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
                                  s1 ? s1 + o : NULL, rw);                                \
     }                                                                                    \
   } while (0)
+/* SGD on 1-wide rows (a Dense(1) kernel: W1, W2): the rule's flags are tested once, not per
+ * row (opt_row's tests stayed in the row loop: 35 -> 16 instructions a row, callgrind).
+ * The same expressions as opt_row's SGD case: the same bits. */
+#define OPT_SGD1(DO_CLIP, HAS_MOM, NEST)                                                 \
+  for (int64_t i = i0; i < i1; i++) {                                                    \
+    const int64_t o = gi[i];                                                             \
+    OPT_T gj = g[i] * rescale;                                                           \
+    if (DO_CLIP) gj = gj < -clip ? -clip : (gj > clip ? clip : gj);                      \
+    if (!(HAS_MOM)) {                                                                    \
+      w[o] = w[o] - lr * (gj + wd * w[o]);                                               \
+    } else {                                                                             \
+      const OPT_T step = lr * (gj + wd * w[o]);                                          \
+      const OPT_T v = mom * s0[o] - step;                                                \
+      s0[o] = v;                                                                         \
+      w[o] = (NEST) ? w[o] + (mom * v - step) : w[o] + v;                                \
+    }                                                                                    \
+  }
+static void OPT_CAT(opt_rows1_sgd_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+                                             const OPT_T *restrict g, OPT_T *restrict s0,
+                                             const int64_t *restrict gi, int64_t i0,
+                                             int64_t i1) {
+  const OPT_T rescale = (OPT_T)h->rescale, clip = (OPT_T)h->clip, wd = (OPT_T)h->wd;
+  const OPT_T lr = (OPT_T)h->lr, mom = (OPT_T)h->mom;
+  const int do_clip = h->clip > 0;
+  if (!h->has_mom) {
+    if (do_clip) OPT_SGD1(1, 0, 0) else OPT_SGD1(0, 0, 0)
+  } else if (!h->nesterov) {
+    if (do_clip) OPT_SGD1(1, 1, 0) else OPT_SGD1(0, 1, 0)
+  } else {
+    if (do_clip) OPT_SGD1(1, 1, 1) else OPT_SGD1(0, 1, 1)
+  }
+}
+#undef OPT_SGD1
+
 static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                         const OPT_T *restrict g, OPT_T *restrict s0,
                                         OPT_T *restrict s1, int64_t rw,
                                         const int64_t *restrict gi, int64_t i0, int64_t i1,
                                         int64_t pf) {
   switch (h->kind) {
-    case KL_OPT_SGD: OPT_ROWS_LOOP(KL_OPT_SGD); break;
+    case KL_OPT_SGD:
+      if (rw == 1) OPT_CAT(opt_rows1_sgd_, OPT_SFX)(h, w, g, s0, gi, i0, i1);
+      else OPT_ROWS_LOOP(KL_OPT_SGD);
+      break;
     case KL_OPT_ADAM: OPT_ROWS_LOOP(KL_OPT_ADAM); break;
     case KL_OPT_ADAGRAD: OPT_ROWS_LOOP(KL_OPT_ADAGRAD); break;
     case KL_OPT_RMSPROP: OPT_ROWS_LOOP(KL_OPT_RMSPROP); break;

@@ -1,8 +1,9 @@
 /* test_dot_csrT_spa.c: csr^T . b with N <= 8 inside a pool takes the accumulator path
  * (dot_csrT_spa: the pool's kept column map); outside a pool, the sorted path. Both must give
  * the same indices and the same bits, for f32/f64, N = 1..9 (9 is always sorted), dense and
- * row_sparse b (rows missing), empty rows and batches, a dense column range (the map scan)
- * and a sparse one (the radix sort of the slots), over many calls in one pool (a map left
+ * row_sparse b (rows missing), empty rows and batches, few columns (the direct accumulator
+ * and its column scan), a dense column range (the map scan) and a sparse one (the radix sort
+ * of the slots), over many calls in one pool (a map left
  * dirty by one call would corrupt the next), and after an allocation failure in the middle
  * of a call. The map must be all zero after every call. */
 #include <stdlib.h>
@@ -73,12 +74,20 @@ static int same_rsp(const kl_tensor *x, const kl_tensor *y) {
          (vb == 0 || memcmp(x->data, y->data, vb) == 0);
 }
 
-/* The pool's map is all zero (the kept-scratch contract), read back through the pool. */
-static int map_clear(int64_t C) {
+/* The pool's map and direct accumulator (a C x N csr^T product of es-byte values) are all
+ * zero (the kept-scratch contract), read back through the pool: a request no larger than
+ * the buffer returns it as it is. */
+static int map_clear(int64_t C, int64_t N, size_t es) {
   const uint32_t *m = kl_pool_kept_zeroed(KL_KEPT_COLMAP, (size_t)C * sizeof *m);
   if (!m) return 0;
   for (int64_t c = 0; c < C; c++)
     if (m[c]) return 0;
+  const size_t ab = (size_t)C * (size_t)N * es;
+  if (ab > ((size_t)4 << 20)) return 1; /* no direct accumulator at this size */
+  const unsigned char *acc = kl_pool_kept_zeroed(KL_KEPT_COLACC, ab);
+  if (!acc) return 0;
+  for (size_t k = 0; k < ab; k++)
+    if (acc[k]) return 0;
   return 1;
 }
 
@@ -92,7 +101,7 @@ static void compare(kl_pool *p, kl_dtype dt, int64_t R, int64_t C, int64_t lo, i
     kl_pool *prev = kl_pool_enter(p);
     kl_tensor *o = NULL;
     CHECK_OK(kl_dot(s.a, s.b, 1, 0, &o));
-    int clear = C > ((int64_t)1 << 24) || map_clear(C); /* beyond: no map is made */
+    int clear = C > ((int64_t)1 << 24) || map_clear(C, N, kl_dtype_size(dt)); /* beyond: no map is made */
     kl_pool_leave(prev);
     CHECK(clear);
     CHECK(same_rsp(o, ref));
@@ -145,10 +154,10 @@ static void failure_sweep(void) {
     else failed++;
     kl_tensor_release(o);
     o = NULL;
-    CHECK(map_clear(500));
+    CHECK(map_clear(500, 1, 4));
     CHECK_OK(kl_dot(s.a, s.b, 1, 0, &o));
     CHECK(same_rsp(o, ref));
-    CHECK(map_clear(500));
+    CHECK(map_clear(500, 1, 4));
     kl_tensor_release(o);
     kl_pool_leave(prev);
     kl_pool_close(p);
@@ -198,6 +207,8 @@ int main(void) {
         compare(p, t, 64, 1000, 0, 1000, 20, N, bsp, seed++);        /* dense range: scan */
         compare(p, t, 40, 200000, 100, 190000, 6, N, bsp, seed++);   /* sparse: radix sort */
         compare(p, t, 30, 5000, 4000, 1000, 3, N, bsp, seed++);      /* range off zero */
+        compare(p, t, 64, 5000, 4000, 1000, 20, N, bsp, seed++);     /* off zero: scan */
+        compare(p, t, 16, 40, 0, 40, 1, N, bsp, seed++); /* direct, C > nnz + 1: cap */
       }
   compare(p, KL_FLOAT32, 5, 10, 0, 10, 0, 1, 0, seed++);  /* no entries at all */
   compare(p, KL_FLOAT64, 1, 1, 0, 1, 1, 1, 0, seed++);    /* one column */

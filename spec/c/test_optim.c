@@ -122,16 +122,17 @@ static void random_states(const kl_optimizer *o, kl_tensor **st) {
   }
 }
 
-/* For one optimizer config, dtype and weight stype: three steps with a row_sparse gradient
- * (rows {1, 4, 5} of 7 x 3), lazy and non-lazy, against a dense gradient and the reference. */
-static void check_sparsity(const cfg *c, kl_dtype dt, kl_stype wst) {
-  enum { R = 7, C = 3, NG = 3 };
+/* For one optimizer config, dtype, weight stype and row width C (3, or 1: a Dense(1)
+ * kernel, which has its own row loops): three steps with a row_sparse gradient (rows
+ * {1, 4, 5} of 7 x C), lazy and non-lazy, against a dense gradient and the reference. */
+static void check_sparsity(const cfg *c, kl_dtype dt, kl_stype wst, int C) {
+  enum { R = 7, CMAX = 3, NG = 3 };
   const int64_t gi[NG] = {1, 4, 5}, all[R] = {0, 1, 2, 3, 4, 5, 6};
   double tol = dt == KL_FLOAT64 ? 1e-12 : 1e-5;
   kl_optimizer o;
   setup(&o, c);
   int ns = kl_optimizer_num_states(&o);
-  double wv[R * C], gv[NG * C];
+  double wv[R * CMAX], gv[NG * CMAX];
   for (int i = 0; i < R * C; i++) wv[i] = urand(-1, 1);
   kl_tensor *w0 = wst == KL_STYPE_ROW_SPARSE ? rsp2(dt, R, C, R, all, wv) : dense2(dt, R, C, wv);
   kl_tensor *s0[2] = {0}, *wl = NULL, *wn = NULL, *wd = NULL;
@@ -147,7 +148,7 @@ static void check_sparsity(const cfg *c, kl_dtype dt, kl_stype wst) {
     sd[i] = clone(s0[i]);
   }
   /* The reference, element by element, for the non-lazy (dense) path. */
-  double rw[R * C], rs0[R * C] = {0}, rs1[R * C] = {0};
+  double rw[R * CMAX], rs0[R * CMAX] = {0}, rs1[R * CMAX] = {0};
   for (int i = 0; i < R * C; i++) {
     rw[i] = kl_tensor_data_at(w0, i);
     if (ns > 0) rs0[i] = kl_tensor_data_at(s0[0], i);
@@ -178,6 +179,9 @@ static void check_sparsity(const cfg *c, kl_dtype dt, kl_stype wst) {
     }
     for (int k = 0; k < NG; k++) {
       int64_t r = gi[k];
+      /* A present row: the same rule in both paths, so the same bits. */
+      CHECK(row_bits_equal(wl, r, wn, r));
+      for (int i = 0; i < ns; i++) CHECK(row_bits_equal(sl[i], r, sn[i], r));
       for (int64_t j = 0; j < C; j++) {
         double w1 = kl_tensor_data_at(wl_before, r * C + j);
         double a = ns > 0 ? kl_tensor_data_at(sl_before[0], r * C + j) : 0;
@@ -226,6 +230,7 @@ static void test_sparsity_all(void) {
       {KL_OPT_SGD, 0.1, 0.9, 0, 0, 1, 1},
       {KL_OPT_SGD, 0.1, 0.5, 0.1, 0.3, 2, 0},
       {KL_OPT_SGD, 0.1, 0, 0.1, 0.3, 2, 0},
+      {KL_OPT_SGD, 0.1, 0.9, 0.1, 0.3, 2, 1},
       {KL_OPT_ADAM, 0.01, 0, 0, 0, 1, 0},
       {KL_OPT_ADAM, 0.01, 0, 0.05, 0.5, 0.5, 0},
       {KL_OPT_ADAGRAD, 0.1, 0, 0, 0, 1, 0},
@@ -238,8 +243,9 @@ static void test_sparsity_all(void) {
   for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++)
     for (int dti = 0; dti < 2; dti++)
       for (int s = 0; s < 2; s++)
-        check_sparsity(&cfgs[c], dti ? KL_FLOAT64 : KL_FLOAT32,
-                       s ? KL_STYPE_ROW_SPARSE : KL_STYPE_DEFAULT);
+        for (int C = 1; C <= 3; C += 2)
+          check_sparsity(&cfgs[c], dti ? KL_FLOAT64 : KL_FLOAT32,
+                         s ? KL_STYPE_ROW_SPARSE : KL_STYPE_DEFAULT, C);
 }
 
 /* A row_sparse weight that stores only rows {0, 2, 5} of 6. */

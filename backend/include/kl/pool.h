@@ -71,8 +71,9 @@ int kl_pool_set_enabled(int on);
  * buffer by a new zeroed one. slot in [0, KL_POOL_NKEPT) names the user (KL_KEPT_*). Returns
  * NULL when no pool is current (plain calls, OpenMP workers, pools disabled) or the
  * allocation fails (no error is set: callers fall back to a path without the map). */
-#define KL_POOL_NKEPT 1
-#define KL_KEPT_COLMAP 0 /* dot csr^T: column -> output slot */
+#define KL_POOL_NKEPT 2
+#define KL_KEPT_COLMAP 0 /* dot csr^T: column -> output slot (or touched flag) */
+#define KL_KEPT_COLACC 1 /* dot csr^T: the direct accumulator, N values a column */
 void *kl_pool_kept_zeroed(int slot, size_t bytes);
 
 /* Counters of one pool (read on the owner thread). */
