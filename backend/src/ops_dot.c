@@ -517,6 +517,22 @@ static void spad_emit(uint32_t *restrict flag, char *restrict acc, int64_t C, in
   o->nnz = u;
 }
 
+int kl_dot_direct_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt) {
+  return C > 0 && N >= 1 && N <= KL_SPA_MAXN && C <= KL_SPA_MAXC && C <= 4 * nnz &&
+         nnz < (int64_t)UINT32_MAX && (size_t)C * (size_t)N * kl_dtype_size(dt) <= KL_SPA_DIRECT_MAXB;
+}
+
+void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, uint32_t *flag,
+                            void *acc) {
+  if (g->dtype == KL_FLOAT32) {
+    if (N == 1) spad_acc_f32_1(a, g, N, flag, acc);
+    else spad_acc_f32_n(a, g, N, flag, acc);
+  } else {
+    if (N == 1) spad_acc_f64_1(a, g, N, flag, acc);
+    else spad_acc_f64_n(a, g, N, flag, acc);
+  }
+}
+
 /* csr^T . b by the direct accumulator (see KL_SPA_DIRECT_MAXB); the same sums as the
  * sorted path (from +0, in entry order). Returns 0 when the kept buffers are not there. */
 static int dot_csrT_direct(const kl_tensor *a, const kl_tensor *b, const kl_meta *om,
@@ -526,13 +542,7 @@ static int dot_csrT_direct(const kl_tensor *a, const kl_tensor *b, const kl_meta
   const size_t es = kl_dtype_size(dt);
   char *acc = kl_pool_kept_zeroed(KL_KEPT_COLACC, (size_t)C * (size_t)N * es);
   if (!acc) return 0;
-  if (dt == KL_FLOAT32) {
-    if (N == 1) spad_acc_f32_1(a, b, N, flag, (float *)acc);
-    else spad_acc_f32_n(a, b, N, flag, (float *)acc);
-  } else {
-    if (N == 1) spad_acc_f64_1(a, b, N, flag, (double *)acc);
-    else spad_acc_f64_n(a, b, N, flag, (double *)acc);
-  }
+  kl_dot_csrT_direct_acc(a, b, N, flag, acc);
   kl_tensor *o = NULL;
   kl_status st = kl_tensor_new_rsp(dt, om->ndim, om->shape, C < nnz + 1 ? C : nnz + 1, &o);
   spad_emit(flag, acc, C, N, es, st == KL_OK ? o : NULL);
@@ -561,8 +571,7 @@ static int dot_csrT_spa(const kl_tensor *a, const kl_tensor *b, const kl_meta *o
   const size_t n1 = (size_t)(nnz > 0 ? nnz : 1);
   uint32_t *map = kl_pool_kept_zeroed(KL_KEPT_COLMAP, (size_t)(C > 0 ? C : 1) * sizeof *map);
   if (!map) return 0;
-  if (C > 0 && C <= 4 * nnz && (size_t)C * (size_t)N * es <= KL_SPA_DIRECT_MAXB &&
-      dot_csrT_direct(a, b, om, N, map, out, stp))
+  if (kl_dot_direct_fits(C, nnz, N, dt) && dot_csrT_direct(a, b, om, N, map, out, stp))
     return 1;
   int64_t *ukey = kl_malloc_n(n1, sizeof *ukey);
   void *acc = kl_malloc_n((n1 + 1) * (size_t)N, es);

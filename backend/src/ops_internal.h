@@ -72,6 +72,14 @@ static inline int kl_sup_first_sparse(kl_tensor *const *in, int nin, const kl_at
                                                 {NULL, NULL, NULL}};                       \
   const kl_op_def kl_opdef_##P = {NAME, 1, 1, P##_infer, P##_run, P##_kernels, P##_backward};
 
+/* The direct accumulator of csr^T . G (ops_dot.c), for the plan's fused step: whether a
+ * csr with C columns and nnz entries and an N-wide G of dtype dt takes it, and the pass
+ * itself: for each entry (i, c, value) of a, acc[c * N ..] += value * G[i, ..] in entry
+ * order and flag[c] = 1 (acc: C x N values of dt, all zero on entry; G dense, R x N). */
+int kl_dot_direct_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt);
+void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, uint32_t *flag,
+                            void *acc);
+
 /* Helpers shared by kernels (tensor.c). */
 static inline int kl_is_float(kl_dtype d) { return d == KL_FLOAT32 || d == KL_FLOAT64; }
 

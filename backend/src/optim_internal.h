@@ -10,4 +10,13 @@
  * that stores some rows, still runs. Validation stays at the boundary: kl_optimizer_update. */
 kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                                       kl_tensor **states, int64_t t);
+
+/* The lazy update of a weight that stores every row (dense, or row_sparse with every row)
+ * from a gradient held as a per-row accumulator: row r's gradient is acc[r * row width ..]
+ * (w's dtype) where flag[r] != 0, and rows whose flag is 0 are not in the gradient (left
+ * untouched, as by the lazy update of a row_sparse gradient of the flagged rows: the same
+ * bits). acc and flag (one per row of w) are left all zero, whatever the result. The plan's
+ * fused step hands it the kept accumulator of csr^T . G (no compact gradient is made). */
+kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
+                                      uint32_t *flag, kl_tensor **states, int64_t t);
 #endif

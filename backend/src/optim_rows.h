@@ -1,5 +1,6 @@
 /* optim_rows.h: the per-row update rules, instantiated once per dtype by optim_update.c.
- * Include with OPT_T (float or double), OPT_SQRT (sqrtf or sqrt) and OPT_SFX (f32, f64). */
+ * Include with OPT_T (float or double), OPT_U (its same-size unsigned integer), OPT_SQRT
+ * (sqrtf or sqrt) and OPT_SFX (f32, f64). */
 #define OPT_CAT2(a, b) a##b
 #define OPT_CAT(a, b) OPT_CAT2(a, b)
 
@@ -161,6 +162,74 @@ static void OPT_CAT(opt_rows1_sgd_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict
   }
 }
 #undef OPT_SGD1
+
+/* a where mask m is all ones, else b, bit for bit (an integer select: GCC if-converts and
+ * vectorises it; a float ?: stays a branch under the default -ftrapping-math). */
+static inline OPT_T OPT_CAT(opt_blend_, OPT_SFX)(OPT_T a, OPT_T b, OPT_U m) {
+  OPT_U x, y;
+  memcpy(&x, &a, sizeof x);
+  memcpy(&y, &b, sizeof y);
+  x = (x & m) | (y & ~m);
+  OPT_T r;
+  memcpy(&r, &x, sizeof r);
+  return r;
+}
+
+/* The lazy update of the flagged rows c of [c0, c1) (flag[c] != 0) of a weight that stores
+ * every row, row c's gradient in acc[c * rw ..]; acc and flag are cleared over the range
+ * (the plan's fused step: the kept accumulator of csr^T . G, kl_optimizer_update_flagged).
+ * SGD on 1-wide rows computes every row and keeps the result only where flagged (a select:
+ * the loop vectorises, and half the rows of a W1 batch are flagged, so a branch would
+ * mispredict); other rules update the flagged rows one by one. The same expressions as
+ * opt_row (the clip as two selects: -clip below -clip, then clip above clip, NaN kept): the
+ * same bits as the lazy update of the compact row_sparse gradient. */
+#define OPT_SGDF(DO_CLIP, HAS_MOM, NEST)                                                 \
+  for (int64_t c = c0; c < c1; c++) {                                                    \
+    OPT_T gj = acc[c] * rescale;                                                         \
+    if (DO_CLIP) {                                                                       \
+      gj = OPT_CAT(opt_blend_, OPT_SFX)(-clip, gj, -(OPT_U)(gj < -clip));                \
+      gj = OPT_CAT(opt_blend_, OPT_SFX)(clip, gj, -(OPT_U)(gj > clip));                  \
+    }                                                                                    \
+    const OPT_U m = -(OPT_U)(flag[c] != 0);                                              \
+    if (!(HAS_MOM)) {                                                                    \
+      const OPT_T nw = w[c] - lr * (gj + wd * w[c]);                                     \
+      w[c] = OPT_CAT(opt_blend_, OPT_SFX)(nw, w[c], m);                                  \
+    } else {                                                                             \
+      const OPT_T step = lr * (gj + wd * w[c]);                                          \
+      const OPT_T v = mom * s0[c] - step;                                                \
+      const OPT_T nw = (NEST) ? w[c] + (mom * v - step) : w[c] + v;                      \
+      s0[c] = OPT_CAT(opt_blend_, OPT_SFX)(v, s0[c], m);                                 \
+      w[c] = OPT_CAT(opt_blend_, OPT_SFX)(nw, w[c], m);                                  \
+    }                                                                                    \
+    acc[c] = 0;                                                                          \
+    flag[c] = 0;                                                                         \
+  }
+static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+                                           OPT_T *restrict acc, uint32_t *restrict flag,
+                                           OPT_T *restrict s0, OPT_T *restrict s1, int64_t rw,
+                                           int64_t c0, int64_t c1) {
+  if (h->kind == KL_OPT_SGD && rw == 1) {
+    const OPT_T rescale = (OPT_T)h->rescale, clip = (OPT_T)h->clip, wd = (OPT_T)h->wd;
+    const OPT_T lr = (OPT_T)h->lr, mom = (OPT_T)h->mom;
+    const int do_clip = h->clip > 0;
+    if (!h->has_mom) {
+      if (do_clip) OPT_SGDF(1, 0, 0) else OPT_SGDF(0, 0, 0)
+    } else if (!h->nesterov) {
+      if (do_clip) OPT_SGDF(1, 1, 0) else OPT_SGDF(0, 1, 0)
+    } else {
+      if (do_clip) OPT_SGDF(1, 1, 1) else OPT_SGDF(0, 1, 1)
+    }
+    return;
+  }
+  for (int64_t c = c0; c < c1; c++) {
+    if (!flag[c]) continue;
+    const int64_t o = c * rw;
+    OPT_CAT(opt_row_, OPT_SFX)(h, w + o, acc + o, s0 ? s0 + o : NULL, s1 ? s1 + o : NULL, rw);
+    for (int64_t k = 0; k < rw; k++) acc[o + k] = 0;
+    flag[c] = 0;
+  }
+}
+#undef OPT_SGDF
 
 static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                         const OPT_T *restrict g, OPT_T *restrict s0,

@@ -16,18 +16,22 @@ typedef struct opt_hyper {
 } opt_hyper;
 
 #define OPT_T float
+#define OPT_U uint32_t
 #define OPT_SQRT sqrtf
 #define OPT_SFX f32
 #include "optim_rows.h"
 #undef OPT_T
+#undef OPT_U
 #undef OPT_SQRT
 #undef OPT_SFX
 
 #define OPT_T double
+#define OPT_U uint64_t
 #define OPT_SQRT sqrt
 #define OPT_SFX f64
 #include "optim_rows.h"
 #undef OPT_T
+#undef OPT_U
 #undef OPT_SQRT
 #undef OPT_SFX
 
@@ -187,13 +191,15 @@ kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const
   return update_impl(o, w, g, states, t, 1);
 }
 
-static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
-                             kl_tensor **states, int64_t t, int trusted_rows) {
+/* The checks of an update's optimizer, weight, states and step, and with with_g of its
+ * gradient g (the flagged update has none). */
+static kl_status check_update(const kl_optimizer *o, const kl_tensor *w, int with_g,
+                              const kl_tensor *g, kl_tensor **states, int64_t t) {
   KL_TRY(kl_optimizer_check(o));
   const char *k = kl_optimizer_kind_name(o->kind);
   int ns = kl_optimizer_num_states(o);
   KL_TRY(check_arg(k, "weight", w, w, 0));
-  KL_TRY(check_arg(k, "gradient", g, w, 0));
+  if (with_g) KL_TRY(check_arg(k, "gradient", g, w, 0));
   KL_CHECK(ns == 0 || states != NULL, KL_EINVAL, "%s.update: states is NULL (%d needed)", k, ns);
   for (int i = 0; i < ns; i++) {
     char what[64];
@@ -201,16 +207,56 @@ static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tenso
     KL_TRY(check_arg(k, what, states[i], w, 1));
   }
   /* The row kernels take restrict pointers: no two buffers may be the same. */
-  KL_CHECK(g->data != w->data || kl_tensor_numel(w) == 0, KL_EINVAL,
+  KL_CHECK(!g || g->data != w->data || kl_tensor_numel(w) == 0, KL_EINVAL,
            "%s.update: gradient and weight share their storage", k);
   for (int i = 0; i < ns; i++) {
     const void *d = states[i]->data;
     KL_CHECK(kl_tensor_numel(w) == 0 ||
-                 (d != w->data && d != g->data && (i == 0 || d != states[0]->data)),
+                 (d != w->data && (!g || d != g->data) && (i == 0 || d != states[0]->data)),
              KL_EINVAL, "%s.update: state '%s' shares its storage with another argument", k,
              kl_optimizer_state_name(o, i));
   }
   KL_CHECK(t >= 1, KL_EINVAL, "%s.update: t must be >= 1. Received: t=%lld", k, (long long)t);
+  return KL_OK;
+}
+
+kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
+                                      uint32_t *flag, kl_tensor **states, int64_t t) {
+  kl_status st = check_update(o, w, 0, NULL, states, t);
+  if (!w) return st; /* (check_update said so) nothing to size the accumulator by */
+  const int64_t rows = w->ndim ? w->shape[0] : 1;
+  if (st == KL_OK && !(o->lazy_update && w->ndim >= 1 &&
+                       (w->stype == KL_STYPE_DEFAULT ||
+                        (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == rows))))
+    st = kl_seterr(KL_EINVAL, "%s.update: a flagged update needs a lazy optimizer and a "
+                   "weight that stores every row", kl_optimizer_kind_name(o->kind));
+  const int64_t rw = w->ndim ? kl_row_width(w) : 1;
+  if (st != KL_OK) { /* leave the accumulator as the contract wants it: zero */
+    memset(flag, 0, (size_t)rows * sizeof *flag);
+    memset(acc, 0, (size_t)(rows * rw) * kl_dtype_size(w->dtype));
+    return st;
+  }
+  int ns = kl_optimizer_num_states(o);
+  opt_hyper h;
+  resolve_hyper(o, t, &h);
+  void *s0 = ns > 0 ? states[0]->data : NULL, *s1 = ns > 1 ? states[1]->data : NULL;
+#pragma omp parallel if (rows * rw >= OPT_PARALLEL_MIN)
+  {
+    int T = omp_get_num_threads(), q = omp_get_thread_num();
+    int64_t c0 = rows * q / T, c1 = rows * (q + 1) / T;
+    if (w->dtype == KL_FLOAT64)
+      opt_flagged_f64(&h, w->data, acc, flag, s0, s1, rw, c0, c1);
+    else
+      opt_flagged_f32(&h, w->data, acc, flag, s0, s1, rw, c0, c1);
+  }
+  return KL_OK;
+}
+
+static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                             kl_tensor **states, int64_t t, int trusted_rows) {
+  KL_TRY(check_update(o, w, 1, g, states, t));
+  const char *k = kl_optimizer_kind_name(o->kind);
+  int ns = kl_optimizer_num_states(o);
 
   int64_t rows = w->ndim ? w->shape[0] : 1;
   int w_sparse = w->stype == KL_STYPE_ROW_SPARSE;

@@ -186,6 +186,7 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
   p->g = g;
   p->nnodes = g->n;
   p->loss = spec->loss;
+  p->fused_k = -1;
   kl_status st = kl_plan_layout(p, spec);
   if (st == KL_OK && spec->optimizer) {
     p->has_opt = 1;
@@ -355,7 +356,17 @@ double kl_plan_loss(const kl_plan *p) { return p && p->fwd_loss ? p->loss_value 
 
 /* ----------------------------------------------------------------- backward */
 
+/* Drops a fused gradient that no update consumed (a failed step): the kept accumulator is
+ * left zero, as its contract wants. O(rows), on the failure path only. */
+static void kl_plan_clear_fused(kl_plan *p) {
+  if (p->fused_k < 0) return;
+  memset(p->fused_flag, 0, (size_t)p->fused_rows * sizeof *p->fused_flag);
+  memset(p->fused_acc, 0, p->fused_bytes);
+  p->fused_k = -1;
+}
+
 static void kl_plan_clear_grads(kl_plan *p) {
+  kl_plan_clear_fused(p);
   for (int i = 0; i < p->norder; i++) {
     int id = p->order[i];
     kl_tensor_release(p->grads[id]);
@@ -383,6 +394,50 @@ static kl_status kl_to_stype(kl_tensor **t, kl_stype stype) {
   return KL_OK;
 }
 
+/* The fused step: in fit, the gradient of a weight that only a dot csr . W uses, handed to
+ * a lazy optimizer as a row_sparse gradient and small enough for the direct accumulator
+ * (W1's Dense(1, sparse_weight): 10,000 rows), is left in the pool's kept accumulator and
+ * flags; the update then walks the weight's rows once (kl_optimizer_update_flagged) and no
+ * compact gradient is made (the emission scan and the compact update were 2/3 of a W1
+ * step). The same bits as the unfused step: the same sums, the same rule, on the same rows.
+ * One weight a step. Returns 1 when node nd's input i (weight in_id) was done so. */
+static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
+                            kl_tensor *const *ins, int nin, const kl_tensor *gout) {
+  const int k = p->wslot[in_id];
+  if (!p->fuse_ok || p->fused_k >= 0 || k < 0 || nd->kind != KL_NODE_OP || nd->op != KL_OP_DOT ||
+      nin != 2 || i != 1 || nd->attrs.transpose_a || nd->attrs.transpose_b || p->grads[in_id] ||
+      p->gstype[k] != KL_STYPE_ROW_SPARSE || !p->opt.lazy_update)
+    return 0;
+  const kl_tensor *a = ins[0], *w = ins[1];
+  if (w != p->g->nodes[in_id].value) return 0; /* a weight variable (not a fed placeholder) */
+  if (a->stype != KL_STYPE_CSR || a->ndim != 2 || w->ndim != 2 || a->dtype != w->dtype ||
+      gout->stype != KL_STYPE_DEFAULT || gout->dtype != w->dtype || w->shape[0] != a->shape[1] ||
+      kl_tensor_numel(gout) != a->shape[0] * w->shape[1] ||
+      !(w->stype == KL_STYPE_DEFAULT || (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == w->shape[0])))
+    return 0;
+  const int64_t C = w->shape[0], N = w->shape[1];
+  if (!kl_dot_direct_fits(C, a->nnz, N, w->dtype)) return 0;
+  /* the weight's only use in the plan (a shared weight sums several gradients) */
+  int uses = 0;
+  for (int q = 0; q < p->norder; q++) {
+    int qn;
+    const int *qi = kl_node_inputs(&p->g->nodes[p->order[q]], &qn);
+    for (int j = 0; j < qn; j++) uses += qi[j] == in_id;
+  }
+  if (uses != 1) return 0;
+  const size_t bytes = (size_t)(C * N) * kl_dtype_size(w->dtype);
+  uint32_t *flag = kl_pool_kept_zeroed(KL_KEPT_FUSEFLAG, (size_t)C * sizeof *flag);
+  void *acc = flag ? kl_pool_kept_zeroed(KL_KEPT_FUSEACC, bytes) : NULL;
+  if (!acc) return 0;
+  kl_dot_csrT_direct_acc(a, gout, N, flag, acc);
+  p->fused_k = k;
+  p->fused_flag = flag;
+  p->fused_acc = acc;
+  p->fused_rows = C;
+  p->fused_bytes = bytes;
+  return 1;
+}
+
 /* Pushes node id's gradient into its inputs. */
 static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
   const kl_node *nd = &p->g->nodes[id];
@@ -397,6 +452,7 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
     if (!p->needs_grad[in_id]) continue;
     kl_tensor *gin = NULL;
     kl_stype want = kl_plan_want(p, in_id);
+    if (kl_plan_try_fuse(p, nd, i, in_id, ins, nin, gout)) continue;
     if (nd->kind == KL_NODE_OP) {
       KL_TRY(kl_op_backward(nd->op, ins, nin, &nd->attrs, p->vals[id], gout, i, want, &gin));
     } else if (nd->kind == KL_NODE_RESHAPE) {
@@ -436,6 +492,7 @@ kl_status kl_plan_backward(kl_plan *p) {
     }
   }
   for (int k = 0; k < p->nweights; k++) {
+    if (k == p->fused_k) continue; /* its gradient is in the kept accumulator */
     int id = p->weights[k];
     const kl_tensor *w = p->g->nodes[id].value;
     if (!w) w = p->vals[id]; /* a differentiated placeholder: shaped like its feed */
@@ -466,9 +523,17 @@ kl_tensor *kl_plan_grad(const kl_plan *p, int k) {
 /* Updates every weight from its gradient (after a backward). */
 static kl_status kl_plan_update(kl_plan *p) {
   int64_t t = p->step + 1;
-  for (int k = 0; k < p->nweights; k++)
-    KL_TRY(kl_optimizer_update_trusted(&p->opt, p->g->nodes[p->weights[k]].value, p->wgrad[k],
-                                       &p->states[2 * k], t));
+  for (int k = 0; k < p->nweights; k++) {
+    kl_tensor *w = p->g->nodes[p->weights[k]].value;
+    if (k == p->fused_k) {
+      p->fused_k = -1; /* the update clears the accumulator, whatever happens */
+      KL_TRY(kl_optimizer_update_flagged(&p->opt, w, p->fused_acc, p->fused_flag,
+                                         &p->states[2 * k], t));
+      p->fused_steps++;
+    } else {
+      KL_TRY(kl_optimizer_update_trusted(&p->opt, w, p->wgrad[k], &p->states[2 * k], t));
+    }
+  }
   p->step = t;
   return KL_OK;
 }

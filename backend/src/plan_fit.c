@@ -96,12 +96,15 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
       st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, train, &viewed, &feeds[i]);
     if (st != KL_OK) goto done;
     double l = 0.0;
+    /* Nothing reads a fit step's gradients: its update may take them fused (plan.c). */
+    p->fuse_ok = train;
     if (train)
       st = kl_plan_train_step(p, feeds, &l);
     else {
       st = kl_plan_run(p, feeds, 0, 1);
       l = p->loss_value;
     }
+    p->fuse_ok = 0; /* (a callback may drive this plan: its steps are not fused) */
     if (st != KL_OK) goto done;
     for (int m = 0; m < o->nmetrics && st == KL_OK; m++)
       st = kl_metric_eval((kl_metric)o->metrics[m], feeds[nx], kl_plan_output(p, 0), &msum[m],

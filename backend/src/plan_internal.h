@@ -27,6 +27,15 @@ struct kl_plan {
   int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
   double loss_value;
   kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */
+  /* The fused step (fit only): the weight whose gradient csr^T . G was left in the pool's
+   * kept accumulator for its update (no compact gradient made), or -1. */
+  int fuse_ok;            /* set by the fit loop: no one reads this step's gradients */
+  int fused_k;
+  uint32_t *fused_flag;   /* fused_rows flags */
+  void *fused_acc;        /* fused_rows x row width values */
+  int64_t fused_rows;
+  size_t fused_bytes;
+  int64_t fused_steps;    /* updates done fused (for tests) */
 };
 
 /* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and

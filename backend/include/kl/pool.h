@@ -71,9 +71,13 @@ int kl_pool_set_enabled(int on);
  * buffer by a new zeroed one. slot in [0, KL_POOL_NKEPT) names the user (KL_KEPT_*). Returns
  * NULL when no pool is current (plain calls, OpenMP workers, pools disabled) or the
  * allocation fails (no error is set: callers fall back to a path without the map). */
-#define KL_POOL_NKEPT 2
+#define KL_POOL_NKEPT 4
 #define KL_KEPT_COLMAP 0 /* dot csr^T: column -> output slot (or touched flag) */
 #define KL_KEPT_COLACC 1 /* dot csr^T: the direct accumulator, N values a column */
+/* The plan's fused step (plan.c): csr^T . G's accumulator and flags for one weight, filled by
+ * the backward and cleared by that weight's update (they stay dirty in between). */
+#define KL_KEPT_FUSEFLAG 2
+#define KL_KEPT_FUSEACC 3
 void *kl_pool_kept_zeroed(int slot, size_t bytes);
 
 /* Counters of one pool (read on the owner thread). */

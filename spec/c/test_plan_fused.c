@@ -1,0 +1,244 @@
+/* test_plan_fused.c: the fused step of fit (plan.c: a csr . W weight's gradient left in the
+ * pool's kept accumulator, updated by kl_optimizer_update_flagged, no compact gradient).
+ * A fit epoch must end with the same bits (weights, optimizer states, loss) as the same
+ * batches through kl_plan_train_step, which never fuses: for every optimizer rule and the
+ * SGD flag combinations, f32 and f64, 1- and 3-wide W, dense and row_sparse W, with a bias.
+ * The fused path must really run where it applies (the plan's counter) and not where it
+ * does not (a dense gradient, a non-lazy optimizer, a weight used twice, too many columns),
+ * and after any allocation failure in an epoch the kept buffers are zero and the next epoch
+ * is right. */
+#include <stdlib.h>
+#include "kl/graph.h"
+#include "kl/optim.h"
+#include "kltest.h"
+#include "kltest_ops.h"
+#include "plan_internal.h"
+
+static kl_rng rng;
+
+/* R x C csr, about nz entries a row at random columns (sorted, distinct), some rows empty. */
+static kl_tensor *rand_csr(kl_dtype dt, int64_t R, int64_t C, int nz) {
+  int64_t *ip = malloc((size_t)(R + 1) * sizeof *ip), *ix = malloc((size_t)(R * nz + 1) * sizeof *ix);
+  double *v = malloc((size_t)(R * nz + 1) * sizeof *v);
+  if (!ip || !ix || !v) exit(2);
+  int64_t n = 0;
+  ip[0] = 0;
+  for (int64_t i = 0; i < R; i++) {
+    int64_t c = (int64_t)(kl_rng_uniform(&rng) * (double)(C / nz));
+    for (int k = 0; i % 7 != 4 && k < nz && c < C; k++) {
+      ix[n] = c;
+      v[n++] = k % 5 == 4 ? -0.0 : kl_rng_uniform(&rng) * 2 - 1;
+      c += 1 + (int64_t)(kl_rng_uniform(&rng) * (double)(2 * C / nz - 1));
+    }
+    ip[i + 1] = n;
+  }
+  kl_tensor *t = kt_csr_of(dt, R, C, n, ip, ix, v);
+  free(ip);
+  free(ix);
+  free(v);
+  return t;
+}
+
+typedef struct net {
+  kl_graph *g;
+  kl_plan *p;
+  kl_tensor *w, *b;
+} net;
+
+/* pred = bias_add(x . W, b) (or x1 . W + x2 . W: W used twice, when twice), mse vs y. */
+static net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gst,
+                    const kl_optimizer *o, int twice, uint64_t wseed) {
+  net n = {0};
+  CHECK_OK(kl_graph_new(&n.g));
+  kl_rng wr;
+  kl_rng_seed(&wr, wseed);
+  int64_t ws[2] = {C, N};
+  kl_tensor *wd = NULL;
+  CHECK_OK(kl_tensor_new_dense(dt, 2, ws, &wd));
+  for (int64_t k = 0; k < C * N; k++) kl_tensor_data_set(wd, k, kl_rng_uniform(&wr) - 0.5);
+  if (wst == KL_STYPE_ROW_SPARSE) {
+    CHECK_OK(kl_tensor_tostype(wd, KL_STYPE_ROW_SPARSE, &n.w));
+    kl_tensor_release(wd);
+  } else {
+    n.w = wd;
+  }
+  CHECK_OK(kl_tensor_new_dense(dt, 1, &N, &n.b));
+  kl_tensor_fill(n.b, 0.25);
+  int ix, iy, iw, ib, d, pred, loss, two[2];
+  kl_meta mx = {dt, KL_STYPE_CSR, 2, {-1, C}}, my = {dt, KL_STYPE_DEFAULT, 2, {-1, N}};
+  CHECK_OK(kl_graph_placeholder(n.g, &mx, "x", &ix));
+  CHECK_OK(kl_graph_placeholder(n.g, &my, "y", &iy));
+  CHECK_OK(kl_graph_variable(n.g, n.w, 1, "W", &iw));
+  CHECK_OK(kl_graph_variable(n.g, n.b, 1, "b", &ib));
+  two[0] = ix, two[1] = iw;
+  CHECK_OK(kl_graph_op(n.g, KL_OP_DOT, two, 2, NULL, &d));
+  if (twice) {
+    int d2;
+    CHECK_OK(kl_graph_op(n.g, KL_OP_DOT, two, 2, NULL, &d2));
+    two[0] = d, two[1] = d2;
+    CHECK_OK(kl_graph_op(n.g, KL_OP_ADD, two, 2, NULL, &d));
+  }
+  two[0] = d, two[1] = ib;
+  CHECK_OK(kl_graph_op(n.g, KL_OP_BIAS_ADD, two, 2, NULL, &pred));
+  two[0] = iy, two[1] = pred;
+  CHECK_OK(kl_graph_op(n.g, KL_OP_LOSS_MSE, two, 2, NULL, &loss));
+  int feeds[2] = {ix, iy}, weights[2] = {iw, ib};
+  kl_stype gs[2] = {gst, KL_STYPE_DEFAULT};
+  kl_plan_spec spec = {feeds, 2, &pred, 1, loss, weights, 2, gs, o};
+  CHECK_OK(kl_plan_new(n.g, &spec, &n.p));
+  return n;
+}
+
+static void free_net(net *n) {
+  kl_plan_free(n->p);
+  kl_graph_free(n->g);
+  kl_tensor_release(n->w);
+  kl_tensor_release(n->b);
+}
+
+static int same_bits(const kl_tensor *x, const kl_tensor *y) {
+  if (!x || !y || x->dtype != y->dtype || kl_tensor_numel(x) != kl_tensor_numel(y) ||
+      x->stype != y->stype || x->nnz != y->nnz)
+    return 0;
+  size_t nb = (size_t)(x->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(x) : x->nnz * kl_row_width(x));
+  return nb == 0 || memcmp(x->data, y->data, nb * kl_dtype_size(x->dtype)) == 0;
+}
+
+/* The plan's kept fused buffers (C flags, C x N values) are all zero. */
+static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
+  kl_pool *prev = kl_pool_enter(p->pool);
+  const uint32_t *f = kl_pool_kept_zeroed(KL_KEPT_FUSEFLAG, (size_t)C * sizeof *f);
+  const size_t ab = (size_t)(C * N) * kl_dtype_size(dt);
+  const unsigned char *a = kl_pool_kept_zeroed(KL_KEPT_FUSEACC, ab);
+  int ok = f && a;
+  for (int64_t c = 0; ok && c < C; c++) ok = f[c] == 0;
+  for (size_t k = 0; ok && k < ab; k++) ok = a[k] == 0;
+  kl_pool_leave(prev);
+  return ok;
+}
+
+/* Two epochs of fit (batch 16, no shuffle) against the same batches by train_step. */
+static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl_stype wst,
+                    kl_stype gst, int twice, int nz, int want_fused) {
+  const int64_t R = 100, bs = 16;
+  kl_tensor *x = rand_csr(dt, R, C, nz), *y = NULL;
+  int64_t ys[2] = {R, N};
+  CHECK_OK(kl_tensor_new_dense(dt, 2, ys, &y));
+  for (int64_t k = 0; k < R * N; k++) kl_tensor_data_set(y, k, kl_rng_uniform(&rng) * 2 - 1);
+  uint64_t seed = kl_rng_next(&rng);
+  net a = make_net(dt, C, N, wst, gst, o, twice, seed), b = make_net(dt, C, N, wst, gst, o, twice, seed);
+  kl_epoch_opts eo = {bs, 0, NULL, 0, NULL, NULL, NULL};
+  double la = 0, lb = 0, lsum = 0;
+  for (int e = 0; e < 2 && a.p && b.p; e++) {
+    CHECK_OK(kl_plan_fit_epoch(a.p, &x, 1, y, &eo, &la, NULL));
+    lsum = 0;
+    for (int64_t r = 0; r < R; r += bs) {
+      int64_t r1 = r + bs < R ? r + bs : R;
+      kl_tensor *f[2] = {NULL, NULL};
+      CHECK_OK(kl_tensor_slice_rows(x, r, r1, &f[0]));
+      CHECK_OK(kl_tensor_slice_rows(y, r, r1, &f[1]));
+      double l = 0;
+      CHECK_OK(kl_plan_train_step(b.p, f, &l));
+      lsum += l * (double)(r1 - r);
+      kl_tensor_release(f[0]);
+      kl_tensor_release(f[1]);
+    }
+    lb = lsum / (double)R;
+  }
+  int ok = a.p && b.p && la == lb && same_bits(a.w, b.w) && same_bits(a.b, b.b);
+  for (int s = 0; ok && s < kl_plan_num_states(a.p, 0); s++)
+    ok = same_bits(kl_plan_state(a.p, 0, s), kl_plan_state(b.p, 0, s));
+  CHECK(ok);
+  if (a.p && b.p) {
+    CHECK((a.p->fused_steps > 0) == want_fused);
+    CHECK(b.p->fused_steps == 0);
+    CHECK(fused_clear(a.p, C, N, dt));
+  }
+  if (!ok || (a.p && (a.p->fused_steps > 0) != want_fused))
+    fprintf(stderr, "  case kind=%d mom=%g nest=%d clip=%g dt=%d C=%lld N=%lld wst=%d gst=%d "
+            "twice=%d fused=%lld\n", (int)o->kind, o->momentum, o->nesterov, o->clipvalue,
+            (int)dt, (long long)C, (long long)N, (int)wst, (int)gst, twice,
+            a.p ? (long long)a.p->fused_steps : -1LL);
+  free_net(&a);
+  free_net(&b);
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+}
+
+static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, double clip,
+                        double rescale) {
+  kl_optimizer o;
+  CHECK_OK(kl_optimizer_init(&o, kind));
+  o.learning_rate = kind == KL_OPT_SGD ? 0.05 : 0.01;
+  o.momentum = mom;
+  o.nesterov = nest;
+  o.weight_decay = wd;
+  o.clipvalue = clip;
+  o.rescale_grad = rescale;
+  return o;
+}
+
+/* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds, the
+ * kept buffers are zero after it, and a fresh epoch on a fresh net matches the reference. */
+static void failure_sweep(void) {
+  kl_optimizer o = opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1);
+  const int64_t C = 60, R = 48;
+  kl_tensor *x = rand_csr(KL_FLOAT32, R, C, 6), *y = NULL;
+  int64_t ys[2] = {R, 1};
+  CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
+  kl_tensor_fill(y, 0.5);
+  kl_epoch_opts eo = {16, 0, NULL, 0, NULL, NULL, NULL};
+  net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+  double l = 0;
+  CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
+  CHECK(ref.p && ref.p->fused_steps == 3);
+  int failed = 0;
+  for (long k = 1; k <= 400; k++) {
+    net n = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+    if (!n.p) break;
+    kl_alloc_fail_at(k);
+    kl_status st = kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL);
+    const long made = kl_alloc_fail_at(0); /* allocations since the hook was set */
+    CHECK(st == KL_OK || st == KL_ENOMEM);
+    failed += st == KL_ENOMEM;
+    CHECK(fused_clear(n.p, C, 1, KL_FLOAT32));
+    free_net(&n);
+    if (made < k) break; /* the epoch made fewer than k allocations: all were covered */
+  }
+  CHECK(failed > 0);
+  net m = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+  CHECK_OK(kl_plan_fit_epoch(m.p, &x, 1, y, &eo, &l, NULL));
+  CHECK(same_bits(m.w, ref.w) && same_bits(m.b, ref.b));
+  free_net(&m);
+  free_net(&ref);
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+}
+
+int main(void) {
+  kl_rng_seed(&rng, 17);
+  const kl_optimizer opts[] = {
+      opt(KL_OPT_SGD, 0, 0, 0, 0, 1),        opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
+      opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),      opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
+      opt(KL_OPT_SGD, 0.5, 0, 0.01, 0.05, 2), opt(KL_OPT_SGD, 0.9, 1, 0.01, 0.05, 0.5),
+      opt(KL_OPT_ADAM, 0, 0, 0, 0, 1),       opt(KL_OPT_ADAM, 0, 0, 0.01, 0.05, 2),
+      opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1),    opt(KL_OPT_RMSPROP, 0, 0, 0.01, 0.05, 1),
+      opt(KL_OPT_FTRL, 0, 0, 0, 0, 1),
+  };
+  const kl_stype RSP = KL_STYPE_ROW_SPARSE, DNS = KL_STYPE_DEFAULT;
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int64_t N = 1; N <= 3; N += 2)
+        for (int ws = 0; ws < 2; ws++)
+          compare(&opts[i], dt ? KL_FLOAT64 : KL_FLOAT32, 60, N, ws ? RSP : DNS, RSP, 0, 6, 1);
+  /* where it does not apply: still the same bits, by the compact path */
+  kl_optimizer sgd = opts[1], nonlazy = opts[1];
+  nonlazy.lazy_update = 0;
+  compare(&sgd, KL_FLOAT32, 60, 1, DNS, DNS, 0, 6, 0);      /* a dense gradient */
+  compare(&nonlazy, KL_FLOAT32, 60, 1, RSP, RSP, 0, 6, 0);  /* not lazy */
+  compare(&sgd, KL_FLOAT32, 60, 1, RSP, RSP, 1, 6, 0);      /* W used twice */
+  compare(&sgd, KL_FLOAT32, 5000, 1, RSP, RSP, 0, 6, 0);    /* C > 4 nnz: the slot path */
+  compare(&sgd, KL_FLOAT32, 60, 9, RSP, RSP, 0, 6, 0);      /* N > 8 */
+  failure_sweep();
+  KLTEST_DONE();
+}
