@@ -139,6 +139,9 @@ static kl_status dot_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl
 #define KL_PF 8
 /* N == 1 does one multiply-add per entry, so it looks further ahead. */
 #define KL_PF1 16
+/* The accumulator's column map is read this many entries ahead (a few instructions an
+ * entry: an L3 hit needs ~50 entries of lead). */
+#define KL_PFMAP 64
 /* ... and only for a vector larger than this (a smaller one stays in L2). */
 #define KL_PF_MIN_BYTES ((size_t)256 << 10)
 #define KL_DEF_GATHER_TILE(T, S, TILE)                                                     \
@@ -403,7 +406,7 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
   static int64_t spa_acc_##S##SFX(const kl_tensor *a, const kl_tensor *b, int64_t N,        \
                                   uint32_t *restrict map, int64_t *restrict ukey,           \
                                   T *restrict acc, int64_t *kmin, int64_t *kmax) {           \
-    const int64_t R = a->shape[0], *ip = a->indptr, *ai = a->indices;                       \
+    const int64_t R = a->shape[0], *ip = a->indptr, *ai = a->indices, nnz = a->nnz;         \
     const T *restrict av = a->data, *restrict B = b->data;                                   \
     const int bsp = b->stype == KL_STYPE_ROW_SPARSE;                                        \
     const int64_t W = (NN) ? (NN) : N;                                                      \
@@ -417,6 +420,9 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
       if (r < 0) continue;                                                                  \
       const T *restrict g = B + r * W;                                                      \
       for (int64_t j = ip[i]; j < ip[i + 1]; j++) {                                         \
+        /* The map of a wide csr is larger than L2 (W5: 4 MB) and each entry's slot count  \
+         * depends on the last entry's map read: fetched ahead, the misses overlap. */       \
+        __builtin_prefetch(map + ai[j + KL_PFMAP < nnz ? j + KL_PFMAP : j], 1);             \
         /* Branch-free: whether a column is new is a coin flip at W1's density. */           \
         const int64_t c = ai[j];                                                            \
         const uint32_t old = map[c], nw = old == 0;                                         \
@@ -632,11 +638,26 @@ static int dot_csrT_spa(const kl_tensor *a, const kl_tensor *b, const kl_meta *o
       st = KL_ENOMEM;
       goto done;
     }
-    for (int64_t u = 0; u < U; u++) {
-      const int64_t s = (int64_t)(sx[u] & 0xffffffffu);
-      o->indices[u] = ukey[s];
-      memcpy(y + (size_t)u * rb, ac + (size_t)(s + 1) * rb, rb);
-    }
+    /* The map is cleared here, in column order (ascending addresses: a large map's lines
+     * are then fetched in order, where the cleanup loop's slot order is random). */
+    int64_t *restrict oi = o->indices;
+    if (N == 1 && es == 4)
+      for (int64_t u = 0; u < U; u++) {
+        __builtin_prefetch(map + ukey[sx[u + KL_PF1 < U ? u + KL_PF1 : u] & 0xffffffffu], 1);
+        const int64_t s = (int64_t)(sx[u] & 0xffffffffu), c = ukey[s];
+        oi[u] = c;
+        ((float *)y)[u] = ((const float *)ac)[s + 1];
+        map[c] = 0;
+      }
+    else
+      for (int64_t u = 0; u < U; u++) {
+        __builtin_prefetch(map + ukey[sx[u + KL_PF1 < U ? u + KL_PF1 : u] & 0xffffffffu], 1);
+        const int64_t s = (int64_t)(sx[u] & 0xffffffffu), c = ukey[s];
+        oi[u] = c;
+        memcpy(y + (size_t)u * rb, ac + (size_t)(s + 1) * rb, rb);
+        map[c] = 0;
+      }
+    dirty = 0;
   }
 done:
   /* Leave the map all zero (the kept-scratch contract), whatever happened. */

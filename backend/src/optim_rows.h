@@ -109,6 +109,12 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
     hk.kind = KIND;                                                                      \
     if (rw == 1) { /* the width as a constant: the element loop disappears */           \
       for (int64_t i = i0; i < i1; i++) {                                                \
+        if (pf) {                                                                        \
+          const int64_t q = gi[i + pf < i1 ? i + pf : i];                                \
+          __builtin_prefetch(w + q, 1);                                                  \
+          if (s0) __builtin_prefetch(s0 + q, 1);                                         \
+          if (s1) __builtin_prefetch(s1 + q, 1);                                         \
+        }                                                                                \
         const int64_t o = gi[i];                                                         \
         OPT_CAT(opt_row_, OPT_SFX)(&hk, w + o, g + i, s0 ? s0 + o : NULL,                \
                                    s1 ? s1 + o : NULL, 1);                               \
@@ -134,6 +140,11 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
  * The same expressions as opt_row's SGD case: the same bits. */
 #define OPT_SGD1(DO_CLIP, HAS_MOM, NEST)                                                 \
   for (int64_t i = i0; i < i1; i++) {                                                    \
+    if (pf) {                                                                            \
+      const int64_t q = gi[i + pf < i1 ? i + pf : i];                                    \
+      __builtin_prefetch(w + q, 1);                                                      \
+      if (HAS_MOM) __builtin_prefetch(s0 + q, 1);                                        \
+    }                                                                                    \
     const int64_t o = gi[i];                                                             \
     OPT_T gj = g[i] * rescale;                                                           \
     if (DO_CLIP) gj = gj < -clip ? -clip : (gj > clip ? clip : gj);                      \
@@ -149,7 +160,7 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
 static void OPT_CAT(opt_rows1_sgd_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                              const OPT_T *restrict g, OPT_T *restrict s0,
                                              const int64_t *restrict gi, int64_t i0,
-                                             int64_t i1) {
+                                             int64_t i1, int64_t pf) {
   const OPT_T rescale = (OPT_T)h->rescale, clip = (OPT_T)h->clip, wd = (OPT_T)h->wd;
   const OPT_T lr = (OPT_T)h->lr, mom = (OPT_T)h->mom;
   const int do_clip = h->clip > 0;
@@ -238,7 +249,7 @@ static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                         int64_t pf) {
   switch (h->kind) {
     case KL_OPT_SGD:
-      if (rw == 1) OPT_CAT(opt_rows1_sgd_, OPT_SFX)(h, w, g, s0, gi, i0, i1);
+      if (rw == 1) OPT_CAT(opt_rows1_sgd_, OPT_SFX)(h, w, g, s0, gi, i0, i1, pf);
       else OPT_ROWS_LOOP(KL_OPT_SGD);
       break;
     case KL_OPT_ADAM: OPT_ROWS_LOOP(KL_OPT_ADAM); break;

@@ -175,8 +175,11 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
               (1.0 - pow(o->beta_1, (double)t));
 }
 
-/* Rows of weight and states fetched ahead of the lazy row loop. */
+/* Rows of weight and states fetched ahead of the lazy row loop; 1-wide rows (a Dense(1)
+ * kernel) are fetched further ahead, and only when the weight is larger than L2. */
 #define OPT_PF 4
+#define OPT_PF1 16
+#define OPT_PF1_MIN_BYTES ((size_t)256 << 10)
 
 static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                              kl_tensor **states, int64_t t, int trusted_rows);
@@ -287,9 +290,10 @@ static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tenso
      * thread, each chunk one opt_rows call. */
     const int64_t *gi = g->indices, n = g->nnz;
     /* The rows are scattered over weight and states (W3: 5,120 random rows of 7.7 GB):
-     * later rows' lines are fetched while one is updated (none for rows of one element,
-     * whose weight is small enough to stay in cache). */
-    const int64_t pf = j.rw > 1 ? OPT_PF : 0;
+     * later rows' lines are fetched while one is updated. Rows of one element are fetched
+     * when the weight does not fit in L2 (W5: 19 k of 10^6 rows a step; W1's 10^4 stay). */
+    const int64_t pf = j.rw > 1 ? OPT_PF
+                       : (size_t)rows * j.es > OPT_PF1_MIN_BYTES ? OPT_PF1 : 0;
 #pragma omp parallel if (n * j.rw >= OPT_PARALLEL_MIN)
     {
       int T = omp_get_num_threads(), t = omp_get_thread_num();

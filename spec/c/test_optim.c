@@ -427,6 +427,36 @@ static void test_ranks(void) {
   kl_tensor_release(g);
 }
 
+/* SGD momentum on a 1-wide weight larger than L2 (its lazy rows are prefetched ahead):
+ * two steps on rows {0, 3, 500000, N - 1}, every other row untouched. */
+static void test_wide_sgd_rows(void) {
+  const int64_t N = 1000000, gi[4] = {0, 3, 500000, N - 1};
+  const double gv[4] = {1, -2, 3, 0.5};
+  int64_t shape[2] = {N, 1};
+  kl_tensor *w = NULL, *g = rsp2(KL_FLOAT32, N, 1, 4, gi, gv), *st[2] = {0};
+  kl_optimizer o;
+  kl_optimizer_init(&o, KL_OPT_SGD);
+  o.learning_rate = 0.5;
+  o.momentum = 0.5;
+  CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, shape, &w));
+  if (!w || !g) return;
+  kl_tensor_fill(w, 1.0);
+  CHECK_OK(kl_optimizer_create_states(&o, w, st));
+  for (int64_t t = 1; t <= 2; t++) CHECK_OK(kl_optimizer_update(&o, w, g, st, t));
+  /* v1 = -0.5 g, w1 = 1 - 0.5 g; v2 = 0.5 v1 - 0.5 g = -0.75 g, w2 = 1 - 1.25 g (exact) */
+  int64_t bad = 0;
+  const float *wd = (const float *)w->data;
+  for (int64_t i = 0, k = 0; i < N; i++) {
+    double want = 1.0;
+    if (k < 4 && i == gi[k]) want = 1.0 - 1.25 * gv[k++];
+    bad += wd[i] != (float)want;
+  }
+  CHECK(bad == 0);
+  kl_optimizer_release_states(&o, st);
+  kl_tensor_release(w);
+  kl_tensor_release(g);
+}
+
 int main(void) {
   test_tutorial(KL_FLOAT32);
   test_tutorial(KL_FLOAT64);
@@ -436,5 +466,6 @@ int main(void) {
   test_ranks();
   test_threads();
   test_huge_lazy();
+  test_wide_sgd_rows();
   KLTEST_DONE();
 }
