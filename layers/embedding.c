@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "layers_util.h"
+#include "tensor_internal.h"
 
 /* Output elements below this count are gathered on one thread. */
 #define EMB_PAR_MIN 32768
@@ -101,7 +102,8 @@ static kl_status emb_forward(kl_tensor *const *in, int nin, const kl_attrs *a, k
   const kl_tensor *ids = in[0], *w = in[1];
   int64_t V = w->shape[0], D = w->shape[1], npos = kl_tensor_numel(ids);
   KL_TRY(ids_check(ids, V));
-  KL_TRY(kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o));
+  /* every row is written below: copied, or zeroed for padding and absent rows */
+  KL_TRY(kl_tensor_new_dense_uninit(om.dtype, om.ndim, om.shape, &o));
   size_t es = kl_dtype_size(om.dtype), rowb = (size_t)D * es;
   int sparse = w->stype == KL_STYPE_ROW_SPARSE;
   char *dst = (char *)o->data;
@@ -168,7 +170,11 @@ static void radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int
     _Pragma("omp parallel for schedule(static) if (m * D >= EMB_PAR_MIN)")           \
     for (int64_t u = 0; u < nu; u++) {                                               \
       T *row = od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D;                \
-      for (int64_t t = gs[u]; t < gs[u + 1]; t++) {                                  \
+      /* the first row is added to +0 (not copied: 0 + -0 is +0), so a row_sparse     \
+       * result needs no zero fill first */                                            \
+      const T *g0 = gd + (size_t)pos[gs[u]] * (size_t)D;                             \
+      for (int64_t j = 0; j < D; j++) row[j] = (T)0 + g0[j];                         \
+      for (int64_t t = gs[u] + 1; t < gs[u + 1]; t++) {                              \
         const T *gr = gd + (size_t)pos[t] * (size_t)D;                               \
         for (int64_t j = 0; j < D; j++) row[j] += gr[j];                             \
       }                                                                              \
@@ -209,7 +215,6 @@ static kl_status emb_weight_grad(const kl_tensor *ids, const kl_tensor *w, const
     st = kl_tensor_new_rsp(w->dtype, 2, w->shape, nu, &o);
     if (st == KL_OK) {
       for (int64_t u = 0; u < nu; u++) o->indices[u] = key[gs[u]] - 1;
-      if (nu > 0 && D > 0) memset(o->data, 0, (size_t)(nu * D) * kl_dtype_size(w->dtype));
     }
   }
   if (st != KL_OK) goto done;

@@ -267,7 +267,8 @@ static kl_status dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl
   kl_tensor *o = NULL;
   int64_t *map = NULL;
   const int64_t M = v.M, N = v.N, nnz = a->nnz;
-  kl_status st = kl_tensor_new_dense(om.dtype, om.ndim, om.shape, &o);
+  /* every output element is written below (a row without entries gets 0) */
+  kl_status st = kl_tensor_new_dense_uninit(om.dtype, om.ndim, om.shape, &o);
   if (st != KL_OK) goto done;
   const int64_t *rows = a->indices;
   /* A row_sparse b that stores all its rows (a Dense sparse_weight kernel) has indices

@@ -265,7 +265,7 @@ static kl_status reduce_backward(kl_tensor *const *in, int nin, const kl_attrs *
   kl_status st = KL_OK;
   if (gout->stype == KL_STYPE_DEFAULT) g = kl_tensor_retain((kl_tensor *)gout);
   else st = kl_tensor_tostype(gout, KL_STYPE_DEFAULT, &g);
-  if (st == KL_OK) st = kl_tensor_new_dense(m.dtype, m.ndim, m.shape, &r);
+  if (st == KL_OK) st = kl_tensor_new_dense_uninit(m.dtype, m.ndim, m.shape, &r); /* all set */
   if (st == KL_OK) {
     const int64_t outer = v.outer, n = v.n, inner = v.inner;
     const double scale = v.scale;

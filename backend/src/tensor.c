@@ -123,14 +123,17 @@ static kl_tensor *kl_tensor_header(kl_dtype dtype, kl_stype stype, int ndim, con
   return t;
 }
 
-kl_status kl_tensor_new_dense(kl_dtype dtype, int ndim, const int64_t *shape, kl_tensor **out) {
+static kl_status new_dense(kl_dtype dtype, int ndim, const int64_t *shape, int zero,
+                           kl_tensor **out) {
   *out = NULL;
   KL_TRY(kl_dtype_check("zeros", dtype));
   KL_TRY(kl_shape_check("zeros", ndim, shape));
   kl_tensor *t = kl_tensor_header(dtype, KL_STYPE_DEFAULT, ndim, shape);
   if (!t) return KL_ENOMEM;
   int64_t n = kl_shape_numel(ndim, shape);
-  t->data = kl_calloc((size_t)n, kl_dtype_size(dtype));
+  const size_t un = (size_t)(n > 0 ? n : 1);
+  t->data = zero ? kl_calloc((size_t)n, kl_dtype_size(dtype))
+                 : kl_malloc_n(un, kl_dtype_size(dtype));
   if (!t->data) {
     kl_tensor_release(t);
     return KL_ENOMEM;
@@ -138,6 +141,15 @@ kl_status kl_tensor_new_dense(kl_dtype dtype, int ndim, const int64_t *shape, kl
   t->nnz = t->cap_data = n;
   *out = t;
   return KL_OK;
+}
+
+kl_status kl_tensor_new_dense(kl_dtype dtype, int ndim, const int64_t *shape, kl_tensor **out) {
+  return new_dense(dtype, ndim, shape, 1, out);
+}
+
+kl_status kl_tensor_new_dense_uninit(kl_dtype dtype, int ndim, const int64_t *shape,
+                                     kl_tensor **out) {
+  return new_dense(dtype, ndim, shape, 0, out);
 }
 
 kl_status kl_tensor_new_csr(kl_dtype dtype, int64_t rows, int64_t cols, int64_t nnz,

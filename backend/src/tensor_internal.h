@@ -55,6 +55,12 @@ const char *kl_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Same ndim and dims. */
 int kl_same_shape(const kl_tensor *a, const kl_tensor *b);
 
+/* kl_tensor_new_dense without the zero fill, for a kernel that writes every element of its
+ * output before anyone reads it (W3's 1.3 MB Embedding output and pooling gradient were
+ * zeroed each step only to be overwritten). */
+kl_status kl_tensor_new_dense_uninit(kl_dtype dtype, int ndim, const int64_t *shape,
+                                     kl_tensor **out);
+
 /* Rows [b, e) of the csr t as a view: its own indptr, t's indices and values (borrowed = 1,
  * nothing copied). The view must die before t and must not be written or grown; fit's
  * batch loop is its one user (its batches are read-only feeds of one step). */
