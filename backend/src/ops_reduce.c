@@ -70,7 +70,8 @@ static kl_status new_result(kl_tensor *const *in, int nin, const kl_attrs *a, in
 }
 
 /* y[o*inner + i] = scale * sum_k x[(o*n + k)*inner + i], for a dense block. acc (inner
- * doubles) is scratch. Threads split i (inner > 1) or o (inner == 1), never k. */
+ * doubles per thread) is scratch. Threads split i (large blocks) or o (inner == 1, or many
+ * small blocks), never k. */
 #define KL_DEF_REDUCE(T, S)                                                                \
   static void reduce_##S(const T *restrict x, int64_t outer, int64_t n, int64_t inner,      \
                          double scale, double *restrict acc, T *restrict y) {               \
@@ -81,6 +82,22 @@ static kl_status new_result(kl_tensor *const *in, int nin, const kl_attrs *a, in
         const T *restrict p = x + o * n;                                                    \
         for (int64_t k = 0; k < n; k++) s += p[k];                                          \
         y[o] = (T)(s * scale);                                                              \
+      }                                                                                     \
+      return;                                                                               \
+    }                                                                                       \
+    if (outer > 1 && n * inner <= KL_PAR_MIN && outer * n * inner > KL_PAR_MIN) {          \
+      /* many small blocks (W3's mean over 20 ids of 256 x 20 x 64): threads split o, each  \
+       * with its own acc row; every y element is still one thread's sum in k order */      \
+      KL_PRAGMA(omp parallel) {                                                             \
+        double *restrict a_ = acc + (size_t)omp_get_thread_num() * (size_t)inner;            \
+        KL_PRAGMA(omp for schedule(static))                                                 \
+        for (int64_t o = 0; o < outer; o++) {                                               \
+          const T *restrict p = x + o * n * inner;                                          \
+          for (int64_t i = 0; i < inner; i++) a_[i] = 0;                                    \
+          for (int64_t k = 0; k < n; k++)                                                   \
+            for (int64_t i = 0; i < inner; i++) a_[i] += p[k * inner + i];                  \
+          for (int64_t i = 0; i < inner; i++) y[o * inner + i] = (T)(a_[i] * scale);        \
+        }                                                                                   \
       }                                                                                     \
       return;                                                                               \
     }                                                                                       \
@@ -101,8 +118,10 @@ KL_DEF_REDUCE(double, f64)
 
 static kl_status reduce_block(kl_dtype dt, const void *x, int64_t outer, int64_t n,
                               int64_t inner, double scale, void *y) {
-  double *acc = NULL;
-  if (inner > 1 && !(acc = kl_malloc_n((size_t)inner, sizeof *acc))) return KL_ENOMEM;
+  double *acc = NULL; /* inner doubles a thread (the split over o needs one row each) */
+  const size_t nt = (size_t)omp_get_max_threads();
+  if (inner > 1 && !(acc = kl_malloc_n((size_t)inner * (nt > 0 ? nt : 1), sizeof *acc)))
+    return KL_ENOMEM;
   if (dt == KL_FLOAT32) reduce_f32(x, outer, n, inner, scale, acc, y);
   else reduce_f64(x, outer, n, inner, scale, acc, y);
   kl_free(acc);

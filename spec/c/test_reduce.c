@@ -1,6 +1,7 @@
 /* test_reduce.c: sum and mean on dense, csr and row_sparse: exact, random against a dense
  * reference, zero sizes, errors and finite-difference gradients. */
 #include <stdlib.h>
+#include <omp.h>
 #include "kltest.h"
 #include "kltest_ops.h"
 #include "kl/registry.h"
@@ -306,8 +307,48 @@ static void test_alloc_failures(void) {
   }
 }
 
+/* Many small blocks (the threads split the outer index: W3's mean over 20 ids of 256 x 20 x
+ * 64): every element exactly the double sum in k order, scaled and rounded, at any thread
+ * count (1 and 2 threads give the same bits). */
+static void test_many_blocks(void) {
+  int64_t shape[3] = {300, 20, 16};
+  kl_rng g;
+  kl_rng_seed(&g, 9);
+  for (int dt = 0; dt < 2; dt++) {
+    kl_tensor *x = NULL;
+    CHECK_OK(kl_tensor_new_dense(dt ? KL_FLOAT64 : KL_FLOAT32, 3, shape, &x));
+    if (!x) return;
+    for (int64_t k = 0; k < kl_tensor_numel(x); k++)
+      kl_tensor_data_set(x, k, kl_rng_uniform(&g) - 0.5);
+    for (int mean = 0; mean < 2; mean++) {
+      kl_op op = mean ? KL_OP_MEAN : KL_OP_SUM;
+      kl_tensor *o[2] = {NULL, NULL};
+      for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        o[t - 1] = run(op, x, axis_attrs(1, 1, 0));
+      }
+      int ok = o[0] && o[1];
+      for (int64_t q = 0; ok && q < 300; q++)
+        for (int64_t i = 0; ok && i < 16; i++) {
+          double s = 0;
+          for (int64_t k = 0; k < 20; k++) s += kl_tensor_data_at(x, (q * 20 + k) * 16 + i);
+          s *= mean ? 1.0 / 20.0 : 1.0;
+          const double want = dt ? s : (double)(float)s;
+          ok = kl_tensor_data_at(o[0], q * 16 + i) == want &&
+               kl_tensor_data_at(o[1], q * 16 + i) == want;
+        }
+      CHECK(ok);
+      kl_tensor_release(o[0]);
+      kl_tensor_release(o[1]);
+    }
+    kl_tensor_release(x);
+  }
+  omp_set_num_threads(omp_get_num_procs());
+}
+
 int main(void) {
   test_exact();
+  test_many_blocks();
   test_random();
   test_zero_sizes();
   test_errors();
