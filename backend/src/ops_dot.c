@@ -397,6 +397,13 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
 /* ... and a csr with at most this many columns (its map: 4 bytes a column, kept). */
 #define KL_SPA_MAXC ((int64_t)1 << 24)
 
+/* The storage row of row i of a row_sparse b, or -1 (absent), for rows i asked in
+ * ascending order: *p is the merge position, 0 before the first call. */
+static inline int64_t b_storage_row(const kl_tensor *b, int64_t i, int64_t *p) {
+  while (*p < b->nnz && b->indices[*p] < i) (*p)++;
+  return *p < b->nnz && b->indices[*p] == i ? *p : -1;
+}
+
 /* Accumulates value * b-row into the output slot of each entry's column, in entry order.
  * map[c] = slot + 1 of column c (0: untouched so far); slots are made in first-touch order
  * with their column in ukey; slot s accumulates in row s + 1 of acc (row 0 is unused).
@@ -413,11 +420,7 @@ static uint64_t *radix_sort_packed(uint64_t *x, uint64_t *tmp, int64_t n, int bi
     const int64_t W = (NN) ? (NN) : N;                                                      \
     int64_t U = 0, lo = INT64_MAX, hi = -1, p = 0;                                          \
     for (int64_t i = 0; i < R; i++) {                                                       \
-      int64_t r = i;                                                                        \
-      if (bsp) {                                                                            \
-        while (p < b->nnz && b->indices[p] < i) p++;                                        \
-        r = p < b->nnz && b->indices[p] == i ? p : -1;                                      \
-      }                                                                                     \
+      const int64_t r = bsp ? b_storage_row(b, i, &p) : i;                                  \
       if (r < 0) continue;                                                                  \
       const T *restrict g = B + r * W;                                                      \
       for (int64_t j = ip[i]; j < ip[i + 1]; j++) {                                         \
@@ -465,11 +468,7 @@ KL_DEF_SPA(double, f64, 0, _n)
     const int64_t W = (NN) ? (NN) : N;                                                      \
     int64_t p = 0;                                                                          \
     for (int64_t i = 0; i < R; i++) {                                                       \
-      int64_t r = i;                                                                        \
-      if (bsp) {                                                                            \
-        while (p < b->nnz && b->indices[p] < i) p++;                                        \
-        r = p < b->nnz && b->indices[p] == i ? p : -1;                                      \
-      }                                                                                     \
+      const int64_t r = bsp ? b_storage_row(b, i, &p) : i;                                  \
       if (r < 0) continue;                                                                  \
       const T *restrict g = B + r * W;                                                      \
       for (int64_t j = ip[i]; j < ip[i + 1]; j++) {                                         \
