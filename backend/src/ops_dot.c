@@ -485,44 +485,6 @@ KL_DEF_SPAD(float, f32, 0, _n)
 KL_DEF_SPAD(double, f64, 1, _1)
 KL_DEF_SPAD(double, f64, 0, _n)
 
-/* The listed accumulator (the plan's fused step for a wide csr, where a scan of every column
- * would be O(C) a step): as spad_acc, and each column's first touch appends it to list
- * (first-touch order; flag: one byte a column). Branch-free: at W5's density nearly every
- * entry is a new column, at W1's half are. The accumulator and flags of a 10^6-column csr
- * (W5: 4 MB + 1 MB) are read KL_PFMAP entries ahead. Returns the listed count. */
-#define KL_DEF_SPAL(T, S, NN, SFX)                                                          \
-  static int64_t spal_acc_##S##SFX(const kl_tensor *a, const kl_tensor *b, int64_t N,       \
-                                   uint8_t *restrict flag, T *restrict acc,                 \
-                                   int64_t *restrict list) {                                \
-    const int64_t R = a->shape[0], *ip = a->indptr, *ai = a->indices, nnz = a->nnz;         \
-    const T *restrict av = a->data, *restrict B = b->data;                                   \
-    const int bsp = b->stype == KL_STYPE_ROW_SPARSE;                                        \
-    const int64_t W = (NN) ? (NN) : N;                                                      \
-    int64_t p = 0, U = 0;                                                                   \
-    for (int64_t i = 0; i < R; i++) {                                                       \
-      const int64_t r = bsp ? b_storage_row(b, i, &p) : i;                                  \
-      if (r < 0) continue;                                                                  \
-      const T *restrict g = B + r * W;                                                      \
-      for (int64_t j = ip[i]; j < ip[i + 1]; j++) {                                         \
-        const int64_t q = ai[j + KL_PFMAP < nnz ? j + KL_PFMAP : j];                        \
-        __builtin_prefetch(acc + q * W, 1);                                                 \
-        __builtin_prefetch(flag + q, 1);                                                    \
-        const int64_t c = ai[j];                                                            \
-        list[U] = c;                                                                        \
-        U += !flag[c];                                                                      \
-        flag[c] = 1;                                                                        \
-        T *restrict y = acc + c * W;                                                        \
-        const T vj = av[j];                                                                 \
-        for (int64_t k = 0; k < W; k++) y[k] += vj * g[k];                                  \
-      }                                                                                     \
-    }                                                                                       \
-    return U;                                                                               \
-  }
-KL_DEF_SPAL(float, f32, 1, _1)
-KL_DEF_SPAL(float, f32, 0, _n)
-KL_DEF_SPAL(double, f64, 1, _1)
-KL_DEF_SPAL(double, f64, 0, _n)
-
 /* Emits the touched columns of flag/acc (C columns, rows of N values of es bytes) into o
  * (capacity min(C, nnz + 1) rows, so the branch-free write of an untouched column at row u
  * stays inside it), clearing both as it goes; sets o->nnz. With o NULL (a failed
@@ -564,23 +526,6 @@ static void spad_emit(uint32_t *restrict flag, char *restrict acc, int64_t C, in
 int kl_dot_direct_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt) {
   return C > 0 && N >= 1 && N <= KL_SPA_MAXN && C <= KL_SPA_MAXC && C <= 4 * nnz &&
          nnz < (int64_t)UINT32_MAX && (size_t)C * (size_t)N * kl_dtype_size(dt) <= KL_SPA_DIRECT_MAXB;
-}
-
-/* The listed accumulator's limit on C x N values (it is kept, as large as the weight). */
-#define KL_SPA_LIST_MAXB ((size_t)16 << 20)
-
-int kl_dot_listed_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt) {
-  return C > 0 && N >= 1 && N <= KL_SPA_MAXN && C <= KL_SPA_MAXC && nnz < (int64_t)UINT32_MAX &&
-         (size_t)C * (size_t)N * kl_dtype_size(dt) <= KL_SPA_LIST_MAXB;
-}
-
-int64_t kl_dot_csrT_listed_acc(const kl_tensor *a, const kl_tensor *g, int64_t N,
-                               uint8_t *flag, void *acc, int64_t *list) {
-  if (g->dtype == KL_FLOAT32)
-    return N == 1 ? spal_acc_f32_1(a, g, N, flag, acc, list)
-                  : spal_acc_f32_n(a, g, N, flag, acc, list);
-  return N == 1 ? spal_acc_f64_1(a, g, N, flag, acc, list)
-                : spal_acc_f64_n(a, g, N, flag, acc, list);
 }
 
 void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, uint32_t *flag,

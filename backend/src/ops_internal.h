@@ -80,15 +80,6 @@ int kl_dot_direct_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt);
 void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, uint32_t *flag,
                             void *acc);
 
-/* The listed accumulator (ops_dot.c), for the fused step of a csr with many columns (a
- * column scan would be O(C) a step): whether it takes a C-column csr (its C x N accumulator
- * is kept, so C x N values are bounded), and the pass: as kl_dot_csrT_direct_acc with a byte
- * flag a column, and each newly touched column appended to list (capacity nnz(a), at least
- * 1) in first-touch order. Returns the number listed. */
-int kl_dot_listed_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt);
-int64_t kl_dot_csrT_listed_acc(const kl_tensor *a, const kl_tensor *g, int64_t N,
-                               uint8_t *flag, void *acc, int64_t *list);
-
 /* Helpers shared by kernels (tensor.c). */
 static inline int kl_is_float(kl_dtype d) { return d == KL_FLOAT32 || d == KL_FLOAT64; }
 

@@ -19,12 +19,4 @@ kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const
  * fused step hands it the kept accumulator of csr^T . G (no compact gradient is made). */
 kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
                                       uint32_t *flag, kl_tensor **states, int64_t t);
-/* The same for a wide weight, whose every-row walk would be O(rows) a step: only the n
- * listed rows list[0..n) (distinct, any order) are updated, row r's gradient in acc[r * row
- * width ..]; flag holds one byte a row. The listed rows' acc and flag are left zero,
- * whatever the result (a row out of range is an error, before any row is updated). Rows are
- * independent, so the order does not change any bit. */
-kl_status kl_optimizer_update_listed(const kl_optimizer *o, kl_tensor *w, void *acc,
-                                     uint8_t *flag, const int64_t *list, int64_t n,
-                                     kl_tensor **states, int64_t t);
 #endif

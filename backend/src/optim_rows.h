@@ -242,54 +242,6 @@ static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w
 }
 #undef OPT_SGDF
 
-/* The lazy update of the listed rows li[i0..i1) of a weight that stores every row, row c's
- * gradient in acc[c * rw ..]; each listed row's acc row and flag byte are cleared (the
- * plan's fused step for a wide csr: kl_optimizer_update_listed). The rows come in the
- * order the batch first touched them, i.e. at random over weight, states and accumulator:
- * rows pf ahead are prefetched in all four. The rule's switch is hoisted as in opt_rows
- * (opt_row inlined per kind, 1-wide rows with a constant width): the same expressions, the
- * same bits as the lazy update of the compact gradient of these rows. */
-#define OPT_LISTED_W(KIND, RW)                                                           \
-  do {                                                                                   \
-    opt_hyper hk = *h;                                                                   \
-    hk.kind = KIND;                                                                      \
-    for (int64_t i = i0; i < i1; i++) {                                                  \
-      const int64_t q = li[i + pf < i1 ? i + pf : i] * (RW);                             \
-      for (int64_t b_ = 0; b_ < (RW); b_ += 64 / (int64_t)sizeof(OPT_T)) {               \
-        __builtin_prefetch(w + q + b_, 1);                                               \
-        __builtin_prefetch(acc + q + b_, 1);                                             \
-        if (s0) __builtin_prefetch(s0 + q + b_, 1);                                      \
-        if (s1) __builtin_prefetch(s1 + q + b_, 1);                                      \
-      }                                                                                  \
-      const int64_t c = li[i], o = c * (RW);                                             \
-      OPT_CAT(opt_row_, OPT_SFX)(&hk, w + o, acc + o, s0 ? s0 + o : NULL,                \
-                                 s1 ? s1 + o : NULL, (RW));                              \
-      for (int64_t k = 0; k < (RW); k++) acc[o + k] = 0;                                 \
-      flag[c] = 0;                                                                       \
-    }                                                                                    \
-  } while (0)
-#define OPT_LISTED(KIND)                   \
-  do {                                     \
-    if (rw == 1) OPT_LISTED_W(KIND, 1);    \
-    else OPT_LISTED_W(KIND, rw);           \
-  } while (0)
-static void OPT_CAT(opt_listed_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
-                                          OPT_T *restrict acc, uint8_t *restrict flag,
-                                          OPT_T *restrict s0, OPT_T *restrict s1, int64_t rw,
-                                          const int64_t *restrict li, int64_t i0, int64_t i1,
-                                          int64_t pf) {
-  switch (h->kind) {
-    case KL_OPT_SGD: OPT_LISTED(KL_OPT_SGD); break;
-    case KL_OPT_ADAM: OPT_LISTED(KL_OPT_ADAM); break;
-    case KL_OPT_ADAGRAD: OPT_LISTED(KL_OPT_ADAGRAD); break;
-    case KL_OPT_RMSPROP: OPT_LISTED(KL_OPT_RMSPROP); break;
-    case KL_OPT_FTRL: OPT_LISTED(KL_OPT_FTRL); break;
-    default: break;
-  }
-}
-#undef OPT_LISTED
-#undef OPT_LISTED_W
-
 static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                         const OPT_T *restrict g, OPT_T *restrict s0,
                                         OPT_T *restrict s1, int64_t rw,

@@ -255,50 +255,6 @@ kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void 
   return KL_OK;
 }
 
-kl_status kl_optimizer_update_listed(const kl_optimizer *o, kl_tensor *w, void *acc,
-                                     uint8_t *flag, const int64_t *list, int64_t n,
-                                     kl_tensor **states, int64_t t) {
-  kl_status st = check_update(o, w, 0, NULL, states, t);
-  const int64_t rows = w && w->ndim ? w->shape[0] : 1;
-  if (st == KL_OK && !(o->lazy_update && w->ndim >= 1 &&
-                       (w->stype == KL_STYPE_DEFAULT ||
-                        (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == rows))))
-    st = kl_seterr(KL_EINVAL, "%s.update: a listed update needs a lazy optimizer and a "
-                   "weight that stores every row", kl_optimizer_kind_name(o->kind));
-  for (int64_t i = 0; st == KL_OK && i < n; i++)
-    if (list[i] < 0 || list[i] >= rows)
-      st = kl_seterr(KL_EINDEX, "%s.update: listed row %lld is out of range [0, %lld)",
-                     kl_optimizer_kind_name(o->kind), (long long)list[i], (long long)rows);
-  if (st != KL_OK) { /* leave the listed rows' accumulator and flags zero, as promised */
-    if (w) {
-      const size_t rb = (size_t)(w->ndim ? kl_row_width(w) : 1) * kl_dtype_size(w->dtype);
-      for (int64_t i = 0; i < n; i++)
-        if (list[i] >= 0 && list[i] < rows) {
-          memset((char *)acc + (size_t)list[i] * rb, 0, rb);
-          flag[list[i]] = 0;
-        }
-    }
-    return st;
-  }
-  const int64_t rw = kl_row_width(w);
-  const int ns = kl_optimizer_num_states(o);
-  opt_hyper h;
-  resolve_hyper(o, t, &h);
-  void *s0 = ns > 0 ? states[0]->data : NULL, *s1 = ns > 1 ? states[1]->data : NULL;
-  /* Random rows: always fetched ahead (1-wide rows: further, each row is a few ns). */
-  const int64_t pf = rw > 1 ? OPT_PF : OPT_PF1;
-#pragma omp parallel if (n * rw >= OPT_PARALLEL_MIN)
-  {
-    int T = omp_get_num_threads(), q = omp_get_thread_num();
-    int64_t i0 = n * q / T, i1 = n * (q + 1) / T;
-    if (w->dtype == KL_FLOAT64)
-      opt_listed_f64(&h, w->data, acc, flag, s0, s1, rw, list, i0, i1, pf);
-    else
-      opt_listed_f32(&h, w->data, acc, flag, s0, s1, rw, list, i0, i1, pf);
-  }
-  return KL_OK;
-}
-
 static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                              kl_tensor **states, int64_t t, int trusted_rows) {
   KL_TRY(check_update(o, w, 1, g, states, t));

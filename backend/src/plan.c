@@ -21,7 +21,6 @@ void kl_plan_free(kl_plan *p) {
       kl_tensor_release(p->states[2 * k + 1]);
     }
   }
-  kl_free(p->fused_list); /* a fused gradient no update consumed */
   kl_pool_close(p->pool); /* after the releases above handed their blocks back */
   kl_free(p->feeds);
   kl_free(p->outputs);
@@ -363,8 +362,6 @@ static void kl_plan_clear_fused(kl_plan *p) {
   if (p->fused_k < 0) return;
   memset(p->fused_flag, 0, (size_t)p->fused_rows * sizeof *p->fused_flag);
   memset(p->fused_acc, 0, p->fused_bytes);
-  kl_free(p->fused_list);
-  p->fused_list = NULL;
   p->fused_k = -1;
 }
 
@@ -419,9 +416,7 @@ static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
       !(w->stype == KL_STYPE_DEFAULT || (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == w->shape[0])))
     return 0;
   const int64_t C = w->shape[0], N = w->shape[1];
-  /* flagged mode (C <= 4 nnz: walking every row is O(nnz)), else listed mode */
-  const int listed = !kl_dot_direct_fits(C, a->nnz, N, w->dtype);
-  if (listed && !kl_dot_listed_fits(C, a->nnz, N, w->dtype)) return 0;
+  if (!kl_dot_direct_fits(C, a->nnz, N, w->dtype)) return 0;
   /* the weight's only use in the plan (a shared weight sums several gradients) */
   int uses = 0;
   for (int q = 0; q < p->norder; q++) {
@@ -431,18 +426,10 @@ static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
   }
   if (uses != 1) return 0;
   const size_t bytes = (size_t)(C * N) * kl_dtype_size(w->dtype);
-  /* One flag buffer for both modes (sized for flagged mode's words; listed mode uses a byte
-   * a row of it), so a plan whose batches alternate modes keeps one, always zero. */
   uint32_t *flag = kl_pool_kept_zeroed(KL_KEPT_FUSEFLAG, (size_t)C * sizeof *flag);
   void *acc = flag ? kl_pool_kept_zeroed(KL_KEPT_FUSEACC, bytes) : NULL;
-  int64_t *list = acc && listed ? kl_malloc_n((size_t)(a->nnz > 0 ? a->nnz : 1), sizeof *list)
-                                : NULL;
-  if (!acc || (listed && !list)) return 0; /* the unfused path runs (and reports) */
-  if (listed)
-    p->fused_n = kl_dot_csrT_listed_acc(a, gout, N, (uint8_t *)flag, acc, list);
-  else
-    kl_dot_csrT_direct_acc(a, gout, N, flag, acc);
-  p->fused_list = list;
+  if (!acc) return 0;
+  kl_dot_csrT_direct_acc(a, gout, N, flag, acc);
   p->fused_k = k;
   p->fused_flag = flag;
   p->fused_acc = acc;
@@ -540,17 +527,9 @@ static kl_status kl_plan_update(kl_plan *p) {
     kl_tensor *w = p->g->nodes[p->weights[k]].value;
     if (k == p->fused_k) {
       p->fused_k = -1; /* the update clears the accumulator, whatever happens */
-      int64_t *list = p->fused_list;
-      p->fused_list = NULL;
-      kl_status st = list ? kl_optimizer_update_listed(&p->opt, w, p->fused_acc,
-                                                       (uint8_t *)p->fused_flag, list,
-                                                       p->fused_n, &p->states[2 * k], t)
-                          : kl_optimizer_update_flagged(&p->opt, w, p->fused_acc,
-                                                        p->fused_flag, &p->states[2 * k], t);
-      kl_free(list);
-      KL_TRY(st);
+      KL_TRY(kl_optimizer_update_flagged(&p->opt, w, p->fused_acc, p->fused_flag,
+                                         &p->states[2 * k], t));
       p->fused_steps++;
-      p->fused_listed += list != NULL;
     } else {
       KL_TRY(kl_optimizer_update_trusted(&p->opt, w, p->wgrad[k], &p->states[2 * k], t));
     }

@@ -31,15 +31,11 @@ struct kl_plan {
    * kept accumulator for its update (no compact gradient made), or -1. */
   int fuse_ok;            /* set by the fit loop: no one reads this step's gradients */
   int fused_k;
-  uint32_t *fused_flag;   /* fused_rows flags (listed mode: fused_rows bytes of it) */
+  uint32_t *fused_flag;   /* fused_rows flags */
   void *fused_acc;        /* fused_rows x row width values */
   int64_t fused_rows;
   size_t fused_bytes;
-  int64_t *fused_list;    /* listed mode (a wide csr): the touched rows, first-touch order;
-                           * NULL in flagged mode (every row walked) */
-  int64_t fused_n;        /* rows in fused_list */
   int64_t fused_steps;    /* updates done fused (for tests) */
-  int64_t fused_listed;   /* of which in listed mode (for tests) */
 };
 
 /* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and
