@@ -36,7 +36,12 @@ for line in io.lines(raw_path) do
     end
   elseif kind == "MEM" then
     local wl, impl, floor, rss, what = rest:match("^(%S+) (%S+) (%S+) (%S+) ?(.*)$")
-    if wl then mems[#mems + 1] = {wl = wl, impl = impl, floor = tonumber(floor), rss = tonumber(rss), what = what} end
+    if wl then
+      for i = #mems, 1, -1 do -- as for RESULT lines: a later run replaces an earlier one
+        if mems[i].wl == wl and mems[i].impl == impl then table.remove(mems, i) end
+      end
+      mems[#mems + 1] = {wl = wl, impl = impl, floor = tonumber(floor), rss = tonumber(rss), what = what}
+    end
   elseif kind == "LOSS" then
     local wl, impl, th, loss, note = rest:match("^(%S+) (%S+) (%d+) (%S+) ?(.*)$")
     if wl then losses[#losses + 1] = {wl = wl, impl = impl, threads = tonumber(th), loss = loss, note = note} end
