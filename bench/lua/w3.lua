@@ -14,13 +14,13 @@ local n = bs * steps
 
 B.rss_note("start")
 -- ids from a splitmix-style LCG, so that the data does not depend on Lua's math.random;
--- built as tensors of 2,048 rows joined by K.concatenate, so that no nested Lua table of
+-- built as tensors of 1,024 rows joined by K.concatenate, so that no nested Lua table of
 -- all the ids (~25 MB of Lua heap at 51,200 x 20, never handed back to the system) is held
 local state = 7
 local xs, yv = {}, {}
-for i0 = 1, n, 2048 do
+for i0 = 1, n, 1024 do
   local rows, ys = {}, {}
-  for i = i0, math.min(n, i0 + 2047) do
+  for i = i0, math.min(n, i0 + 1023) do
     local r = {}
     for j = 1, L do
       state = (state * 6364136223846793005 + 1442695040888963407)
