@@ -40,6 +40,30 @@ describe("bench/run --quick", function()
     assert.is_true(n >= 10)
   end)
 
+  it("report.lua: a later line of the same row (bench/run --append) replaces the earlier", function()
+    local raw, out, cmds = os.tmpname(), os.tmpname(), os.tmpname()
+    local f = assert(io.open(raw, "w"))
+    f:write("RESULT W3-V1e4 keras-lua 1 0.002 5 first\n",
+            "RESULT W3-V1e4 pytorch 1 0.010 5 peer\n",
+            "MEM W3-V1e4 keras-lua 1000000 3000000 first floor\n",
+            "RESULT W3-V1e4 keras-lua 1 0.001 5 second\n",
+            "MEM W3-V1e4 keras-lua 1000000 1100000 second floor\n")
+    f:close()
+    f = assert(io.open(cmds, "w"))
+    f:write("bench/run --full\n", "bench/run --full --only W3,Mem --append\n")
+    f:close()
+    local ok = os.execute(string.format("lua5.4 bench/report.lua '%s' '%s' '%s' full", raw, out, cmds))
+    assert.is_true(ok)
+    local md = slurp(out)
+    os.remove(raw); os.remove(out); os.remove(cmds)
+    assert.truthy(md:find("then `bench/run --full --only W3,Mem --append`", 1, true), md)
+    -- one timing row, the second run's (ratio 10x: target met), and one memory row (1.10x)
+    assert.truthy(md:find("| W3-V1e4 | pytorch | 1 | 10.00 ms | 1.00 ms | 10.00 | >= 5x | yes |", 1, true), md)
+    assert.falsy(md:find("2.00 ms", 1, true), md)
+    assert.truthy(md:find("| 1.10 | yes | second floor |", 1, true), md)
+    assert.falsy(md:find("first floor", 1, true), md)
+  end)
+
   it("refuses an unknown mode", function()
     local ok = os.execute("bench/run --bogus >/dev/null 2>&1")
     assert.is_falsy(ok)
