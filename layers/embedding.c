@@ -1,5 +1,6 @@
 /* layers/embedding.c: the embedding op (ids -> rows of a weight) and its row_sparse gradient. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "layers_util.h"
 #include "tensor_internal.h"
@@ -163,30 +164,37 @@ static void radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int
   }
 }
 
+/* gout's row for position p: its own row (Embedding), or, for the fused Embedding -> mean
+ * over the bag ids of a sample (bag > 0), that sample's row (already scaled by 1/bag). */
+#define EMB_ROW_ADD(T, FIRST)                                                          \
+  {                                                                                    \
+    const int64_t p_ = pos[t];                                                         \
+    const T *restrict gr = gd + (size_t)(bag > 0 ? p_ / bag : p_) * (size_t)D;         \
+    for (int64_t j = 0; j < D; j++) row[j] = (FIRST ? (T)0 : row[j]) + gr[j];          \
+  }
 #define EMB_SUM_ROWS(T)                                                              \
   {                                                                                  \
     const T *gd = (const T *)g->data;                                                \
     T *od = (T *)o->data;                                                            \
     _Pragma("omp parallel for schedule(static) if (m * D >= EMB_PAR_MIN)")           \
     for (int64_t u = 0; u < nu; u++) {                                               \
-      T *row = od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D;                \
+      T *restrict row = od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D;       \
       /* the first row is added to +0 (not copied: 0 + -0 is +0), so a row_sparse     \
        * result needs no zero fill first */                                            \
-      const T *g0 = gd + (size_t)pos[gs[u]] * (size_t)D;                             \
-      for (int64_t j = 0; j < D; j++) row[j] = (T)0 + g0[j];                         \
-      for (int64_t t = gs[u] + 1; t < gs[u + 1]; t++) {                              \
-        const T *gr = gd + (size_t)pos[t] * (size_t)D;                               \
-        for (int64_t j = 0; j < D; j++) row[j] += gr[j];                             \
-      }                                                                              \
+      int64_t t = gs[u];                                                             \
+      EMB_ROW_ADD(T, 1)                                                              \
+      for (t = gs[u] + 1; t < gs[u + 1]; t++) EMB_ROW_ADD(T, 0)                      \
     }                                                                                \
   }
 
 /* Weight gradient: row k-1 gets the sum of gout's rows at the positions holding id k,
  * summed in position order. Row_sparse over the batch's sorted unique ids (padding left
  * out), or dense (V, D) when want is KL_STYPE_DEFAULT. Costs O(m log V / 8 + nu * D)
- * for m non-padding ids and nu unique ones, never O(V) unless the dense form is asked. */
+ * for m non-padding ids and nu unique ones, never O(V) unless the dense form is asked.
+ * bag > 0: g is (n, D), one row per sample of bag ids, and position p's gradient row is
+ * g's row p / bag (the fused mean: kl_embedding_mean_backward scales g first). */
 static kl_status emb_weight_grad(const kl_tensor *ids, const kl_tensor *w, const kl_tensor *g,
-                                 kl_stype want, kl_tensor **gin) {
+                                 int64_t bag, kl_stype want, kl_tensor **gin) {
   int64_t V = w->shape[0], D = w->shape[1], npos = kl_tensor_numel(ids), m = 0, nu = 0;
   int64_t *buf = NULL, *key, *pos, *gs;
   kl_tensor *o = NULL;
@@ -255,10 +263,112 @@ static kl_status emb_backward(kl_tensor *const *in, int nin, const kl_attrs *a,
            kl_lu_shape_str(so, sizeof so, om.ndim, om.shape));
   KL_TRY(ids_check(in[0], in[1]->shape[0]));
   if (gout->dtype != om.dtype) KL_TRY(kl_tensor_astype(gout, om.dtype, &gc));
-  st = emb_weight_grad(in[0], in[1], gc ? gc : gout, want, gin);
+  st = emb_weight_grad(in[0], in[1], gc ? gc : gout, 0, want, gin);
   kl_tensor_release(gc);
   return st;
 }
 
 const kl_op_def kl_opdef_embedding = {"embedding", 2, 2, emb_infer, emb_forward, emb_kernels,
                                       emb_backward};
+
+/* ---------------------------------------------------- Embedding -> mean (the plan's fusion) */
+
+int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w) {
+  return ids && w && ids->ndim == 2 && ids->stype == KL_STYPE_DEFAULT && w->ndim == 2 &&
+         w->stype == KL_STYPE_DEFAULT && kl_is_float(w->dtype);
+}
+
+/* y[b, :] = mean over l of weight row ids[b, l] - 1 (zeros for padding): the sum in double
+ * from +0 in l order, times 1/L, rounded once, as mean over Embedding's output computes it,
+ * so the same bits without the (n, L, D) output. */
+#define EMB_MEAN_ROWS(T)                                                                    \
+  {                                                                                         \
+    const T *restrict W = (const T *)w->data;                                               \
+    T *restrict y = (T *)o->data;                                                           \
+    _Pragma("omp parallel") {                                                               \
+      double *restrict acc = scratch + (size_t)omp_get_thread_num() * (size_t)D;            \
+      _Pragma("omp for schedule(static)")                                                   \
+      for (int64_t b = 0; b < n; b++) {                                                     \
+        for (int64_t j = 0; j < D; j++) acc[j] = 0;                                         \
+        for (int64_t l = 0; l < L; l++) {                                                   \
+          const int64_t p = b * L + l;                                                      \
+          if (p + EMB_PF < npos) {                                                          \
+            const int64_t nx = id_at(ids, p + EMB_PF);                                      \
+            if (nx > 0 && nx <= V)                                                          \
+              for (size_t c = 0; c < (size_t)D * sizeof(T); c += 64)                        \
+                __builtin_prefetch((const char *)(W + (size_t)(nx - 1) * (size_t)D) + c);    \
+          }                                                                                 \
+          const int64_t id = id_at(ids, p);                                                 \
+          if (id > 0) { /* padding adds nothing: a sum from +0 is never -0 */               \
+            const T *restrict r = W + (size_t)(id - 1) * (size_t)D;                          \
+            for (int64_t j = 0; j < D; j++) acc[j] += r[j];                                 \
+          }                                                                                 \
+        }                                                                                   \
+        for (int64_t j = 0; j < D; j++) y[b * D + j] = (T)(acc[j] * scale);                 \
+      }                                                                                     \
+    }                                                                                       \
+  }
+
+kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
+                            kl_tensor **out) {
+  kl_meta m[2], om;
+  KL_CHECK(ids && w && out, KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
+  kl_tensor_meta(ids, &m[0]);
+  kl_tensor_meta(w, &m[1]);
+  KL_TRY(emb_infer(m, 2, a, &om));
+  KL_CHECK(kl_embedding_mean_applies(ids, w), KL_EINVAL,
+           "Embedding: the fused mean takes (n, L) ids and a dense weight");
+  const int64_t n = ids->shape[0], L = ids->shape[1], V = w->shape[0], D = w->shape[1];
+  const int64_t npos = n * L;
+  const double scale = 1.0 / (double)L; /* L == 0: NaN, as the mean of nothing */
+  KL_TRY(ids_check(ids, V));
+  const size_t nt = (size_t)omp_get_max_threads();
+  double *scratch = kl_malloc_n((size_t)(D > 0 ? D : 1) * (nt > 0 ? nt : 1), sizeof *scratch);
+  if (!scratch) return KL_ENOMEM;
+  int64_t shp[2] = {n, D};
+  kl_tensor *o = NULL;
+  kl_status st = kl_tensor_new_dense_uninit(w->dtype, 2, shp, &o); /* every element set */
+  if (st == KL_OK) {
+    if (w->dtype == KL_FLOAT32)
+      EMB_MEAN_ROWS(float)
+    else
+      EMB_MEAN_ROWS(double)
+    *out = o;
+  }
+  kl_free(scratch);
+  return st;
+}
+
+kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
+                                     const kl_attrs *a, const kl_tensor *gout, kl_stype want,
+                                     kl_tensor **gin) {
+  kl_meta m[2], om;
+  char sg[128];
+  KL_CHECK(ids && w && gout && gin, KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
+  kl_tensor_meta(ids, &m[0]);
+  kl_tensor_meta(w, &m[1]);
+  KL_TRY(emb_infer(m, 2, a, &om));
+  KL_CHECK(kl_embedding_mean_applies(ids, w), KL_EINVAL,
+           "Embedding: the fused mean takes (n, L) ids and a dense weight");
+  KL_CHECK(gout->stype == KL_STYPE_DEFAULT && gout->dtype == w->dtype, KL_EINVAL,
+           "mean: backward: gout must be a dense %s tensor", kl_dtype_name(w->dtype));
+  KL_CHECK(gout->ndim == 2 && gout->shape[0] == ids->shape[0] && gout->shape[1] == w->shape[1],
+           KL_ESHAPE, "mean: backward: gout shape (%s) does not match the output shape (%lld, %lld)",
+           kl_lu_shape_str(sg, sizeof sg, gout->ndim, gout->shape), (long long)ids->shape[0],
+           (long long)w->shape[1]);
+  KL_TRY(ids_check(ids, w->shape[0]));
+  /* each position's gradient row, as the mean's backward makes it: its sample's row times
+   * 1/L, the product in double rounded to the weight's dtype; once a sample, not an id */
+  const int64_t n = ids->shape[0], L = ids->shape[1], D = w->shape[1];
+  const double scale = 1.0 / (double)L;
+  kl_tensor *gs = NULL;
+  KL_TRY(kl_tensor_new_dense_uninit(w->dtype, 2, gout->shape, &gs));
+  KL_DISPATCH(w->dtype, T, {
+    const T *restrict g = gout->data;
+    T *restrict y = gs->data;
+    for (int64_t k = 0; k < n * D; k++) y[k] = (T)((double)g[k] * scale);
+  })
+  kl_status st = emb_weight_grad(ids, w, gs, L, want, gin);
+  kl_tensor_release(gs);
+  return st;
+}

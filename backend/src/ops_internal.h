@@ -50,6 +50,19 @@ extern const kl_op_def kl_opdef_transpose;    /* ops_misc.c */
 extern const kl_op_def kl_opdef_retain;       /* ops_misc.c */
 extern const kl_op_def kl_opdef_bias_add;     /* layers/bias_add.c */
 extern const kl_op_def kl_opdef_embedding;    /* layers/embedding.c */
+/* The plan's fusion of Embedding and a mean over its ids' axis (GlobalAveragePooling1D), as
+ * PyTorch's EmbeddingBag(mode="mean"): the (n, D) mean of each sample's rows straight from
+ * (n, L) ids and a dense (V, D) weight, without the (n, L, D) output, and the weight's
+ * gradient (row_sparse over the unique ids, or dense, by want) from the mean's (n, D)
+ * gradient. The same bits as embedding then mean and their backwards (the same sums in the
+ * same order, the same roundings), and the same errors for bad ids. a: the Embedding node's
+ * attrs. applies: whether these tensors take it. (layers/embedding.c) */
+int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w);
+kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
+                            kl_tensor **out);
+kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
+                                     const kl_attrs *a, const kl_tensor *gout, kl_stype want,
+                                     kl_tensor **gin);
 extern const kl_op_def kl_opdef_loss_mse;     /* layers/losses.c */
 extern const kl_op_def kl_opdef_loss_mae;
 extern const kl_op_def kl_opdef_loss_bce;

@@ -1,5 +1,7 @@
 /* plan.c: compiled plans: node order, forward, reverse-mode backward, the training step. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops_internal.h"
@@ -37,6 +39,8 @@ void kl_plan_free(kl_plan *p) {
   kl_free(p->wgrad);
   kl_free(p->masks);
   kl_free(p->rngs);
+  kl_free(p->bag_src);
+  kl_free(p->bag_skip);
   kl_free(p);
 }
 
@@ -173,6 +177,72 @@ static kl_status kl_plan_layout(kl_plan *p, const kl_plan_spec *s) {
   return KL_OK;
 }
 
+static kl_stype kl_plan_want(const kl_plan *p, int in_id);
+
+static atomic_int kl_fuse_mode = -1; /* 1 on, 0 off, -1: read KL_NO_FUSE first */
+
+static int kl_fuse_enabled(void) {
+  int m = atomic_load(&kl_fuse_mode);
+  if (m < 0) {
+    const char *e = getenv("KL_NO_FUSE");
+    int want = !(e && *e && strcmp(e, "0") != 0);
+    atomic_compare_exchange_strong(&kl_fuse_mode, &m, want);
+    m = atomic_load(&kl_fuse_mode);
+  }
+  return m;
+}
+
+int kl_plan_set_fuse_enabled(int on) {
+  int prev = kl_fuse_enabled();
+  atomic_store(&kl_fuse_mode, on ? 1 : 0);
+  return prev;
+}
+
+/* Finds each mean over axis 1 (no keepdims) of an Embedding of (n, L) ids into a dense float
+ * weight where the Embedding's value has no other use (not an output, the loss, a weight,
+ * or another node's input) and its ids need no gradient: the pair then runs as
+ * kl_embedding_mean (forward) and kl_embedding_mean_backward (the weight's gradient from
+ * the mean's), the Embedding node itself skipped. W3's Embedding -> GlobalAveragePooling1D:
+ * the 256 x 20 x 64 output and its gradient (1.3 MB each, a step) are never made. */
+static kl_status kl_plan_find_bags(kl_plan *p) {
+  const kl_graph *g = p->g;
+  const size_t un = (size_t)(p->nnodes > 0 ? p->nnodes : 1);
+  p->bag_src = kl_malloc_n(un, sizeof *p->bag_src);
+  p->bag_skip = kl_calloc(un, 1);
+  if (!p->bag_src || !p->bag_skip) return KL_ENOMEM;
+  for (int i = 0; i < p->nnodes; i++) p->bag_src[i] = -1;
+  if (!kl_fuse_enabled()) return KL_OK;
+  for (int q = 0; q < p->norder; q++) {
+    const int id = p->order[q];
+    const kl_node *nd = &g->nodes[id];
+    if (nd->kind != KL_NODE_OP || nd->op != KL_OP_MEAN || nd->nin != 1 || !nd->attrs.has_axis ||
+        nd->attrs.axis != 1 || nd->attrs.keepdims)
+      continue;
+    const int e = nd->inputs[0];
+    const kl_node *en = &g->nodes[e];
+    if (en->kind != KL_NODE_OP || en->op != KL_OP_EMBEDDING || en->nin != 2) continue;
+    const kl_meta *mi = &g->nodes[en->inputs[0]].meta, *mw = &g->nodes[en->inputs[1]].meta;
+    if (mi->ndim != 2 || mi->stype != KL_STYPE_DEFAULT || mw->ndim != 2 ||
+        mw->stype != KL_STYPE_DEFAULT || !kl_is_float(mw->dtype) ||
+        p->needs_grad[en->inputs[0]] || p->wslot[e] >= 0 || e == p->loss)
+      continue;
+    const kl_stype want = kl_plan_want(p, en->inputs[1]);
+    if (want != KL_STYPE_DEFAULT && want != KL_STYPE_ROW_SPARSE) continue;
+    int uses = 0;
+    for (int k = 0; k < p->noutputs; k++) uses += p->outputs[k] == e;
+    for (int r = 0; r < p->norder; r++) {
+      int rn;
+      const int *ri = kl_node_inputs(&g->nodes[p->order[r]], &rn);
+      for (int j = 0; j < rn; j++) uses += ri[j] == e;
+    }
+    if (uses != 1) continue;
+    p->bag_src[id] = e;
+    p->bag_skip[e] = 1;
+    p->nbags++;
+  }
+  return KL_OK;
+}
+
 kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
   KL_CHECK(out != NULL, KL_EINVAL, "plan: out is NULL");
   *out = NULL;
@@ -188,6 +258,7 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
   p->loss = spec->loss;
   p->fused_k = -1;
   kl_status st = kl_plan_layout(p, spec);
+  if (st == KL_OK) st = kl_plan_find_bags(p);
   if (st == KL_OK && spec->optimizer) {
     p->has_opt = 1;
     p->opt = *spec->optimizer;
@@ -279,6 +350,13 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
     case KL_NODE_PLACEHOLDER:
       return kl_seterr(KL_EINVAL, "forward: placeholder %d was not fed", id);
     case KL_NODE_OP:
+      if (p->bag_skip[id]) return KL_OK; /* an Embedding its mean computes (bag_src) */
+      if (p->bag_src[id] >= 0) {
+        const kl_node *en = &p->g->nodes[p->bag_src[id]];
+        KL_TRY(kl_embedding_mean(p->vals[en->inputs[0]], p->vals[en->inputs[1]], &en->attrs,
+                                 &out));
+        break;
+      }
       for (int i = 0; i < nd->nin; i++) ins[i] = p->vals[nd->inputs[i]];
       KL_TRY(kl_op_run(nd->op, ins, nd->nin, &nd->attrs, &out));
       break;
@@ -443,6 +521,15 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
   const kl_node *nd = &p->g->nodes[id];
   KL_TRY(kl_to_stype(&p->grads[id], KL_STYPE_DEFAULT)); /* gout is dense */
   const kl_tensor *gout = p->grads[id];
+  if (p->bag_src[id] >= 0) { /* a fused Embedding -> mean: straight into the weight */
+    const kl_node *en = &p->g->nodes[p->bag_src[id]];
+    const int wid = en->inputs[1];
+    if (!p->needs_grad[wid]) return KL_OK;
+    kl_tensor *gin = NULL;
+    KL_TRY(kl_embedding_mean_backward(p->vals[en->inputs[0]], p->vals[wid], &en->attrs, gout,
+                                      kl_plan_want(p, wid), &gin));
+    return kl_grad_accumulate(&p->grads[wid], gin);
+  }
   kl_tensor *ins[KL_MAX_OP_INPUTS];
   int nin;
   const int *in_ids = kl_node_inputs(nd, &nin);

@@ -36,6 +36,11 @@ struct kl_plan {
   int64_t fused_rows;
   size_t fused_bytes;
   int64_t fused_steps;    /* updates done fused (for tests) */
+  /* Embedding -> mean fusion (kl_embedding_mean): per node, for a fused mean the Embedding
+   * node it reads (whose value is then never made), else -1; skip marks those Embeddings. */
+  int *bag_src;
+  unsigned char *bag_skip;
+  int nbags;              /* fused pairs (for tests) */
 };
 
 /* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and

@@ -69,6 +69,11 @@ typedef struct kl_plan_spec {
 
 kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out);
 void kl_plan_free(kl_plan *p); /* NULL-safe */
+/* Turns the plan's op fusions (an Embedding whose only use is a mean over its ids' axis,
+ * computed as one pass: no (n, L, D) output) on or off for later kl_plan_new calls;
+ * returns the previous setting. Results do not depend on it (the same bits): it exists to
+ * prove that. On by default; env KL_NO_FUSE=1 at the first call turns it off. */
+int kl_plan_set_fuse_enabled(int on);
 
 /* Forward over feeds (one tensor per spec->feeds entry; shapes checked against the
  * placeholders, batch dim free). training != 0 enables dropout. */
