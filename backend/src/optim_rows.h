@@ -4,6 +4,20 @@
 #define OPT_CAT2(a, b) a##b
 #define OPT_CAT(a, b) OPT_CAT2(a, b)
 
+/* The row loops below are built twice on x86-64 Linux with GCC: for AVX2 and for the
+ * baseline, the one to run chosen once at load by the CPU (ifunc). Each element is the same
+ * sequence of correctly rounded operations whatever the vector width (no FMA: the AVX2
+ * clone is built without it), so both give the same bits; on W3's 64-wide Adam rows the
+ * AVX2 clone's sqrt and divide run 8 lanes, not 4. */
+#ifndef OPT_CLONES
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define OPT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define OPT_CLONES
+#endif
+#endif
+
 /* Updates one row of n elements: w (weight row), g (gradient row; NULL = a zero gradient,
  * bit-identical to a row of +0.0), s0/s1 (state rows; unused ones may be NULL). The rules
  * are documented in kl/optim.h. */
@@ -157,7 +171,7 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
       w[o] = (NEST) ? w[o] + (mom * v - step) : w[o] + v;                                \
     }                                                                                    \
   }
-static void OPT_CAT(opt_rows1_sgd_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+OPT_CLONES static void OPT_CAT(opt_rows1_sgd_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                              const OPT_T *restrict g, OPT_T *restrict s0,
                                              const int64_t *restrict gi, int64_t i0,
                                              int64_t i1, int64_t pf) {
@@ -215,7 +229,7 @@ static inline OPT_T OPT_CAT(opt_blend_, OPT_SFX)(OPT_T a, OPT_T b, OPT_U m) {
     acc[c] = 0;                                                                          \
     flag[c] = 0;                                                                         \
   }
-static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+OPT_CLONES static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                            OPT_T *restrict acc, uint32_t *restrict flag,
                                            OPT_T *restrict s0, OPT_T *restrict s1, int64_t rw,
                                            int64_t c0, int64_t c1) {
@@ -242,7 +256,7 @@ static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w
 }
 #undef OPT_SGDF
 
-static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+OPT_CLONES static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                         const OPT_T *restrict g, OPT_T *restrict s0,
                                         OPT_T *restrict s1, int64_t rw,
                                         const int64_t *restrict gi, int64_t i0, int64_t i1,
