@@ -19,4 +19,17 @@ kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const
  * fused step hands it the kept accumulator of csr^T . G (no compact gradient is made). */
 kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
                                       uint32_t *flag, kl_tensor **states, int64_t t);
+
+/* Every check that kl_optimizer_update_trusted (g != NULL) or kl_optimizer_update_flagged
+ * (g == NULL) makes, writing nothing; trusted_rows as for kl_optimizer_update_trusted. An
+ * update whose precheck passed cannot fail: the _prechecked entries below then run it with
+ * no check (the same bits). The plan checks every weight's update before it writes the first,
+ * so a step is all or nothing. */
+kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w,
+                                       const kl_tensor *g, kl_tensor **states, int64_t t,
+                                       int trusted_rows);
+void kl_optimizer_update_prechecked(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                                    kl_tensor **states, int64_t t);
+void kl_optimizer_update_flagged_prechecked(const kl_optimizer *o, kl_tensor *w, void *acc,
+                                            uint32_t *flag, kl_tensor **states, int64_t t);
 #endif

@@ -181,17 +181,33 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
 #define OPT_PF1 16
 #define OPT_PF1_MIN_BYTES ((size_t)256 << 10)
 
-static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
-                             kl_tensor **states, int64_t t, int trusted_rows);
+static void update_apply(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                         kl_tensor **states, int64_t t);
+static void flagged_apply(const kl_optimizer *o, kl_tensor *w, void *acc, uint32_t *flag,
+                          kl_tensor **states, int64_t t);
 
 kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                               kl_tensor **states, int64_t t) {
-  return update_impl(o, w, g, states, t, 0);
+  KL_TRY(kl_optimizer_update_precheck(o, w, g, states, t, 0));
+  update_apply(o, w, g, states, t);
+  return KL_OK;
 }
 
 kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                                       kl_tensor **states, int64_t t) {
-  return update_impl(o, w, g, states, t, 1);
+  KL_TRY(kl_optimizer_update_precheck(o, w, g, states, t, 1));
+  update_apply(o, w, g, states, t);
+  return KL_OK;
+}
+
+void kl_optimizer_update_prechecked(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                                    kl_tensor **states, int64_t t) {
+  update_apply(o, w, g, states, t);
+}
+
+void kl_optimizer_update_flagged_prechecked(const kl_optimizer *o, kl_tensor *w, void *acc,
+                                            uint32_t *flag, kl_tensor **states, int64_t t) {
+  flagged_apply(o, w, acc, flag, states, t);
 }
 
 /* The checks of an update's optimizer, weight, states and step, and with with_g of its
@@ -223,22 +239,47 @@ static kl_status check_update(const kl_optimizer *o, const kl_tensor *w, int wit
   return KL_OK;
 }
 
+/* The checks of an update (g != NULL) or of a flagged update (g == NULL): everything that
+ * can make it fail, so that an update that passed them cannot (the plan checks every weight's
+ * update before it writes the first: a step is all or nothing). Writes nothing. */
+kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w,
+                                       const kl_tensor *g, kl_tensor **states, int64_t t,
+                                       int trusted_rows) {
+  KL_TRY(check_update(o, w, g != NULL, g, states, t));
+  const char *k = kl_optimizer_kind_name(o->kind);
+  const int64_t rows = w->ndim ? w->shape[0] : 1;
+  const int w_partial = w->stype == KL_STYPE_ROW_SPARSE && w->nnz < rows;
+  if (!g) { /* flagged */
+    KL_CHECK(o->lazy_update && w->ndim >= 1 && !w_partial, KL_EINVAL,
+             "%s.update: a flagged update needs a lazy optimizer and a weight that stores "
+             "every row", k);
+    return KL_OK;
+  }
+  const int g_sparse = g->stype == KL_STYPE_ROW_SPARSE;
+  KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
+           "%s.update: a dense gradient needs a weight that stores every row (weight stores "
+           "%lld of %lld)", k, (long long)w->nnz, (long long)rows);
+  if (g_sparse && (w_partial || !trusted_rows)) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
+  return KL_OK;
+}
+
 kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
                                       uint32_t *flag, kl_tensor **states, int64_t t) {
-  kl_status st = check_update(o, w, 0, NULL, states, t);
-  if (!w) return st; /* (check_update said so) nothing to size the accumulator by */
-  const int64_t rows = w->ndim ? w->shape[0] : 1;
-  if (st == KL_OK && !(o->lazy_update && w->ndim >= 1 &&
-                       (w->stype == KL_STYPE_DEFAULT ||
-                        (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == rows))))
-    st = kl_seterr(KL_EINVAL, "%s.update: a flagged update needs a lazy optimizer and a "
-                   "weight that stores every row", kl_optimizer_kind_name(o->kind));
-  const int64_t rw = w->ndim ? kl_row_width(w) : 1;
+  kl_status st = kl_optimizer_update_precheck(o, w, NULL, states, t, 1);
+  if (!w) return st; /* (the check said so) nothing to size the accumulator by */
   if (st != KL_OK) { /* leave the accumulator as the contract wants it: zero */
+    const int64_t rows = w->ndim ? w->shape[0] : 1, rw = w->ndim ? kl_row_width(w) : 1;
     memset(flag, 0, (size_t)rows * sizeof *flag);
     memset(acc, 0, (size_t)(rows * rw) * kl_dtype_size(w->dtype));
     return st;
   }
+  flagged_apply(o, w, acc, flag, states, t);
+  return KL_OK;
+}
+
+static void flagged_apply(const kl_optimizer *o, kl_tensor *w, void *acc, uint32_t *flag,
+                          kl_tensor **states, int64_t t) {
+  const int64_t rows = w->shape[0], rw = kl_row_width(w);
   int ns = kl_optimizer_num_states(o);
   opt_hyper h;
   resolve_hyper(o, t, &h);
@@ -252,23 +293,17 @@ kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void 
     else
       opt_flagged_f32(&h, w->data, acc, flag, s0, s1, rw, c0, c1);
   }
-  return KL_OK;
 }
 
-static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
-                             kl_tensor **states, int64_t t, int trusted_rows) {
-  KL_TRY(check_update(o, w, 1, g, states, t));
-  const char *k = kl_optimizer_kind_name(o->kind);
+/* The update proper, after kl_optimizer_update_precheck passed: it cannot fail. */
+static void update_apply(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                         kl_tensor **states, int64_t t) {
   int ns = kl_optimizer_num_states(o);
 
   int64_t rows = w->ndim ? w->shape[0] : 1;
   int w_sparse = w->stype == KL_STYPE_ROW_SPARSE;
   int w_partial = w_sparse && w->nnz < rows; /* a full one has indices 0..rows-1 */
   int g_sparse = g->stype == KL_STYPE_ROW_SPARSE;
-  KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
-           "%s.update: a dense gradient needs a weight that stores every row (weight stores "
-           "%lld of %lld)", k, (long long)w->nnz, (long long)rows);
-  if (g_sparse && (w_partial || !trusted_rows)) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
 
   opt_job j;
   resolve_hyper(o, t, &j.h);
@@ -321,5 +356,4 @@ static kl_status update_impl(const kl_optimizer *o, kl_tensor *w, const kl_tenso
       run_row(&j, p, find_row(g->indices, g->nnz, r), r);
     }
   }
-  return KL_OK;
 }

@@ -139,7 +139,7 @@ static kl_status kl_plan_layout(kl_plan *p, const kl_plan_spec *s) {
   p->vals = kl_calloc(un, sizeof *p->vals);
   p->grads = kl_calloc(un, sizeof *p->grads);
   p->masks = kl_calloc(un, sizeof *p->masks);
-  p->rngs = kl_calloc(un, sizeof *p->rngs);
+  p->rngs = kl_calloc(2 * un, sizeof *p->rngs); /* + the saved copy (kl_plan_train_step) */
   if (f1 || f2 || f3 || !p->gstype || !p->wslot || !p->states || !p->wgrad || !p->order ||
       !p->need_out || !p->need_loss || !p->needs_grad || !p->vals || !p->grads || !p->masks ||
       !p->rngs)
@@ -607,18 +607,30 @@ kl_tensor *kl_plan_grad(const kl_plan *p, int k) {
   return p->wgrad[k];
 }
 
-/* Updates every weight from its gradient (after a backward). */
+/* Updates every weight from its gradient (after a backward). All or nothing: every weight's
+ * update is checked before the first is written, and an update that passed its check cannot
+ * fail (it allocates nothing), so a failed step leaves weights, states and the step count as
+ * they were. */
 static kl_status kl_plan_update(kl_plan *p) {
   int64_t t = p->step + 1;
   for (int k = 0; k < p->nweights; k++) {
+    const kl_tensor *w = p->g->nodes[p->weights[k]].value;
+    kl_status st = kl_optimizer_update_precheck(&p->opt, w, k == p->fused_k ? NULL : p->wgrad[k],
+                                                &p->states[2 * k], t, 1);
+    if (st != KL_OK) {
+      kl_plan_clear_fused(p); /* the accumulator is left zero, as its contract wants */
+      return st;
+    }
+  }
+  for (int k = 0; k < p->nweights; k++) {
     kl_tensor *w = p->g->nodes[p->weights[k]].value;
     if (k == p->fused_k) {
-      p->fused_k = -1; /* the update clears the accumulator, whatever happens */
-      KL_TRY(kl_optimizer_update_flagged(&p->opt, w, p->fused_acc, p->fused_flag,
-                                         &p->states[2 * k], t));
+      p->fused_k = -1; /* the update clears the accumulator */
+      kl_optimizer_update_flagged_prechecked(&p->opt, w, p->fused_acc, p->fused_flag,
+                                             &p->states[2 * k], t);
       p->fused_steps++;
     } else {
-      KL_TRY(kl_optimizer_update_trusted(&p->opt, w, p->wgrad[k], &p->states[2 * k], t));
+      kl_optimizer_update_prechecked(&p->opt, w, p->wgrad[k], &p->states[2 * k], t);
     }
   }
   p->step = t;
@@ -640,9 +652,14 @@ kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) 
   /* The last step's values and gradients die now, before this step allocates: the pool then
    * serves one step's working set at a time, whatever batch came before. */
   kl_plan_drop_step(p);
+  /* A failed step changes nothing (kl_plan_update): its dropout draws are taken back too, so
+   * the next step draws what it would have without the failure. */
+  const size_t nr = (size_t)(p->nnodes > 0 ? p->nnodes : 1);
+  memcpy(p->rngs + nr, p->rngs, nr * sizeof *p->rngs);
   kl_status st = kl_plan_run(p, feeds, 1, 1);
   if (st == KL_OK) st = kl_plan_backward(p);
   if (st == KL_OK) st = kl_plan_update(p);
+  if (st != KL_OK) memcpy(p->rngs, p->rngs + nr, nr * sizeof *p->rngs);
   kl_pool_leave(prev);
   if (st == KL_OK && loss) *loss = p->loss_value;
   return st;

@@ -23,7 +23,8 @@ struct kl_plan {
   kl_tensor **grads;      /* per node: the gradient being accumulated */
   kl_tensor **wgrad;      /* per weight: the last backward's gradient */
   kl_tensor **masks;      /* per node: dropout mask of the last training forward */
-  kl_rng *rngs;           /* per node: dropout generator, seeded from the node's seed */
+  kl_rng *rngs;           /* per node: dropout generator, seeded from the node's seed;
+                           * rngs[nnodes + id]: its state before the current training step */
   int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
   double loss_value;
   kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */
