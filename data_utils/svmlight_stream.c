@@ -136,7 +136,7 @@ static kl_status iter_start(kl_svmlight_iter *it) {
 
 /* Makes *t a tensor the iterator may overwrite: ours if nobody else holds it, else new. */
 static kl_status batch_tensor(kl_svmlight_iter *it, kl_tensor **t, int csr, int64_t nnz) {
-  if (*t && (*t)->refcount > 1) {
+  if (*t && __atomic_load_n(&(*t)->refcount, __ATOMIC_ACQUIRE) > 1) {
     kl_tensor_release(*t);
     *t = NULL;
   }

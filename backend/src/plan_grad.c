@@ -131,7 +131,7 @@ kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin) {
     gin = t;
     *acc = a;
   }
-  if (a->refcount != 1) {
+  if (__atomic_load_n(&a->refcount, __ATOMIC_ACQUIRE) != 1) { /* shared: copy first */
     st = kl_tensor_copy(a, &res);
     if (st != KL_OK) goto done;
     kl_tensor_release(a);

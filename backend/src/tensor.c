@@ -214,13 +214,15 @@ kl_status kl_tensor_reserve(kl_tensor *t, int64_t nnz) {
   return KL_OK;
 }
 
+/* The count is atomic (a tensor may be released on any thread, kl/pool.h): a relaxed
+ * increment, an acq_rel decrement, so the thread that frees sees every other owner's writes. */
 kl_tensor *kl_tensor_retain(kl_tensor *t) {
-  if (t) t->refcount++;
+  if (t) __atomic_fetch_add(&t->refcount, 1, __ATOMIC_RELAXED);
   return t;
 }
 
 void kl_tensor_release(kl_tensor *t) {
-  if (!t || --t->refcount > 0) return;
+  if (!t || __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
   if (!t->borrowed) {
     kl_free(t->data);
     kl_free(t->indices);

@@ -87,7 +87,7 @@ typedef enum kl_stype { KL_STYPE_DEFAULT = 0, KL_STYPE_CSR = 1, KL_STYPE_ROW_SPA
  *               data[nnz * row_width] with row_width = product of shape[1..ndim-1].
  * cap_* are allocated capacities (buffers grow and are reused, never shrink). */
 typedef struct kl_tensor {
-  int refcount;
+  int refcount;        /* atomic (__atomic builtins): change it only by kl_tensor_retain/release */
   kl_dtype dtype;
   kl_stype stype;
   int ndim;
