@@ -1,5 +1,6 @@
 -- keras/callbacks.lua: keras.callbacks: Callback, History, EarlyStopping,
--- LearningRateScheduler, LambdaCallback, CSVLogger, ModelCheckpoint and the Keras 2 progress bar.
+-- LearningRateScheduler, LambdaCallback, TerminateOnNaN, CSVLogger, ModelCheckpoint, the
+-- Keras 2 progress bar and fit's warning when the loss stops being finite.
 local callbacks = {}
 local core = require("keras.core")
 local A = require("keras.argcheck")
@@ -106,10 +107,14 @@ for _, h in ipairs(hooks) do
     for _, c in ipairs(self.list) do c[h](c, ...) end
   end
 end
--- Whether any callback overrides a batch hook (then fit reports every batch to Lua).
+-- Whether any callback overrides a batch hook (then fit reports every batch to Lua); a
+-- passive one (fit's own LossWatch) takes batches when they come but asks for none.
 function CallbackList:wants_batches()
   for _, c in ipairs(self.list) do
-    if c.on_batch_begin ~= Callback.on_batch_begin or c.on_batch_end ~= Callback.on_batch_end then
+    local mt = getmetatable(c)
+    local passive = type(mt) == "table" and rawget(mt, "_passive")
+    if not passive and (c.on_batch_begin ~= Callback.on_batch_begin or
+        c.on_batch_end ~= Callback.on_batch_end) then
       return true
     end
   end
@@ -268,6 +273,70 @@ setmetatable(LambdaCallback, {__index = Callback, __call = function(cls, opts)
   return self
 end})
 
+-- ------------------------------------------------------------ TerminateOnNaN
+local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+-- "nan", "inf" or "-inf" (string.format("%g") says "-nan" on glibc for some NaNs).
+local function nonfinite_str(v)
+  if v ~= v then return "nan" end
+  return v > 0 and "inf" or "-inf"
+end
+
+-- TerminateOnNaN{}: as Keras 2: at the end of a batch whose loss (logs.loss, the epoch's
+-- running mean) is NaN or +-inf, prints "Batch N: Invalid loss, terminating training"
+-- (N numbered from 1) and sets model.stop_training, so fit ends after that batch.
+local TerminateOnNaN = class("TerminateOnNaN")
+setmetatable(TerminateOnNaN, {__index = Callback, __call = function(cls, opts)
+  check_opts("TerminateOnNaN", opts, {})
+  return setmetatable({}, cls)
+end})
+function TerminateOnNaN:on_batch_end(batch, logs)
+  logs = hook_logs(self, "on_batch_end", logs)
+  local loss = logs.loss
+  if type(loss) == "number" and not finite(loss) then
+    print(string.format("Batch %s: Invalid loss, terminating training", tostring(batch)))
+    hook_model(self, "on_batch_end").stop_training = true
+  end
+end
+
+-- ------------------------------------------------------------ LossWatch (internal)
+-- LossWatch.new(progbar_logger_or_nil): added by fit. The first time in a training run that
+-- the loss (of a batch, when batches are reported, else of an epoch) is NaN or +-inf, writes
+-- one line: "keras-lua: warning: loss became nan at epoch E, batch B (the model has
+-- diverged; keras.callbacks.TerminateOnNaN{} stops training when this happens)". It goes to
+-- the progress output (the ProgbarLogger's stream, on a line of its own) when there is one,
+-- else to stderr. Passive: fit does not report batches to Lua because of it.
+local LossWatch = {}
+LossWatch.__index = LossWatch
+LossWatch._passive = true
+setmetatable(LossWatch, {__index = Callback})
+callbacks._LossWatch = LossWatch
+function LossWatch.new(progbar)
+  return setmetatable({progbar = progbar, warned = false, epoch = 0}, LossWatch)
+end
+function LossWatch:set_model() end
+function LossWatch:set_params() end
+function LossWatch:on_train_begin() self.warned = false end
+function LossWatch:on_epoch_begin(epoch) self.epoch = epoch end
+function LossWatch:_check(batch, logs)
+  local loss = type(logs) == "table" and logs.loss
+  if self.warned or type(loss) ~= "number" or finite(loss) then return end
+  self.warned = true
+  local where = batch and string.format("epoch %s, batch %s", tostring(self.epoch), tostring(batch))
+    or string.format("epoch %s", tostring(self.epoch))
+  local msg = string.format("keras-lua: warning: loss became %s at %s (the model has diverged; " ..
+    "keras.callbacks.TerminateOnNaN{} stops training when this happens)\n", nonfinite_str(loss), where)
+  local pb = self.progbar
+  local out = pb and (pb.out or io.stdout) or io.stderr
+  if pb and pb.bar and pb.bar.dynamic and pb.bar.total_width > 0 then
+    msg = "\n" .. msg -- the bar is mid-line: the warning gets its own line, the bar goes on below
+    pb.bar.total_width = 0
+  end
+  out:write(msg)
+  out:flush()
+end
+function LossWatch:on_batch_end(batch, logs) self:_check(batch, logs) end
+function LossWatch:on_epoch_end(_, logs) self:_check(nil, logs) end
+
 -- ------------------------------------------------------------ progress bar
 -- Progbar: Keras 2's generic_utils.Progbar. target: number of samples; verbose 1: a bar
 -- redrawn with \r when dynamic (a terminal), else drawn once when complete; verbose 2:
@@ -296,6 +365,7 @@ function Progbar.new(target, opts)
 end
 
 local function fmt_value(v)
+  if not finite(v) then return " " .. nonfinite_str(v) end
   if math.abs(v) > 1e-3 then return string.format(" %.4f", v) end
   return string.format(" %.4e", v)
 end
@@ -322,10 +392,11 @@ function Progbar:bar(current)
   return s .. string.rep(".", self.width - pw) .. "]"
 end
 
--- update(current, values): values a list of {name, value} (running averages).
-function Progbar:update(current, values)
+-- update(current, values[, finalize]): values a list of {name, value} (running averages);
+-- finalize: the last update even though current < target (training stopped mid-epoch).
+function Progbar:update(current, values, finalize)
   local now = self.clock()
-  local done = self.target ~= nil and current >= self.target
+  local done = finalize == true or (self.target ~= nil and current >= self.target)
   local info = ""
   local tpu = current > 0 and (now - self.start) / current or 0
   if not done and not self.target then
@@ -433,6 +504,12 @@ function ProgbarLogger:on_epoch_end(epoch, logs)
   logs = hook_logs(self, "on_epoch_end", logs)
   progbar_state(self, "on_epoch_end", true)
   if not self.params.samples then self.bar.target = self.seen end -- now known
+  local m = rawget(self, "model")
+  if type(m) == "table" and m.stop_training == true and self.seen > 0 and self.seen < self.bar.target then
+    -- stopped mid-epoch (TerminateOnNaN, a callback): the bar ends where training did, as Keras
+    self.bar:update(self.seen, self:_values(logs), true)
+    return
+  end
   self.bar:update(self.bar.target, self:_values(logs))
 end
 

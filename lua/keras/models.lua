@@ -386,7 +386,10 @@ function Model:fit(x, y, opts)
   end
   local history = callbacks.History()
   local list = {}
-  if verbose > 0 then list[#list + 1] = callbacks.ProgbarLogger{verbose = verbose} end
+  local progbar = verbose > 0 and callbacks.ProgbarLogger{verbose = verbose} or nil
+  list[#list + 1] = progbar
+  -- one warning when the loss becomes NaN or inf (before the user's callbacks see that batch)
+  list[#list + 1] = callbacks._LossWatch.new(progbar)
   for _, c in ipairs(opts.callbacks or {}) do list[#list + 1] = c end
   list[#list + 1] = history
   local cbl = callbacks.CallbackList.new(list)
