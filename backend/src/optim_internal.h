@@ -20,14 +20,16 @@ kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const
 kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
                                       uint32_t *flag, kl_tensor **states, int64_t t);
 
-/* Every check that kl_optimizer_update_trusted (g != NULL) or kl_optimizer_update_flagged
- * (g == NULL) makes, writing nothing; trusted_rows as for kl_optimizer_update_trusted. An
- * update whose precheck passed cannot fail: the _prechecked entries below then run it with
- * no check (the same bits). The plan checks every weight's update before it writes the first,
- * so a step is all or nothing. */
+/* Every check that kl_optimizer_update (trusted_rows 0) or kl_optimizer_update_trusted
+ * (trusted_rows 1), or kl_optimizer_update_flagged, makes, writing nothing. An update whose
+ * precheck passed cannot fail: the _prechecked entries below then run it with no check (the
+ * same bits). The plan checks every weight's update before it writes the first, so a step is
+ * all or nothing. */
 kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w,
                                        const kl_tensor *g, kl_tensor **states, int64_t t,
                                        int trusted_rows);
+kl_status kl_optimizer_flagged_precheck(const kl_optimizer *o, const kl_tensor *w,
+                                        kl_tensor **states, int64_t t);
 void kl_optimizer_update_prechecked(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                                     kl_tensor **states, int64_t t);
 void kl_optimizer_update_flagged_prechecked(const kl_optimizer *o, kl_tensor *w, void *acc,

@@ -239,22 +239,27 @@ static kl_status check_update(const kl_optimizer *o, const kl_tensor *w, int wit
   return KL_OK;
 }
 
-/* The checks of an update (g != NULL) or of a flagged update (g == NULL): everything that
- * can make it fail, so that an update that passed them cannot (the plan checks every weight's
- * update before it writes the first: a step is all or nothing). Writes nothing. */
+/* The checks of an update and of a flagged update: everything that can make it fail, so
+ * that an update that passed them cannot (the plan checks every weight's update before it
+ * writes the first: a step is all or nothing). They write nothing. */
+kl_status kl_optimizer_flagged_precheck(const kl_optimizer *o, const kl_tensor *w,
+                                        kl_tensor **states, int64_t t) {
+  KL_TRY(check_update(o, w, 0, NULL, states, t));
+  const int64_t rows = w->ndim ? w->shape[0] : 1;
+  const int w_partial = w->stype == KL_STYPE_ROW_SPARSE && w->nnz < rows;
+  KL_CHECK(o->lazy_update && w->ndim >= 1 && !w_partial, KL_EINVAL,
+           "%s.update: a flagged update needs a lazy optimizer and a weight that stores "
+           "every row", kl_optimizer_kind_name(o->kind));
+  return KL_OK;
+}
+
 kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w,
                                        const kl_tensor *g, kl_tensor **states, int64_t t,
                                        int trusted_rows) {
-  KL_TRY(check_update(o, w, g != NULL, g, states, t));
+  KL_TRY(check_update(o, w, 1, g, states, t));
   const char *k = kl_optimizer_kind_name(o->kind);
   const int64_t rows = w->ndim ? w->shape[0] : 1;
   const int w_partial = w->stype == KL_STYPE_ROW_SPARSE && w->nnz < rows;
-  if (!g) { /* flagged */
-    KL_CHECK(o->lazy_update && w->ndim >= 1 && !w_partial, KL_EINVAL,
-             "%s.update: a flagged update needs a lazy optimizer and a weight that stores "
-             "every row", k);
-    return KL_OK;
-  }
   const int g_sparse = g->stype == KL_STYPE_ROW_SPARSE;
   KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
            "%s.update: a dense gradient needs a weight that stores every row (weight stores "
@@ -265,7 +270,7 @@ kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w
 
 kl_status kl_optimizer_update_flagged(const kl_optimizer *o, kl_tensor *w, void *acc,
                                       uint32_t *flag, kl_tensor **states, int64_t t) {
-  kl_status st = kl_optimizer_update_precheck(o, w, NULL, states, t, 1);
+  kl_status st = kl_optimizer_flagged_precheck(o, w, states, t);
   if (!w) return st; /* (the check said so) nothing to size the accumulator by */
   if (st != KL_OK) { /* leave the accumulator as the contract wants it: zero */
     const int64_t rows = w->ndim ? w->shape[0] : 1, rw = w->ndim ? kl_row_width(w) : 1;

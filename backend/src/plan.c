@@ -615,8 +615,10 @@ static kl_status kl_plan_update(kl_plan *p) {
   int64_t t = p->step + 1;
   for (int k = 0; k < p->nweights; k++) {
     const kl_tensor *w = p->g->nodes[p->weights[k]].value;
-    kl_status st = kl_optimizer_update_precheck(&p->opt, w, k == p->fused_k ? NULL : p->wgrad[k],
-                                                &p->states[2 * k], t, 1);
+    kl_status st =
+        k == p->fused_k
+            ? kl_optimizer_flagged_precheck(&p->opt, w, &p->states[2 * k], t)
+            : kl_optimizer_update_precheck(&p->opt, w, p->wgrad[k], &p->states[2 * k], t, 1);
     if (st != KL_OK) {
       kl_plan_clear_fused(p); /* the accumulator is left zero, as its contract wants */
       return st;
