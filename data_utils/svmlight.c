@@ -18,13 +18,15 @@ kl_svmlight_opts kl_svmlight_opts_default(void) {
 
 /* ------------------------------------------------------------------ parts */
 
+/* Test knobs (svm_set_parallel), process-wide: read and written atomically (relaxed), as
+ * loads may run on several threads at once. */
 static int64_t par_min = SVM_PAR_MIN_DEFAULT;
 static int par_parts = 0;
 static _Thread_local int last_parts = 0;
 
 void svm_set_parallel(int64_t min_bytes, int parts) {
-  par_min = min_bytes;
-  par_parts = parts;
+  __atomic_store_n(&par_min, min_bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(&par_parts, parts, __ATOMIC_RELAXED);
 }
 
 int svm_last_load_parts(void) { return last_parts; }
@@ -189,15 +191,17 @@ static kl_status whole_file_checks(const char *path, const kl_svmlight_opts *o, 
 static int parts_for(const char *path, svm_reader *r, int64_t *size) {
   struct stat sb;
   *size = 0;
-  const int64_t small = par_min < ((int64_t)1 << 20) ? par_min : ((int64_t)1 << 20);
+  const int64_t pmin = __atomic_load_n(&par_min, __ATOMIC_RELAXED);
+  const int pparts = __atomic_load_n(&par_parts, __ATOMIC_RELAXED);
+  const int64_t small = pmin < ((int64_t)1 << 20) ? pmin : ((int64_t)1 << 20);
   if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (int64_t)sb.st_size < small ||
       sb.st_size <= 0)
     return 1;
   if (svm_reader_is_gzip(r)) return 1; /* gzip streams cannot be entered midway */
   *size = (int64_t)sb.st_size;
   int threads = kl_num_threads();
-  if (*size < par_min) return 1;
-  if (par_parts > 0) return par_parts;
+  if (*size < pmin) return 1;
+  if (pparts > 0) return pparts;
   if (threads <= 1) return 1;
   /* one part a thread (at least SVM_PART_MIN bytes each): more, smaller parts balance a
    * thread slowed by a shared core, but each part's arrays are fresh memory that faults

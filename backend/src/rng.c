@@ -53,9 +53,11 @@ uint64_t kl_rng_below(kl_rng *r, uint64_t n) {
   }
 }
 
-/* Statically seeded with splitmix64(0) (what kl_rng_seed(r, 0) gives): no first-use race.
- * test_rng checks that it equals kl_rng_seed(&r, 0). */
-static kl_rng kl_global_rng = {
+/* One per thread (C callers on different threads never share one), each statically seeded
+ * with splitmix64(0) (what kl_rng_seed(r, 0) gives): no first-use race. test_rng checks that
+ * it equals kl_rng_seed(&r, 0). The Lua binding does not use it: each lua_State has its own
+ * (lua/binding/l_rng.c). */
+static _Thread_local kl_rng kl_global_rng = {
     {0xe220a8397b1dcdafULL, 0x6e789e6aa1b965f4ULL, 0x06c45d188009454fULL, 0xf88bb8a8724c81ecULL},
     0, 0.0};
 

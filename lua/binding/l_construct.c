@@ -189,11 +189,11 @@ static int l_range(lua_State *L) {
 
 static int l_random_seed(lua_State *L) {
   int64_t s = kl_lua_checkint(L, 1, "random.seed", "seed");
-  kl_rng_seed(kl_rng_global(), (uint64_t)s);
+  kl_rng_seed(kl_lua_rng(L), (uint64_t)s); /* this lua_State's generator only */
   return 0;
 }
 
-/* The generator for a call: a local one seeded by opts.seed, else the global one. */
+/* The generator for a call: a local one seeded by opts.seed, else the state's one. */
 static kl_rng *pick_rng(lua_State *L, int optidx, const char *fn, kl_rng *local) {
   if (lua_istable(L, optidx)) {
     lua_getfield(L, optidx, "seed");
@@ -205,7 +205,7 @@ static kl_rng *pick_rng(lua_State *L, int optidx, const char *fn, kl_rng *local)
     }
     lua_pop(L, 1);
   }
-  return kl_rng_global();
+  return kl_lua_rng(L);
 }
 
 static int l_random_normal(lua_State *L) {
@@ -259,4 +259,7 @@ static const luaL_Reg construct_funcs[] = {
     {NULL, NULL},
 };
 
-void kl_lua_open_construct(lua_State *L) { luaL_setfuncs(L, construct_funcs, 0); }
+void kl_lua_open_construct(lua_State *L) {
+  luaL_setfuncs(L, construct_funcs, 0);
+  kl_lua_rng(L); /* made now, so that no later call has to allocate it */
+}

@@ -170,7 +170,7 @@ static int l_graph_dropout(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "dropout");
   int in = check_node(L, 2, g, "dropout", "input");
   double rate = luaL_checknumber(L, 3);
-  uint64_t seed = lua_isnoneornil(L, 4) ? kl_rng_next(kl_rng_global())
+  uint64_t seed = lua_isnoneornil(L, 4) ? kl_rng_next(kl_lua_rng(L))
                                         : (uint64_t)kl_lua_checkint(L, 4, "dropout", "seed");
   int id;
   KL_LUA_TRY(L, kl_graph_dropout(g, in, rate, seed, &id));

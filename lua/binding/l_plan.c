@@ -307,7 +307,7 @@ static int plan_loop(lua_State *L, int train) {
     kl_lua_fail(L, "%s: batch_size must be a positive integer. Received: batch_size=%g", fn, bs);
   int shuffle = train ? kl_lua_optbool(L, 4, fn, "shuffle", 0) : 0;
   kl_rng local;
-  kl_rng *rng = kl_rng_global();
+  kl_rng *rng = kl_lua_rng(L);
   if (train && lua_istable(L, 4) && lua_getfield(L, 4, "seed") != LUA_TNIL) {
     kl_rng_seed(&local, (uint64_t)kl_lua_checkint(L, -1, fn, "seed"));
     rng = &local;

@@ -386,7 +386,7 @@ static int l_sparse_rand(lua_State *L) {
     return kl_lua_fail(L, "%s: row_sparse needs at least 1 dimension", fn);
   kl_lua_checkopts(L, 4, fn, opts);
   kl_dtype d = kl_lua_optdtype(L, 4, fn, KL_FLOAT32);
-  kl_rng local, *r = kl_rng_global();
+  kl_rng local, *r = kl_lua_rng(L);
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "seed");
     if (!lua_isnil(L, -1)) {

@@ -28,6 +28,7 @@ void kl_lua_open_tensor(lua_State *L);    /* l_tensor.c: metatable, methods, fie
 void kl_lua_open_construct(lua_State *L); /* l_construct.c: array, zeros, ..., random */
 void kl_lua_open_sparse(lua_State *L);    /* l_sparse.c: csr_matrix, row_sparse_array, ... */
 void kl_lua_open_ops(lua_State *L);       /* l_ops.c: op(), arithmetic metamethods */
+kl_rng *kl_lua_rng(lua_State *L); /* l_rng.c: this state's generator (keras.random.seed) */
 
 /* ----------------------------------------------------------- tensors */
 

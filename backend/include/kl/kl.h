@@ -192,7 +192,7 @@ uint64_t kl_rng_next(kl_rng *r);
 double kl_rng_uniform(kl_rng *r);            /* [0, 1) with 53 random bits */
 double kl_rng_normal(kl_rng *r);             /* standard normal */
 uint64_t kl_rng_below(kl_rng *r, uint64_t n); /* uniform in [0, n), n > 0, unbiased */
-/* The process-wide generator used when none is given (seeded with 0 at start). */
+/* The calling thread's generator, used when none is given (thread-local, seeded with 0). */
 kl_rng *kl_rng_global(void);
 /* Fill a dense tensor: normal(mean, stddev) or uniform [low, high). */
 kl_status kl_tensor_fill_normal(kl_tensor *t, double mean, double stddev, kl_rng *r);
