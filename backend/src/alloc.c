@@ -34,6 +34,7 @@
 static atomic_long kl_ticks;     /* allocation attempts since the last kl_alloc_fail_at call */
 static atomic_long kl_fail;      /* 1-based attempt number that fails; 0 = none */
 static atomic_long kl_sys_made;  /* successful system allocations since start */
+static atomic_size_t kl_sys_bytes; /* bytes in live system blocks (headers included) */
 
 /* Counts one system allocation attempt; returns 1 when the test hook says it must fail. */
 static int kl_alloc_tick(void) {
@@ -83,6 +84,10 @@ long kl_alloc_fail_at(long k) {
 }
 
 long kl_alloc_count(void) { return atomic_load(&kl_sys_made); }
+
+size_t kl_alloc_live_bytes(void) {
+  return atomic_load_explicit(&kl_sys_bytes, memory_order_relaxed);
+}
 
 /* -------------------------------------------------------------- blocks */
 
@@ -218,6 +223,7 @@ static kl_blk *kl_sys_new(size_t cap, int zero) {
   if (!b) return NULL;
   kl_advise_huge(b, KL_HDR + cap);
   atomic_fetch_add(&kl_sys_made, 1);
+  atomic_fetch_add_explicit(&kl_sys_bytes, KL_HDR + cap, memory_order_relaxed);
   b->cap = cap;
   b->req = cap;
   b->pool = NULL;
@@ -227,6 +233,7 @@ static kl_blk *kl_sys_new(size_t cap, int zero) {
 
 static void kl_sys_free(kl_blk *b) {
   KL_UNPOISON(b, KL_HDR + b->cap);
+  atomic_fetch_sub_explicit(&kl_sys_bytes, KL_HDR + b->cap, memory_order_relaxed);
   free(b);
 }
 
@@ -445,6 +452,8 @@ void *kl_realloc(void *u, size_t bytes) {
     return kl_oom(bytes);
   }
   atomic_fetch_add(&kl_sys_made, 1);
+  atomic_fetch_add_explicit(&kl_sys_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&kl_sys_bytes, old, memory_order_relaxed);
   nb->cap = bytes;
   return kl_hand_out(nb, bytes);
 }

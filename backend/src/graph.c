@@ -17,12 +17,18 @@ kl_status kl_graph_new(kl_graph **out) {
   *out = NULL;
   kl_graph *g = kl_calloc(1, sizeof *g);
   if (!g) return KL_ENOMEM;
+  g->refs = 1;
   *out = g;
   return KL_OK;
 }
 
+kl_graph *kl_graph_retain(kl_graph *g) {
+  if (g) g->refs++;
+  return g;
+}
+
 void kl_graph_free(kl_graph *g) {
-  if (!g) return;
+  if (!g || --g->refs > 0) return;
   for (int i = 0; i < g->n; i++) {
     kl_node *nd = &g->nodes[i];
     kl_tensor_release(nd->value);
@@ -175,15 +181,18 @@ static void kl_broadcast_subst(const kl_graph *g, const int *inputs, int nin, kl
 
 kl_status kl_graph_infer_op(const kl_graph *g, kl_op op, const int *inputs, int nin,
                             const kl_attrs *a, kl_meta *out) {
-  kl_meta in1[KL_MAX_OP_INPUTS], in2[KL_MAX_OP_INPUTS], o1, o2;
+  kl_meta stack[2 * 8], *in1 = stack, *in2, o1, o2;
   KL_CHECK(op >= 0 && op < KL_OP_COUNT, KL_EINVAL, "graph op: unknown op %d", (int)op);
   const char *name = kl_op_name(op);
   KL_CHECK(nin >= 0 && nin <= KL_MAX_OP_INPUTS, KL_EINVAL, "%s: %d inputs (at most %d)", name,
            nin, KL_MAX_OP_INPUTS);
-  for (int i = 0; i < nin; i++) {
+  for (int i = 0; i < nin; i++)
     KL_CHECK(inputs[i] >= 0 && inputs[i] < g->n, KL_EINDEX,
              "%s: input %d is node %d, out of range for a graph of %d nodes", name, i, inputs[i],
              g->n);
+  if (nin > 8 && !(in1 = kl_malloc_n(2 * (size_t)nin, sizeof *in1))) return KL_ENOMEM;
+  in2 = in1 + (nin > 8 ? nin : 8);
+  for (int i = 0; i < nin; i++) {
     kl_meta_subst(&g->nodes[inputs[i]].meta, KL_B1, &in1[i]);
     kl_meta_subst(&g->nodes[inputs[i]].meta, KL_B2, &in2[i]);
   }
@@ -191,8 +200,10 @@ kl_status kl_graph_infer_op(const kl_graph *g, kl_op op, const int *inputs, int 
   kl_attrs zero;
   memset(&zero, 0, sizeof zero);
   if (!a) a = &zero;
-  KL_TRY(kl_op_infer(op, in1, nin, a, &o1));
-  KL_TRY(kl_op_infer(op, in2, nin, a, &o2));
+  kl_status st = kl_op_infer(op, in1, nin, a, &o1);
+  if (st == KL_OK) st = kl_op_infer(op, in2, nin, a, &o2);
+  if (in1 != stack) kl_free(in1);
+  KL_TRY(st);
   KL_CHECK(o1.ndim == o2.ndim, KL_ESHAPE, "%s: result rank depends on the batch size", name);
   *out = o1;
   for (int d = 0; d < o1.ndim; d++)

@@ -24,6 +24,7 @@ typedef struct kl_node {
 struct kl_graph {
   kl_node *nodes;
   int n, cap;
+  int refs; /* references: the creator's, one per plan (kl_graph_retain / kl_graph_free) */
 };
 
 /* The node with id (borrowed), NULL when out of range. */

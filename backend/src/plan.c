@@ -9,8 +9,13 @@
 #include "plan_internal.h"
 #include "tensor_internal.h"
 
+kl_plan *kl_plan_retain(kl_plan *p) {
+  if (p) p->refs++;
+  return p;
+}
+
 void kl_plan_free(kl_plan *p) {
-  if (!p) return;
+  if (!p || --p->refs > 0) return;
   for (int i = 0; i < p->nnodes; i++) {
     if (p->vals) kl_tensor_release(p->vals[i]);
     if (p->grads) kl_tensor_release(p->grads[i]);
@@ -39,9 +44,12 @@ void kl_plan_free(kl_plan *p) {
   kl_free(p->wgrad);
   kl_free(p->masks);
   kl_free(p->rngs);
+  kl_free(p->ins);
   kl_free(p->bag_src);
   kl_free(p->bag_skip);
+  kl_graph *g = p->g;
   kl_free(p);
+  kl_graph_free(g); /* the plan's reference */
 }
 
 static int *kl_dup_ids(const int *ids, int n, int *fail) {
@@ -140,9 +148,13 @@ static kl_status kl_plan_layout(kl_plan *p, const kl_plan_spec *s) {
   p->grads = kl_calloc(un, sizeof *p->grads);
   p->masks = kl_calloc(un, sizeof *p->masks);
   p->rngs = kl_calloc(2 * un, sizeof *p->rngs); /* + the saved copy (kl_plan_train_step) */
+  int maxin = 1;
+  for (int id = 0; id < n; id++)
+    if (g->nodes[id].kind == KL_NODE_OP && g->nodes[id].nin > maxin) maxin = g->nodes[id].nin;
+  p->ins = kl_calloc((size_t)maxin, sizeof *p->ins);
   if (f1 || f2 || f3 || !p->gstype || !p->wslot || !p->states || !p->wgrad || !p->order ||
       !p->need_out || !p->need_loss || !p->needs_grad || !p->vals || !p->grads || !p->masks ||
-      !p->rngs)
+      !p->rngs || !p->ins)
     return KL_ENOMEM;
   for (int i = 0; i < n; i++) p->wslot[i] = -1;
   for (int k = 0; k < s->nweights; k++) {
@@ -253,7 +265,8 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
   KL_TRY(kl_plan_check_spec(g, spec));
   kl_plan *p = kl_calloc(1, sizeof *p);
   if (!p) return KL_ENOMEM;
-  p->g = g;
+  p->refs = 1;
+  p->g = kl_graph_retain(g);
   p->nnodes = g->n;
   p->loss = spec->loss;
   p->fused_k = -1;
@@ -340,7 +353,7 @@ static kl_status kl_dropout_fwd(const kl_tensor *x, double rate, kl_rng *rng, kl
 /* Computes node id's value from its inputs' values. */
 static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
   const kl_node *nd = &p->g->nodes[id];
-  kl_tensor *ins[KL_MAX_OP_INPUTS];
+  kl_tensor **ins = p->ins;
   kl_tensor *out = NULL;
   switch (nd->kind) {
     case KL_NODE_VARIABLE:
@@ -530,7 +543,7 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
                                       kl_plan_want(p, wid), &gin));
     return kl_grad_accumulate(&p->grads[wid], gin);
   }
-  kl_tensor *ins[KL_MAX_OP_INPUTS];
+  kl_tensor **ins = p->ins;
   int nin;
   const int *in_ids = kl_node_inputs(nd, &nin);
   for (int i = 0; i < nin; i++) ins[i] = p->vals[in_ids[i]];

@@ -75,9 +75,10 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   int64_t n = 0;
   KL_TRY(kl_check_data(p, fn, x, nx, y, &n));
   int64_t *perm = NULL;
-  kl_tensor *feeds[KL_MAX_OP_INPUTS + 1];
-  KL_CHECK(nx + 1 <= KL_MAX_OP_INPUTS, KL_EINVAL, "%s: too many inputs (%d)", fn, nx);
-  memset(feeds, 0, sizeof feeds);
+  KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "%s: %d inputs (at most %d)", fn, nx,
+           KL_MAX_OP_INPUTS);
+  kl_tensor **feeds = kl_calloc((size_t)nx + 1, sizeof *feeds); /* once an epoch */
+  if (!feeds) return KL_ENOMEM;
   double msum[64], mavg[64];
   int64_t mcount[64];
   for (int m = 0; m < o->nmetrics; m++) msum[m] = 0.0, mcount[m] = 0, mavg[m] = NAN;
@@ -130,6 +131,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     for (int m = 0; m < o->nmetrics; m++) metric_avgs[m] = mavg[m];
 done:
   for (int i = 0; i <= nx; i++) kl_tensor_release(feeds[i]);
+  kl_free(feeds);
   /* The plan keeps the last step's values, the fed views among them: drop them while the
    * data they borrow from is surely alive. */
   if (viewed) kl_plan_drop_step(p);
@@ -137,18 +139,34 @@ done:
   return st;
 }
 
+/* The loop with the plan and the data held: the on_batch callback may drop the caller's
+ * references to any of them (a Lua callback closing X, the model's plan or graph); each
+ * lives until the loop has finished with it. Once per epoch, never per step. */
+static kl_status kl_plan_loop_held(kl_plan *p, const char *fn, kl_tensor *const *x, int nx,
+                                   const kl_tensor *y, const kl_epoch_opts *o, int train,
+                                   double *loss_avg, double *metric_avgs) {
+  KL_CHECK(nx >= 0 && (x || nx == 0), KL_EINVAL, "%s: bad input list (%d inputs)", fn, nx);
+  kl_plan_retain(p);
+  for (int i = 0; i < nx; i++) kl_tensor_retain(x[i]);
+  kl_tensor_retain((kl_tensor *)y);
+  /* The batch slices, the permutation and the steps all use the plan's pool. */
+  kl_pool *prev = train ? kl_pool_enter(p ? p->pool : NULL) : NULL;
+  kl_status st = kl_plan_loop(p, fn, x, nx, y, o, train, loss_avg, metric_avgs);
+  if (train) kl_pool_leave(prev);
+  kl_tensor_release((kl_tensor *)y);
+  for (int i = 0; i < nx; i++) kl_tensor_release(x[i]);
+  kl_plan_free(p); /* the loop's reference: the last one if the caller dropped theirs */
+  return st;
+}
+
 kl_status kl_plan_fit_epoch(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
                             const kl_epoch_opts *o, double *loss_avg, double *metric_avgs) {
-  /* The batch slices, the permutation and the steps all use the plan's pool. */
-  kl_pool *prev = kl_pool_enter(p ? p->pool : NULL);
-  kl_status st = kl_plan_loop(p, "fit", x, nx, y, o, 1, loss_avg, metric_avgs);
-  kl_pool_leave(prev);
-  return st;
+  return kl_plan_loop_held(p, "fit", x, nx, y, o, 1, loss_avg, metric_avgs);
 }
 
 kl_status kl_plan_evaluate(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
                            const kl_epoch_opts *o, double *loss_avg, double *metric_avgs) {
-  return kl_plan_loop(p, "evaluate", x, nx, y, o, 0, loss_avg, metric_avgs);
+  return kl_plan_loop_held(p, "evaluate", x, nx, y, o, 0, loss_avg, metric_avgs);
 }
 
 /* Copies the rows of batch output bo (dense) into res at row b, allocating res first. */
@@ -183,9 +201,10 @@ kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch
            "predict: batch_size must be >= 1. Received: batch_size=%lld", (long long)batch_size);
   int64_t n = 0;
   KL_TRY(kl_check_data(p, "predict", x, nx, NULL, &n));
-  KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "predict: too many inputs (%d)", nx);
-  kl_tensor *feeds[KL_MAX_OP_INPUTS + 1];
-  memset(feeds, 0, sizeof feeds);
+  KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "predict: %d inputs (at most %d)", nx,
+           KL_MAX_OP_INPUTS);
+  kl_tensor **feeds = kl_calloc((size_t)nx + 1, sizeof *feeds);
+  if (!feeds) return KL_ENOMEM;
   kl_tensor *res = NULL, *dense = NULL;
   kl_status st = KL_OK;
   for (int64_t b = 0; b < n; b += batch_size) {
@@ -202,6 +221,7 @@ kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch
     }
     if (st != KL_OK) break;
   }
+  kl_free(feeds);
   if (st == KL_OK && !res) { /* no rows: the output's shape with 0 rows */
     kl_meta m = p->g->nodes[p->outputs[0]].meta;
     for (int d = 0; d < m.ndim; d++)

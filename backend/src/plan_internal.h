@@ -5,7 +5,8 @@
 #include "kl/pool.h"
 
 struct kl_plan {
-  kl_graph *g;            /* borrowed: the caller keeps the graph alive */
+  kl_graph *g;            /* one reference (kl_graph_retain): the plan keeps its graph alive */
+  int refs;               /* the creator's reference, + one per running fit / evaluate */
   int nnodes;             /* graph size when compiled; ids below it */
   int *feeds, nfeeds;
   int *outputs, noutputs;
@@ -25,6 +26,7 @@ struct kl_plan {
   kl_tensor **masks;      /* per node: dropout mask of the last training forward */
   kl_rng *rngs;           /* per node: dropout generator, seeded from the node's seed;
                            * rngs[nnodes + id]: its state before the current training step */
+  kl_tensor **ins;        /* scratch: one node's inputs (as many as the widest node has) */
   int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
   double loss_value;
   kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */

@@ -43,6 +43,7 @@ kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_te
   c->nnz = ptr[e] - off;
   c->cap_indices = c->cap_data = c->nnz; /* what it may read; reserve refuses a view */
   c->borrowed = 1;
+  c->base = kl_tensor_retain((kl_tensor *)t); /* the view keeps its storage alive */
   *out = c;
   return KL_OK;
 }

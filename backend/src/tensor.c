@@ -223,12 +223,14 @@ kl_tensor *kl_tensor_retain(kl_tensor *t) {
 
 void kl_tensor_release(kl_tensor *t) {
   if (!t || __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+  kl_tensor *base = t->base;
   if (!t->borrowed) {
     kl_free(t->data);
     kl_free(t->indices);
   }
   kl_free(t->indptr);
   kl_free(t);
+  kl_tensor_release(base); /* a view's parent lives as long as the view */
 }
 
 double kl_tensor_data_at(const kl_tensor *t, int64_t i) {
@@ -255,23 +257,30 @@ static int64_t kl_offset(const kl_tensor *t, const int64_t *idx, int from) {
   return off;
 }
 
-kl_status kl_tensor_get(const kl_tensor *t, const int64_t *idx, double *out) {
-  *out = 0;
+kl_status kl_tensor_locate(const kl_tensor *t, const int64_t *idx, int64_t *pos) {
+  *pos = -1;
   for (int i = 0; i < t->ndim; i++)
     KL_CHECK(idx[i] >= 0 && idx[i] < t->shape[i], KL_EINDEX,
              "get: index[%d] = %" PRId64 " out of range for dimension %d of size %" PRId64, i,
              idx[i], i, t->shape[i]);
   if (t->stype == KL_STYPE_DEFAULT) {
-    *out = kl_tensor_data_at(t, kl_offset(t, idx, 0));
+    *pos = kl_offset(t, idx, 0);
   } else if (t->stype == KL_STYPE_CSR) {
     int64_t lo = t->indptr[idx[0]], hi = t->indptr[idx[0] + 1];
     int64_t p = kl_lower_bound(t->indices, lo, hi, idx[1]);
-    if (p < hi && t->indices[p] == idx[1]) *out = kl_tensor_data_at(t, p);
+    if (p < hi && t->indices[p] == idx[1]) *pos = p;
   } else {
     int64_t p = kl_lower_bound(t->indices, 0, t->nnz, idx[0]);
-    if (p < t->nnz && t->indices[p] == idx[0])
-      *out = kl_tensor_data_at(t, p * kl_row_width(t) + kl_offset(t, idx, 1));
+    if (p < t->nnz && t->indices[p] == idx[0]) *pos = p * kl_row_width(t) + kl_offset(t, idx, 1);
   }
+  return KL_OK;
+}
+
+kl_status kl_tensor_get(const kl_tensor *t, const int64_t *idx, double *out) {
+  int64_t p;
+  *out = 0;
+  KL_TRY(kl_tensor_locate(t, idx, &p));
+  if (p >= 0) *out = kl_tensor_data_at(t, p);
   return KL_OK;
 }
 

@@ -115,10 +115,11 @@ static int l_graph_op(lua_State *L) {
   kl_op op = check_opname(L, 2);
   const char *fn = kl_op_name(op);
   luaL_checktype(L, 3, LUA_TTABLE);
-  int ins[KL_MAX_OP_INPUTS];
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
   if (n < 1 || n > KL_MAX_OP_INPUTS)
     kl_lua_fail(L, "%s: expected 1 to %d inputs, got %lld", fn, KL_MAX_OP_INPUTS, (long long)n);
+  lua_settop(L, 4);
+  int *ins = (int *)kl_lua_scratch(L, (size_t)n, sizeof *ins); /* at 5 */
   for (lua_Integer i = 1; i <= n; i++) {
     char what[32];
     snprintf(what, sizeof what, "inputs[%lld]", (long long)i);

@@ -51,12 +51,14 @@ static kl_op check_op(lua_State *L, int idx) {
   return (kl_op)kl_lua_fail(L, "op: unknown op '%s'", name);
 }
 
-/* Reads the inputs list at idx into in[]; returns their count. fn names the op. */
-static int check_inputs(lua_State *L, int idx, const char *fn, kl_tensor **in) {
+/* Reads the inputs list at idx into a scratch array pushed on the stack (keep it there while
+ * the array is used); *count receives their count. fn names the op. */
+static kl_tensor **check_inputs(lua_State *L, int idx, const char *fn, int *count) {
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
   if (n < 1 || n > KL_MAX_OP_INPUTS)
     kl_lua_fail(L, "%s: expected 1 to %d inputs, got %lld", fn, KL_MAX_OP_INPUTS, (long long)n);
+  kl_tensor **in = (kl_tensor **)kl_lua_scratch(L, (size_t)n, sizeof *in);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
     kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, -1, KL_TENSOR_MT);
@@ -67,7 +69,8 @@ static int check_inputs(lua_State *L, int idx, const char *fn, kl_tensor **in) {
     in[i - 1] = u->t;
     lua_pop(L, 1); /* still referenced by the inputs table */
   }
-  return (int)n;
+  *count = (int)n;
+  return in;
 }
 
 /* Reads attrs (Lua terms: 1-based or negative axis) at idx, normalising the axis against
@@ -123,8 +126,9 @@ static void check_concat(lua_State *L, const char *fn, kl_tensor *const *in, int
 static int l_op(lua_State *L) {
   kl_op op = check_op(L, 1);
   const char *fn = luaL_optstring(L, 4, lua_tostring(L, 1));
-  kl_tensor *in[KL_MAX_OP_INPUTS];
-  int n = check_inputs(L, 2, fn, in);
+  int n;
+  lua_settop(L, 4);
+  kl_tensor **in = check_inputs(L, 2, fn, &n); /* at 5 */
   kl_attrs a;
   check_attrs(L, 3, fn, in, &a);
   if (op == KL_OP_CONCAT) {
@@ -140,8 +144,9 @@ static int l_op(lua_State *L) {
 static int l_dispatch_name(lua_State *L) {
   kl_op op = check_op(L, 1);
   const char *fn = lua_tostring(L, 1);
-  kl_tensor *in[KL_MAX_OP_INPUTS];
-  int n = check_inputs(L, 2, fn, in);
+  int n;
+  lua_settop(L, 3);
+  kl_tensor **in = check_inputs(L, 2, fn, &n); /* at 4 */
   kl_attrs a;
   check_attrs(L, 3, fn, in, &a);
   const char *k = kl_op_dispatch_name(op, in, n, &a);

@@ -6,7 +6,8 @@
 
 #define KL_MAX_METRICS 16
 
-/* A plan userdata; uservalue 1 holds the graph userdata so the graph outlives the plan. */
+/* A plan userdata. The C plan holds its own reference to its graph (closing the graph's
+ * userdata cannot free it under the plan); uservalue 1 is the graph userdata. */
 typedef struct kl_lua_plan {
   kl_plan *p;
   int nfeeds, noutputs, nweights;
@@ -21,26 +22,33 @@ static kl_lua_plan *check_plan(lua_State *L, int idx, const char *fn) {
   return u;
 }
 
-/* Reads opts[key], a list of node handles, into ids[] (0-based); returns the count. */
-static int read_ids(lua_State *L, int opts, const char *key, const kl_graph *g, int *ids, int max) {
-  int n = 0;
+/* The most feeds, outputs or weights of one plan (a node list's length; nothing is sized by
+ * it on the stack). */
+#define KL_PLAN_MAX_IDS (1 << 20)
+
+/* Reads opts[key], a list of node handles, into a scratch array of 0-based ids left on the
+ * stack (the options table is at an absolute index); *n receives the count. */
+static int *read_ids(lua_State *L, int opts, const char *key, const kl_graph *g, int *n) {
+  lua_Integer len = 0;
   if (lua_getfield(L, opts, key) != LUA_TNIL) {
     if (!lua_istable(L, -1)) kl_lua_fail(L, "plan_new: option '%s' must be a list of nodes", key);
-    lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
-    if (len > max) kl_lua_fail(L, "plan_new: %s has %lld entries (at most %d)", key, (long long)len, max);
-    for (lua_Integer i = 1; i <= len; i++) {
-      char what[48];
-      snprintf(what, sizeof what, "%s[%lld]", key, (long long)i);
-      lua_rawgeti(L, -1, i);
-      ids[n++] = kl_lua_checknode(L, -1, g, "plan_new", what);
-      lua_pop(L, 1);
-    }
+    len = (lua_Integer)lua_rawlen(L, -1);
+    if (len > KL_PLAN_MAX_IDS)
+      kl_lua_fail(L, "plan_new: %s has %lld entries (at most %d)", key, (long long)len,
+                  KL_PLAN_MAX_IDS);
   }
-  lua_pop(L, 1);
-  return n;
+  int *ids = (int *)kl_lua_scratch(L, (size_t)len, sizeof *ids);
+  for (lua_Integer i = 1; i <= len; i++) {
+    char what[48];
+    snprintf(what, sizeof what, "%s[%lld]", key, (long long)i);
+    lua_rawgeti(L, -2, i);
+    ids[i - 1] = kl_lua_checknode(L, -1, g, "plan_new", what);
+    lua_pop(L, 1);
+  }
+  lua_remove(L, -2); /* the list; the scratch array stays */
+  *n = (int)len;
+  return ids;
 }
-
-#define KL_PLAN_MAX_IDS 1024
 
 static int l_plan_new(lua_State *L) {
   static const char *const allowed[] = {"feeds", "outputs", "loss", "weights", "grad_stypes",
@@ -48,11 +56,11 @@ static int l_plan_new(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "plan_new");
   luaL_checktype(L, 2, LUA_TTABLE);
   kl_lua_checkopts(L, 2, "plan_new", allowed);
-  int feeds[KL_PLAN_MAX_IDS], outputs[KL_PLAN_MAX_IDS], weights[KL_PLAN_MAX_IDS];
-  kl_stype gst[KL_PLAN_MAX_IDS];
-  int nf = read_ids(L, 2, "feeds", g, feeds, KL_PLAN_MAX_IDS);
-  int no = read_ids(L, 2, "outputs", g, outputs, KL_PLAN_MAX_IDS);
-  int nw = read_ids(L, 2, "weights", g, weights, KL_PLAN_MAX_IDS);
+  int nf, no, nw;
+  int *feeds = read_ids(L, 2, "feeds", g, &nf);
+  int *outputs = read_ids(L, 2, "outputs", g, &no);
+  int *weights = read_ids(L, 2, "weights", g, &nw);
+  kl_stype *gst = (kl_stype *)kl_lua_scratch(L, (size_t)nw, sizeof *gst);
   int loss = -1;
   if (lua_getfield(L, 2, "loss") != LUA_TNIL) loss = kl_lua_checknode(L, -1, g, "plan_new", "loss");
   lua_pop(L, 1);
@@ -96,12 +104,16 @@ static int l_plan_gc(lua_State *L) {
   return 0;
 }
 
-/* Reads a list of tensors (or one tensor) at idx into t[]; missing entries up to max are NULL. */
-static int read_tensors(lua_State *L, int idx, const char *fn, kl_tensor **t, int max) {
-  for (int i = 0; i < max; i++) t[i] = NULL;
+/* Reads a list of tensors (or one tensor) at idx into a scratch array of max (>= 1) entries,
+ * pushed on the stack (keep it there while the array is used); missing entries are NULL.
+ * *n receives the count given. Runs no Lua code: the C calls that take the array retain
+ * what they keep beyond their own return (kl_plan_fit_epoch retains its data). */
+static kl_tensor **read_tensors(lua_State *L, int idx, const char *fn, int max, int *count) {
+  kl_tensor **t = (kl_tensor **)kl_lua_scratch(L, (size_t)(max > 1 ? max : 1), sizeof *t);
+  *count = 1;
   if (kl_lua_totensor(L, idx)) {
     t[0] = kl_lua_totensor(L, idx);
-    return 1;
+    return t;
   }
   if (!lua_istable(L, idx))
     kl_lua_fail(L, "%s: expected a list of tensors (got %s)", fn, luaL_typename(L, idx));
@@ -112,15 +124,14 @@ static int read_tensors(lua_State *L, int idx, const char *fn, kl_tensor **t, in
     if (!lua_isnil(L, -1)) t[i - 1] = kl_lua_checktensor(L, -1, fn);
     lua_pop(L, 1); /* the list keeps the tensor alive */
   }
-  return (int)n;
+  *count = (int)n;
+  return t;
 }
 
 static int l_plan_forward(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "forward");
-  kl_tensor *feeds[KL_MAX_OP_INPUTS];
-  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "forward: too many feeds");
-  read_tensors(L, 2, "forward", feeds, u->nfeeds);
-  int training = lua_toboolean(L, 3);
+  int training = lua_toboolean(L, 3), nf;
+  kl_tensor **feeds = read_tensors(L, 2, "forward", u->nfeeds, &nf);
   KL_LUA_TRY(L, kl_plan_forward(u->p, feeds, training));
   lua_createtable(L, u->noutputs, 0);
   for (int k = 0; k < u->noutputs; k++) {
@@ -173,11 +184,9 @@ static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, kl_tensor *
  * backward and update; the metrics come from that same forward (before the update). */
 static int l_plan_train_step(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "train_step");
-  kl_tensor *feeds[KL_MAX_OP_INPUTS];
-  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "train_step: too many feeds");
-  read_tensors(L, 2, "train_step", feeds, u->nfeeds);
-  int want_metrics = !lua_isnoneornil(L, 3);
+  int want_metrics = !lua_isnoneornil(L, 3), nf;
   lua_settop(L, 3);
+  kl_tensor **feeds = read_tensors(L, 2, "train_step", u->nfeeds, &nf); /* at 4 */
   double loss = 0;
   KL_LUA_TRY(L, kl_plan_train_step(u->p, feeds, &loss));
   lua_pushnumber(L, loss);
@@ -190,11 +199,9 @@ static int l_plan_train_step(lua_State *L) {
  * mode with the loss (evaluate over one batch of an iterator). */
 static int l_plan_test_step(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "test_step");
-  kl_tensor *feeds[KL_MAX_OP_INPUTS];
-  if (u->nfeeds > KL_MAX_OP_INPUTS) kl_lua_fail(L, "test_step: too many feeds");
-  read_tensors(L, 2, "test_step", feeds, u->nfeeds);
-  int want_metrics = !lua_isnoneornil(L, 3);
+  int want_metrics = !lua_isnoneornil(L, 3), nf;
   lua_settop(L, 3);
+  kl_tensor **feeds = read_tensors(L, 2, "test_step", u->nfeeds, &nf); /* at 4 */
   KL_LUA_TRY(L, kl_plan_forward(u->p, feeds, 0));
   lua_pushnumber(L, kl_plan_loss(u->p));
   if (!want_metrics) return 1;
@@ -298,9 +305,10 @@ static int plan_loop(lua_State *L, int train) {
   static const char *const eval_allowed[] = {"batch_size", "metrics", NULL};
   const char *fn = train ? "fit_epoch" : "evaluate";
   kl_lua_plan *u = check_plan(L, 1, fn);
-  kl_tensor *x[KL_MAX_OP_INPUTS];
-  int nx = read_tensors(L, 2, fn, x, u->nfeeds > 1 ? u->nfeeds - 1 : 1);
+  int nx;
   kl_tensor *y = kl_lua_checktensor(L, 3, fn);
+  lua_settop(L, 4);
+  kl_tensor **x = read_tensors(L, 2, fn, u->nfeeds > 1 ? u->nfeeds - 1 : 1, &nx); /* at 5 */
   kl_lua_checkopts(L, 4, fn, train ? fit_allowed : eval_allowed);
   double bs = kl_lua_optnumber(L, 4, fn, "batch_size", 32);
   if (!(bs >= 1) || bs != floor(bs) || bs > 9e15)
@@ -347,9 +355,9 @@ static int l_plan_evaluate(lua_State *L) { return plan_loop(L, 0); }
 
 static int l_plan_predict(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "predict");
-  kl_tensor *x[KL_MAX_OP_INPUTS];
-  int nx = read_tensors(L, 2, "predict", x, u->nfeeds > 0 ? u->nfeeds : 1);
   int64_t bs = lua_isnoneornil(L, 3) ? 32 : kl_lua_checkint(L, 3, "predict", "batch_size");
+  int nx;
+  kl_tensor **x = read_tensors(L, 2, "predict", u->nfeeds > 0 ? u->nfeeds : 1, &nx);
   kl_tensor **slot = kl_lua_newslot(L);
   KL_LUA_TRY(L, kl_plan_predict(u->p, x, nx, bs, slot));
   return 1;

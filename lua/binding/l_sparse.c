@@ -89,6 +89,26 @@ static void store_num(lua_State *L, kl_tensor *t, int64_t i, double v, const cha
   kl_tensor_data_set(t, i, v);
 }
 
+/* Stores element i of list s into data[i] of t: an int64 target takes a Lua integer or an
+ * int64 tensor's value exactly (not through a double, which rounds beyond 2^53). */
+static void store_elem(lua_State *L, kl_tensor *t, int64_t i, const list_src *s, const char *fn,
+                       const char *name) {
+  if (t->dtype == KL_INT64) {
+    if (s->t && s->t->dtype == KL_INT64) {
+      ((int64_t *)t->data)[i] = ((const int64_t *)s->t->data)[i];
+      return;
+    }
+    if (!s->t && lua_rawgeti(L, s->idx, (lua_Integer)(i + 1)) == LUA_TNUMBER &&
+        lua_isinteger(L, -1)) {
+      ((int64_t *)t->data)[i] = (int64_t)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      return;
+    }
+    if (!s->t) lua_pop(L, 1);
+  }
+  store_num(L, t, i, list_num(L, s, i, fn, name), fn, name);
+}
+
 /* Pushes the field key of the table at idx; errors when absent and required. */
 static int get_field(lua_State *L, int idx, const char *fn, const char *key, int required) {
   int ty = lua_getfield(L, idx, key);
@@ -210,7 +230,7 @@ static int l_csr_matrix(lua_State *L) {
   kl_tensor *t = *slot;
   for (int64_t i = 0; i < ptr.n; i++) t->indptr[i] = to0(list_int(L, &ptr, i, fn, "indptr"));
   for (int64_t i = 0; i < ind.n; i++) t->indices[i] = to0(list_int(L, &ind, i, fn, "indices"));
-  for (int64_t i = 0; i < data.n; i++) store_num(L, t, i, list_num(L, &data, i, fn, "data"), fn, "data");
+  for (int64_t i = 0; i < data.n; i++) store_elem(L, t, i, &data, fn, "data");
   KL_LUA_TRY(L, kl_tensor_check_format(t, fn, 1));
   return 1;
 }

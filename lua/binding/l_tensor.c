@@ -253,17 +253,25 @@ static int m_totable(lua_State *L) {
   return 1;
 }
 
+/* Pushes the element at a 0-based multi-index: an int64 as an exact Lua integer (not through
+ * a double, which rounds beyond 2^53), a float as a number, a missing sparse entry as 0. */
+static void push_element(lua_State *L, const kl_tensor *t, const int64_t *idx) {
+  int64_t p;
+  KL_LUA_TRY(L, kl_tensor_locate(t, idx, &p));
+  if (p >= 0)
+    kl_lua_pushvalue_at(L, t, p);
+  else if (t->dtype == KL_INT64)
+    lua_pushinteger(L, 0);
+  else
+    lua_pushnumber(L, 0.0);
+}
+
 static int m_item(lua_State *L) {
   kl_tensor *t = kl_lua_checktensor(L, 1, "item");
   int64_t n = kl_tensor_numel(t);
   if (n != 1) return kl_lua_fail(L, "item: the tensor has %lld elements, expected 1", (long long)n);
   int64_t idx[KL_MAX_NDIM] = {0};
-  double v;
-  KL_LUA_TRY(L, kl_tensor_get(t, idx, &v));
-  if (t->dtype == KL_INT64)
-    lua_pushinteger(L, (lua_Integer)v);
-  else
-    lua_pushnumber(L, v);
+  push_element(L, t, idx);
   return 1;
 }
 
@@ -284,12 +292,7 @@ static int m_get(lua_State *L) {
                          k + 1, (long long)i, k + 1, (long long)t->shape[k]);
     idx[k] = i - 1;
   }
-  double v;
-  KL_LUA_TRY(L, kl_tensor_get(t, idx, &v));
-  if (t->dtype == KL_INT64)
-    lua_pushinteger(L, (lua_Integer)v);
-  else
-    lua_pushnumber(L, v);
+  push_element(L, t, idx);
   return 1;
 }
 

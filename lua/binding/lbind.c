@@ -9,6 +9,7 @@
 /* ----------------------------------------------------------- tensors */
 
 kl_tensor **kl_lua_newslot(lua_State *L) {
+  kl_lua_gc_check(L); /* before a new tensor: collect the garbage ones if C memory grew */
   kl_lua_tensor *u = (kl_lua_tensor *)lua_newuserdatauv(L, sizeof *u, KL_UV_COUNT);
   u->t = NULL; /* closed until the caller attaches a tensor */
   luaL_setmetatable(L, KL_TENSOR_MT);
@@ -17,7 +18,7 @@ kl_tensor **kl_lua_newslot(lua_State *L) {
 
 /* Protected part of kl_lua_push_tensor: the only step that can raise is the allocation. */
 static int push_slot(lua_State *L) {
-  kl_tensor **slot = kl_lua_newslot(L);
+  kl_tensor **slot = kl_lua_newslot(L); /* (t is not a Lua object: a collection spares it) */
   *slot = (kl_tensor *)lua_touserdata(L, 1);
   return 1;
 }
@@ -56,6 +57,14 @@ void kl_lua_close_tensor(lua_State *L, int idx) {
     u->t = NULL; /* closed before the release: a second close is a no-op */
     kl_tensor_release(t);
   }
+}
+
+void *kl_lua_scratch(lua_State *L, size_t n, size_t size) {
+  if (n > ((size_t)1 << 40) / (size ? size : 1)) kl_lua_fail(L, "scratch: %zu elements", n);
+  size_t bytes = n * size;
+  void *p = lua_newuserdatauv(L, bytes ? bytes : 1, 0);
+  memset(p, 0, bytes ? bytes : 1);
+  return p;
 }
 
 /* ----------------------------------------------------------- errors */

@@ -28,6 +28,12 @@ void kl_lua_open_tensor(lua_State *L);    /* l_tensor.c: metatable, methods, fie
 void kl_lua_open_construct(lua_State *L); /* l_construct.c: array, zeros, ..., random */
 void kl_lua_open_sparse(lua_State *L);    /* l_sparse.c: csr_matrix, row_sparse_array, ... */
 void kl_lua_open_ops(lua_State *L);       /* l_ops.c: op(), arithmetic metamethods */
+void kl_lua_open_mem(lua_State *L);       /* l_mem.c: set_gc_threshold, memory_info */
+
+/* Runs a full collection when the C allocator's live bytes have passed this state's
+ * threshold, then moves the threshold (l_mem.c). Called wherever a tensor handle is made,
+ * so tensor memory drives Lua's collector. */
+void kl_lua_gc_check(lua_State *L);
 kl_rng *kl_lua_rng(lua_State *L); /* l_rng.c: this state's generator (keras.random.seed) */
 
 /* ----------------------------------------------------------- tensors */
@@ -45,6 +51,10 @@ kl_tensor *kl_lua_checktensor(lua_State *L, int idx, const char *fn);
 kl_tensor *kl_lua_totensor(lua_State *L, int idx);
 /* Releases the tensor of the userdata at idx now (idempotent). */
 void kl_lua_close_tensor(lua_State *L, int idx);
+/* Pushes a zeroed scratch block of n (>= 0) elements of size bytes and returns it: freed by
+ * the collector once popped, so a Lua error raised later cannot leak it. For lists whose
+ * length comes from Lua (a model's inputs), instead of a fixed-size stack array. */
+void *kl_lua_scratch(lua_State *L, size_t n, size_t size);
 
 /* ----------------------------------------------------------- errors */
 

@@ -14,6 +14,12 @@ keras.ones = core.ones
 keras.full = core.full          -- keras.full(shape, value, {dtype=})
 keras.range = core.range        -- keras.range(first, last[, step][, {dtype=}]), inclusive
 
+-- Tensor memory and Lua's collector (lua/binding/l_mem.c): a full collection runs when the
+-- C heap passes max(floor, 2 x what was live after the last one). The floor is 64 MiB, or
+-- KERAS_LUA_GC_THRESHOLD bytes; set_gc_threshold(bytes) sets it (0: off) and returns the old.
+keras.set_gc_threshold = core.set_gc_threshold
+keras.memory_info = core.memory_info -- {live_bytes=, threshold=, floor=, collections=}
+
 keras.random = {
   seed = core.random_seed,       -- keras.random.seed(n)
   normal = core.random_normal,   -- keras.random.normal(shape, {mean=0, stddev=1, dtype=, seed=})

@@ -25,7 +25,13 @@ typedef enum kl_node_kind {
 } kl_node_kind;
 
 kl_status kl_graph_new(kl_graph **out);
-void kl_graph_free(kl_graph *g); /* NULL-safe; releases every tensor the graph holds */
+/* Graphs and plans are reference-counted: kl_graph_new / kl_plan_new return one reference;
+ * kl_graph_free / kl_plan_free drop one (NULL-safe) and free at the last, releasing every
+ * tensor held. A plan holds a reference to its graph, and a running fit / evaluate holds
+ * one to its plan, so neither is freed under the other whatever order the caller drops
+ * them in. The counts are not atomic: a graph and its plans belong to one thread. */
+void kl_graph_free(kl_graph *g);
+kl_graph *kl_graph_retain(kl_graph *g); /* returns g; NULL-safe */
 int kl_graph_size(const kl_graph *g);
 
 /* meta->shape may hold -1 for the batch dim (placeholders only). */
@@ -68,7 +74,8 @@ typedef struct kl_plan_spec {
 } kl_plan_spec;
 
 kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out);
-void kl_plan_free(kl_plan *p); /* NULL-safe */
+void kl_plan_free(kl_plan *p); /* drops one reference (see kl_graph_free); NULL-safe */
+kl_plan *kl_plan_retain(kl_plan *p); /* returns p; NULL-safe */
 /* Turns the plan's op fusions (an Embedding whose only use is a mean over its ids' axis,
  * computed as one pass: no (n, L, D) output) on or off for later kl_plan_new calls;
  * returns the previous setting. Results do not depend on it (the same bits): it exists to

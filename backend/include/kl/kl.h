@@ -64,6 +64,10 @@ void kl_free(void *p);
  * gigabyte-sized optimizer state would otherwise land in the first epochs' steps). The
  * contents stay zero. */
 void kl_prefault_zeroed(void *p, size_t bytes);
+/* Bytes the allocator holds from the system right now (every live block: tensors, plans,
+ * optimizer states, pools' free blocks), for everyone in the process. The Lua binding
+ * drives Lua's collector from it (tensor memory is invisible to Lua otherwise). */
+size_t kl_alloc_live_bytes(void);
 /* Test hook: make the k-th allocation from now fail (k >= 1); 0 disables. Returns the
  * number of allocations made since the last call (for allocation-failure sweeps). */
 long kl_alloc_fail_at(long k);
@@ -98,8 +102,9 @@ typedef struct kl_tensor {
   int64_t *indices;
   int64_t cap_data;    /* elements allocated in data */
   int64_t cap_indices; /* elements allocated in indices */
-  int borrowed;        /* 1: data and indices lie in another tensor's buffers (a csr batch
-                        * view that fit makes while that tensor lives); release leaves them */
+  int borrowed;        /* 1: data and indices lie in base's buffers (a csr batch view);
+                        * release leaves them and releases base instead */
+  struct kl_tensor *base; /* the tensor whose storage a view borrows (one reference), or NULL */
 } kl_tensor;
 
 /* A tensor's description without storage (graph nodes, shape inference). */
@@ -150,8 +155,12 @@ void kl_tensor_release(kl_tensor *t);       /* frees at refcount 0; NULL-safe */
  * "csr_matrix: indices[5] = 7 out of range for 5 columns". */
 kl_status kl_tensor_check_format(const kl_tensor *t, const char *fn, int msg_base);
 
-/* Value at a 0-based multi-index (any stype; a missing sparse entry reads 0). */
+/* Value at a 0-based multi-index (any stype; a missing sparse entry reads 0). An int64
+ * value beyond 2^53 is rounded by the double: read it exactly through kl_tensor_locate. */
 kl_status kl_tensor_get(const kl_tensor *t, const int64_t *idx, double *out);
+/* The position in t's data of the element at a 0-based multi-index, or -1 where a sparse
+ * tensor stores no value (the element is 0). Indices are checked as kl_tensor_get does. */
+kl_status kl_tensor_locate(const kl_tensor *t, const int64_t *idx, int64_t *pos);
 /* Element i (0-based) of a dense tensor's data, or the i-th stored value, as double. */
 double kl_tensor_data_at(const kl_tensor *t, int64_t i);
 void kl_tensor_data_set(kl_tensor *t, int64_t i, double v);
@@ -249,7 +258,10 @@ typedef enum kl_op {
   KL_OP_COUNT
 } kl_op;
 
-#define KL_MAX_OP_INPUTS 64
+/* The most inputs one op node (concatenate) or one plan's feeds may have. Nothing is sized
+ * by it on the stack; it only bounds what callers may ask for (a CTR model concatenates
+ * one Input per feature field: tens to hundreds). */
+#define KL_MAX_OP_INPUTS 4096
 
 typedef struct kl_attrs {
   int transpose_a, transpose_b; /* dot */
