@@ -6,7 +6,7 @@ DEPS  := cmake pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev zlib1g
 LUAENV := LUA_PATH_5_4='$(CURDIR)/$(BUILD)/lua/?.lua;$(CURDIR)/$(BUILD)/lua/?/init.lua;;' \
           LUA_CPATH_5_4='$(CURDIR)/$(BUILD)/lua/?.so;;'
 
-.PHONY: all deps build test demo install clean bench bench-quick test-asan fuzz
+.PHONY: all deps build test demo install clean bench bench-quick test-asan test-tsan fuzz
 
 all: build
 
@@ -50,6 +50,10 @@ bench-quick: build
 # The whole suite under ASan + UBSan (see docs/RELIABILITY.md).
 test-asan: deps
 	tools/test-asan
+
+# Two lua_States on two threads, and tensors released across threads, under ThreadSanitizer.
+test-tsan: deps
+	tools/test-tsan
 
 # libFuzzer targets, each for FUZZ_SECONDS (default 60).
 FUZZ_SECONDS ?= 60
