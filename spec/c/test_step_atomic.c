@@ -228,6 +228,8 @@ static void sweep_fit(const kl_optimizer *o, int pool) {
       snap sa = take(&a), sr = take(&ref);
       CHECK(same(&sa, &sr));
     }
+    free_net(&a);
+    free_net(&ref);
   }
   {
     net ref = make_net(o, 0);
