@@ -1,5 +1,5 @@
 -- keras/initializers.lua: weight initializers (Normal, Uniform, GlorotUniform, Zeros, Ones),
--- by object or by name, drawn from the global RNG that keras.random.seed sets.
+-- by object or by name, drawn from this lua_State's RNG, which keras.random.seed sets.
 local core = require("keras.core")
 
 local initializers = {}
