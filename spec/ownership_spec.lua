@@ -287,3 +287,19 @@ describe("int64 scalars", function()
     assert.are.equal("integer", math.type(c:get(2, 3)))
   end)
 end)
+
+describe("optimizer state steps", function()
+  it("opt:update reads state.t given as a float with an integral value (3.0)", function()
+    local opt = keras.optimizers.Adam{learning_rate = 0.1}._c
+    local w1, w2 = keras.ones({3, 2}), keras.ones({3, 2})
+    local g = keras.full({3, 2}, 0.5)
+    local s1, s2 = opt:create_state(w1), opt:create_state(w2)
+    s1.t, s2.t = 3, 3.0
+    opt:update(w1, g, s1)
+    opt:update(w2, g, s2)
+    assert.are.equal(4, s1.t)
+    assert.are.equal(4, s2.t)
+    assert.are.same(w1:totable(), w2:totable())
+  end)
+end)
+

@@ -105,14 +105,8 @@ static int l_optimizer_update(lua_State *L) {
                        luaL_typename(L, 4));
   if (n > 0 && !has_state)
     return kl_lua_fail(L, "%s.update: state is missing (use opt:create_state(weight))", kn);
-  for (int i = 0; i < n; i++) {
-    lua_rawgeti(L, 4, i + 1);
-    states[i] = kl_lua_totensor(L, -1);
-    lua_pop(L, 1); /* the table keeps the tensor alive */
-    if (!states[i])
-      return kl_lua_fail(L, "%s.update: state[%d] ('%s') is not a tensor (use opt:create_state)",
-                         kn, i + 1, kl_optimizer_state_name(o, i));
-  }
+  /* The step first: reading state.t may run a metamethod, and no Lua code may run between
+   * reading the state tensors (raw) and the C update that uses them. */
   int64_t t;
   if (!lua_isnoneornil(L, 5)) {
     t = kl_lua_checkint(L, 5, kn, "t");
@@ -121,10 +115,20 @@ static int l_optimizer_update(lua_State *L) {
     int64_t prev = 0;
     if (has_state) {
       lua_getfield(L, 4, "t");
-      if (lua_isinteger(L, -1)) prev = (int64_t)lua_tointeger(L, -1);
+      int isint = 0;
+      lua_Integer v = lua_tointegerx(L, -1, &isint); /* 3 or 3.0 */
+      if (isint && v < INT64_MAX) prev = (int64_t)v;
       lua_pop(L, 1);
     }
     t = prev + 1;
+  }
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    states[i] = kl_lua_totensor(L, -1);
+    lua_pop(L, 1); /* the table keeps the tensor alive */
+    if (!states[i])
+      return kl_lua_fail(L, "%s.update: state[%d] ('%s') is not a tensor (use opt:create_state)",
+                         kn, i + 1, kl_optimizer_state_name(o, i));
   }
   KL_LUA_TRY(L, kl_optimizer_update(o, w, g, states, t));
   if (has_state) {
