@@ -1,13 +1,20 @@
 -- spec/lua_api_fuzz_spec.lua: the Lua API fuzzer (spec/fuzz/lua_api_fuzz.lua) for a fixed set of
 -- seeds: every seed's child process exits cleanly (no crash, sanitizer report, hang, non-string
 -- error or corrupted state) and, strict, no call raises a Lua runtime error positioned inside
--- keras/*.lua (every bad input gets a Keras-style message). tools/lua-fuzz runs it long, under
--- ASan + UBSan.
+-- keras/*.lua (every bad input gets a Keras-style message); and the same in lifecycle mode
+-- (objects closed, collected and reused, also from inside fit's callbacks). tools/lua-fuzz
+-- runs it long, under ASan + UBSan (LUA_FUZZ_MODE=lifecycle for the lifecycle sequences).
 local fuzz = dofile("spec/fuzz/lua_api_fuzz.lua")
 
 describe("lua_api_fuzz", function()
   it("survives seeds 1..24, 3000 random calls each, strict, with state checks between calls", function()
     local ok, report = fuzz.drive(1, 24, 3000, 30, true)
+    assert(ok, report)
+  end)
+
+  it("lifecycle mode survives seeds 1..16, 400 calls each, strict: objects closed, collected and " ..
+     "used again at random points, also inside fit's callbacks", function()
+    local ok, report = fuzz.drive(1, 16, 400, 60, true, "lifecycle")
     assert(ok, report)
   end)
 

@@ -2,17 +2,20 @@
 -- with nasty arguments must return or raise a non-empty string error; the process must survive.
 --
 -- Usage (paths to the build come from LUA_PATH_5_4 / LUA_CPATH_5_4, as under ctest):
---   lua5.4 spec/fuzz/lua_api_fuzz.lua run SEED [CALLS [LOG]]
---       one seed in this process; writes the last calls to LOG before each runs.
+--   lua5.4 spec/fuzz/lua_api_fuzz.lua run SEED [CALLS [LOG [MODE]]]
+--       one seed in this process; writes the last calls to LOG before each runs. MODE "all"
+--       (default) draws every target; "lifecycle" only the lifecycle sequences (objects
+--       closed, collected and reused, also inside fit's callbacks; see "lc:" below) and the
+--       plain close / collect / fit targets.
 --       Exit 0 clean, 2 a non-string/empty error, 3 state corrupted (a valid call failed).
---   lua5.4 spec/fuzz/lua_api_fuzz.lua drive FIRST LAST [CALLS [TIMEOUT_S [STRICT]]]
+--   lua5.4 spec/fuzz/lua_api_fuzz.lua drive FIRST LAST [CALLS [TIMEOUT_S [STRICT [MODE]]]]
 --       each seed FIRST..LAST in a child process (cd'd into a scratch dir, run under
 --       `timeout`): a crash, sanitizer report, hang or bad error is reported with the seed
 --       and the last calls. Environment: LUA_FUZZ_LUA (the interpreter, default lua5.4),
 --       LUA_FUZZ_ULIMIT_KB (address-space limit of a child, default 3000000; 0 = none),
 --       LUA_FUZZ_DIR (scratch dir). STRICT=1 also fails on internal Lua errors
 --       ("attempt to index a nil value"...), which are otherwise only counted.
--- As a module (require): M.drive(first, last, calls, timeout_s, strict) -> ok, report.
+-- As a module (require): M.drive(first, last, calls, timeout_s, strict, mode) -> ok, report.
 
 local M = {}
 local LOG_KEEP = 60            -- calls kept in the log file
@@ -34,7 +37,7 @@ end
 
 -- ------------------------------------------------------------ the child: one seed
 
-local function run_seed(seed, ncalls, logpath)
+local function run_seed(seed, ncalls, logpath, mode)
   local keras = require("keras")
   local K, sparse, core = keras.backend, keras.sparse, keras.core
   local R = rng_new(seed)
@@ -640,6 +643,285 @@ local function run_seed(seed, ncalls, logpath)
     return args, n
   end
 
+  -- ---------------------------------------------------------- lifecycle sequences
+  -- Objects closed (`<close>`, core.close, __gc / __close called by hand, it:close()),
+  -- collected and used again at random points, also from inside fit's callbacks: the
+  -- training data, the validation data, a model's graph, plans and weights, an iterator
+  -- and its batches, while the C batch loop runs. Any call may raise a clean string error
+  -- ("... tensor is closed"); none may crash or make a sanitizer report. The actions are
+  -- logged ("    lc ...") under the call that runs them, to rebuild a reproducer.
+  local lc_targets = {}
+  local function lc_target(name, fn, weight)
+    target(name, fn, weight)
+    for _ = 1, (weight or 1) do lc_targets[#lc_targets + 1] = {name = name, fn = fn} end
+  end
+  local function lc_log(fmt, ...) log("    lc " .. string.format(fmt, ...)) end
+  -- Closes v the way `how` (1..4) says: a tensor by a <close> block, core.close, __gc or
+  -- __close; another userdata (graph, plan, iterator, model file) by __close; a table with
+  -- a close method (LibSVMIter) by it.
+  local function close_any(v, how)
+    how = how or R.int(4)
+    if v == nil then return end
+    if keras.is_tensor(v) then
+      if how == 1 then do local _ <close> = v end
+      elseif how == 2 then core.close(v)
+      elseif how == 3 then getmetatable(v).__gc(v)
+      else getmetatable(v).__close(v) end
+    elseif type(v) == "userdata" then
+      local mt = getmetatable(v)
+      if type(mt) == "table" and mt.__close then mt.__close(v) end
+    elseif type(v) == "table" and type(rawget(v, "close") or v.close) == "function" then
+      v:close()
+    end
+  end
+  local function model_part(m, k)
+    if type(m) ~= "table" then return nil end
+    if k == 1 then return type(rawget(m, "gs")) == "table" and m.gs.g or nil end
+    if k == 2 then return rawget(m, "_train_plan") end
+    if k == 3 then return rawget(m, "_infer_plan") end
+    local ok, ws = pcall(m.get_weight_tensors, m)
+    return ok and type(ws) == "table" and #ws > 0 and ws[R.int(#ws)] or nil
+  end
+  -- Closing a model's graph closes the graph every keras.layers.Input of its session adds to
+  -- (Keras' default graph): a new session then, so later calls build on a fresh graph.
+  local function close_graph_of(m)
+    local g = model_part(m, 1)
+    if g ~= nil then close_any(g); K.clear_session() end
+  end
+  -- What a callback (or the code after fit) may do; ctx: m, X, y, Xv, yv, it, last (the
+  -- iterator's last batch).
+  local LC_ACTIONS = {
+    {"close X", function(c) close_any(c.X) end},
+    {"close y", function(c) close_any(c.y) end},
+    {"close X and y by <close>", function(c) close_any(c.X, 1); close_any(c.y, 1) end},
+    {"close the validation data", function(c) close_any(c.Xv); close_any(c.yv) end},
+    {"close the iterator's last batch", function(c) close_any(c.last) end},
+    {"close the iterator", function(c) close_any(c.it) end},
+    {"close the model's graph", function(c) close_graph_of(c.m) end},
+    {"close the model's train plan", function(c) close_any(model_part(c.m, 2)) end},
+    {"close the model's infer plan", function(c) close_any(model_part(c.m, 3)) end},
+    {"close a model weight", function(c) close_any(model_part(c.m, 4)) end},
+    {"close a pool tensor", function() close_any(R.pick(tensors)) end},
+    {"collectgarbage", function() collectgarbage() end},
+    {"collectgarbage step", function() collectgarbage("step", R.int(64)) end},
+    {"drop X, y and collect", function(c) c.X, c.y = nil, nil; collectgarbage(); collectgarbage() end},
+    {"predict (re-entrant)", function(c) return c.m:predict(c.X or R.pick(X_POOL)) end},
+    {"evaluate (re-entrant)", function(c) return c.m:evaluate(c.X, c.y) end},
+    {"train_on_batch (re-entrant)", function(c) return c.m:train_on_batch(c.X, c.y) end},
+    {"fit (re-entrant)", function(c) return c.m:fit(c.X, c.y, {batch_size = 4, epochs = 1, verbose = 0}) end},
+    {"get_weights", function(c) return c.m:get_weights() end},
+    {"recompile", function(c) return c.m:compile{optimizer = "sgd", loss = "mse"} end},
+    {"stop training", function(c) c.m.stop_training = true end},
+    {"raise", function() error("fuzz: boom from a lifecycle callback", 0) end},
+  }
+  local LC_HOOKS = {"on_batch_end", "on_batch_end", "on_batch_begin", "on_epoch_end", "on_epoch_begin",
+    "on_train_end"}
+  local function lc_data(sparse_in, n)
+    local X = sparse_in and sparse.rand({n, 5}, "csr", 0.4, {seed = R.int(1000)}) or
+      keras.random.uniform({n, 3})
+    return X, keras.random.uniform({n, 1})
+  end
+  local function lc_model(sparse_in)
+    local L = keras.layers
+    local inp = sparse_in and L.Input{shape = {5}, sparse = true} or L.Input{shape = {3}}
+    local h = inp
+    if R.chance(0.5) then
+      h = L.Dense{units = 4, activation = "relu", sparse_weight = sparse_in and R.chance(0.5)}(h)
+    end
+    local m = keras.Model{inputs = inp, outputs = L.Dense{units = 1}(h)}
+    m:compile{optimizer = R.pick({"sgd", "adam", "adagrad"}), loss = "mse",
+      metrics = R.chance(0.5) and {"mae"} or nil}
+    return m
+  end
+  -- A Lua iterator over X, y (ctx.last: its last batch of x).
+  local function lc_lua_iter(c, X, y, bs)
+    return {num_data = R.chance(0.5) and X.shape[1] or nil, batches = function()
+      local b, n = 0, X.shape[1]
+      return function()
+        if b >= n then return nil end
+        local e = math.min(b + bs, n)
+        c.last = X:slice(b + 1, e)
+        local yb = y:slice(b + 1, e)
+        b = e
+        return c.last, yb
+      end
+    end}
+  end
+
+  -- a fresh model trained with 1..3 lifecycle actions in its callbacks, then reused
+  lc_target("lc:fit with closing callbacks", function()
+    local sparse_in = R.chance(0.4)
+    local n = R.pick({6, 13, 32})
+    local c = {}
+    if R.chance(0.5) then K.clear_session() end   -- a graph of its own, or the session's
+    c.m = lc_model(sparse_in)
+    c.X, c.y = lc_data(sparse_in, n)
+    local src = R.int(4)
+    local fx, fy = c.X, c.y
+    local bs = R.pick({1, 4, 8})
+    if src == 2 then
+      fx, fy = keras.data_utils.ArrayIterator{data = c.X, label = c.y, batch_size = bs}, nil
+      c.it = fx
+    elseif src == 3 then
+      fx, fy = lc_lua_iter(c, c.X, c.y, bs), nil
+      c.it = fx
+    elseif src == 4 then
+      keras.data_utils.dump_svmlight_file(c.X, c.y, "fz_lc.svm")
+      fx, fy = keras.data_utils.LibSVMIter{path = "fz_lc.svm", n_features = sparse_in and 5 or 3,
+        batch_size = bs}, nil
+      if not sparse_in then fx = nil end   -- LibSVMIter yields csr: only for the sparse model
+      c.it = fx
+      if not fx then fx, fy = c.X, c.y end
+    end
+    local opts = {batch_size = bs, epochs = R.int(3), verbose = 0, shuffle = R.chance(0.5)}
+    if R.chance(0.3) then
+      c.Xv, c.yv = lc_data(sparse_in, 4)
+      opts.validation_data = {c.Xv, c.yv}
+    end
+    local plan = {}
+    for k = 1, R.int(3) do
+      local a = R.pick(LC_ACTIONS)
+      plan[k] = {hook = R.pick(LC_HOOKS), at = R.chance(0.15) and 0 or R.int(3), name = a[1], fn = a[2],
+        protected = R.chance(0.7)}
+    end
+    local function run(hook, i)
+      for _, a in ipairs(plan) do
+        if a.hook == hook and (a.at == 0 or a.at == i) then
+          lc_log("%s(%s): %s%s", hook, tostring(i), a.name, a.protected and " (pcall)" or "")
+          if a.protected then pcall(a.fn, c) else a.fn(c) end
+        end
+      end
+    end
+    local cb = keras.callbacks.Callback{
+      on_batch_begin = function(_, b) run("on_batch_begin", b) end,
+      on_batch_end = function(_, b) run("on_batch_end", b) end,
+      on_epoch_begin = function(_, e) run("on_epoch_begin", e) end,
+      on_epoch_end = function(_, e) run("on_epoch_end", e) end,
+      on_train_end = function() run("on_train_end", 1) end,
+    }
+    opts.callbacks = {cb}
+    lc_log("fit: %s input, %d rows, source %d, batch_size %d, epochs %d, shuffle %s, validation %s",
+      sparse_in and "csr" or "dense", n, src, bs, opts.epochs, tostring(opts.shuffle), tostring(c.Xv ~= nil))
+    local ok, err = pcall(c.m.fit, c.m, fx, fy, opts)
+    lc_log("fit -> %s", ok and "ok" or tostring(err))
+    -- used again afterwards; the last action's error is the target's
+    local k = R.int(3)
+    for i = 1, k do
+      local a = R.pick(LC_ACTIONS)
+      lc_log("after fit: %s", a[1])
+      if i < k then pcall(a[2], c) else return a[2](c) end
+    end
+  end, 6)
+
+  -- a pool object (or a pool model's graph, plan or weight) closed, collected, used again
+  lc_target("lc:close, collect, reuse", function()
+    local v, what
+    if R.chance(0.5) then
+      v = R.pick(tensors); what = names[v]
+    else
+      local o = R.pick(objects)
+      local k = R.int(5)
+      v = k <= 4 and model_part(o, k) or o
+      what = (names[o] or type(o)) .. ({" graph", " train plan", " infer plan", " weight", ""})[k]
+      if k == 1 then v = {close = function() close_graph_of(o) end} end
+    end
+    lc_log("close %s", tostring(what))
+    close_any(v)
+    if R.chance(0.5) then collectgarbage() end
+    if keras.is_tensor(v) then return R.chance(0.5) and v:totable() or v + 1 end
+    local m = R.pick(objects)
+    if type(m) == "table" and type(rawget(m, "compiled")) == "boolean" then
+      lc_log("reuse %s", tostring(names[m]))
+      if R.chance(0.5) then return m:predict(R.pick(X_POOL)) end
+      return m:fit(R.pick(X_POOL), R.pick(Y_POOL), {epochs = 1, verbose = 0})
+    end
+  end, 3)
+
+  -- views (slice, reshape, tostype, a csr row slice) of a closed parent, used after a collection
+  lc_target("lc:views of a closed parent", function()
+    local t = R.pick(tensors)
+    for _ = 1, 8 do if not core.is_closed(t) then break end; t = R.pick(tensors) end
+    local parent = t:copy()
+    local views = {}
+    local makers = {
+      function(p) return p:slice(1, math.max(1, math.min(2, p.shape[1] or 1))) end,
+      function(p) return p:reshape({-1}) end,
+      function(p) return p:tostype(R.pick({"default", "csr", "row_sparse"})) end,
+      function(p) return p:astype("float64") end,
+    }
+    for _, mk in ipairs(makers) do
+      local ok, v = pcall(mk, parent)
+      if ok and keras.is_tensor(v) then views[#views + 1] = v end
+    end
+    lc_log("%d views of a copy of %s, then close it", #views, tostring(names[t]))
+    close_any(parent)
+    collectgarbage(); collectgarbage()
+    for i, v in ipairs(views) do
+      if i < #views then pcall(v.totable, v) else return v:totable() end
+    end
+  end, 2)
+
+  -- a raw plan whose graph, weight or feeds are closed, also from inside fit_epoch's on_batch
+  lc_target("lc:raw plan, closed graph", function()
+    local g = core.graph_new()
+    local x = g:placeholder{shape = {-1, 3}, name = "x"}
+    local y = g:placeholder{shape = {-1, 1}, name = "y"}
+    local W = keras.random.normal({3, 1})
+    local w = g:variable(W, true, "W")
+    local d = g:op("dot", {x, w})
+    local loss = g:op("mean_squared_error", {y, d})
+    local p = core.plan_new(g, {feeds = {x, y}, outputs = {d}, loss = loss, weights = {w},
+      optimizer = core.optimizer_new(R.pick({"sgd", "adam"}), {learning_rate = 0.1})})
+    local X, Y = keras.random.uniform({R.pick({1, 5, 9}), 3}), nil
+    Y = keras.random.uniform({X.shape[1], 1})
+    local things = {g = g, W = W, X = X, Y = Y, p = p}
+    local keys = {"g", "W", "X", "Y", "p", "gc"}
+    local function act(where)
+      local k = R.pick(keys)
+      lc_log("%s: close %s", where, k)
+      if k == "gc" then collectgarbage() else close_any(things[k]) end
+    end
+    if R.chance(0.7) then act("before") end
+    if R.chance(0.5) then g = nil; things.g = nil; collectgarbage() end
+    local r = R.int(4)
+    if r == 1 then return p:forward({X, Y}, true), p:backward()
+    elseif r == 2 then return p:train_step({X, Y})
+    elseif r == 3 then return p:predict({X}, 2) end
+    return p:fit_epoch({X}, Y, {batch_size = 2, shuffle = R.chance(0.5), on_batch = function(b)
+      if b <= 2 then act("on_batch " .. b) end
+      return false
+    end})
+  end, 2)
+
+  -- a raw plan with many feeds (around the old 64-slot arrays), a feed list too short or long
+  lc_target("lc:many feeds", function()
+    local nf = R.pick({1, 63, 64, 65, 70, 130})
+    local g = core.graph_new()
+    local feeds, sum = {}, nil
+    for i = 1, nf do
+      feeds[i] = g:placeholder{shape = {-1, 1}}
+      sum = sum and g:op("add", {sum, feeds[i]}) or feeds[i]
+    end
+    local y = g:placeholder{shape = {-1, 1}}
+    local w = g:variable(keras.ones({1, 1}), true, "W")
+    local d = g:op("dot", {sum, w})
+    local loss = g:op("mean_squared_error", {y, d})
+    feeds[nf + 1] = y
+    local p = core.plan_new(g, {feeds = feeds, outputs = {d}, loss = loss, weights = {w},
+      optimizer = core.optimizer_new("sgd", {learning_rate = 0.001})})
+    local given = nf + R.pick({0, 0, 0, -1, 1, 64})
+    local xs = {}
+    for i = 1, math.max(given, 0) do xs[i] = keras.random.uniform({5, 1}) end
+    local Y = keras.random.uniform({5, 1})
+    lc_log("%d feeds, %d given", nf, given)
+    local r = R.int(4)
+    if r == 1 then return p:fit_epoch(xs, Y, {batch_size = 2, on_batch = function() collectgarbage() end}) end
+    if r == 2 then return p:evaluate(xs, Y, {batch_size = 2}) end
+    xs[#xs + 1] = Y
+    if r == 3 then return p:train_step(xs) end
+    return p:forward(xs, false)
+  end, 1)
+
   -- ---------------------------------------------------------- valid calls: state checks
   local function expect(cond, what)
     if not cond then
@@ -697,6 +979,17 @@ local function run_seed(seed, ncalls, logpath)
   if #X_POOL == 0 then X_POOL = tensors end
   if #Y_POOL == 0 then Y_POOL = tensors end
   sanity("after the pool")
+  if mode == "lifecycle" then
+    -- the lifecycle sequences, with the plain close / collect / fit targets among them
+    local keep = {["close(t)"] = true, ["gc(t)"] = true, ["model:fit(fresh)"] = true, ["obj:fit"] = true,
+      ["obj:predict"] = true, ["obj:evaluate"] = true, ["t:totable"] = true, ["t:slice"] = true}
+    local list = {}
+    for _, t in ipairs(targets) do if keep[t.name] then list[#list + 1] = t end end
+    for _, t in ipairs(lc_targets) do list[#list + 1] = t end
+    targets = list
+  elseif mode ~= nil and mode ~= "all" then
+    error("lua_api_fuzz: unknown mode " .. tostring(mode) .. " (all or lifecycle)")
+  end
   local internal = {}
   -- LUA_FUZZ_STATS=1: calls that returned / raised, per target (how deep the fuzzer gets)
   local stats = os.getenv("LUA_FUZZ_STATS") == "1" and {} or nil
@@ -749,7 +1042,7 @@ local function run_seed(seed, ncalls, logpath)
     end
     args, err = nil, nil
     if i % 50 == 0 then sanity("after call #" .. i) end
-    if i % 200 == 0 then collectgarbage() end
+    if i % 200 == 0 or R.chance(0.01) then collectgarbage() end
   end
   sanity("at the end")
   if stats then
@@ -804,7 +1097,7 @@ local function abs_paths(spec)
 end
 
 -- drive(first, last, calls, timeout_s, strict) -> ok, report text
-function M.drive(first, last, calls, timeout_s, strict)
+function M.drive(first, last, calls, timeout_s, strict, mode)
   calls = calls or 1000
   timeout_s = timeout_s or 60
   local lua = os.getenv("LUA_FUZZ_LUA") or "lua5.4"
@@ -826,9 +1119,9 @@ function M.drive(first, last, calls, timeout_s, strict)
     local sd = dir .. "/seed" .. seed
     os.execute("rm -rf " .. sh_quote(sd) .. " && mkdir -p " .. sh_quote(sd))
     local logp, errp = sd .. "/calls.log", sd .. "/stderr.txt"
-    local cmd = string.format("cd %s && %s%s LUA_FUZZ_SCRATCH=%s timeout -s KILL %d %s %s run %d %d %s >/dev/null 2>%s",
+    local cmd = string.format("cd %s && %s%s LUA_FUZZ_SCRATCH=%s timeout -s KILL %d %s %s run %d %d %s %s >/dev/null 2>%s",
       sh_quote(sd), (ulimit and ulimit > 0) and ("ulimit -v " .. math.floor(ulimit) .. " && ") or "",
-      env, sh_quote(sd), timeout_s, lua, sh_quote(me), seed, calls, sh_quote(logp), sh_quote(errp))
+      env, sh_quote(sd), timeout_s, lua, sh_quote(me), seed, calls, sh_quote(logp), mode or "all", sh_quote(errp))
     local _, how, code = os.execute("sh -c " .. sh_quote(cmd))
     local stderr = read_all(errp)
     local nint = 0
@@ -851,12 +1144,12 @@ function M.drive(first, last, calls, timeout_s, strict)
       for l in read_all(logp):gmatch("[^\n]+") do lines[#lines + 1] = l end
       local tail = table.concat(lines, "\n", math.max(1, #lines - 15))
       report[#report + 1] = string.format(
-        "FAIL seed %d: %s\n  replay: cd %s && %s %s run %d %d\n--- last calls (%s):\n%s\n--- stderr tail:\n%s\n",
-        seed, why, sd, lua, me, seed, calls, logp, tail, stderr:sub(-3000))
+        "FAIL seed %d: %s\n  replay: cd %s && %s %s run %d %d %s %s\n--- last calls (%s):\n%s\n--- stderr tail:\n%s\n",
+        seed, why, sd, lua, me, seed, calls, logp, mode or "all", logp, tail, stderr:sub(-3000))
     end
   end
-  report[#report + 1] = string.format("lua_api_fuzz: seeds %d..%d, %d calls each: %d failed, %d internal-error kinds; logs in %s",
-    first, last, calls, failed, internal_total, dir)
+  report[#report + 1] = string.format("lua_api_fuzz: %s mode, seeds %d..%d, %d calls each: %d failed, " ..
+    "%d internal-error kinds; logs in %s", mode or "all", first, last, calls, failed, internal_total, dir)
   return failed == 0, table.concat(report, "\n")
 end
 
@@ -867,15 +1160,16 @@ if arg and arg[0] and arg[0]:find("lua_api_fuzz%.lua$") and not package.loaded["
   if mode == "run" then
     local seed = math.tointeger(tonumber(arg[2])) or 1
     local n = math.tointeger(tonumber(arg[3] or "1000")) or 1000
-    run_seed(seed, n, arg[4])
+    run_seed(seed, n, arg[4], arg[5])
     os.exit(0, true)   -- closing the state runs every __gc (closed tensors, views) under ASan
   elseif mode == "drive" then
     local ok, rep = M.drive(math.tointeger(tonumber(arg[2])) or 1, math.tointeger(tonumber(arg[3])) or 10,
-      math.tointeger(tonumber(arg[4] or "1000")), math.tointeger(tonumber(arg[5] or "60")), arg[6] == "1")
+      math.tointeger(tonumber(arg[4] or "1000")), math.tointeger(tonumber(arg[5] or "60")), arg[6] == "1", arg[7])
     print(rep)
     os.exit(ok and 0 or 1)
   else
-    io.stderr:write("usage: lua5.4 lua_api_fuzz.lua run SEED [CALLS [LOG]] | drive FIRST LAST [CALLS [TIMEOUT_S [STRICT]]]\n")
+    io.stderr:write("usage: lua5.4 lua_api_fuzz.lua run SEED [CALLS [LOG [MODE]]] | " ..
+      "drive FIRST LAST [CALLS [TIMEOUT_S [STRICT [MODE]]]]   (MODE: all or lifecycle)\n")
     os.exit(64)
   end
 end
