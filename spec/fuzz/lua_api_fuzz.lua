@@ -771,7 +771,7 @@ local function run_seed(seed, ncalls, logpath, mode)
         batch_size = bs}, nil
       if not sparse_in then fx = nil end   -- LibSVMIter yields csr: only for the sparse model
       c.it = fx
-      if not fx then fx, fy = c.X, c.y end
+      if not fx then fx, fy, src = c.X, c.y, 1 end
     end
     local opts = {batch_size = bs, epochs = R.int(3), verbose = 0, shuffle = R.chance(0.5)}
     if R.chance(0.3) then
@@ -800,8 +800,8 @@ local function run_seed(seed, ncalls, logpath, mode)
       on_train_end = function() run("on_train_end", 1) end,
     }
     opts.callbacks = {cb}
-    lc_log("fit: %s input, %d rows, source %d, batch_size %d, epochs %d, shuffle %s, validation %s",
-      sparse_in and "csr" or "dense", n, src, bs, opts.epochs, tostring(opts.shuffle), tostring(c.Xv ~= nil))
+    lc_log("fit: %s input, %d rows, %s, batch_size %d, epochs %d, shuffle %s, validation %s",
+      sparse_in and "csr" or "dense", n, ({"in memory", "ArrayIterator", "Lua iterator", "LibSVMIter"})[src], bs, opts.epochs, tostring(opts.shuffle), tostring(c.Xv ~= nil))
     local ok, err = pcall(c.m.fit, c.m, fx, fy, opts)
     lc_log("fit -> %s", ok and "ok" or tostring(err))
     -- used again afterwards; the last action's error is the target's
