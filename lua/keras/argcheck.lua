@@ -60,6 +60,32 @@ function A.check_opts(fn, opts, allowed)
   return opts
 end
 
+-- toint(v): v as a Lua integer when it is a number with an integral value (2^6, 1e4, 64 / 2
+-- and 32.0 are floats in Lua 5.4; luaL_checkinteger accepts them too), else nil. Every
+-- integer option of the Lua layer goes through it, so a fractional value still fails with
+-- the message naming the option.
+function A.toint(v)
+  if type(v) ~= "number" then return nil end
+  return math.tointeger(v)
+end
+
+-- int(fn, name, v[, lo[, hi[, what]]]): v as an integer in [lo, hi], or the Keras-style
+-- failure "fn: name must be <what>. Received: name=v" (what defaults to "an integer",
+-- "a positive integer" with lo = 1, "an integer >= lo" with another lo).
+function A.int(fn, name, v, lo, hi, what)
+  local iv = A.toint(v)
+  if iv == nil or (lo and iv < lo) or (hi and iv > hi) then
+    if not what then
+      if lo == 1 and not hi then what = "a positive integer"
+      elseif lo and hi then what = string.format("an integer in [%d, %d]", lo, hi)
+      elseif lo then what = string.format("an integer >= %d", lo)
+      else what = "an integer" end
+    end
+    A.fail("%s: %s must be %s. Received: %s=%s", fn, name, what, name, A.repr(v))
+  end
+  return iv
+end
+
 -- A plain table (no metatable, not a tensor), or a failure naming fn, what and the value.
 function A.plain_table(fn, what, v)
   if type(v) ~= "table" or getmetatable(v) ~= nil then

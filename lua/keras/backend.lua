@@ -1,5 +1,6 @@
 -- keras/backend.lua: keras.backend (K): Keras backend ops on tensors, 1-based axes.
 local core = require("keras.core")
+local A = require("keras.argcheck")
 
 local K = {}
 
@@ -32,13 +33,17 @@ local function apply(op, inputs, attrs, fname)
 end
 K._apply = apply
 
+-- axis (nil, or an integer: 2.0 is 2) normalised to a Lua integer.
 local function check_axis_arg(fname, axis)
-  if axis ~= nil and math.type(axis) ~= "integer" then
+  if axis == nil then return nil end
+  local ia = A.toint(axis)
+  if ia == nil then
     if type(axis) == "number" then
       error(string.format("%s: axis must be an integer (got %s)", fname, tostring(axis)), 0)
     end
     error(string.format("%s: axis must be an integer (got %s)", fname, type(axis)), 0)
   end
+  return ia
 end
 
 local function check_bool_arg(fname, name, v)
@@ -76,7 +81,7 @@ end
 
 local function reduction(op)
   return function(x, axis, keepdims)
-    check_axis_arg(op, axis)
+    axis = check_axis_arg(op, axis)
     check_bool_arg(op, "keepdims", keepdims)
     return apply(op, {x, n = 1}, {axis = axis, keepdims = keepdims or false}, op)
   end
@@ -93,7 +98,7 @@ function K.concatenate(list, axis)
   -- rawlen: a __len metamethod cannot make this loop run (nearly) forever
   local n = rawlen(list)
   if n == 0 then error("concatenate: expected at least one tensor", 0) end
-  check_axis_arg("concatenate", axis)
+  axis = check_axis_arg("concatenate", axis)
   local inputs = {n = n}
   for i = 1, n do inputs[i] = list[i] end
   return apply("concatenate", inputs, {axis = axis or -1}, "concatenate")
@@ -116,7 +121,7 @@ K.negative = unary("negative")
 
 -- softmax(x[, axis = -1]): over the last axis only.
 function K.softmax(x, axis)
-  check_axis_arg("softmax", axis)
+  axis = check_axis_arg("softmax", axis)
   if axis ~= nil and axis ~= -1 then
     check_tensor("softmax", x)
     local nd = K.ndim(x)

@@ -152,8 +152,8 @@ setmetatable(EarlyStopping, {__index = Callback, __call = function(cls, opts)
   end
   self.min_delta = opts.min_delta or 0
   if type(self.min_delta) == "number" then self.min_delta = math.abs(self.min_delta) end
-  self.patience = opts.patience or 0
-  if math.type(self.patience) ~= "integer" or self.patience < 0 then
+  self.patience = A.toint(opts.patience or 0)
+  if self.patience == nil or self.patience < 0 then
     error("EarlyStopping: patience must be an integer >= 0. Received: patience=" ..
       tostring(opts.patience), 0)
   end
@@ -449,10 +449,10 @@ end})
 -- params as fit sets them: epochs, samples (nil: unknown) and metrics (the names shown).
 function ProgbarLogger:set_params(p)
   A.plain_table("ProgbarLogger: set_params", "params", p)
-  if math.type(p.epochs) ~= "integer" then
+  if A.toint(p.epochs) == nil then
     fail("ProgbarLogger: set_params expects params.epochs to be an integer. Received: epochs=%s", repr(p.epochs))
   end
-  if p.samples ~= nil and (math.type(p.samples) ~= "integer" or p.samples < 0) then
+  if p.samples ~= nil and (A.toint(p.samples) == nil or p.samples < 0) then
     fail("ProgbarLogger: set_params expects params.samples to be an integer >= 0 or nil. Received: samples=%s",
       repr(p.samples))
   end
@@ -470,9 +470,10 @@ local function progbar_state(self, hook, need_bar)
 end
 function ProgbarLogger:on_epoch_begin(epoch)
   progbar_state(self, "on_epoch_begin")
-  if math.type(epoch) ~= "integer" then
+  if A.toint(epoch) == nil then
     fail("ProgbarLogger: on_epoch_begin expects an integer epoch. Received: epoch=%s", repr(epoch))
   end
+  epoch = A.toint(epoch)
   local out = self.out or io.stdout
   out:write(string.format("Epoch %d/%d\n", epoch, self.params.epochs))
   out:flush()
@@ -491,6 +492,7 @@ function ProgbarLogger:on_batch_end(batch, logs)
   logs = hook_logs(self, "on_batch_end", logs)
   progbar_state(self, "on_batch_end", true)
   local seen, size = logs.seen, logs.size
+  seen, size = A.toint(seen) or seen, A.toint(size) or size
   if (seen ~= nil and math.type(seen) ~= "integer") or (size ~= nil and math.type(size) ~= "integer") then
     fail("ProgbarLogger: on_batch_end expects integer logs.seen / logs.size. Received: seen=%s, size=%s",
       repr(seen), repr(size))

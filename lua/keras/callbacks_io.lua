@@ -1,6 +1,7 @@
 -- keras/callbacks_io.lua: ModelCheckpoint (Keras 2): saves the model or its weights at the
 -- end of epochs, to a filepath template like "ckpt-{epoch:02d}-{val_loss:.2f}.kl".
 local callbacks = require("keras.callbacks")
+local A = require("keras.argcheck")
 
 local io_cb = {}
 local Callback = callbacks.Callback
@@ -74,8 +75,8 @@ setmetatable(ModelCheckpoint, {__index = Callback, __call = function(cls, opts)
   if opts.verbose ~= nil and type(opts.verbose) ~= "number" then
     fail("ModelCheckpoint: verbose must be a number. Received: verbose=%s", tostring(opts.verbose))
   end
-  local period = opts.period or 1
-  if math.type(period) ~= "integer" or period < 1 then
+  local period = A.toint(opts.period or 1)
+  if period == nil or period < 1 then
     fail("ModelCheckpoint: period must be a positive integer. Received: period=%s", tostring(period))
   end
   return setmetatable({filepath = opts.filepath, monitor = monitor, mode = mode,
@@ -96,9 +97,10 @@ end
 
 function ModelCheckpoint:on_epoch_end(epoch, logs)
   logs = callbacks.hook_logs(self, "on_epoch_end", logs)
-  if math.type(epoch) ~= "integer" then
+  if A.toint(epoch) == nil then
     fail("ModelCheckpoint: on_epoch_end expects an integer epoch. Received: epoch=%s", tostring(epoch))
   end
+  epoch = A.toint(epoch)
   self.epochs_since_last_save = self.epochs_since_last_save + 1
   if self.epochs_since_last_save < self.period then return end
   self.epochs_since_last_save = 0

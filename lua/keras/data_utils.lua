@@ -1,6 +1,7 @@
 -- keras/data_utils.lua: keras.data_utils: batch trimming for sparse data (Keras-MXNet's
 -- prepare_sliced_sparse_data) and ArrayIterator (like mx.io.NDArrayIter), dense or CSR.
 local core = require("keras.core")
+local A = require("keras.argcheck")
 
 local data_utils = {}
 local is_tensor = core.is_tensor
@@ -9,10 +10,12 @@ local is_tensor = core.is_tensor
 data_utils.warn = function(msg) io.stderr:write("Warning: ", tostring(msg), "\n") end
 
 local function check_batch_size(fn, bs)
-  if math.type(bs) ~= "integer" or bs < 1 then
+  local ib = A.toint(bs)
+  if ib == nil or ib < 1 then
     error(string.format("%s: batch_size must be a positive integer. Received: batch_size=%s",
       fn, tostring(bs)), 0)
   end
+  return ib
 end
 
 local function nrows(fn, x, what)
@@ -29,7 +32,7 @@ end
 function data_utils.prepare_sliced_sparse_data(x, batch_size)
   local fn = "prepare_sliced_sparse_data"
   local n = nrows(fn, x, "x")
-  check_batch_size(fn, batch_size)
+  batch_size = check_batch_size(fn, batch_size)
   if n < batch_size then
     data_utils.warn(string.format("%s: x has %d rows, fewer than batch_size=%d; returning it " ..
       "unchanged", fn, n, batch_size))
@@ -72,8 +75,7 @@ function data_utils.ArrayIterator(opts)
       error(string.format("%s: data and label have different numbers of rows: %d and %d", fn, n, m), 0)
     end
   end
-  local bs = opts.batch_size or 1
-  check_batch_size(fn, bs)
+  local bs = check_batch_size(fn, opts.batch_size or 1)
   local h = opts.last_batch_handle or "pad"
   if not handles[h] then
     error(fn .. ": last_batch_handle must be 'pad', 'discard' or 'roll_over'. Received: " ..

@@ -48,7 +48,7 @@ function keras.num_gpus()
 end
 
 function keras.gpu(n)
-  n = n or 0
+  n = math.tointeger(n or 0) or n -- 0.0 is device 0
   if math.type(n) ~= "integer" or n < 0 then
     error("gpu: device id must be an integer >= 0 (got " .. tostring(n) .. ")", 0)
   end

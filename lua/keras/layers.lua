@@ -24,12 +24,7 @@ A.describers[#A.describers + 1] = function(v)
   end
 end
 
-local function pos_int(cls, name, v)
-  if math.type(v) ~= "integer" or v < 1 then
-    fail("%s: %s must be a positive integer. Received: %s=%s", cls, name, name, repr(v))
-  end
-  return v
-end
+local function pos_int(cls, name, v) return A.int(cls, name, v, 1) end
 
 local function opt_bool(cls, name, v, def)
   if v == nil then return def end
@@ -40,16 +35,18 @@ local function opt_bool(cls, name, v, def)
 end
 
 local function shape_list(cls, name, v)
-  if math.type(v) == "integer" then v = {v} end
+  if type(v) == "number" and A.toint(v) then v = {v} end
   if type(v) ~= "table" or core.is_tensor(v) then
     fail("%s: %s must be a table of positive integers. Received: %s=%s", cls, name, name, repr(v))
   end
+  local out = {}
   for i = 1, #v do
-    if math.type(v[i]) ~= "integer" or v[i] < 1 then
+    out[i] = A.toint(v[i])
+    if out[i] == nil or out[i] < 1 then
       fail("%s: %s must be a table of positive integers. Received: %s=%s", cls, name, name, repr(v))
     end
   end
-  return v
+  return out
 end
 
 local counters = {}
@@ -171,7 +168,7 @@ local function is_shape(s)
   if type(s) ~= "table" or getmetatable(s) ~= nil then return false end
   local n = 0
   for _, d in next, s do
-    if math.type(d) ~= "integer" or d < -1 then return false end
+    if A.toint(d) == nil or d < -1 then return false end
     n = n + 1
   end
   for i = 1, n do if rawget(s, i) == nil then return false end end
@@ -193,6 +190,9 @@ function Layer:add_weight(name, shape, init, o)
   local ok = is_shape(shape)
   for i = 1, ok and #shape or 0 do ok = shape[i] >= 0 end
   if not ok then fail("%s: shape must be a table of integers >= 0. Received: shape=%s", fn, repr(shape)) end
+  local ishape = {}
+  for i = 1, #shape do ishape[i] = A.toint(shape[i]) end -- {2^6, 3}: integers from here on
+  shape = ishape
   init = initializers.get(init, fn)
   o = A.check_opts(fn, o, {stype = true, grad_stype = true, trainable = true})
   for _, k in ipairs({"stype", "grad_stype"}) do
@@ -526,8 +526,8 @@ end
 
 -- ------------------------------------------------------------ Concatenate
 local Concatenate = define("Concatenate", {axis = true}, function(self, o)
-  local a = o.axis or -1
-  if math.type(a) ~= "integer" or a == 0 then
+  local a = A.toint(o.axis or -1)
+  if a == nil or a == 0 then
     fail("Concatenate: axis must be a non-zero integer. Received: axis=%s", repr(o.axis))
   end
   self.axis = a

@@ -1,6 +1,7 @@
 -- keras/libsvm.lua: LibSVM/svmlight files for keras.data_utils: load_svmlight_file,
 -- dump_svmlight_file and the streaming LibSVMIter (over the C reader, data_utils/svmlight*.c).
 local core = require("keras.core")
+local A = require("keras.argcheck")
 
 local libsvm = {}
 
@@ -39,11 +40,12 @@ local function check_posint(fn, name, v, def)
     if def ~= nil then return def end
     error(string.format("%s: %s is required (a positive integer)", fn, name), 0)
   end
-  if math.type(v) ~= "integer" or v < 1 then
+  local iv = A.toint(v)
+  if iv == nil or iv < 1 then
     error(string.format("%s: %s must be a positive integer. Received: %s=%s", fn, name, name,
       received(v)), 0)
   end
-  return v
+  return iv
 end
 
 -- zero_based: "auto" (default), true or false -> the C convention -1, 1, 0.

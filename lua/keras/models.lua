@@ -326,10 +326,11 @@ end
 -- ------------------------------------------------------------ fit
 local function check_positive(fn, name, v, def)
   if v == nil then return def end
-  if math.type(v) ~= "integer" or v < 1 then
+  local iv = A.toint(v)
+  if iv == nil or iv < 1 then
     fail("%s: %s must be a positive integer. Received: %s=%s", fn, name, name, tostring(v))
   end
-  return v
+  return iv
 end
 
 function Model:_require_compiled()
@@ -550,6 +551,7 @@ end
 
 -- get_layer(name) or get_layer(index) (1-based, in model.layers)
 function Model:get_layer(key)
+  key = A.toint(key) or key -- get_layer(2.0) is get_layer(2)
   if math.type(key) == "integer" then
     local l = self.layers[key]
     if not l then fail("Model.get_layer: index %d out of range (the model has %d layers)", key, #self.layers) end

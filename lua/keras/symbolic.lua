@@ -251,12 +251,13 @@ function K.placeholder(opts)
     ndim = true})
   local shape = opts.shape
   if shape == nil and opts.ndim then
-    if math.type(opts.ndim) ~= "integer" or opts.ndim < 0 or opts.ndim > 8 then
+    local ndim = type(opts.ndim) == "number" and math.tointeger(opts.ndim)
+    if not ndim or ndim < 0 or ndim > 8 then
       error("placeholder: ndim must be an integer in [0, 8]. Received: ndim=" ..
         require("keras.argcheck").repr(opts.ndim), 0)
     end
     shape = {}
-    for i = 1, opts.ndim do shape[i] = -1 end
+    for i = 1, ndim do shape[i] = -1 end
   end
   if type(shape) ~= "table" then
     error("placeholder: shape must be a table of integers (got " .. type(shape) .. ")", 0)

@@ -286,7 +286,7 @@ function utils.plot_history(history, path, opts)
   end
   local W, H = opts.width or 800, opts.height or 500
   for name, v in pairs({width = W, height = H}) do
-    if math.type(v) ~= "integer" or v < 200 or v > 10000 then
+    if type(v) ~= "number" or math.tointeger(v) == nil or v < 200 or v > 10000 then
       error(string.format("%s: %s must be an integer in [200, 10000]. Received: %s=%s", fn, name,
         name, tostring(v)), 0)
     end
