@@ -1,8 +1,9 @@
 /* model_file_read.c: kl_model_file_load/parse: every length, offset and CRC is checked
-#define _POSIX_C_SOURCE 200809L
  * before any tensor is built (safetensors layout, see kl/model_file.h). */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,17 @@ typedef struct rd_entry {
   int64_t shape[KL_MAX_NDIM];
   uint64_t begin, end;
   int owner;
+  int conv;        /* RD_AS_IS, RD_F16, RD_BF16 (read as float32) or RD_SKIP */
+  const char *tag; /* the file's dtype tag */
 } rd_entry;
+
+enum { RD_AS_IS, RD_F16, RD_BF16, RD_SKIP };
+
+/* The safetensors dtypes keras-lua does not hold, with their element sizes (KL_MF_FOREIGN). */
+static const struct { const char *tag; int size, conv; } FOREIGN_TAGS[] = {
+    {"F16", 2, RD_F16}, {"BF16", 2, RD_BF16}, {"BOOL", 1, RD_SKIP},   {"U8", 1, RD_SKIP},
+    {"I8", 1, RD_SKIP}, {"I16", 2, RD_SKIP},  {"U16", 2, RD_SKIP},    {"I32", 4, RD_SKIP},
+    {"U32", 4, RD_SKIP}, {"U64", 8, RD_SKIP}, {"F8_E5M2", 1, RD_SKIP}, {"F8_E4M3", 1, RD_SKIP}};
 
 /* A sparse tensor described in __metadata__. */
 typedef struct rd_sparse {
@@ -35,6 +46,9 @@ typedef struct rd_sparse {
 
 typedef struct rd_ctx {
   const char *label;
+  const char *fn; /* the caller's name in messages */
+  int flags;      /* KL_MF_FOREIGN */
+  int strict_crc; /* every entry must have its CRC (a keras-lua file) */
   const unsigned char *data; /* the data area */
   uint64_t data_len;
   mj_value root;
@@ -56,7 +70,7 @@ static kl_status ferr(const rd_ctx *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return kl_seterr(KL_EFORMAT, "load_model: %s: %s", c->label, msg);
+  return kl_seterr(KL_EFORMAT, "%s: %s: %s", c->fn, c->label, msg);
 }
 
 static int parse_hex8(const mj_value *v, uint32_t *out) {
@@ -121,8 +135,20 @@ static kl_status read_entry(rd_ctx *c, const char *name, const mj_value *v, rd_e
       return ferr(c, "tensor '%s': unknown field '%s'", name, v->keys[k]);
   const mj_value *dt = mj_get(v, "dtype"), *off = mj_get(v, "data_offsets");
   if (!dt || dt->type != MJ_STRING) return ferr(c, "tensor '%s': dtype must be a string", name);
-  if (!kl_mf_parse_tag(dt->str, &e->dtype))
-    return ferr(c, "tensor '%s': unknown dtype \"%.20s\"", name, dt->str);
+  uint64_t esize = 0;
+  e->tag = dt->str;
+  e->conv = RD_AS_IS;
+  if (kl_mf_parse_tag(dt->str, &e->dtype)) {
+    esize = kl_dtype_size(e->dtype);
+  } else if (c->flags & KL_MF_FOREIGN) {
+    for (size_t k = 0; k < sizeof FOREIGN_TAGS / sizeof *FOREIGN_TAGS && !esize; k++)
+      if (strcmp(dt->str, FOREIGN_TAGS[k].tag) == 0) {
+        esize = (uint64_t)FOREIGN_TAGS[k].size;
+        e->conv = FOREIGN_TAGS[k].conv;
+        e->dtype = KL_FLOAT32;
+      }
+  }
+  if (!esize) return ferr(c, "tensor '%s': unknown dtype \"%.20s\"", name, dt->str);
   KL_TRY(read_shape(c, "tensor", name, mj_get(v, "shape"), &e->ndim, e->shape));
   if (!off || off->type != MJ_ARRAY || off->n != 2 || off->items[0].type != MJ_INT ||
       off->items[1].type != MJ_INT)
@@ -134,7 +160,7 @@ static kl_status read_entry(rd_ctx *c, const char *name, const mj_value *v, rd_e
   if ((uint64_t)en > c->data_len)
     return ferr(c, "tensor '%s': data_offsets end %lld beyond the data area (%llu bytes)", name,
                 (long long)en, (unsigned long long)c->data_len);
-  uint64_t want = (uint64_t)kl_shape_numel(e->ndim, e->shape) * kl_dtype_size(e->dtype);
+  uint64_t want = (uint64_t)kl_shape_numel(e->ndim, e->shape) * esize;
   if ((uint64_t)(en - b) != want)
     return ferr(c, "tensor '%s': data_offsets [%lld, %lld] hold %lld bytes, shape and dtype need %llu",
                 name, (long long)b, (long long)en, (long long)(en - b), (unsigned long long)want);
@@ -196,6 +222,7 @@ static kl_status check_crcs(rd_ctx *c) {
           strcmp(c->meta->keys[k] + pl, c->e[i].name) == 0)
         v = &c->meta->items[k];
     uint32_t want;
+    if (!v && !c->strict_crc) continue;
     if (!v) return ferr(c, "missing crc32 for tensor '%s'", c->e[i].name);
     if (!parse_hex8(v, &want))
       return ferr(c, "crc32 of tensor '%s' is not 8 lowercase hex digits", c->e[i].name);
@@ -218,6 +245,9 @@ static kl_status sparse_part(rd_ctx *c, rd_sparse *sp, int slot, const char *suf
   if (i < 0) return ferr(c, "sparse tensor '%s': missing part '%s%s'", sp->name, sp->name, suffix);
   rd_entry *e = &c->e[i];
   if (e->owner >= 0) return ferr(c, "tensor '%s' belongs to two sparse tensors", e->name);
+  if (e->conv != RD_AS_IS)
+    return ferr(c, "sparse tensor '%s': part '%s' has dtype %.20s (F32, F64 or I64 expected)",
+                sp->name, e->name, e->tag);
   e->owner = (int)(sp - c->sp);
   sp->part[slot] = i;
   if (want_int64 && e->dtype != KL_INT64)
@@ -273,6 +303,10 @@ static kl_status read_sparse(rd_ctx *c, const char *name, const mj_value *v, rd_
 static kl_status read_meta(rd_ctx *c) {
   size_t pc = strlen(KL_MF_PREFIX_CRC), ps = strlen(KL_MF_PREFIX_SPARSE);
   int nsp = 0;
+  if (!c->meta) { /* a foreign file without __metadata__ */
+    c->sp = kl_calloc(1, sizeof *c->sp);
+    return c->sp ? KL_OK : KL_ENOMEM;
+  }
   for (int k = 0; k < c->meta->n; k++) {
     const char *key = c->meta->keys[k];
     if (c->meta->items[k].type != MJ_STRING)
@@ -331,17 +365,63 @@ static kl_status build_sparse(rd_ctx *c, const rd_sparse *sp, kl_tensor **out) {
   return KL_OK;
 }
 
+/* IEEE half (binary16) and bfloat16 bits to float32: exact (every value is a float). */
+static float half_to_float(uint16_t h) {
+  const int ex = (h >> 10) & 0x1f, man = h & 0x3ff;
+  float v;
+  if (ex == 0) v = ldexpf((float)man, -24); /* zero or subnormal */
+  else if (ex == 31) v = man ? NAN : INFINITY;
+  else v = ldexpf((float)(man | 0x400), ex - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+static float bf16_to_float(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float v;
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+/* A dense tensor from entry e (F16 / BF16 widened to float32). */
+static kl_status build_dense(const rd_ctx *c, const rd_entry *e, kl_tensor **slot) {
+  KL_TRY(kl_tensor_new_dense(e->dtype, e->ndim, e->shape, slot));
+  const unsigned char *src = c->data + e->begin;
+  if (e->conv == RD_AS_IS) {
+    memcpy((*slot)->data, src, (size_t)(e->end - e->begin));
+    return KL_OK;
+  }
+  float *dst = (*slot)->data;
+  const int64_t n = kl_shape_numel(e->ndim, e->shape);
+  for (int64_t k = 0; k < n; k++) {
+    uint16_t h = (uint16_t)(src[2 * k] | (src[2 * k + 1] << 8));
+    dst[k] = e->conv == RD_F16 ? half_to_float(h) : bf16_to_float(h);
+  }
+  return KL_OK;
+}
+
 /* Builds the result in header order; a sparse tensor takes the place of its first part. */
 static kl_status build(rd_ctx *c, kl_model_file *f) {
-  int cap = c->m + 1;
+  int cap = c->m + 1, nmeta = c->meta ? c->meta->n : 0;
   f->names = kl_calloc((size_t)cap, sizeof *f->names);
   f->tensors = kl_calloc((size_t)cap, sizeof *f->tensors);
-  f->keys = kl_calloc((size_t)c->meta->n + 1, sizeof *f->keys);
-  f->values = kl_calloc((size_t)c->meta->n + 1, sizeof *f->values);
-  if (!f->names || !f->tensors || !f->keys || !f->values) return KL_ENOMEM;
+  f->skipped = kl_calloc((size_t)cap, sizeof *f->skipped);
+  f->skipped_dtypes = kl_calloc((size_t)cap, sizeof *f->skipped_dtypes);
+  f->keys = kl_calloc((size_t)nmeta + 1, sizeof *f->keys);
+  f->values = kl_calloc((size_t)nmeta + 1, sizeof *f->values);
+  if (!f->names || !f->tensors || !f->keys || !f->values || !f->skipped || !f->skipped_dtypes)
+    return KL_ENOMEM;
+  f->has_crc = c->meta && mj_get(c->meta, KL_MF_KEY_HEADER_CRC) != NULL;
   for (int i = 0; i < c->m; i++) {
     rd_entry *e = &c->e[i];
     kl_tensor **slot = &f->tensors[f->n];
+    if (e->conv == RD_SKIP) {
+      f->skipped[f->nskipped] = dup_str(e->name);
+      f->skipped_dtypes[f->nskipped] = f->skipped[f->nskipped] ? dup_str(e->tag) : NULL;
+      if (!f->skipped[f->nskipped]) return KL_ENOMEM;
+      f->nskipped++;
+      if (!f->skipped_dtypes[f->nskipped - 1]) return KL_ENOMEM;
+      continue;
+    }
     if (e->owner >= 0) {
       rd_sparse *sp = &c->sp[e->owner];
       if (sp->emitted) continue;
@@ -353,10 +433,9 @@ static kl_status build(rd_ctx *c, kl_model_file *f) {
     }
     if (!(f->names[f->n] = dup_str(e->name))) return KL_ENOMEM;
     f->n++;
-    KL_TRY(kl_tensor_new_dense(e->dtype, e->ndim, e->shape, slot));
-    memcpy((*slot)->data, c->data + e->begin, (size_t)(e->end - e->begin));
+    KL_TRY(build_dense(c, e, slot));
   }
-  for (int k = 0; k < c->meta->n; k++) {
+  for (int k = 0; k < nmeta; k++) {
     if (strncmp(c->meta->keys[k], "kl.", 3) == 0) continue;
     f->keys[f->nmeta] = dup_str(c->meta->keys[k]);
     f->values[f->nmeta] = f->keys[f->nmeta] ? dup_str(c->meta->items[k].str) : NULL;
@@ -379,15 +458,22 @@ void kl_model_file_free(kl_model_file *f) {
   }
   kl_free(f->names);
   kl_free(f->tensors);
+  for (int i = 0; i < f->nskipped; i++) {
+    kl_free(f->skipped[i]);
+    kl_free(f->skipped_dtypes[i]);
+  }
   kl_free(f->keys);
   kl_free(f->values);
+  kl_free(f->skipped);
+  kl_free(f->skipped_dtypes);
   kl_free(f);
 }
 
 static kl_status parse_checked(rd_ctx *c, const unsigned char *buf, size_t len) {
   char err[200];
   if (!kl_mf_little_endian())
-    return kl_seterr(KL_EUNSUPPORTED, "load_model: %s: big-endian hosts are not supported", c->label);
+    return kl_seterr(KL_EUNSUPPORTED, "%s: %s: big-endian hosts are not supported", c->fn,
+                     c->label);
   if (len < 8) return ferr(c, "file is %zu bytes, too short for the 8-byte header length", len);
   uint64_t h = 0;
   for (int k = 7; k >= 0; k--) h = (h << 8) | buf[k];
@@ -405,9 +491,12 @@ static kl_status parse_checked(rd_ctx *c, const unsigned char *buf, size_t len) 
   if (c->root.type != MJ_OBJECT)
     return ferr(c, "header must be a JSON object (got %s)", mj_type_name(c->root.type));
   c->meta = mj_get(&c->root, KL_MF_META);
-  if (!c->meta) return ferr(c, "missing __metadata__ (the file has no checksums)");
-  if (c->meta->type != MJ_OBJECT) return ferr(c, "__metadata__ must be an object");
-  KL_TRY(check_header_crc(c, hdr, (size_t)h));
+  const int foreign = (c->flags & KL_MF_FOREIGN) != 0;
+  if (!c->meta && !foreign) return ferr(c, "missing __metadata__ (the file has no checksums)");
+  if (c->meta && c->meta->type != MJ_OBJECT) return ferr(c, "__metadata__ must be an object");
+  /* a keras-lua file (or any file with its header checksum) is checked in full */
+  c->strict_crc = !foreign || (c->meta && mj_get(c->meta, KL_MF_KEY_HEADER_CRC) != NULL);
+  if (c->strict_crc) KL_TRY(check_header_crc(c, hdr, (size_t)h));
   c->e = kl_calloc((size_t)c->root.n + 1, sizeof *c->e);
   if (!c->e) return KL_ENOMEM;
   for (int k = 0; k < c->root.n; k++) {
@@ -417,14 +506,21 @@ static kl_status parse_checked(rd_ctx *c, const unsigned char *buf, size_t len) 
   }
   KL_TRY(check_layout(c));
   KL_TRY(read_meta(c));
-  return check_crcs(c);
+  return c->meta ? check_crcs(c) : KL_OK;
 }
 
 kl_status kl_model_file_parse(const char *label, const unsigned char *buf, size_t len,
                               kl_model_file **out) {
+  return kl_model_file_parse_ex(label, buf, len, 0, NULL, out);
+}
+
+kl_status kl_model_file_parse_ex(const char *label, const unsigned char *buf, size_t len,
+                                 int flags, const char *fn, kl_model_file **out) {
   rd_ctx c;
   memset(&c, 0, sizeof c);
   c.label = label ? label : "(buffer)";
+  c.fn = fn ? fn : "load_model";
+  c.flags = flags;
   *out = NULL;
   kl_model_file *f = NULL;
   kl_status s = parse_checked(&c, buf, len);
@@ -444,15 +540,21 @@ kl_status kl_model_file_parse(const char *label, const unsigned char *buf, size_
 }
 
 kl_status kl_model_file_load(const char *path, kl_model_file **out) {
+  return kl_model_file_load_ex(path, 0, NULL, out);
+}
+
+kl_status kl_model_file_load_ex(const char *path, int flags, const char *fn,
+                                kl_model_file **out) {
   *out = NULL;
-  KL_CHECK(path && *path, KL_EINVAL, "load_model: path must be a non-empty string");
+  if (!fn) fn = "load_model";
+  KL_CHECK(path && *path, KL_EINVAL, "%s: path must be a non-empty string", fn);
   unsigned char *buf = NULL;
   struct stat st;
   kl_status s = KL_OK;
   int fd = open(path, O_RDONLY);
-  if (fd < 0) return kl_seterr(KL_EIO, "load_model: %s: cannot open: %s", path, strerror(errno));
+  if (fd < 0) return kl_seterr(KL_EIO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    s = kl_seterr(KL_EIO, "load_model: %s: not a regular file", path);
+    s = kl_seterr(KL_EIO, "%s: %s: not a regular file", fn, path);
     goto done;
   }
   size_t len = (size_t)st.st_size, got = 0;
@@ -462,13 +564,13 @@ kl_status kl_model_file_load(const char *path, kl_model_file **out) {
     ssize_t r = read(fd, buf + got, len - got);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
-      s = kl_seterr(KL_EIO, "load_model: %s: read failed after %zu of %zu bytes%s%s", path, got,
+      s = kl_seterr(KL_EIO, "%s: %s: read failed after %zu of %zu bytes%s%s", fn, path, got,
                     len, r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
       goto done;
     }
     got += (size_t)r;
   }
-  s = kl_model_file_parse(path, buf, len, out);
+  s = kl_model_file_parse_ex(path, buf, len, flags, fn, out);
 done:
   close(fd);
   kl_free(buf);

@@ -19,6 +19,7 @@ typedef struct mf_entry {
   const void *bytes;
   size_t nbytes;
   uint32_t crc;
+  uint64_t off; /* in the data area (layout_entries) */
 } mf_entry;
 
 /* A growable text buffer. */
@@ -157,7 +158,6 @@ static kl_status build_header(const char *path, int n, const char *const *names,
                               const kl_tensor *const *tensors, const mf_entry *e, int m,
                               int nmeta, const char *const *keys, const char *const *values,
                               mf_buf *b) {
-  uint64_t off = 0;
   char tmp[96];
   KL_TRY(buf_puts(b, "{"));
   for (int i = 0; i < m; i++) {
@@ -167,9 +167,8 @@ static kl_status build_header(const char *path, int n, const char *const *names,
     KL_TRY(buf_puts(b, "\",\"shape\":["));
     for (int d = 0; d < e[i].ndim; d++)
       KL_TRY(buf_printf(b, d ? ",%lld" : "%lld", (long long)e[i].shape[d]));
-    KL_TRY(buf_printf(b, "],\"data_offsets\":[%lld,", (long long)off));
-    off += e[i].nbytes;
-    KL_TRY(buf_printf(b, "%lld]},", (long long)off));
+    KL_TRY(buf_printf(b, "],\"data_offsets\":[%lld,", (long long)e[i].off));
+    KL_TRY(buf_printf(b, "%lld]},", (long long)(e[i].off + e[i].nbytes)));
   }
   KL_TRY(buf_puts(b, "\"" KL_MF_META "\":{"));
   for (int i = 0; i < nmeta; i++) {
@@ -203,6 +202,22 @@ static kl_status build_header(const char *path, int n, const char *const *names,
   memcpy(b->p + crc_at, tmp, 8);
   (void)path;
   return KL_OK;
+}
+
+/* The data layout of safetensors' writer: entries by descending element size (8-byte
+ * dtypes, then 4-byte ones), each group in the given order, back to back; as the data area
+ * starts at a multiple of 8, every entry's offset is a multiple of its element size.
+ * order[k] is the entry stored k-th. */
+static void layout_entries(mf_entry *e, int m, int *order) {
+  uint64_t off = 0;
+  int k = 0;
+  for (size_t esize = 8; esize >= 1; esize /= 2)
+    for (int i = 0; i < m; i++)
+      if (kl_dtype_size(e[i].dtype) == esize) {
+        e[i].off = off;
+        off += e[i].nbytes;
+        order[k++] = i;
+      }
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -240,7 +255,8 @@ static kl_status temp_names(const char *path, char **tmpl, char **dir) {
   return KL_OK;
 }
 
-static kl_status write_atomic(const char *path, const mf_buf *hdr, const mf_entry *e, int m) {
+static kl_status write_atomic(const char *path, const mf_buf *hdr, const mf_entry *e, int m,
+                              const int *order) {
   char *tmpl = NULL, *dir = NULL;
   int fd = -1;
   kl_status s = temp_names(path, &tmpl, &dir);
@@ -254,7 +270,8 @@ static kl_status write_atomic(const char *path, const mf_buf *hdr, const mf_entr
   for (int k = 0; k < 8; k++) len8[k] = (unsigned char)(((uint64_t)hdr->len >> (8 * k)) & 0xff);
   int bad = fchmod(fd, 0644) != 0 || write_all(fd, len8, 8) != 0 ||
             write_all(fd, hdr->p, hdr->len) != 0;
-  for (int i = 0; i < m && !bad; i++) bad = write_all(fd, e[i].bytes, e[i].nbytes) != 0;
+  for (int i = 0; i < m && !bad; i++)
+    bad = write_all(fd, e[order[i]].bytes, e[order[i]].nbytes) != 0;
   if (!bad) bad = fsync(fd) != 0;
   int err = errno;
   if (close(fd) != 0 && !bad) {
@@ -293,12 +310,14 @@ kl_status kl_model_file_save(const char *path, int n, const char *const *names,
                              const kl_tensor *const *tensors, int nmeta,
                              const char *const *keys, const char *const *values) {
   mf_entry *e = NULL;
+  int *order = NULL;
   mf_buf hdr = {NULL, 0, 0};
   int m = 0;
   kl_status s = check_args(path, n, names, tensors, nmeta, keys, values);
   if (s != KL_OK) goto done;
   e = kl_calloc((size_t)n * 3 + 1, sizeof *e);
-  if (!e) { s = KL_ENOMEM; goto done; }
+  order = kl_calloc((size_t)n * 3 + 1, sizeof *order);
+  if (!e || !order) { s = KL_ENOMEM; goto done; }
   for (int i = 0; i < n; i++) {
     int c = 0;
     s = expand(path, names[i], tensors[i], e + m, &c);
@@ -314,13 +333,15 @@ kl_status kl_model_file_save(const char *path, int n, const char *const *names,
       }
     e[i].crc = kl_crc32(e[i].bytes, e[i].nbytes);
   }
+  layout_entries(e, m, order);
   s = build_header(path, n, names, tensors, e, m, nmeta, keys, values, &hdr);
   if (s != KL_OK) goto done;
-  s = write_atomic(path, &hdr, e, m);
+  s = write_atomic(path, &hdr, e, m, order);
 done:
   if (e)
     for (int i = 0; i < n * 3 + 1; i++) kl_free(e[i].name);
   kl_free(e);
+  kl_free(order);
   kl_free(hdr.p);
   return s;
 }

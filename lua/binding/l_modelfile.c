@@ -91,14 +91,25 @@ static int l_save_tensors(lua_State *L) {
   return 0;
 }
 
-/* core.load_tensors(path) -> {{name, tensor}, ...} (file order), {key = value, ...}. */
+/* core.load_tensors(path[, {foreign = false, fn = "load_model"}]) -> {{name, tensor}, ...}
+ * (file order), {key = value, ...}, {skipped = {{name, dtype tag}, ...}, has_crc = bool}.
+ * foreign = true: a safetensors file from elsewhere (KL_MF_FOREIGN); fn names the caller
+ * in messages. */
 static int l_load_tensors(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int flags = 0;
+  const char *fn = "load_model";
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "foreign") != LUA_TNIL && lua_toboolean(L, -1)) flags |= KL_MF_FOREIGN;
+    if (lua_getfield(L, 2, "fn") == LUA_TSTRING) fn = lua_tostring(L, -1); /* held by the table */
+    lua_pop(L, 2);
+  }
   mf_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->f = NULL;
   luaL_setmetatable(L, KL_MODELFILE_MT);
   int box = lua_gettop(L);
-  KL_LUA_TRY(L, kl_model_file_load(path, &b->f));
+  KL_LUA_TRY(L, kl_model_file_load_ex(path, flags, fn, &b->f));
   kl_model_file *f = b->f;
   lua_createtable(L, f->n, 0);
   for (int i = 0; i < f->n; i++) {
@@ -114,10 +125,23 @@ static int l_load_tensors(lua_State *L) {
     lua_pushstring(L, f->values[i]);
     lua_setfield(L, -2, f->keys[i]);
   }
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, f->nskipped, 0);
+  for (int i = 0; i < f->nskipped; i++) {
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, f->skipped[i]);
+    lua_rawseti(L, -2, 1);
+    lua_pushstring(L, f->skipped_dtypes[i]);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "skipped");
+  lua_pushboolean(L, f->has_crc);
+  lua_setfield(L, -2, "has_crc");
   kl_model_file_free(b->f);
   b->f = NULL;
   (void)box;
-  return 2;
+  return 3;
 }
 
 void kl_lua_open_modelfile(lua_State *L) {

@@ -1,6 +1,7 @@
 /* test_model_file.c: model files: bit-exact round trips, truncation, bit flips, crafted bad headers, allocation failures, atomic writes, Python/numpy reads them. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,10 +227,10 @@ static void test_truncation_and_flips(void) {
   CHECK(crc_msgs > 0);
   uint64_t h = 0;
   for (int q = 7; q >= 0; q--) h = (h << 8) | b[q];
-  /* a flipped data byte names the tensor */
+  /* a flipped data byte names the tensor (the data area starts with the 8-byte entries) */
   b[8 + h] ^= 1;
   CHECK_ERR(kl_model_file_parse("m.kl", b, len, &f), KL_EFORMAT,
-            "load_model: m.kl: crc mismatch for tensor 'dense_1/kernel'");
+            "load_model: m.kl: crc mismatch for tensor 'c.indices'");
   free(b);
 }
 
@@ -441,6 +442,139 @@ static void test_bad_headers(void) {
   CHECK_ERR(try_header("", 0, &f), KL_EFORMAT, "load_model: t.kl: header: unexpected end");
 }
 
+/* ------------------------------------------------------------ alignment */
+
+/* Every entry's offset is a multiple of its element size (of 8 for F64/I64) and the data
+ * area starts at a multiple of 8, as safetensors' writer lays files out; the entries tile
+ * the data area (safetensors' reader wants no gap). NAMES mixes F32 entries of odd
+ * lengths (dense_1/bias: 3 floats) before F64/I64 ones, which a file in the caller's order
+ * would put at offsets 4 mod 8. */
+static void test_alignment(void) {
+  const char *p = tpath("align.kl");
+  CHECK_OK(kl_model_file_save(p, NT, NAMES, (const kl_tensor *const *)T, 0, NULL, NULL));
+  size_t len;
+  unsigned char *b = read_all(p, &len);
+  uint64_t h = 0;
+  for (int k = 7; k >= 0; k--) h = (h << 8) | b[k];
+  CHECK((8 + h) % 8 == 0);
+  int entries = 0, aligned = 0, eight = 0;
+  uint64_t total = 0, first_f32 = UINT64_MAX, last_wide = 0;
+  const char *hdr = (const char *)b + 8;
+  for (const char *c = hdr; (c = strstr(c, "\"dtype\":\"")) != NULL && c < hdr + h; c++) {
+    size_t es = strncmp(c + 9, "F32", 3) == 0 ? 4 : 8;
+    const char *o = strstr(c, "\"data_offsets\":[");
+    unsigned long long beg = 0, end = 0;
+    if (!o || sscanf(o + 16, "%llu,%llu", &beg, &end) != 2) break;
+    entries++;
+    aligned += beg % es == 0;
+    eight += es == 8 && beg % 8 == 0;
+    total += end - beg;
+    if (es == 4 && beg < first_f32) first_f32 = beg;
+    if (es == 8 && beg > last_wide) last_wide = beg;
+  }
+  CHECK(entries == 17 && aligned == entries);
+  CHECK(eight == 11); /* scalar64, ids, 7 index arrays, the float64 data of 2 sparse */
+  CHECK(last_wide <= first_f32); /* the 8-byte group first (empty entries at its end) */
+  CHECK(total == len - 8 - h); /* no gap */
+  free(b);
+  kl_model_file *f = NULL;
+  CHECK_OK(kl_model_file_load(p, &f));
+  if (f) CHECK(f->n == NT && strcmp(f->names[1], "dense_1/bias") == 0 &&
+               same_tensor(f->tensors[1], T[1]) && same_tensor(f->tensors[2], T[2]));
+  kl_model_file_free(f);
+}
+
+/* ------------------------------------------------------------ foreign files */
+
+/* A safetensors file as Python writes it: 8-byte length, the header padded with spaces. */
+static size_t foreign_file(unsigned char *out, const char *hdr, const unsigned char *data,
+                           size_t dlen) {
+  size_t h = strlen(hdr), pad = (8 - h % 8) % 8;
+  for (int k = 0; k < 8; k++) out[k] = (unsigned char)((uint64_t)(h + pad) >> (8 * k));
+  memcpy(out + 8, hdr, h);
+  memset(out + 8 + h, ' ', pad);
+  memcpy(out + 8 + h + pad, data, dlen);
+  return 8 + h + pad + dlen;
+}
+
+#define F_A "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+#define F_H "\"h\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[8,20]}"
+#define F_B "\"bf\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[20,24]}"
+#define F_I "\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[24,28]}"
+
+static void test_foreign(void) {
+  static unsigned char file[1024];
+  unsigned char data[28];
+  const float a[2] = {1.5f, -2.0f};
+  /* F16: 1, -2.5, 65504 (the largest), 2^-24 (the smallest subnormal), -0, +inf */
+  const uint16_t hv[6] = {0x3c00, 0xc100, 0x7bff, 0x0001, 0x8000, 0x7c00};
+  const uint16_t bv[2] = {0x3f80, 0xc0a0}; /* BF16: 1, -5 */
+  const int32_t iv = 7;
+  memcpy(data, a, 8);
+  for (int k = 0; k < 6; k++) { data[8 + 2 * k] = hv[k] & 0xff; data[9 + 2 * k] = hv[k] >> 8; }
+  for (int k = 0; k < 2; k++) { data[20 + 2 * k] = bv[k] & 0xff; data[21 + 2 * k] = bv[k] >> 8; }
+  memcpy(data + 24, &iv, 4);
+  kl_model_file *f = NULL;
+  size_t n = foreign_file(file, "{" F_A "," F_H "," F_B "," F_I "}", data, 28);
+  CHECK_OK(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f));
+  if (f) {
+    CHECK(f->n == 3 && f->nmeta == 0 && f->has_crc == 0 && f->nskipped == 1);
+    CHECK(strcmp(f->names[0], "a") == 0 && strcmp(f->names[1], "h") == 0 &&
+          strcmp(f->names[2], "bf") == 0);
+    CHECK(strcmp(f->skipped[0], "i") == 0 && strcmp(f->skipped_dtypes[0], "I32") == 0);
+    const float *h = f->tensors[1]->data, *bf = f->tensors[2]->data;
+    CHECK(f->tensors[1]->dtype == KL_FLOAT32 && f->tensors[1]->ndim == 2 &&
+          f->tensors[1]->shape[1] == 3);
+    CHECK(h[0] == 1.0f && h[1] == -2.5f && h[2] == 65504.0f && h[3] == ldexpf(1.0f, -24));
+    CHECK(h[4] == 0.0f && signbit(h[4]) && isinf(h[5]) && h[5] > 0);
+    CHECK(bf[0] == 1.0f && bf[1] == -5.0f && ((float *)f->tensors[0]->data)[1] == -2.0f);
+  }
+  kl_model_file_free(f);
+  /* a keras-lua load refuses the same file */
+  CHECK_ERR(kl_model_file_parse("w.st", file, n, &f), KL_EFORMAT,
+            "load_model: w.st: missing __metadata__ (the file has no checksums)");
+  /* torch's metadata, no checksums: accepted */
+  n = foreign_file(file, "{\"__metadata__\":{\"format\":\"pt\"}," F_A "}", data, 8);
+  CHECK_OK(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f));
+  CHECK(f && f->n == 1 && f->nmeta == 1 && strcmp(f->values[0], "pt") == 0);
+  kl_model_file_free(f);
+  /* the CRCs present are checked; with the header CRC, all are required */
+  n = foreign_file(file, "{\"__metadata__\":{\"kl.crc32:a\":\"00000000\"}," F_A "}", data, 8);
+  CHECK_ERR(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f),
+            KL_EFORMAT, "load_weights: w.st: crc mismatch for tensor 'a'");
+  char hdr[300];
+  snprintf(hdr, sizeof hdr, "{\"__metadata__\":{\"kl.crc32:a\":\"%08lx\"}," F_A "}",
+           (unsigned long)kl_crc32(data, 8));
+  n = foreign_file(file, hdr, data, 8);
+  CHECK_OK(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f));
+  CHECK(f && f->n == 1 && f->has_crc == 0);
+  kl_model_file_free(f);
+  n = foreign_file(file, "{\"__metadata__\":{\"kl.header_crc32\":\"00000000\"}," F_A "}",
+                   data, 8);
+  CHECK_ERR(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f),
+            KL_EFORMAT, "load_weights: w.st: header crc mismatch");
+  /* sizes of the converted dtypes, unknown dtypes, and sparse parts that are not F32/F64/I64 */
+  n = foreign_file(file, "{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,6]}}",
+                   data, 6);
+  CHECK_ERR(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f),
+            KL_EFORMAT, "load_weights: w.st: tensor 'h': data_offsets [0, 6] hold 6 bytes, "
+                        "shape and dtype need 8");
+  n = foreign_file(file, "{\"q\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,8]}}",
+                   data, 8);
+  CHECK_ERR(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f),
+            KL_EFORMAT, "load_weights: w.st: tensor 'q': unknown dtype \"F128\"");
+  n = foreign_file(file,
+                   "{\"__metadata__\":{\"kl.sparse:s\":\"{\\\"stype\\\":\\\"row_sparse\\\","
+                   "\\\"shape\\\":[3]}\"},"
+                   "\"s.data\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[8,10]},"
+                   "\"s.indices\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}",
+                   data, 10);
+  CHECK_ERR(kl_model_file_parse_ex("w.st", file, n, KL_MF_FOREIGN, "load_weights", &f),
+            KL_EFORMAT, "load_weights: w.st: sparse tensor 's': part 's.data' has dtype F16");
+  CHECK_ERR(kl_model_file_load_ex(tpath("none.st"), KL_MF_FOREIGN, "load_weights", &f), KL_EIO,
+            "load_weights: ");
+}
+
 /* ------------------------------------------------------------ allocation failures */
 
 static void test_alloc_failures(void) {
@@ -547,6 +681,8 @@ int main(void) {
   test_save_errors();
   test_truncation_and_flips();
   test_bad_headers();
+  test_alignment();
+  test_foreign();
   test_alloc_failures();
   test_python_reads();
   test_no_temp_left();

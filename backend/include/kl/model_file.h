@@ -23,7 +23,12 @@ extern "C" {
  * logical shape go in __metadata__ as "kl.sparse:w" = {"stype":"csr","shape":[r,c]}.
  * __metadata__ also holds "kl.crc32:<entry>" (8 lowercase hex digits, zlib crc32 of the
  * entry's bytes) for every entry, and "kl.header_crc32": the crc32 of the header bytes
- * with its own 8 digits read as "00000000". Keys starting with "kl." are reserved. */
+ * with its own 8 digits read as "00000000". Keys starting with "kl." are reserved.
+ * Alignment, as safetensors' own writer: the header is padded so that the data area starts
+ * at a multiple of 8, and the entries are laid out by descending element size (8-byte
+ * dtypes first, then F32), each group in the caller's order, so every entry's offset is a
+ * multiple of its element size (of 8 for F64 and I64). The header lists the entries in
+ * the caller's order; the offsets say where each lies (safetensors reads them so). */
 
 /* A loaded file: n tensors (names[i], tensors[i], in file order, sparse tensors rebuilt),
  * and the caller's metadata (keys[i] -> values[i], NUL-terminated, reserved keys left out). */
@@ -34,7 +39,24 @@ typedef struct kl_model_file {
   int nmeta;
   char **keys;
   char **values;
+  /* KL_MF_FOREIGN only: the entries of dtypes keras-lua does not hold (I32, U8, BOOL, ...),
+   * checked for their layout but not loaded: skipped[i] is the name, skipped_dtypes[i] the
+   * file's dtype tag; and whether the file carried keras-lua's checksums. */
+  int nskipped;
+  char **skipped;
+  char **skipped_dtypes;
+  int has_crc;
 } kl_model_file;
+
+/* Flags of kl_model_file_load_ex / kl_model_file_parse_ex. */
+enum {
+  /* A safetensors file written elsewhere (Python's safetensors, torch, numpy): __metadata__
+   * and keras-lua's checksums are optional (when "kl.header_crc32" is present every CRC is
+   * required and checked, as in a keras-lua file; else the entry CRCs present are checked);
+   * F16 and BF16 entries are converted to float32; entries of the other safetensors dtypes
+   * are checked and listed in skipped. */
+  KL_MF_FOREIGN = 1
+};
 
 /* Writes tensors[0..n-1] (any stype and dtype) under names[0..n-1] and the string pairs
  * keys[i] -> values[i] (i < nmeta) to path atomically: a temp file in the same folder,
@@ -54,6 +76,13 @@ kl_status kl_model_file_load(const char *path, kl_model_file **out);
  * the path in messages. buf is only read. */
 kl_status kl_model_file_parse(const char *label, const unsigned char *buf, size_t len,
                               kl_model_file **out);
+
+/* kl_model_file_load / _parse with flags (0 or KL_MF_FOREIGN); messages start with fn
+ * ("load_weights") instead of "load_model" (NULL: "load_model"). */
+kl_status kl_model_file_load_ex(const char *path, int flags, const char *fn,
+                                kl_model_file **out);
+kl_status kl_model_file_parse_ex(const char *label, const unsigned char *buf, size_t len,
+                                 int flags, const char *fn, kl_model_file **out);
 
 /* Frees f and releases its tensors; NULL-safe. */
 void kl_model_file_free(kl_model_file *f);
