@@ -273,7 +273,7 @@ describe("tensor lifetime", function()
     core.close(x)
     assert.has_error(function() return x + 1 end, "add: operand 1 is a closed tensor")
     assert.has_error(function() return x:copy() end, "copy: tensor is closed")
-    assert.has_error(function() return x.shape end, "keras.Tensor: field 'shape' of a closed tensor")
+    assert.has_error(function() return x.shape end, "keras.Tensor: tensor is closed (reading field 'shape')")
   end)
   it("many tensors are freed by the collector", function()
     for _ = 1, 2000 do local _ = keras.zeros({100}) + 1 end

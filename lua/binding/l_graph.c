@@ -242,6 +242,13 @@ static int l_graph_size(lua_State *L) {
   return 1;
 }
 
+/* g:is_closed() -> boolean (no error on a closed graph). */
+static int l_graph_is_closed(lua_State *L) {
+  kl_lua_graph *u = (kl_lua_graph *)luaL_checkudata(L, 1, KL_GRAPH_MT);
+  lua_pushboolean(L, u->g == NULL);
+  return 1;
+}
+
 static int l_graph_tostring(lua_State *L) {
   kl_lua_graph *u = (kl_lua_graph *)luaL_checkudata(L, 1, KL_GRAPH_MT);
   if (u->g)
@@ -274,6 +281,7 @@ void kl_lua_open_graph(lua_State *L) {
       {"value", l_graph_value},
       {"set_value", l_graph_set_value},
       {"size", l_graph_size},
+      {"is_closed", l_graph_is_closed},
       {NULL, NULL},
   };
   if (luaL_newmetatable(L, KL_GRAPH_MT)) {

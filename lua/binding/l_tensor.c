@@ -130,7 +130,7 @@ static int l_tensor_index(lua_State *L) {
     lua_getfield(L, -1, key);
     return 1;
   }
-  if (!u->t) return kl_lua_fail(L, "keras.Tensor: field '%s' of a closed tensor", key);
+  if (!u->t) return kl_lua_fail(L, "keras.Tensor: tensor is closed (reading field '%s')", key);
   return push_field(L, u->t, key);
 }
 

@@ -29,8 +29,10 @@ end
 
 local default_gs
 -- The graph that K.placeholder and keras.layers.Input add to (Keras' default graph).
+-- A default graph whose handle was closed (its models keep working on their plans'
+-- references) is replaced by a fresh one, as after K.clear_session().
 function S.default_graph()
-  if not default_gs then default_gs = S.new_graph() end
+  if not default_gs or default_gs.g:is_closed() then default_gs = S.new_graph() end
   return default_gs
 end
 -- K.clear_session(): later placeholders go to a fresh graph.
