@@ -683,10 +683,10 @@ local function run_seed(seed, ncalls, logpath, mode)
     return ok and type(ws) == "table" and #ws > 0 and ws[R.int(#ws)] or nil
   end
   -- Closing a model's graph closes the graph every keras.layers.Input of its session adds to
-  -- (Keras' default graph): a new session then, so later calls build on a fresh graph.
+  -- (Keras' default graph): later calls build on a fresh default graph by themselves.
   local function close_graph_of(m)
     local g = model_part(m, 1)
-    if g ~= nil then close_any(g); K.clear_session() end
+    if g ~= nil then close_any(g) end
   end
   -- What a callback (or the code after fit) may do; ctx: m, X, y, Xv, yv, it, last (the
   -- iterator's last batch).
