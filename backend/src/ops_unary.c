@@ -23,7 +23,7 @@ static void unary_map(kl_op op, double s, kl_dtype dt, int64_t n, const void *sr
       case KL_OP_NEG: UN_BODY(-x) break;
       case KL_OP_SQUARE: UN_BODY(x * x) break;
       case KL_OP_ABS: UN_BODY(x < 0 ? -x : x) break;
-      case KL_OP_RELU: UN_BODY(x > 0 ? x : 0) break;
+      case KL_OP_RELU: UN_BODY(x > 0 || x != x ? x : 0) break; /* NaN stays NaN */
       case KL_OP_SQRT: UN_BODY((T)sqrt((double)x)) break;
       case KL_OP_EXP: UN_BODY((T)exp((double)x)) break;
       case KL_OP_LOG: UN_BODY((T)log((double)x)) break;
@@ -164,7 +164,7 @@ static kl_status unary_backward(kl_op op, kl_tensor *const *in, const kl_attrs *
           case KL_OP_SQUARE: d = 2 * x; break;
           case KL_OP_SQRT: d = (T)0.5 / o; break;
           case KL_OP_ABS: d = x > 0 ? 1 : x < 0 ? -1 : 0; break;
-          case KL_OP_RELU: d = x > 0 ? 1 : 0; break;
+          case KL_OP_RELU: d = x > 0 || x != x ? 1 : 0; break;
           case KL_OP_EXP: d = o; break;
           case KL_OP_LOG: d = 1 / x; break;
           case KL_OP_SIGMOID: d = o * (1 - o); break;

@@ -187,7 +187,37 @@ static void large_cases(kl_rng *rng) {
     }
 }
 
+/* relu(NaN) is NaN, as numpy's maximum, PyTorch and TF give (it was 0: a diverged model then
+ * trained on with a finite loss); relu(-0) is +0; the gradient passes through a NaN. */
+static void relu_nan(void) {
+  int64_t s[1] = {4};
+  double v[4] = {NAN, -0.0, -2.0, 3.0};
+  for (int d = 0; d < 2; d++) {
+    kl_tensor *x = kt_dense(d ? KL_FLOAT32 : KL_FLOAT64, 1, s, v), *o = run1(KL_OP_RELU, x);
+    CHECK(o != NULL);
+    if (o) {
+      double r0 = kl_tensor_data_at(o, 0), r1 = kl_tensor_data_at(o, 1);
+      CHECK(r0 != r0);
+      CHECK(r1 == 0 && !signbit(r1));
+      CHECK(kl_tensor_data_at(o, 2) == 0 && kl_tensor_data_at(o, 3) == 3);
+      kl_tensor *g = NULL, *gout = kt_dense(x->dtype, 1, s, (double[]){1, 1, 1, 1});
+      kl_tensor *in[1] = {x};
+      kl_attrs a = {0};
+      CHECK_OK(kl_op_backward(KL_OP_RELU, in, 1, &a, o, gout, 0, KL_STYPE_DEFAULT, &g));
+      if (g) {
+        CHECK(kl_tensor_data_at(g, 0) == 1 && kl_tensor_data_at(g, 1) == 0);
+        CHECK(kl_tensor_data_at(g, 2) == 0 && kl_tensor_data_at(g, 3) == 1);
+      }
+      kl_tensor_release(g);
+      kl_tensor_release(gout);
+    }
+    kl_tensor_release(o);
+    kl_tensor_release(x);
+  }
+}
+
 int main(void) {
+  relu_nan();
   kl_rng rng;
   kl_rng_seed(&rng, 3);
   exact_cases();
