@@ -21,24 +21,38 @@ end
 
 -- ------------------------------------------------------------ layer configs
 -- What each built-in layer needs to be rebuilt (used when a layer has no get_config).
+-- A regularizer as Keras 2 writes it: {class_name = "L1L2", config = {l1 =, l2 =}}.
+local REGULARIZED = {"kernel_regularizer", "bias_regularizer", "embeddings_regularizer"}
+local function regularizer_configs(l, c)
+  for _, k in ipairs(REGULARIZED) do
+    local r = rawget(l, k)
+    if r ~= nil then c[k] = {class_name = "L1L2", config = r:get_config()} end
+  end
+end
+
+local function none() end
 local config_of = {
   Dense = function(l, c)
     c.units, c.use_bias, c.sparse_weight = l.units, l.use_bias, l.sparse_weight
     c.activation = l.activation_name
+    regularizer_configs(l, c)
   end,
   Embedding = function(l, c)
-    c.input_dim, c.output_dim, c.input_length, c.sparse_grad =
-      l.vocab, l.output_dim, l.input_length, l.sparse_grad
+    c.input_dim, c.output_dim, c.input_length, c.sparse_grad, c.mask_zero =
+      l.vocab, l.output_dim, l.input_length, l.sparse_grad, rawget(l, "mask_zero")
+    regularizer_configs(l, c)
   end,
-  Flatten = function() end,
-  GlobalAveragePooling1D = function() end,
+  Flatten = none, GlobalAveragePooling1D = none, GlobalMaxPooling1D = none,
+  Add = none, Subtract = none, Multiply = none,
+  Dot = function(l, c) c.axes, c.normalize = l.axes, l.normalize end,
   Activation = function(l, c) c.activation = l.activation_name end,
   Dropout = function(l, c) c.rate, c.seed = l.rate, l.seed end,
   Concatenate = function(l, c) c.axis = l.axis end,
 }
 
 -- {class_name=, config=} of layer l; Lambda, custom activations and unknown classes raise.
-function saving.layer_config(l)
+function saving.layer_config(l, fn)
+  fn = fn or "save_model"
   if not layers.is_layer(l) then
     fail("layer_config: expected a keras layer (got %s)", type(l))
   end
@@ -49,14 +63,15 @@ function saving.layer_config(l)
   else
     local f = config_of[cls]
     if not f then
-      fail("save_model: layer '%s' (%s) cannot be saved with the architecture (use save_weights)",
+      fail("%s: layer '%s' (%s) cannot be saved with the architecture (use save_weights)", fn,
         l.name, tostring(cls))
     end
     c = {name = l.name, dtype = l.dtype, trainable = l.trainable}
     f(l, c)
   end
   if c.activation == "custom" then
-    fail("save_model: layer '%s' uses a custom activation function, which cannot be saved (use save_weights)", l.name)
+    fail("%s: layer '%s' uses a custom activation function, which cannot be saved (use save_weights)", fn,
+      l.name)
   end
   return {class_name = cls, config = c}
 end
@@ -68,116 +83,236 @@ function saving.layer_from_config(d, where)
     fail("%s: unknown layer class '%s'", where, tostring(type(d) == "table" and d.class_name))
   end
   local c = {}
-  for k, v in pairs(d.config or {}) do if v ~= json.null then c[k] = v end end
+  for k, v in pairs(type(d.config) == "table" and d.config or {}) do if v ~= json.null then c[k] = v end end
+  for _, k in ipairs(REGULARIZED) do
+    local r = c[k]
+    if type(r) == "table" and r.class_name == "L1L2" and type(r.config) == "table" then
+      c[k] = require("keras.regularizers").L1L2{l1 = r.config.l1, l2 = r.config.l2}
+    end
+  end
   if type(cls.from_config) == "function" then return cls.from_config(c) end
   return cls(c)
 end
 
-local function input_config(node, layer)
-  local shape = {}
-  if type(node.shape) ~= "table" then
-    fail("save_model: the input of layer '%s' has no known shape", tostring(layer.name))
-  end
-  for i = 2, #node.shape do shape[i - 1] = node.shape[i] end
-  return {class_name = "InputLayer", config = {name = layer.name, shape = shape,
-    sparse = node.stype == "csr", dtype = node.dtype}}
-end
-
 -- ------------------------------------------------------------ architecture
-local function check_single_call(l)
-  if #(l.inbound or {}) > 1 then
-    fail("save_model: layer '%s' is called on several inputs (shared layers cannot be saved yet)", l.name)
+-- Keras 2's model JSON layout: {class_name = "Model"|"Sequential", config = {name =,
+-- layers = {{class_name =, name =, config =, inbound_nodes = {node, ...}}, ...},
+-- input_layers =, output_layers =}, keras_version =, backend =}. A node is the list of the
+-- tensors one call of the layer took, each {layer name, node index, tensor index, {}}, with
+-- Keras' own numbering (from 0); a layer called twice (shared) has two nodes.
+local KERAS_VERSION = "2.2.4"
+
+local function input_config(node, layer, fn)
+  if type(node.shape) ~= "table" then
+    fail("%s: the input of layer '%s' has no known shape", fn, tostring(layer.name))
   end
+  local shape = {json.null}
+  for i = 2, #node.shape do shape[i] = node.shape[i] < 0 and json.null or node.shape[i] end
+  return {class_name = "InputLayer", name = layer.name, inbound_nodes = {},
+    config = {name = layer.name, batch_input_shape = shape, sparse = node.stype == "csr",
+      dtype = node.dtype}}
 end
 
-function saving.architecture(m)
-  check_model("save_model", m)
-  if not m.built then
-    fail("save_model: the model '%s' is not built yet (give it an Input or train it first)", m.name)
+-- The calls of each layer that the model uses (reachable from its outputs), in call order,
+-- and the index (from 0) of each call's output node among them.
+local function model_nodes(m)
+  local reach = {}
+  local function walk(n)
+    if reach[n] then return end
+    reach[n] = true
+    for _, p in ipairs(rawget(n, "parents") or {}) do walk(p) end
   end
-  local arch = {name = m.name, layers = {}, format = FORMAT}
-  local mt = getmetatable(m)
+  for _, n in ipairs(m.inputs) do walk(n) end
+  for _, n in ipairs(m.outputs) do walk(n) end
+  local nodes, index = {}, {}
+  for _, l in ipairs(m._all_layers) do
+    local list = {}
+    for _, out in ipairs(l.inbound or {}) do
+      if reach[out] then
+        list[#list + 1] = out
+        index[out] = #list - 1
+      end
+    end
+    nodes[l] = list
+  end
+  return nodes, index
+end
+
+-- {layer name, node index, 0} of node n, a layer output inside the model (what names it).
+local function node_ref(n, index, what, fn)
+  local src = rawget(n, "layer")
+  if not src or index[n] == nil then fail("%s: %s", fn, what) end
+  return {src.name, index[n], 0}
+end
+
+function saving.architecture(m, fn)
+  fn = fn or "save_model"
+  check_model(fn, m)
+  if not m.built then
+    fail("%s: the model '%s' is not built yet (give it an Input or train it first)", fn, m.name)
+  end
+  local cfg = {name = m.name, layers = {}}
+  local arch = {config = cfg, keras_version = KERAS_VERSION, backend = "keras-lua"}
   if rawget(m, "_seq") then
     arch.class_name = "Sequential"
-    arch.layers[1] = input_config(m._input, m._input.layer)
+    cfg.layers[1] = input_config(m._input, m._input.layer, fn)
+    cfg.layers[1].name, cfg.layers[1].inbound_nodes = nil, nil
+    local seen = {}
     for _, l in ipairs(m._seq) do
-      check_single_call(l)
-      arch.layers[#arch.layers + 1] = saving.layer_config(l)
+      if seen[l] then fail("%s: layer '%s' appears twice in the Sequential model '%s'", fn, l.name, m.name) end
+      seen[l] = true
+      cfg.layers[#cfg.layers + 1] = saving.layer_config(l, fn)
     end
     return arch
   end
   arch.class_name = "Model"
-  local in_model = {}
-  for _, l in ipairs(m._all_layers) do in_model[l] = true end
+  local nodes, index = model_nodes(m)
   for _, l in ipairs(m._all_layers) do
     if l.class_name == "InputLayer" then
-      arch.layers[#arch.layers + 1] = input_config(l.output, l)
+      cfg.layers[#cfg.layers + 1] = input_config(l.output, l, fn)
     else
-      check_single_call(l)
-      local d = saving.layer_config(l)
-      local out = l.inbound[1]
-      local ins = out.inputs or {}
-      d.inbound = {}
-      for i, n in ipairs(ins) do
-        local src = rawget(n, "layer")
-        if not src or not in_model[src] or src.output ~= n and src.inbound[1] ~= n then
-          fail("save_model: input %d of layer '%s' is not a layer output (graphs with K ops " ..
-            "between layers cannot be saved; use save_weights)", i, l.name)
+      local d = saving.layer_config(l, fn)
+      d.name, d.inbound_nodes = l.name, {}
+      for k, out in ipairs(nodes[l]) do
+        local ins = {}
+        for i, n in ipairs(out.inputs or {}) do
+          ins[i] = node_ref(n, index, string.format("input %d of layer '%s' is not a layer output " ..
+            "(graphs with K ops between layers cannot be saved; use save_weights)", i, l.name), fn)
+          ins[i][4] = json.object()
         end
-        d.inbound[i] = src.name
+        d.inbound_nodes[k] = ins
       end
-      d.multi = l.multi_input and true or false
-      arch.layers[#arch.layers + 1] = d
+      cfg.layers[#cfg.layers + 1] = d
     end
   end
-  arch.inputs, arch.outputs = {}, {}
-  for i, n in ipairs(m.inputs) do arch.inputs[i] = n.layer.name end
+  cfg.input_layers, cfg.output_layers = {}, {}
+  for i, n in ipairs(m.inputs) do cfg.input_layers[i] = node_ref(n, index, "an input is not an Input", fn) end
   for i, n in ipairs(m.outputs) do
-    local src = rawget(n, "layer")
-    if not src then fail("save_model: the model output is not a layer output") end
-    arch.outputs[i] = src.name
+    cfg.output_layers[i] = node_ref(n, index, "the model output is not a layer output", fn)
   end
-  local _ = mt
   return arch
 end
 
-function saving.model_from_architecture(arch, where)
-  if type(arch) ~= "table" or type(arch.layers) ~= "table" or #arch.layers == 0 then
-    fail("%s: bad architecture (no layers)", where)
+-- The layout written before Keras 2's (keras-lua-model/1 files of the first releases):
+-- {class_name=, name=, layers = {{class_name=, config=, inbound = {names}, multi=}}, inputs =
+-- {names}, outputs = {names}}, every layer called once.
+local function from_legacy(arch)
+  local layers_, cfg = {}, {name = arch.name, layers = {}, input_layers = {}, output_layers = {}}
+  for i, d in ipairs(arch.layers) do
+    local c = {}
+    for k, v in pairs(type(d.config) == "table" and d.config or {}) do c[k] = v end
+    if d.class_name == "InputLayer" and type(c.shape) == "table" then
+      c.batch_input_shape = {json.null, table.unpack(c.shape)}
+      c.shape = nil
+    end
+    local ins = {}
+    for j, src in ipairs(type(d.inbound) == "table" and d.inbound or {}) do ins[j] = {src, 0, 0} end
+    layers_[i] = {class_name = d.class_name, name = c.name, config = c,
+      inbound_nodes = d.class_name ~= "InputLayer" and arch.class_name == "Model" and {ins} or nil}
   end
-  local first = arch.layers[1]
-  local function make_input(d)
-    local c = d.config or {}
-    return layers.Input{shape = c.shape, sparse = c.sparse, dtype = c.dtype, name = c.name}
+  cfg.layers = layers_
+  for i, n in ipairs(type(arch.inputs) == "table" and arch.inputs or {}) do cfg.input_layers[i] = {n, 0, 0} end
+  for i, n in ipairs(type(arch.outputs) == "table" and arch.outputs or {}) do cfg.output_layers[i] = {n, 0, 0} end
+  return {class_name = arch.class_name, config = cfg}
+end
+
+local function make_input(d, where)
+  local c = type(d.config) == "table" and d.config or {}
+  local b = c.batch_input_shape
+  if type(b) ~= "table" or #b < 2 then
+    fail("%s: input layer '%s' has no batch_input_shape", where, tostring(c.name))
   end
-  if arch.class_name == "Sequential" then
-    if first.class_name ~= "InputLayer" then fail("%s: a Sequential architecture starts with its input", where) end
-    local m = models.Sequential{name = arch.name}
-    m:add(make_input(first))
-    for i = 2, #arch.layers do m:add(saving.layer_from_config(arch.layers[i], where)) end
-    return m
-  elseif arch.class_name == "Model" then
-    local out = {}
-    for _, d in ipairs(arch.layers) do
-      local name = d.config and d.config.name
-      if type(name) ~= "string" then fail("%s: a layer without a name in the architecture", where) end
-      if d.class_name == "InputLayer" then
-        out[name] = make_input(d)
-      else
+  local shape = {}
+  for i = 2, #b do shape[i - 1] = b[i] end
+  return layers.Input{shape = shape, sparse = c.sparse, dtype = c.dtype, name = c.name}
+end
+
+-- The tensor {name, node index, tensor index} refers to, once made (nil before).
+local function made_tensor(outs, ref, where, lname)
+  if type(ref) ~= "table" or type(ref[1]) ~= "string" or math.type(ref[2]) ~= "integer" then
+    fail("%s: layer '%s': a bad inbound tensor (expected [layer name, node index, tensor index])",
+      where, lname)
+  end
+  if not outs[ref[1]] then fail("%s: layer '%s' takes '%s', which is not in the model", where, lname, ref[1]) end
+  return outs[ref[1]][ref[2] + 1]
+end
+
+local function functional_from_config(cfg, where)
+  local made, outs, order = {}, {}, {}
+  for _, d in ipairs(cfg.layers) do
+    local name = d.name or (type(d.config) == "table" and d.config.name)
+    if type(name) ~= "string" then fail("%s: a layer without a name in the architecture", where) end
+    if outs[name] then fail("%s: two layers are named '%s'", where, name) end
+    if d.class_name == "InputLayer" then
+      outs[name] = {make_input(d, where)}
+    else
+      if type(d.inbound_nodes) ~= "table" then fail("%s: layer '%s' has no inbound_nodes", where, name) end
+      made[name] = saving.layer_from_config(d, where)
+      outs[name] = {}
+      order[#order + 1] = {name = name, nodes = d.inbound_nodes}
+    end
+  end
+  -- calls in an order where every input exists (a shared layer's second call may take the
+  -- output of a layer listed after it), each layer's calls in their own order
+  local left = #order
+  while left > 0 do
+    local progress = false
+    for _, o in ipairs(order) do
+      local k = #outs[o.name] + 1
+      local node = o.nodes[k]
+      while node do
+        if type(node) ~= "table" then fail("%s: layer '%s': node %d is not a list", where, o.name, k - 1) end
         local ins = {}
-        for i, src in ipairs(d.inbound or {}) do
-          ins[i] = out[src]
-          if not ins[i] then fail("%s: layer '%s' takes '%s', which comes later or is missing", where, name, tostring(src)) end
-        end
-        local l = saving.layer_from_config(d, where)
-        out[name] = l((d.multi or #ins > 1) and ins or ins[1])
+        for i, ref in ipairs(node) do ins[i] = made_tensor(outs, ref, where, o.name) end
+        if #ins < #node then break end
+        local l = made[o.name]
+        outs[o.name][k] = l((#ins > 1 or l.multi_input) and ins or ins[1])
+        progress = true
+        k = k + 1
+        node = o.nodes[k]
       end
     end
-    local ins, outs = {}, {}
-    for i, n in ipairs(arch.inputs or {}) do ins[i] = out[n] end
-    for i, n in ipairs(arch.outputs or {}) do outs[i] = out[n] end
-    if #ins == 0 or #outs == 0 then fail("%s: the architecture names no inputs or outputs", where) end
-    return models.Model{inputs = ins, outputs = outs, name = arch.name}
+    left = 0
+    for _, o in ipairs(order) do left = left + (#o.nodes - #outs[o.name]) end
+    if left > 0 and not progress then
+      for _, o in ipairs(order) do
+        local node = o.nodes[#outs[o.name] + 1]
+        for _, ref in ipairs(node or {}) do
+          if not made_tensor(outs, ref, where, o.name) then
+            fail("%s: layer '%s' takes node %s of '%s', which is never made", where, o.name,
+              tostring(ref[2]), ref[1])
+          end
+        end
+      end
+    end
+  end
+  local ins, outs_ = {}, {}
+  for i, ref in ipairs(cfg.input_layers or {}) do ins[i] = made_tensor(outs, ref, where, "(inputs)") end
+  for i, ref in ipairs(cfg.output_layers or {}) do outs_[i] = made_tensor(outs, ref, where, "(outputs)") end
+  if #ins == 0 or #outs_ == 0 then fail("%s: the architecture names no inputs or outputs", where) end
+  return models.Model{inputs = ins, outputs = #outs_ == 1 and outs_[1] or outs_, name = cfg.name}
+end
+
+-- A model from Keras 2's {class_name =, config =} (or the legacy layout), with new weights.
+function saving.model_from_architecture(arch, where)
+  if type(arch) == "table" and arch.config == nil and type(arch.layers) == "table" then
+    arch = from_legacy(arch)
+  end
+  local cfg = type(arch) == "table" and arch.config
+  if type(cfg) ~= "table" or type(cfg.layers) ~= "table" or #cfg.layers == 0 then
+    fail("%s: bad architecture (no layers)", where)
+  end
+  if arch.class_name == "Sequential" then
+    local m = models.Sequential{name = cfg.name}
+    local first = 1
+    if cfg.layers[1].class_name == "InputLayer" then
+      m:add(make_input(cfg.layers[1], where))
+      first = 2
+    end
+    for i = first, #cfg.layers do m:add(saving.layer_from_config(cfg.layers[i], where)) end
+    return m
+  elseif arch.class_name == "Model" then
+    return functional_from_config(cfg, where)
   end
   fail("%s: unknown model class '%s'", where, tostring(arch.class_name))
 end
@@ -327,12 +462,77 @@ function saving.save_weights(m, path)
   core.save_tensors(path, list, meta)
 end
 
--- load_weights(model, path): weights in model order (as Keras), shapes checked first.
+-- A safetensors file from elsewhere: each weight read from the tensor named as it is
+-- ("<layer>/kernel"), shapes checked, values cast to the weight's dtype; tensors the model
+-- does not use are left alone.
+local function set_weights_by_name(m, list, info, path)
+  local fn = "load_weights"
+  local by, names, skipped = {}, {}, {}
+  for _, e in ipairs(list) do
+    by[e[1]] = e[2]
+    names[#names + 1] = "'" .. e[1] .. "'"
+  end
+  for _, e in ipairs(info.skipped) do skipped[e[1]] = e[2] end
+  local vals = {}
+  for i, rec in ipairs(weight_records(m)) do
+    local t, want = by[rec.name], rec.tensor
+    if not t then
+      if skipped[rec.name] then
+        fail("%s: %s: tensor '%s' has dtype %s (keras-lua reads F32, F64, I64, F16 and BF16)", fn,
+          path, rec.name, skipped[rec.name])
+      end
+      if #names > 8 then names = {table.concat(names, ", ", 1, 8) .. ", ..."} end
+      fail("%s: %s: no tensor '%s' in the file (it holds %s)", fn, path, rec.name,
+        #names > 0 and table.concat(names, ", ") or "no tensors")
+    end
+    local same = #want.shape == #t.shape
+    for d = 1, #want.shape do same = same and want.shape[d] == t.shape[d] end
+    if not same then
+      fail("%s: %s: tensor '%s' has shape %s, the model's weight has shape %s", fn, path, rec.name,
+        json.encode(t.shape), json.encode(want.shape))
+    end
+    if t.dtype ~= want.dtype then t = core.array(t, {dtype = want.dtype}) end
+    vals[i] = t
+  end
+  m:set_weights(vals)
+  m._infer_plan = nil
+end
+
+-- load_weights(model, path): a keras-lua file's weights in model order (as Keras), shapes
+-- checked first; any other safetensors file by tensor name (see set_weights_by_name).
 function saving.load_weights(m, path)
   check_model("load_weights", m)
   if type(path) ~= "string" then fail("load_weights: path must be a string (got %s)", type(path)) end
-  local by, meta = file_tensors(path, "load_weights")
+  local ok, list, meta, info = pcall(core.load_tensors, path, {foreign = true, fn = "load_weights"})
+  if not ok then fail("%s", list) end
+  if meta.format ~= FORMAT then return set_weights_by_name(m, list, info, path) end
+  local by = {}
+  for _, e in ipairs(list) do by[e[1]] = e[2] end
   set_weights_from(m, by, meta, path, "load_weights")
+end
+
+-- model:get_config(): the "config" part of Keras 2's model JSON (name, layers, and for a
+-- functional model input_layers / output_layers); model:to_json(): the whole of it as text.
+function saving.get_config(m)
+  return saving.architecture(m, "get_config").config
+end
+
+function saving.to_json(m)
+  return json.encode(saving.architecture(m, "to_json"))
+end
+
+-- keras.models.model_from_config({class_name =, config =}) / model_from_json(text): a new
+-- model with freshly initialized weights (as Keras).
+function saving.model_from_config(d)
+  if type(d) ~= "table" then fail("model_from_config: expected a table {class_name=, config=} (got %s)", type(d)) end
+  return saving.model_from_architecture(d, "model_from_config")
+end
+
+function saving.model_from_json(s)
+  if type(s) ~= "string" then fail("model_from_json: expected a JSON string (got %s)", type(s)) end
+  local ok, d = pcall(json.decode, s)
+  if not ok then fail("model_from_json: %s", d) end
+  return saving.model_from_architecture(d, "model_from_json")
 end
 
 -- ------------------------------------------------------------ wiring
@@ -341,9 +541,13 @@ if Model then
   Model.save = Model.save or function(self, path) return saving.save_model(self, path) end
   Model.save_weights = Model.save_weights or function(self, path) return saving.save_weights(self, path) end
   Model.load_weights = Model.load_weights or function(self, path) return saving.load_weights(self, path) end
+  Model.get_config = Model.get_config or function(self) return saving.get_config(self) end
+  Model.to_json = Model.to_json or function(self) return saving.to_json(self) end
 end
 models.load_model = models.load_model or saving.load_model
 models.save_model = models.save_model or saving.save_model
+models.model_from_json = models.model_from_json or saving.model_from_json
+models.model_from_config = models.model_from_config or saving.model_from_config
 require("keras.callbacks_io") -- ModelCheckpoint with Keras filepath templates
 
 return saving
