@@ -1,20 +1,24 @@
-/* ops_elemwise.c: add, subtract, multiply, divide of two tensors (numpy broadcasting for
- * dense; merge kernels for csr/csr and rsp/rsp; sparse-with-dense kernels) and gradients. */
+/* ops_elemwise.c: add, subtract, multiply, divide, minimum, maximum of two tensors (numpy
+ * broadcasting for dense; merge kernels for csr/csr and rsp/rsp; sparse-with-dense kernels)
+ * and gradients. */
 #include <stdio.h>
 #include <string.h>
 #include "ops_ew.h"
 
 /* ------------------------------------------------------------ helpers */
 
-/* x op y for the four binary ops (int64 never divides: inference refuses it). */
-#define EW_APPLY(op, x, y)                                                                 \
-  ((op) == KL_OP_ADD ? (x) + (y)                                                           \
-   : (op) == KL_OP_SUB ? (x) - (y)                                                         \
-   : (op) == KL_OP_MUL ? (x) * (y)                                                         \
-                       : (x) / (y))
+/* minimum and maximum as numpy: a NaN operand gives NaN (x != x holds for NaN only). */
+#define EW_MIN(x, y) (((x) != (x) || (x) < (y)) ? (x) : (y))
+#define EW_MAX(x, y) (((x) != (x) || (x) > (y)) ? (x) : (y))
 /* The merge kernels never divide. */
 #define EW_APPLY3(op, x, y)                                                                \
-  ((op) == KL_OP_ADD ? (x) + (y) : (op) == KL_OP_SUB ? (x) - (y) : (x) * (y))
+  ((op) == KL_OP_ADD ? (x) + (y)                                                           \
+   : (op) == KL_OP_SUB ? (x) - (y)                                                         \
+   : (op) == KL_OP_MINIMUM ? EW_MIN(x, y)                                                  \
+   : (op) == KL_OP_MAXIMUM ? EW_MAX(x, y)                                                  \
+                           : (x) * (y))
+/* x op y for the binary ops (int64 never divides: inference refuses it). */
+#define EW_APPLY(op, x, y) ((op) == KL_OP_DIV ? (x) / (y) : EW_APPLY3(op, x, y))
 
 /* o[i] = a[i*sa] op b[i*sb] for i < n (strides 0 or 1); serial. */
 static void ew_loop(kl_op op, kl_dtype dt, int64_t n, const void *a, int64_t sa, const void *b,
@@ -31,6 +35,8 @@ static void ew_loop(kl_op op, kl_dtype dt, int64_t n, const void *a, int64_t sa,
       case KL_OP_ADD: EW_BODY(x + y) break;
       case KL_OP_SUB: EW_BODY(x - y) break;
       case KL_OP_MUL: EW_BODY(x * y) break;
+      case KL_OP_MINIMUM: EW_BODY(EW_MIN(x, y)) break;
+      case KL_OP_MAXIMUM: EW_BODY(EW_MAX(x, y)) break;
       default:
         if (dt != KL_INT64) EW_BODY(x / y)
         break;
@@ -122,6 +128,8 @@ KL_BIN_INFER(add_infer, KL_OP_ADD)
 KL_BIN_INFER(sub_infer, KL_OP_SUB)
 KL_BIN_INFER(mul_infer, KL_OP_MUL)
 KL_BIN_INFER(div_infer, KL_OP_DIV)
+KL_BIN_INFER(minimum_infer, KL_OP_MINIMUM)
+KL_BIN_INFER(maximum_infer, KL_OP_MAXIMUM)
 
 /* ------------------------------------------------------------ sparse kernels */
 
@@ -324,15 +332,42 @@ KL_BIN_KERNELS(add, KL_OP_ADD)
 KL_BIN_KERNELS(sub, KL_OP_SUB)
 KL_BIN_KERNELS(mul, KL_OP_MUL)
 KL_BIN_KERNELS(div, KL_OP_DIV)
+KL_BIN_KERNELS(minimum, KL_OP_MINIMUM)
+KL_BIN_KERNELS(maximum, KL_OP_MAXIMUM)
 KL_MERGE_KERNELS(add, KL_OP_ADD)
 KL_MERGE_KERNELS(sub, KL_OP_SUB)
 KL_MERGE_KERNELS(mul, KL_OP_MUL)
+KL_MERGE_KERNELS(minimum, KL_OP_MINIMUM)
+KL_MERGE_KERNELS(maximum, KL_OP_MAXIMUM)
 KL_SPDENSE_KERNEL(add, KL_OP_ADD)
 KL_SPDENSE_KERNEL(sub, KL_OP_SUB)
 KL_SPDENSE_KERNEL(mul, KL_OP_MUL)
 KL_SPDENSE_KERNEL(div, KL_OP_DIV)
+KL_SPDENSE_KERNEL(minimum, KL_OP_MINIMUM)
+KL_SPDENSE_KERNEL(maximum, KL_OP_MAXIMUM)
 
 /* ------------------------------------------------------------ backward */
+
+/* The gradient of minimum / maximum before the broadcast reduction, as TensorFlow: g goes
+ * to a where a <= b (minimum) or a >= b (maximum), ties included, and to b elsewhere (a NaN
+ * comparison sends it to b). The comparison is read from a - b (so inf vs inf, whose
+ * difference is NaN, counts as not tied). *full new, dense, the broadcast shape. */
+static kl_status minmax_grad(kl_op op, const kl_tensor *A, const kl_tensor *B, const kl_tensor *G,
+                             int i, kl_tensor **full) {
+  kl_tensor *D = NULL;
+  KL_TRY(kl_ew_binary_dense(KL_OP_SUB, A, B, &D));
+  int64_t n = kl_tensor_numel(D);
+  KL_DISPATCH(D->dtype, T, {
+    T *pd = D->data;
+    const T *pg = G->data;
+    for (int64_t k = 0; k < n; k++) {
+      int to_a = op == KL_OP_MINIMUM ? pd[k] <= 0 : pd[k] >= 0;
+      pd[k] = to_a == (i == 0) ? pg[k] : 0;
+    }
+  })
+  *full = D;
+  return KL_OK;
+}
 
 /* d(a op b)/d in[i] . gout, summed over the axes in[i] was broadcast along. */
 static kl_status bin_backward(kl_op op, kl_tensor *const *in, const kl_tensor *gout, int i,
@@ -343,7 +378,9 @@ static kl_status bin_backward(kl_op op, kl_tensor *const *in, const kl_tensor *g
   if (st == KL_OK) st = kl_ew_densify(in[1], &B);
   if (st == KL_OK) st = kl_ew_densify(gout, &G);
   if (st != KL_OK) goto done;
-  if (op == KL_OP_ADD || (op == KL_OP_SUB && i == 0)) {
+  if (op == KL_OP_MINIMUM || op == KL_OP_MAXIMUM) {
+    st = minmax_grad(op, A, B, G, i, &full);
+  } else if (op == KL_OP_ADD || (op == KL_OP_SUB && i == 0)) {
     full = kl_tensor_retain(G);
   } else if (op == KL_OP_SUB) { /* -g */
     st = kl_tensor_copy(G, &full);
@@ -391,6 +428,8 @@ KL_BIN_BACKWARD(add, KL_OP_ADD)
 KL_BIN_BACKWARD(sub, KL_OP_SUB)
 KL_BIN_BACKWARD(mul, KL_OP_MUL)
 KL_BIN_BACKWARD(div, KL_OP_DIV)
+KL_BIN_BACKWARD(minimum, KL_OP_MINIMUM)
+KL_BIN_BACKWARD(maximum, KL_OP_MAXIMUM)
 
 /* ------------------------------------------------------------ the defs */
 
@@ -403,6 +442,8 @@ KL_BIN_BACKWARD(div, KL_OP_DIV)
 KL_BIN_TABLE(add)
 KL_BIN_TABLE(sub)
 KL_BIN_TABLE(mul)
+KL_BIN_TABLE(minimum)
+KL_BIN_TABLE(maximum)
 /* divide: x/0 is not 0, so two sparse operands need every position: no merge kernel. */
 static const kl_kernel_entry div_kernels[] = {{"sparse.dense", sup_sparse_dense, div_sp_dense},
                                               {NULL, NULL, NULL}};
@@ -411,3 +452,7 @@ const kl_op_def kl_opdef_add = {"add", 2, 2, add_infer, add_dense, add_kernels, 
 const kl_op_def kl_opdef_sub = {"subtract", 2, 2, sub_infer, sub_dense, sub_kernels, sub_backward};
 const kl_op_def kl_opdef_mul = {"multiply", 2, 2, mul_infer, mul_dense, mul_kernels, mul_backward};
 const kl_op_def kl_opdef_div = {"divide", 2, 2, div_infer, div_dense, div_kernels, div_backward};
+const kl_op_def kl_opdef_minimum = {"minimum", 2, 2, minimum_infer, minimum_dense,
+                                    minimum_kernels, minimum_backward};
+const kl_op_def kl_opdef_maximum = {"maximum", 2, 2, maximum_infer, maximum_dense,
+                                    maximum_kernels, maximum_backward};

@@ -48,6 +48,13 @@ extern const kl_op_def kl_opdef_tanh;
 extern const kl_op_def kl_opdef_softmax;
 extern const kl_op_def kl_opdef_transpose;    /* ops_misc.c */
 extern const kl_op_def kl_opdef_retain;       /* ops_misc.c */
+extern const kl_op_def kl_opdef_minimum;      /* ops_elemwise.c */
+extern const kl_op_def kl_opdef_maximum;
+extern const kl_op_def kl_opdef_minimum_scalar; /* ops_scalar.c */
+extern const kl_op_def kl_opdef_maximum_scalar;
+extern const kl_op_def kl_opdef_pow_scalar;
+extern const kl_op_def kl_opdef_argmax;       /* ops_index.c */
+extern const kl_op_def kl_opdef_one_hot;
 extern const kl_op_def kl_opdef_bias_add;     /* layers/bias_add.c */
 extern const kl_op_def kl_opdef_embedding;    /* layers/embedding.c */
 /* The plan's fusion of Embedding and a mean over its ids' axis (GlobalAveragePooling1D), as

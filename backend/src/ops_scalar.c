@@ -1,4 +1,5 @@
-/* ops_scalar.c: tensor-with-number ops (x + s, x * s, x / s, s - x, s / x) and gradients. */
+/* ops_scalar.c: tensor-with-number ops (x + s, x * s, x / s, s - x, s / x, min(x, s),
+ * max(x, s), x ^ s) and gradients. */
 #include <math.h>
 #include <string.h>
 #include "ops_ew.h"
@@ -17,6 +18,11 @@ static void scalar_map(kl_op op, double s, kl_dtype dt, int64_t n, const void *s
       case KL_OP_ADD_SCALAR: SC_BODY(x + c) break;
       case KL_OP_MUL_SCALAR: SC_BODY(x * c) break;
       case KL_OP_RSUB_SCALAR: SC_BODY(c - x) break;
+      case KL_OP_MINIMUM_SCALAR: SC_BODY((x != x || x < c) ? x : c) break; /* NaN stays */
+      case KL_OP_MAXIMUM_SCALAR: SC_BODY((x != x || x > c) ? x : c) break;
+      case KL_OP_POW_SCALAR:
+        if (dt != KL_INT64) SC_BODY((T)pow((double)x, s))
+        break;
       case KL_OP_DIV_SCALAR:
         if (dt != KL_INT64) SC_BODY(x / c)
         break;
@@ -28,29 +34,45 @@ static void scalar_map(kl_op op, double s, kl_dtype dt, int64_t n, const void *s
 #undef SC_BODY
 }
 
+/* Whether op's result keeps the input's stype: f(0) == 0 for this scalar (MXNet: x * s and
+ * x / s keep it; x + s, s - x and s / x fill the zeros). */
+static int scalar_keeps_stype(kl_op op, double s) {
+  switch (op) {
+    case KL_OP_MUL_SCALAR:
+    case KL_OP_DIV_SCALAR: return 1;
+    case KL_OP_MINIMUM_SCALAR: return s >= 0;
+    case KL_OP_MAXIMUM_SCALAR: return s <= 0;
+    case KL_OP_POW_SCALAR: return s > 0;
+    default: return 0;
+  }
+}
+
 static kl_status scalar_infer(kl_op op, const kl_meta *in, const kl_attrs *a, kl_meta *out) {
   const char *fn = kl_op_name(op);
   double s = a->scalar;
+  KL_CHECK(!isnan(s) || (op != KL_OP_MINIMUM_SCALAR && op != KL_OP_MAXIMUM_SCALAR), KL_EINVAL,
+           "%s: the bound is NaN", fn);
   if (in[0].dtype == KL_INT64) {
-    KL_CHECK(op != KL_OP_DIV_SCALAR && op != KL_OP_RDIV_SCALAR, KL_EDTYPE,
-             "%s: int64 is not supported (use float32 or float64)", fn);
+    KL_CHECK(op != KL_OP_DIV_SCALAR && op != KL_OP_RDIV_SCALAR && op != KL_OP_POW_SCALAR,
+             KL_EDTYPE, "%s: int64 is not supported (use float32 or float64)", fn);
     KL_CHECK(isfinite(s) && s == floor(s) && fabs(s) <= 9007199254740992.0, KL_EINVAL,
              "%s: scalar %g is not an integer (the tensor is int64)", fn, s);
   }
   *out = in[0];
-  /* x * s and x / s keep the stype (MXNet); +, s - x and s / x fill the zeros: dense. */
-  if (op != KL_OP_MUL_SCALAR && op != KL_OP_DIV_SCALAR) out->stype = KL_STYPE_DEFAULT;
+  if (!scalar_keeps_stype(op, s)) out->stype = KL_STYPE_DEFAULT;
   return KL_OK;
 }
 
 static kl_status scalar_run(kl_op op, kl_tensor *const *in, const kl_attrs *a,
                             kl_tensor **out) {
-  int dense = op != KL_OP_MUL_SCALAR && op != KL_OP_DIV_SCALAR;
+  int dense = !scalar_keeps_stype(op, a->scalar);
   return kl_ew_map_run(op, a->scalar, scalar_map, in[0], dense, out);
 }
 
-/* Gradients. x + s: g. x * s: g s. x / s: g / s. s - x: -g. s / x: -g s / x^2. A sparse gout
- * keeps its stype through the first four (the registry casts to what the caller wants). */
+/* Gradients. x + s: g. x * s: g s. x / s: g / s. s - x: -g. s / x: -g s / x^2. min(x, s): g
+ * where x <= s; max(x, s): g where x >= s (ties pass g, as TensorFlow's minimum / maximum
+ * and clip_by_value). x ^ s: g s x^(s-1). A sparse gout keeps its stype through the first
+ * four (the registry casts to what the caller wants). */
 static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs *a,
                                  const kl_tensor *gout, kl_tensor **gin) {
   KL_TRY(kl_ew_grad_dtype(kl_op_name(op), in[0]->dtype));
@@ -72,7 +94,14 @@ static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs 
       const T *px = X->data, *pg = G->data;
       T *po = r->data;
       KL_OMP_FOR(n > KL_EW_PAR)
-      for (int64_t k = 0; k < n; k++) po[k] = (T)(-(double)pg[k] * s / ((double)px[k] * px[k]));
+      for (int64_t k = 0; k < n; k++) {
+        double x = (double)px[k], g = (double)pg[k], d;
+        if (op == KL_OP_MINIMUM_SCALAR) d = x <= s ? g : 0;
+        else if (op == KL_OP_MAXIMUM_SCALAR) d = x >= s ? g : 0;
+        else if (op == KL_OP_POW_SCALAR) d = s == 0 ? 0 : g * s * pow(x, s - 1);
+        else d = -g * s / (x * x); /* RDIV_SCALAR */
+        po[k] = (T)d;
+      }
     })
     *gin = r;
     r = NULL;
@@ -103,3 +132,6 @@ KL_SCALAR_OP(mul_scalar, KL_OP_MUL_SCALAR, "mul_scalar")
 KL_SCALAR_OP(div_scalar, KL_OP_DIV_SCALAR, "div_scalar")
 KL_SCALAR_OP(rsub_scalar, KL_OP_RSUB_SCALAR, "rsub_scalar")
 KL_SCALAR_OP(rdiv_scalar, KL_OP_RDIV_SCALAR, "rdiv_scalar")
+KL_SCALAR_OP(minimum_scalar, KL_OP_MINIMUM_SCALAR, "minimum_scalar")
+KL_SCALAR_OP(maximum_scalar, KL_OP_MAXIMUM_SCALAR, "maximum_scalar")
+KL_SCALAR_OP(pow_scalar, KL_OP_POW_SCALAR, "pow_scalar")

@@ -44,10 +44,13 @@ static const struct {
     {"loss_scce", KL_OP_LOSS_SCCE},
 };
 
+/* A name of op_names, or a registry op's own name (kl_op_name: "minimum", "hinge", ...). */
 static kl_op check_op(lua_State *L, int idx) {
   const char *name = luaL_checkstring(L, idx);
   for (size_t i = 0; i < sizeof op_names / sizeof op_names[0]; i++)
     if (strcmp(op_names[i].name, name) == 0) return op_names[i].op;
+  for (int k = 0; k < KL_OP_COUNT; k++)
+    if (strcmp(kl_op_name((kl_op)k), name) == 0) return (kl_op)k;
   return (kl_op)kl_lua_fail(L, "op: unknown op '%s'", name);
 }
 

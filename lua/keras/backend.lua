@@ -207,4 +207,7 @@ function K.variable(value, opts)
   return t
 end
 
+-- argmax, one_hot, minimum, maximum, clip, pow, get_value, set_value (backend_math.lua)
+require("keras.backend_math").install(K)
+
 return K

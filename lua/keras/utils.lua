@@ -309,4 +309,7 @@ function utils.plot_history(history, path, opts)
   return path
 end
 
+-- to_categorical(y, num_classes): labels 1..C -> (n, C) float32 one-hot rows (backend_math.lua)
+utils.to_categorical = require("keras.backend_math").to_categorical
+
 return utils

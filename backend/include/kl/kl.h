@@ -243,6 +243,18 @@ typedef enum kl_op {
   KL_OP_SOFTMAX,     /* over the last axis */
   KL_OP_TRANSPOSE,   /* reverses the axes; csr -> csr */
   KL_OP_RETAIN,      /* 2 inputs: row_sparse, int64 row indices; -> row_sparse */
+  KL_OP_MINIMUM,     /* 2 inputs, numpy broadcasting (NaN wins); csr/csr -> csr, rsp/rsp ->
+                        rsp (union of the stored entries), else dense */
+  KL_OP_MAXIMUM,
+  KL_OP_MINIMUM_SCALAR, /* min(x, scalar): keeps x's stype when scalar >= 0 (min(0, s) = 0) */
+  KL_OP_MAXIMUM_SCALAR, /* max(x, scalar): keeps x's stype when scalar <= 0 */
+  KL_OP_POW_SCALAR,  /* x ^ scalar (float only): keeps x's stype when scalar > 0 */
+  KL_OP_ARGMAX,      /* attrs has_axis/axis (default: the last axis) -> int64, that axis
+                        removed; holds 1-based indices (data, as the API's labels); the
+                        first largest value wins, NaN counting as the largest (numpy) */
+  KL_OP_ONE_HOT,     /* ids (...) float or int64, attrs ival = C -> (..., C) float32 dense:
+                        id k in 1..C sets column k (k-1 in C terms), id 0 gives a zero row
+                        (padding, as Embedding); other ids are an error */
   /* layer ops (layers/) */
   KL_OP_BIAS_ADD,    /* x (..., k) + b (k) -> dense */
   KL_OP_EMBEDDING,   /* ids (n, L) float or int64, weight (V, D) -> (n, L, D) dense;
