@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -123,7 +124,7 @@ static kl_status build_outputs(svm_part *pt, int n, const svm_merged *m, kl_dtyp
                                kl_tensor **y, kl_tensor **qid) {
   int64_t shape[1] = {m->rows};
   KL_TRY(adopt_csr(&pt[0].b, dtype, m->rows, ncols, m->nnz, X));
-  KL_TRY(kl_tensor_new_dense(dtype, 1, shape, y));
+  KL_TRY(kl_tensor_new_dense(KL_FLOAT64, 1, shape, y)); /* labels keep their precision */
   if (want_qid) KL_TRY(kl_tensor_new_dense(KL_INT64, 1, shape, qid));
   kl_tensor *tX = *X, *ty = *y, *tq = want_qid ? *qid : NULL;
   const size_t vsize = kl_dtype_size(dtype);
@@ -141,12 +142,7 @@ static kl_status build_outputs(svm_part *pt, int n, const svm_merged *m, kl_dtyp
     } else if (extra) {
       for (int64_t k = 0; k < b->nnz; k++) ix[k] -= extra;
     }
-    if (dtype == KL_FLOAT32) {
-      float *yd = (float *)ty->data + r0;
-      for (int64_t r = 0; r < b->rows; r++) yd[r] = (float)b->y[r];
-    } else if (b->rows) {
-      memcpy((double *)ty->data + r0, b->y, (size_t)b->rows * sizeof(double));
-    }
+    if (b->rows) memcpy((double *)ty->data + r0, b->y, (size_t)b->rows * sizeof(double));
     if (tq && b->rows) memcpy((int64_t *)tq->data + r0, b->qid, (size_t)b->rows * sizeof(int64_t));
   }
   return KL_OK;
@@ -325,12 +321,27 @@ static kl_status writer_flush(svm_writer *w) {
   return KL_OK;
 }
 
-/* Formats one value of dtype into the buffer (room for it is ensured by the caller). */
+/* The shortest %.Ng text of v (N from lo up to hi digits) that reads back as v: as a
+ * float32 when f32, else as a double. Reading back runs in the locale that wrote it. */
+static int shortest(char *o, double v, int f32) {
+  int n = 0;
+  for (int digits = f32 ? 6 : 15; digits <= (f32 ? 9 : 17); digits++) {
+    n = snprintf(o, 32, "%.*g", digits, v);
+    double back = strtod(o, NULL);
+    if (f32 ? (float)back == (float)v : back == v) break;
+    if (v != v) break; /* nan: as %g writes it */
+  }
+  return n;
+}
+
+/* Formats one value of dtype into the buffer (room for it is ensured by the caller): the
+ * fewest digits that load back to the same value (2.1, not 2.1000000000000001), as
+ * Python's repr and scikit-learn write them. */
 static void put_value(svm_writer *w, kl_dtype dt, const void *data, int64_t i) {
   char *o = w->buf + w->len;
   int n;
-  if (dt == KL_FLOAT32) n = snprintf(o, 32, "%.9g", (double)((const float *)data)[i]);
-  else if (dt == KL_FLOAT64) n = snprintf(o, 32, "%.17g", ((const double *)data)[i]);
+  if (dt == KL_FLOAT32) n = shortest(o, (double)((const float *)data)[i], 1);
+  else if (dt == KL_FLOAT64) n = shortest(o, ((const double *)data)[i], 0);
   else n = snprintf(o, 32, "%lld", (long long)((const int64_t *)data)[i]);
   if (w->dp != '.')
     for (int k = 0; k < n; k++)

@@ -8,11 +8,27 @@
 
 #define SVM_CHUNK ((size_t)1 << 20) /* bytes read per refill */
 
-/* Reads lines from a plain or gzip file (zlib's gzread is transparent for plain files)
- * through one large buffer; lines straddling refills are moved to the front, and the
- * buffer doubles for a line longer than it. */
+/* The byte source under the reader: a plain file, or a gzip file (magic 1f 8b) inflated
+ * member after member; bytes after the last member that do not start another one are an
+ * error (gzread would drop them silently), and bzip2, xz, zstd and zip files are refused
+ * by name at open. */
+#define SVM_RAW_CHUNK ((size_t)1 << 17)
+typedef struct svm_source {
+  int fd;           /* -1 when closed */
+  int gz;           /* 1: gzip */
+  z_stream zs;      /* gz: the inflater (in: raw) */
+  unsigned char *raw;
+  int64_t raw_off;  /* bytes read from fd */
+  int raw_eof;
+  int member_end;   /* gz: the last inflate ended a member */
+  int done;         /* the end of the stream was reached */
+  int64_t upos;     /* stream offset of the next byte read */
+} svm_source;
+
+/* Reads lines from a plain or gzip file through one large buffer; lines straddling refills
+ * are moved to the front, and the buffer doubles for a line longer than it. */
 typedef struct svm_reader {
-  gzFile f;
+  svm_source src;
   const char *path;
   char *buf;        /* cap + 1 bytes: one spare for the '\n' sentinel after a last line */
   size_t cap, pos, len;
@@ -24,7 +40,8 @@ typedef struct svm_reader {
   int64_t line_off; /* stream offset of the last line returned */
 } svm_reader;
 
-/* Opens path (KL_EIO "path:0: cannot open ..." on failure). r is zeroed first. */
+/* Opens path (KL_EIO "path:0: cannot open ..." on failure; KL_EFORMAT "path:0: ... files
+ * are not supported" for another compression). r is zeroed first. */
 kl_status svm_reader_open(svm_reader *r, const char *path);
 void svm_reader_close(svm_reader *r);
 /* Positions the reader at stream offset off (gzseek: forward decompression for .gz). */

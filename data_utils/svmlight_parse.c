@@ -1,5 +1,6 @@
 /* svmlight_parse.c: the buffered line reader (plain or gzip) and the strict svmlight line tokenizer. */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <locale.h>
 #include <math.h>
@@ -7,49 +8,198 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "svmlight_internal.h"
 
 /* ------------------------------------------------------------------ reader */
+
+/* ------------------------------------------------------------------ source */
+
+static void src_close(svm_source *q) {
+  if (q->fd >= 0) close(q->fd);
+  if (q->gz) inflateEnd(&q->zs);
+  kl_free(q->raw);
+  memset(q, 0, sizeof *q);
+  q->fd = -1;
+}
+
+/* Other compressions, by their magic bytes: refused by name. */
+static const char *other_compression(const unsigned char *m, ssize_t n) {
+  if (n >= 3 && m[0] == 'B' && m[1] == 'Z' && m[2] == 'h') return "bzip2";
+  if (n >= 6 && !memcmp(m, "\xfd" "7zXZ\0", 6)) return "xz";
+  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) return "zstd";
+  if (n >= 4 && !memcmp(m, "PK\3\4", 4)) return "zip";
+  return NULL;
+}
+
+static kl_status src_open(svm_source *q, const char *path) {
+  memset(q, 0, sizeof *q);
+  q->fd = open(path, O_RDONLY);
+  if (q->fd < 0) {
+    kl_status st = kl_seterr(KL_EIO, "%s:0: cannot open: %s", path, strerror(errno));
+    q->fd = -1;
+    return st;
+  }
+  unsigned char m[6];
+  ssize_t n = pread(q->fd, m, sizeof m, 0);
+  const char *other = n > 0 ? other_compression(m, n) : NULL;
+  if (other) {
+    src_close(q);
+    return kl_seterr(KL_EFORMAT, "%s:0: %s-compressed files are not supported (keras-lua reads "
+                     "plain text and gzip; decompress it first)", path, other);
+  }
+  q->raw = kl_malloc(SVM_RAW_CHUNK);
+  if (!q->raw) {
+    src_close(q);
+    return KL_ENOMEM;
+  }
+  if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
+    if (inflateInit2(&q->zs, 16 + MAX_WBITS) != Z_OK) {
+      src_close(q);
+      return KL_ENOMEM;
+    }
+    q->gz = 1;
+  }
+  return KL_OK;
+}
+
+/* Reads more raw bytes after the avail_in ones (moved to the front). -1 on a read error. */
+static int src_more(svm_source *q) {
+  z_stream *z = &q->zs;
+  if (z->avail_in && z->next_in != q->raw) memmove(q->raw, z->next_in, z->avail_in);
+  z->next_in = q->raw;
+  for (;;) {
+    ssize_t k = read(q->fd, q->raw + z->avail_in, SVM_RAW_CHUNK - z->avail_in);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return -1;
+    if (k == 0) q->raw_eof = 1;
+    z->avail_in += (uInt)k;
+    q->raw_off += k;
+    return 0;
+  }
+}
+
+/* Inflates up to n bytes into out (*got; 0 at the end). *why: the problem, NULL if none. */
+static void gz_read(svm_source *q, char *out, size_t n, size_t *got, const char **why,
+                    char *whybuf) {
+  z_stream *z = &q->zs;
+  z->next_out = (Bytef *)out;
+  z->avail_out = (uInt)n;
+  *why = NULL;
+  while (z->avail_out > 0 && !q->done) {
+    if ((z->avail_in == 0 || (q->member_end && z->avail_in < 2)) && !q->raw_eof && src_more(q)) {
+      *why = strerror(errno);
+      break;
+    }
+    if (q->member_end) { /* after a member: the end, another member, or trailing bytes */
+      if (z->avail_in == 0) {
+        q->done = 1;
+        break;
+      }
+      if (z->avail_in < 2 || z->next_in[0] != 0x1f || z->next_in[1] != 0x8b) {
+        snprintf(whybuf, 160, "trailing bytes after the end of the gzip stream, at byte %lld "
+                 "of the file (not another gzip member)", (long long)(q->raw_off - z->avail_in));
+        *why = whybuf;
+        break;
+      }
+      inflateReset(z);
+      q->member_end = 0;
+    }
+    if (z->avail_in == 0 && q->raw_eof) {
+      *why = "truncated gzip stream (unexpected end of file)";
+      break;
+    }
+    int rc = inflate(z, Z_NO_FLUSH);
+    if (rc == Z_STREAM_END) {
+      q->member_end = 1;
+    } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && z->avail_in == 0)) {
+      snprintf(whybuf, 160, "corrupt gzip stream (%s)", z->msg ? z->msg : "inflate failed");
+      *why = whybuf;
+      break;
+    }
+  }
+  *got = n - z->avail_out;
+  q->upos += (int64_t)*got;
+}
+
+/* Up to n bytes of the stream into out: *got > 0, or 0 at its end. KL_EIO with the reason. */
+static kl_status src_read(svm_reader *r, char *out, size_t n, size_t *got) {
+  svm_source *q = &r->src;
+  char whybuf[160];
+  const char *why = NULL;
+  *got = 0;
+  if (!q->gz) {
+    for (;;) {
+      ssize_t k = read(q->fd, out, n);
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) why = strerror(errno);
+      else *got = (size_t)k;
+      break;
+    }
+    q->upos += (int64_t)*got;
+  } else {
+    gz_read(q, out, n, got, &why, whybuf);
+  }
+  if (why && *got == 0) return svm_err(r, 1, KL_EIO, "read error: %s", why);
+  return KL_OK; /* bytes before a problem are returned first; the next read reports it */
+}
 
 kl_status svm_reader_open(svm_reader *r, const char *path) {
   memset(r, 0, sizeof *r);
   r->path = path;
   r->nul_off = -1;
   r->line_known = 1;
-  errno = 0;
-  r->f = gzopen(path, "rb");
-  if (!r->f)
-    return kl_seterr(KL_EIO, "%s:0: cannot open: %s", path,
-                     errno ? strerror(errno) : "out of memory");
-  gzbuffer(r->f, 1u << 17);
+  KL_TRY(src_open(&r->src, path));
   r->cap = SVM_CHUNK;
   r->buf = kl_malloc(r->cap + 1);
   if (!r->buf) {
-    gzclose(r->f);
-    r->f = NULL;
+    src_close(&r->src);
     return KL_ENOMEM;
   }
   return KL_OK;
 }
 
 void svm_reader_close(svm_reader *r) {
-  if (r->f) gzclose(r->f);
-  r->f = NULL;
+  if (r->src.raw) src_close(&r->src); /* raw is set by a successful open */
   kl_free(r->buf);
   r->buf = NULL;
 }
 
-int svm_reader_is_gzip(svm_reader *r) { return r->f && !gzdirect(r->f); }
+int svm_reader_is_gzip(svm_reader *r) { return r->src.gz; }
+
+/* Moves the source to stream offset off: a plain file seeks; a gzip one inflates from the
+ * start (or from where it is, when off is ahead) and drops the bytes before off. */
+static kl_status src_seek(svm_reader *r, int64_t off) {
+  svm_source *q = &r->src;
+  if (!q->gz) {
+    if (lseek(q->fd, (off_t)off, SEEK_SET) != (off_t)off)
+      return kl_seterr(KL_EIO, "%s:0: cannot seek to byte %lld: %s", r->path, (long long)off,
+                       strerror(errno));
+    q->upos = off;
+    return KL_OK;
+  }
+  if (off < q->upos || q->done) {
+    if (lseek(q->fd, 0, SEEK_SET) != 0)
+      return kl_seterr(KL_EIO, "%s:0: cannot seek to byte 0: %s", r->path, strerror(errno));
+    inflateReset(&q->zs);
+    q->zs.avail_in = 0;
+    q->raw_off = q->upos = 0;
+    q->raw_eof = q->member_end = q->done = 0;
+  }
+  char tmp[1 << 14];
+  while (q->upos < off) {
+    size_t got, want = (size_t)(off - q->upos) < sizeof tmp ? (size_t)(off - q->upos) : sizeof tmp;
+    KL_TRY(src_read(r, tmp, want, &got));
+    if (got == 0)
+      return kl_seterr(KL_EIO, "%s:0: cannot seek to byte %lld: past the end", r->path,
+                       (long long)off);
+  }
+  return KL_OK;
+}
 
 kl_status svm_reader_seek(svm_reader *r, int64_t off) {
-  if (gzseek(r->f, (z_off_t)off, SEEK_SET) != (z_off_t)off) {
-    int zerr = 0;
-    const char *m = gzerror(r->f, &zerr);
-    return kl_seterr(KL_EIO, "%s:0: cannot seek to byte %lld: %s", r->path, (long long)off,
-                     zerr ? m : "past the end");
-  }
-  gzclearerr(r->f);
+  KL_TRY(src_seek(r, off));
   r->pos = r->len = 0;
   r->eof = 0;
   r->off = off;
@@ -73,19 +223,21 @@ kl_status svm_reader_start_at(svm_reader *r, int64_t begin) {
 
 /* Counts '\n' bytes in [0, upto) with a second handle (error paths only). -1 on failure. */
 static int64_t count_newlines(const char *path, int64_t upto) {
-  gzFile f = gzopen(path, "rb");
-  if (!f) return -1;
+  svm_reader t;
+  memset(&t, 0, sizeof t);
+  t.path = path;
+  t.line_known = 1;
+  if (src_open(&t.src, path) != KL_OK) return -1;
   char tmp[65536];
   int64_t seen = 0, count = 0;
   while (seen < upto) {
     int64_t left = upto - seen;
-    unsigned want = left < (int64_t)sizeof tmp ? (unsigned)left : (unsigned)sizeof tmp;
-    int n = gzread(f, tmp, want);
-    if (n <= 0) break;
+    size_t n, want = left < (int64_t)sizeof tmp ? (size_t)left : sizeof tmp;
+    if (src_read(&t, tmp, want, &n) != KL_OK || n == 0) break;
     for (const char *c = tmp; (c = memchr(c, '\n', (size_t)(tmp + n - c))) != NULL; c++) count++;
-    seen += n;
+    seen += (int64_t)n;
   }
-  gzclose(f);
+  src_close(&t.src);
   return count;
 }
 
@@ -108,16 +260,11 @@ kl_status svm_err(svm_reader *r, int64_t ahead, kl_status code, const char *fmt,
 /* Appends up to cap - len bytes. Sets eof at the end of the stream; a truncated or corrupt
  * gzip stream is KL_EIO. */
 static kl_status reader_fill(svm_reader *r) {
-  size_t room = r->cap - r->len;
-  int n = gzread(r->f, r->buf + r->len, (unsigned)room);
-  if (n < 0 || (n == 0 && room > 0)) {
-    int zerr = Z_OK;
-    const char *m = gzerror(r->f, &zerr);
-    if (n < 0 || zerr != Z_OK) {
-      if (zerr == Z_BUF_ERROR) m = "truncated gzip stream (unexpected end of file)";
-      else if (zerr == Z_ERRNO) m = strerror(errno);
-      return svm_err(r, 1, KL_EIO, "read error: %s", m);
-    }
+  size_t room = r->cap - r->len, got = 0;
+  /* the bytes before a problem come first: it is reported by the next fill, at its line */
+  KL_TRY(src_read(r, r->buf + r->len, room, &got));
+  int64_t n = (int64_t)got;
+  if (n == 0 && room > 0) {
     r->eof = 1;
     return KL_OK;
   }

@@ -55,6 +55,29 @@ static kl_status prescan(const char *path, int64_t n_features, kl_dtype dtype, i
   return st;
 }
 
+/* A file without any sample line is refused at open, as kl_svmlight_load refuses it: reads
+ * up to the first line that is not blank or a comment (the first line, in a data file). */
+static kl_status check_not_empty(const char *path) {
+  svm_reader r;
+  KL_TRY(svm_reader_open(&r, path));
+  kl_status st;
+  for (;;) {
+    char *s, *e;
+    int got;
+    st = svm_reader_line(&r, &s, &e, &got);
+    if (st) break;
+    if (!got) {
+      st = r.line == 0 ? kl_seterr(KL_EFORMAT, "%s:1: no data (the file is empty)", path)
+                       : svm_err(&r, 0, KL_EFORMAT, "no data (only blank and comment lines)");
+      break;
+    }
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\v' || *s == '\f')) s++;
+    if (s < e && *s != '#') break; /* a sample line (checked when it is read) */
+  }
+  svm_reader_close(&r);
+  return st;
+}
+
 kl_status kl_svmlight_iter_open(const char *path, int64_t n_features, int64_t batch_size,
                                 int zero_based, int num_parts, int part_index,
                                 kl_dtype dtype, kl_svmlight_iter **out) {
@@ -94,6 +117,7 @@ kl_status kl_svmlight_iter_open(const char *path, int64_t n_features, int64_t ba
   svm_rows_init(&it->b, dtype);
 
   st = svm_reader_open(&it->r, it->path);
+  if (!st) st = check_not_empty(it->path);
   if (st) goto fail;
   int64_t size = -1;
   int base = zero_based;
@@ -143,7 +167,7 @@ static kl_status batch_tensor(kl_svmlight_iter *it, kl_tensor **t, int csr, int6
   if (!*t) {
     if (csr) return kl_tensor_new_csr(it->dtype, it->batch_size, it->n_features, nnz, t);
     int64_t shape[1] = {it->batch_size};
-    return kl_tensor_new_dense(it->dtype, 1, shape, t);
+    return kl_tensor_new_dense(KL_FLOAT64, 1, shape, t); /* labels: float64 */
   }
   (*t)->shape[0] = it->batch_size; /* a short last batch shrank it; reserve checks it */
   if (csr) return kl_tensor_reserve(*t, nnz);
@@ -166,12 +190,7 @@ static kl_status fill_batch(kl_svmlight_iter *it) {
   }
   y->shape[0] = b->rows;
   y->nnz = b->rows;
-  if (it->dtype == KL_FLOAT32) {
-    float *yd = y->data;
-    for (int64_t i = 0; i < b->rows; i++) yd[i] = (float)b->y[i];
-  } else {
-    memcpy(y->data, b->y, (size_t)b->rows * sizeof(double));
-  }
+  memcpy(y->data, b->y, (size_t)b->rows * sizeof(double));
   return KL_OK;
 }
 

@@ -48,10 +48,10 @@ describe("load_svmlight_file", function()
     assert.are.same({1, 3, 4, 4, 7}, X.indptr:totable())
   end)
 
-  it("reads .gz files transparently and defaults to float32", function()
+  it("reads .gz files transparently and defaults to float32 (labels: float64)", function()
     local X, y = du.load_svmlight_file(DATA .. "small.svm.gz")
     assert.are.equal("float32", X.dtype)
-    assert.are.equal("float32", y.dtype)
+    assert.are.equal("float64", y.dtype)
     assert.are.same(small_X, X:totable())
     assert.are.same(small_y, y:totable())
   end)
@@ -93,7 +93,8 @@ describe("dump_svmlight_file", function()
     assert.are.equal("csr", X2.stype)
     assert.are.same(X.shape, X2.shape)
     assert.are.same(X:totable(), X2:totable()) -- bit-identical values
-    assert.are.same(y:totable(), y2:totable())
+    assert.are.equal("float64", y2.dtype)       -- labels load as float64: y's values back
+    assert.are.same(y:totable(), keras.array(y2, {dtype = y.dtype}):totable())
     return p
   end
 
@@ -155,7 +156,7 @@ describe("dump_svmlight_file", function()
       err_of(du.dump_svmlight_file, X, y, tpath("e.svm"), {zero = true}))
     assert.are.equal("dump_svmlight_file: zero_based must be true or false. Received: zero_based=1",
       err_of(du.dump_svmlight_file, X, y, tpath("e.svm"), {zero_based = 1}))
-    assert.matches("dump_svmlight_file: .*y has 2 rows, X has 1",
+    assert.are.equal("dump_svmlight_file: y has 2 rows, X has 1",
       err_of(du.dump_svmlight_file, X, keras.array({1, 2}), tpath("e.svm")))
     assert.matches("dump_svmlight_file: .*nodir/e.svm",
       err_of(du.dump_svmlight_file, X, y, tpath("nodir/e.svm")))
@@ -430,6 +431,102 @@ describe("bad LibSVM input", function()
         for _ in du.LibSVMIter{path = q, n_features = 7, batch_size = 50, zero_based = false}:batches() do end
       end)
       assert.matches("^LibSVMIter: " .. q:gsub("%p", "%%%0") .. ":%d+: .*gzip", e)
+    end
+  end)
+end)
+
+describe("svmlight data interop", function()
+  local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
+
+  it("keeps labels in float64 (scikit-learn's y): 16777217 stays 16777217", function()
+    local p = write("big.svm", "16777217 1:1\n0.1 2:2.1\n")
+    local X, y = du.load_svmlight_file(p)
+    assert.are.equal("float32", X.dtype)
+    assert.are.equal("float64", y.dtype)
+    assert.are.same({16777217, 0.1}, y:totable())
+    assert.are.same({{1, 0}, {0, f32(2.1)}}, X:totable())
+    local _, ys = all_batches(du.LibSVMIter{path = p, n_features = 2, batch_size = 1})
+    assert.are.same({16777217, 0.1}, ys)
+  end)
+
+  it("fit and evaluate take float64 labels for a float32 model (in memory and streamed)", function()
+    local p = write("fit.svm", "1 1:1\n2 2:1\n3 1:1 2:1\n")
+    local X, y = du.load_svmlight_file(p)
+    local inp = keras.layers.Input{shape = {2}, sparse = true}
+    local out = keras.layers.Dense{units = 1, use_bias = false, kernel_initializer = "zeros"}(inp)
+    local m = keras.Model{inputs = inp, outputs = out}
+    m:compile{optimizer = keras.optimizers.SGD{learning_rate = 0}, loss = "mse"}
+    -- the predictions are 0: the loss is mean(y^2) = (1 + 4 + 9) / 3: in float32 over one
+    -- batch of 3; over batches of 2 and 1, (2.5 * 2 + 9) / 3 averaged in double
+    assert.are.equal(f32(14 / 3), m:evaluate(X, y, {verbose = 0}))
+    local it = du.LibSVMIter{path = p, n_features = 2, batch_size = 2}
+    assert.are.equal(14 / 3, m:evaluate(it))
+    local h = m:fit(X, y, {epochs = 1, batch_size = 3, verbose = 0, shuffle = false})
+    assert.are.equal(f32(14 / 3), h.history.loss[1])
+    h = m:fit(it, nil, {epochs = 1, verbose = 0})
+    assert.are.equal(14 / 3, h.history.loss[1])
+  end)
+
+  it("dumps the shortest text that reads back the same value (as scikit-learn)", function()
+    local X = sparse.csr_matrix{data = {2.1, 1e-300, 0.1}, indices = {1, 2, 2}, indptr = {1, 2, 3, 4},
+      shape = {3, 2}, dtype = "float64"}
+    local p = tpath("short.svm")
+    du.dump_svmlight_file(X, keras.array({2.1, 16777217, 1 / 3}, {dtype = "float64"}), p)
+    local f = assert(io.open(p, "rb"))
+    assert.are.equal("2.1 1:2.1\n16777217 2:1e-300\n0.3333333333333333 2:0.1\n", f:read("a"))
+    f:close()
+    -- float32 values: the fewest digits that read back as the same float32
+    du.dump_svmlight_file(keras.array({{0.1, 2.1}}), {0.5}, p)
+    f = assert(io.open(p, "rb"))
+    assert.are.equal("0.5 1:0.1 2:2.1\n", f:read("a"))
+    f:close()
+    local X2, y2 = du.load_svmlight_file(p)
+    assert.are.same({{f32(0.1), f32(2.1)}}, X2:totable())
+    assert.are.same({0.5}, y2:totable())
+  end)
+
+  it("refuses an empty file in LibSVMIter as load_svmlight_file does", function()
+    local p = write("empty_it.svm", "")
+    assert.are.equal("LibSVMIter: " .. p .. ":1: no data (the file is empty)",
+      err_of(du.LibSVMIter, {path = p, n_features = 2, batch_size = 1, zero_based = false}))
+    assert.are.equal("load_svmlight_file: " .. p .. ":1: no data (the file is empty)",
+      err_of(du.load_svmlight_file, p))
+    p = write("comments_it.svm", "# only a comment\n\n")
+    assert.are.equal("LibSVMIter: " .. p .. ":2: no data (only blank and comment lines)",
+      err_of(du.LibSVMIter, {path = p, n_features = 2, batch_size = 1, zero_based = true}))
+    assert.are.equal("LibSVMIter: " .. p .. ":2: no data (only blank and comment lines)",
+      err_of(du.LibSVMIter, {path = p, n_features = 2, batch_size = 1, num_parts = 2}))
+  end)
+
+  it("reads concatenated gzip members; bytes after the gzip stream are an error", function()
+    local a = write("m1.svm", "1 1:1\n")
+    local b = write("m2.svm", "2 2:2\n")
+    local both = tpath("both.svm.gz")
+    os.execute("gzip -c '" .. a .. "' > '" .. both .. "'; gzip -c '" .. b .. "' >> '" .. both .. "'")
+    local X, y = du.load_svmlight_file(both)
+    assert.are.same({{1, 0}, {0, 2}}, X:totable())
+    assert.are.same({1, 2}, y:totable())
+    local f = assert(io.open(both, "rb"))
+    local gz = f:read("a")
+    f:close()
+    local p = write("junk.svm.gz", gz .. "junk\n")
+    local want = p .. ":3: read error: trailing bytes after the end of the gzip stream, at byte " ..
+      #gz .. " of the file (not another gzip member)"
+    assert.are.equal("load_svmlight_file: " .. want, err_of(du.load_svmlight_file, p))
+    assert.are.equal("LibSVMIter: " .. want, err_of(function()
+      for _ in du.LibSVMIter{path = p, n_features = 2, batch_size = 1, zero_based = false}:batches() do end
+    end))
+  end)
+
+  it("names other compressions as unsupported formats", function()
+    for _, c in ipairs({{"bz2", "BZh91AY&SY", "bzip2"}, {"xz", "\xfd7zXZ\0\0\4", "xz"},
+                        {"zst", "\x28\xb5\x2f\xfd\0\0", "zstd"}, {"zip", "PK\3\4\20\0", "zip"}}) do
+      local p = write("data.svm." .. c[1], c[2])
+      local why = p .. ":0: " .. c[3] .. "-compressed files are not supported (keras-lua reads plain " ..
+        "text and gzip; decompress it first)"
+      assert.are.equal("load_svmlight_file: " .. why, err_of(du.load_svmlight_file, p))
+      assert.are.equal("LibSVMIter: " .. why,
+        err_of(du.LibSVMIter, {path = p, n_features = 2, batch_size = 1, zero_based = false}))
     end
   end)
 end)

@@ -7,12 +7,14 @@
 
 #define KL_LIBSVMITER_MT "keras.LibSVMIter"
 
-/* Raises "fn: <backend message>" (the backend message is "path:line: what"). Call only
- * when no C memory is held. */
+/* Raises "fn: <backend message>" (the backend message is "path:line: what", or starts with
+ * "fn: " already: not doubled). Call only when no C memory is held. */
 static int raise_prefixed(lua_State *L, const char *fn, kl_status s) {
   const char *m = kl_errmsg();
   if (!m || !*m) m = kl_status_name(s);
-  lua_pushfstring(L, "%s: %s", fn, m);
+  size_t n = strlen(fn);
+  if (strncmp(m, fn, n) == 0 && m[n] == ':') lua_pushstring(L, m);
+  else lua_pushfstring(L, "%s: %s", fn, m);
   return lua_error(L);
 }
 

@@ -105,6 +105,18 @@ static inline kl_tensor *random_csr(kl_dtype dt, int64_t rows, int64_t cols, uin
   return X;
 }
 
+/* Labels load as float64 whatever X's dtype: y0's values, read back, in y0's dtype. */
+static inline int same_labels(const kl_tensor *y0, const kl_tensor *y) {
+  if (!y || y->dtype != KL_FLOAT64 || y->ndim != 1 || y->shape[0] != y0->shape[0]) return 0;
+  for (int64_t i = 0; i < y0->shape[0]; i++) {
+    double v = ((const double *)y->data)[i];
+    if (y0->dtype == KL_FLOAT32 ? (float)v != ((const float *)y0->data)[i]
+                                : v != ((const double *)y0->data)[i])
+      return 0;
+  }
+  return 1;
+}
+
 static inline kl_tensor *random_labels(kl_dtype dt, int64_t rows, uint64_t seed) {
   kl_rng r;
   kl_rng_seed(&r, seed);

@@ -89,7 +89,7 @@ static void test_parts(void) {
       kl_tensor *X, *y;
       while (it && kl_svmlight_iter_next(it, &X, &y, &done) == KL_OK && !done) {
         count += y->shape[0];
-        for (int64_t i = 0; i < y->shape[0]; i++) sum += ((float *)y->data)[i];
+        for (int64_t i = 0; i < y->shape[0]; i++) sum += ((double *)y->data)[i]; /* f64 labels */
       }
       kl_svmlight_iter_close(it);
     }
@@ -118,7 +118,7 @@ static void test_stream_equals_load(void) {
         ok &= (row + nb == 500) || nb == 64;
         kl_tensor_slice_rows(X0, row, row + nb, &want);
         kl_tensor_slice_rows(y0, row, row + nb, &wy);
-        ok &= same_csr(want, X) && same_dense(wy, y);
+        ok &= same_csr(want, X) && same_labels(wy, y);
         kl_tensor_release(want);
         kl_tensor_release(wy);
         if (batches == 2) { /* a retained batch survives the next batches */
@@ -175,7 +175,7 @@ static void test_stream_equals_load(void) {
       CHECK(st == KL_EFORMAT && strstr(kl_errmsg(), "nulpart.svm:2: NUL byte at column 5"));
     } else {
       CHECK(st == KL_OK && !done && y && y->shape[0] == 1 &&
-            ((float *)y->data)[0] == (float)(part + 2));
+            ((double *)y->data)[0] == part + 2);
     }
     kl_svmlight_iter_close(it);
     it = NULL;

@@ -14,7 +14,9 @@ extern "C" {
  * indices are decimal integers, strictly increasing on a line (unsorted or duplicated
  * indices are an error, as in scikit-learn). '#' starts a comment running to the end of
  * the line; blank lines are skipped; CRLF and a missing final newline are accepted.
- * Gzip files are read transparently (recognised by their magic bytes 1f 8b, not by name).
+ * Gzip files are read transparently (recognised by their magic bytes 1f 8b, not by name),
+ * member after member; bytes after the last member that do not start another are an error,
+ * and bzip2, xz, zstd and zip files (by their magic bytes) are refused as unsupported.
  *
  * Every error is KL_EFORMAT (bad content) or KL_EIO (open/read failure, corrupt gzip) with
  * the message "path:line: what", line 1-based; line 0 means before the first line (a file
@@ -26,13 +28,14 @@ typedef struct kl_svmlight_opts {
   int64_t n_features; /* columns of X; 0 = infer (largest index + 1); an index past it errs */
   int zero_based;     /* 1: indices start at 0; 0: at 1 (index 0 errs); -1 auto: one-based
                          unless some index 0 appears anywhere in the file (scikit-learn) */
-  kl_dtype dtype;     /* KL_FLOAT32 or KL_FLOAT64, for X's values and y */
+  kl_dtype dtype;     /* KL_FLOAT32 or KL_FLOAT64, for X's values (y is always float64) */
   int want_qid;       /* 1: return the qid column (all lines or none must have qid:) */
 } kl_svmlight_opts;
 
 kl_svmlight_opts kl_svmlight_opts_default(void);
 
-/* Reads a whole file. *X: CSR (rows x n_features, dtype), *y: dense (rows), both new and
+/* Reads a whole file. *X: CSR (rows x n_features, dtype), *y: dense float64 (rows: labels
+ * keep their precision, as scikit-learn's y), both new and
  * owned by the caller. qid may be NULL; when want_qid is set and qid is not NULL, *qid is a
  * new int64 dense (rows) tensor, or NULL when the file has no qid. opts NULL = defaults.
  * A file without any sample line (empty, or only comments) is an error "no data". */
@@ -40,8 +43,9 @@ kl_status kl_svmlight_load(const char *path, const kl_svmlight_opts *opts, kl_te
                            kl_tensor **y, kl_tensor **qid);
 
 /* Writes X (CSR or dense 2-d, float32/float64) and y (dense, rows or rows x 1, any dtype)
- * as svmlight text: values with %.9g (float32) or %.17g (float64) so that loading gives
- * back identical bits. zero_based 0 writes one-based indices (the LibSVM convention).
+ * as svmlight text: each value with the fewest significant digits that read back as the
+ * same float32 / float64 (2.1, not 2.1000000000000001), so loading gives back identical
+ * bits. zero_based 0 writes one-based indices (the LibSVM convention).
  * Dense X writes its nonzeros; CSR X writes every stored entry. A path ending in ".gz"
  * is written gzip-compressed. */
 kl_status kl_svmlight_dump(const kl_tensor *X, const kl_tensor *y, const char *path,
@@ -59,15 +63,16 @@ typedef struct kl_svmlight_iter kl_svmlight_iter;
  * the lines whose first byte lies in [p*size/num_parts, (p+1)*size/num_parts), so the
  * parts together cover every line exactly once. For a .gz file with num_parts > 1 the
  * open decompresses the file once to learn its size, and each pass of a later part
- * decompresses (and skips) the bytes before it. A part (or file) without sample
- * lines gives no batch: the first next() says done. Line numbers in a part's errors are
+ * decompresses (and skips) the bytes before it. A file without any sample line is refused
+ * at open ("no data", as kl_svmlight_load); a part without sample lines gives no batch: the
+ * first next() says done. Line numbers in a part's errors are
  * the file's (counted from the start only when an error is reported). *out owned by the
  * caller (kl_svmlight_iter_close). */
 kl_status kl_svmlight_iter_open(const char *path, int64_t n_features, int64_t batch_size,
                                 int zero_based, int num_parts, int part_index,
                                 kl_dtype dtype, kl_svmlight_iter **out);
 
-/* The next batch: *X CSR (n x n_features), *y dense (n), 1 <= n <= batch_size, and
+/* The next batch: *X CSR (n x n_features), *y dense float64 (n), 1 <= n <= batch_size, and
  * *done = 0; at the end of the part *X = *y = NULL and *done = 1. The tensors are
  * borrowed: the iterator owns them and reuses their buffers (grow-only) for the next
  * batch, so they are valid until the next call to next/reset/close. To keep one longer,
