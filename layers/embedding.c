@@ -139,10 +139,9 @@ static const kl_kernel_entry emb_kernels[] = {
     {NULL, NULL, NULL},
 };
 
-/* Stable LSD radix sort of (key, pos) pairs by key (keys in [1, maxkey]), 8 bits a pass:
- * O(m) per pass, ceil(bits(maxkey)/8) passes. Equal keys keep their position order, so
- * the gradient sums below run in a fixed order. Result in key[], pos[]. */
-static void radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int64_t m,
+/* (layers_util.h) Equal keys keep their position order, so the gradient sums below run in a
+ * fixed order. */
+void kl_lu_radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int64_t m,
                        int64_t maxkey) {
   int64_t *ka = key, *pa = pos, *kb = tk, *pb = tp;
   for (int shift = 0; shift < 64 && (maxkey >> shift) > 0; shift += 8) {
@@ -212,7 +211,7 @@ static kl_status emb_weight_grad(const kl_tensor *ids, const kl_tensor *w, const
       pos[m++] = p;
     }
   }
-  radix_sort(key, pos, buf + 2 * npos, buf + 3 * npos, m, V);
+  kl_lu_radix_sort(key, pos, buf + 2 * npos, buf + 3 * npos, m, V);
   for (int64_t t = 0; t < m; t++)
     if (t == 0 || key[t] != key[t - 1]) gs[nu++] = t;
   gs[nu] = m; /* gs has npos + 1 slots and nu <= npos */
@@ -279,7 +278,8 @@ int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w) {
 }
 
 /* y[b, :] = mean over l of weight row ids[b, l] - 1 (zeros for padding): the sum in double
- * from +0 in l order, times 1/L, rounded once, as mean over Embedding's output computes it,
+ * from +0 in l order, times 1/L (masked: 1 / the count of ids not 0, or 0 without any),
+ * rounded once, as mean (masked_mean) over Embedding's output computes it,
  * so the same bits without the (n, L, D) output. */
 #define EMB_MEAN_ROWS(T)                                                                    \
   {                                                                                         \
@@ -304,13 +304,21 @@ int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w) {
             for (int64_t j = 0; j < D; j++) acc[j] += r[j];                                 \
           }                                                                                 \
         }                                                                                   \
-        for (int64_t j = 0; j < D; j++) y[b * D + j] = (T)(acc[j] * scale);                 \
+        const double sc_ = masked ? masked_scale(ids, b, L) : scale;                        \
+        for (int64_t j = 0; j < D; j++) y[b * D + j] = (T)(acc[j] * sc_);                   \
       }                                                                                     \
     }                                                                                       \
   }
 
+/* 1 / the count of sample b's ids that are not 0, or 0 when it has none (masked mean). */
+static double masked_scale(const kl_tensor *ids, int64_t b, int64_t L) {
+  int64_t c = 0;
+  for (int64_t l = 0; l < L; l++) c += id_at(ids, b * L + l) != 0;
+  return c > 0 ? 1.0 / (double)c : 0.0;
+}
+
 kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
-                            kl_tensor **out) {
+                            int masked, kl_tensor **out) {
   kl_meta m[2], om;
   KL_CHECK(ids && w && out, KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
   kl_tensor_meta(ids, &m[0]);
@@ -340,8 +348,8 @@ kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_a
 }
 
 kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
-                                     const kl_attrs *a, const kl_tensor *gout, kl_stype want,
-                                     kl_tensor **gin) {
+                                     const kl_attrs *a, int masked, const kl_tensor *gout,
+                                     kl_stype want, kl_tensor **gin) {
   kl_meta m[2], om;
   char sg[128];
   KL_CHECK(ids && w && gout && gin, KL_EINVAL, "Embedding: expected 2 inputs (ids, weight)");
@@ -358,7 +366,8 @@ kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
            (long long)w->shape[1]);
   KL_TRY(ids_check(ids, w->shape[0]));
   /* each position's gradient row, as the mean's backward makes it: its sample's row times
-   * 1/L, the product in double rounded to the weight's dtype; once a sample, not an id */
+   * 1/L (or the masked scale), the product in double rounded to the weight's dtype; once a
+   * sample, not an id */
   const int64_t n = ids->shape[0], L = ids->shape[1], D = w->shape[1];
   const double scale = 1.0 / (double)L;
   kl_tensor *gs = NULL;
@@ -366,7 +375,10 @@ kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
   KL_DISPATCH(w->dtype, T, {
     const T *restrict g = gout->data;
     T *restrict y = gs->data;
-    for (int64_t k = 0; k < n * D; k++) y[k] = (T)((double)g[k] * scale);
+    for (int64_t b = 0; b < n; b++) {
+      const double sc = masked ? masked_scale(ids, b, L) : scale;
+      for (int64_t j = 0; j < D; j++) y[b * D + j] = (T)((double)g[b * D + j] * sc);
+    }
   })
   kl_status st = emb_weight_grad(ids, w, gs, L, want, gin);
   kl_tensor_release(gs);

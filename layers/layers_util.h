@@ -37,4 +37,10 @@ static inline void kl_lu_write(void *data, kl_dtype dt, int64_t i, double v) {
     ((double *)data)[i] = v;
 }
 
+/* Stable LSD radix sort of (key, pos) pairs by key (keys in [0, maxkey]), 8 bits a pass:
+ * O(m) per pass, ceil(bits(maxkey)/8) passes, tk and tp m slots of scratch each. Result in
+ * key[], pos[] (layers/embedding.c). */
+void kl_lu_radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int64_t m,
+                      int64_t maxkey);
+
 #endif

@@ -1,6 +1,8 @@
 -- spec/layers_gradcheck_spec.lua: float64 central-difference gradient checks of every layer
 -- of keras.layers (Dense dense/csr input, dense/row_sparse kernel; Embedding dense and
--- sparse_grad; Flatten; Activation; Dropout; Concatenate; GlobalAveragePooling1D; Lambda)
+-- sparse_grad; Flatten; Activation; Dropout; Concatenate; GlobalAveragePooling1D; Lambda;
+-- Add, Subtract, Multiply, Dot, GlobalMaxPooling1D; the poolings after Embedding{mask_zero};
+-- the regularizers' penalties, whole and lazy)
 -- through K.gradients: with respect to every weight and to the dense inputs. The loss is
 -- sum(R .* layer(x)) for a random R. A row_sparse gradient is checked on its stored entries
 -- (rows and values, read from g.indices/g.data) and densified (every element, so rows it
@@ -200,5 +202,82 @@ describe("layer gradients (float64 central differences)", function()
       {1, 2}, "Concatenate axis -1")
     gradcheck(L.Concatenate{axis = 2}, {{shape = {2, 1, 3}}, {shape = {2, 2, 3}}},
       {dense({2, 1, 3}), dense({2, 2, 3})}, {1, 2}, "Concatenate axis 2")
+  end)
+
+  it("Add, Subtract, Multiply (also broadcast across ranks), Dot on 2-d and 3-d inputs", function()
+    for _, cls in ipairs({"Add", "Subtract", "Multiply"}) do
+      gradcheck(L[cls]{}, {{shape = {3, 4}}, {shape = {3, 4}}}, {dense({3, 4}), dense({3, 4})}, {1, 2}, cls)
+    end
+    gradcheck(L.Add{}, {{shape = {3, 4}}, {shape = {3, 4}}, {shape = {3, 4}}},
+      {dense({3, 4}), dense({3, 4}), dense({3, 4})}, {1, 2, 3}, "Add of 3")
+    gradcheck(L.Multiply{}, {{shape = {2, 3}}, {shape = {2, 4, 3}}}, {dense({2, 3}), dense({2, 4, 3})},
+      {1, 2}, "Multiply (b, 3) by (b, 4, 3)")
+    gradcheck(L.Dot{axes = 2}, {{shape = {3, 4}}, {shape = {3, 4}}}, {dense({3, 4}), dense({3, 4})},
+      {1, 2}, "Dot 2-d")
+    gradcheck(L.Dot{axes = -1, normalize = true}, {{shape = {3, 4}}, {shape = {3, 4}}},
+      {dense({3, 4}), dense({3, 4})}, {1, 2}, "Dot normalize")
+    gradcheck(L.Dot{axes = 3}, {{shape = {2, 3, 4}}, {shape = {2, 5, 4}}}, {dense({2, 3, 4}), dense({2, 5, 4})},
+      {1, 2}, "Dot 3-d axes 3")
+    gradcheck(L.Dot{axes = {3, 2}}, {{shape = {2, 3, 4}}, {shape = {2, 4, 5}}},
+      {dense({2, 3, 4}), dense({2, 4, 5})}, {1, 2}, "Dot 3-d axes {3, 2}")
+    gradcheck(L.Dot{axes = 2}, {{shape = {2, 4, 3}}, {shape = {2, 4, 5}}}, {dense({2, 4, 3}), dense({2, 4, 5})},
+      {1, 2}, "Dot 3-d axes 2")
+    gradcheck(L.Dot{axes = {2, 3}}, {{shape = {2, 4}}, {shape = {2, 3, 4}}}, {dense({2, 4}), dense({2, 3, 4})},
+      {1, 2}, "Dot 2-d with 3-d")
+  end)
+
+  it("GlobalMaxPooling1D (the gradient goes to each max)", function()
+    gradcheck(L.GlobalMaxPooling1D{}, {{shape = {2, 4, 3}}}, {dense({2, 4, 3})}, {1}, "GMP1D")
+  end)
+
+  -- Embedding{mask_zero = true} then a pooling layer, as one layer for gradcheck.
+  local function masked(emb, pool)
+    return setmetatable({weights = emb.weights,
+      get_weights = function() return emb:get_weights() end,
+      set_weights = function(_, list) emb:set_weights(list) end},
+      {__call = function(_, x) return pool(emb(x)) end})
+  end
+
+  it("GlobalAveragePooling1D and GlobalMaxPooling1D after Embedding{mask_zero = true}", function()
+    local ids = keras.array({{1, 3, 0, 3}, {0, 0, 0, 0}, {6, 0, 2, 2}}, {dtype = "float64"})
+    for _, sg in ipairs({false, true}) do
+      for _, pool in ipairs({"GlobalAveragePooling1D", "GlobalMaxPooling1D"}) do
+        local emb = L.Embedding{input_dim = 6, output_dim = 3, mask_zero = true, sparse_grad = sg,
+          dtype = "float64"}
+        local rows = gradcheck(masked(emb, L[pool]{}), {{shape = {3, 4}}}, {ids}, nil,
+          pool .. " masked" .. (sg and " sparse_grad" or ""))
+        if sg then assert.are.same({1, 2, 3, 6}, rows[1]) end
+      end
+    end
+  end)
+
+  it("regularizer penalties: the whole weight, and the rows a batch names", function()
+    local reg = keras.regularizers.l1_l2{l1 = 0.3, l2 = 0.7}
+    local W = dense({5, 2}, 0.1, 1)
+    local wd = W:totable()
+    for i = 1, 5 do for j = 1, 2 do if i % 2 == 0 then wd[i][j] = -wd[i][j] end end end
+    W = keras.array(wd, {dtype = "float64"})
+    local ids = keras.array({{2, 0, 2}, {5, 1, 0}}, {dtype = "float64"})
+    local csr = keras.sparse.csr_matrix{data = {1, 2, 3}, indices = {4, 2, 4}, indptr = {1, 2, 4},
+      shape = {2, 5}, dtype = "float64"}
+    for _, case in ipairs({{nil, "whole"}, {ids, "ids"}, {csr, "csr"}}) do
+      local rows = case[1]
+      local ph = rows and K.placeholder{shape = {-1, rows.shape[2]}, sparse = rows.stype == "csr",
+        dtype = "float64"}
+      local gs = require("keras.symbolic").default_graph()
+      local wn = require("keras.symbolic").new_node(gs, gs:var(W), {}) -- W as a graph variable
+      local g = K.func(ph and {ph} or {}, K.gradients(reg:penalty(wn, ph), {W}))(rows)[1]
+      local base, fd = flat(wd), {}
+      for k = 1, #base do
+        local v = base[k]
+        base[k] = v + H
+        local fp = reg:penalty(arr(base, {5, 2}), rows):item()
+        base[k] = v - H
+        local fm = reg:penalty(arr(base, {5, 2}), rows):item()
+        base[k] = v
+        fd[k] = (fp - fm) / (2 * H)
+      end
+      check_grad(g, fd, {5, 2}, "penalty " .. case[2])
+    end
   end)
 end)

@@ -24,9 +24,13 @@ describe("SGD tutorial vector", function()
   end)
 end)
 
--- Dense reference of every rule (kl/optim.h), per element, float64.
+-- Dense reference of every rule (kl/optim.h), per element, float64; decay as Keras 2
+-- (lr / (1 + decay * iterations), iterations = t - 1), Ftrl as TensorFlow's (n^-power, l2).
 local function reference(kind, o, w, g, st, t)
-  local lr, wd = o.learning_rate, o.weight_decay or 0
+  local lr, wd = o.learning_rate * (1 / (1 + (o.decay or 0) * (t - 1))), o.weight_decay or 0
+  local l1 = o.lamda1 or o.l1_regularization_strength
+  local p = -(o.learning_rate_power or -0.5)
+  local function P(n) return p == 0.5 and math.sqrt(n) or n ^ p end
   for i = 1, #w do
     for j = 1, #w[i] do
       local gw = g[i][j] * (o.rescale_grad or 1)
@@ -47,12 +51,12 @@ local function reference(kind, o, w, g, st, t)
         w[i][j] = w[i][j] - lr * gw / (math.sqrt(st[1][i][j]) + o.epsilon)
       elseif kind == "ftrl" then
         local z, n = st[1][i][j], st[2][i][j]
-        z = z + gw - (math.sqrt(n + gw * gw) - math.sqrt(n)) * w[i][j] / lr
+        z = z + gw - (P(n + gw * gw) - P(n)) * w[i][j] / lr
         n = n + gw * gw
         st[1][i][j], st[2][i][j] = z, n
-        if math.abs(z) > o.lamda1 then
+        if math.abs(z) > l1 then
           local sgn = z > 0 and 1 or -1
-          w[i][j] = (sgn * o.lamda1 - z) / ((o.beta + math.sqrt(n)) / lr + wd)
+          w[i][j] = (sgn * l1 - z) / ((o.beta + P(n)) / lr + wd + 2 * (o.l2_regularization_strength or 0))
         else
           w[i][j] = 0
         end
@@ -67,6 +71,12 @@ local cases = {
   {"adagrad", "Adagrad", {learning_rate = 0.1, epsilon = 1e-7, weight_decay = 0.01}},
   {"rmsprop", "RMSprop", {learning_rate = 0.01, rho = 0.9, epsilon = 1e-7, weight_decay = 0.01}},
   {"ftrl", "Ftrl", {learning_rate = 0.1, lamda1 = 0.01, beta = 1}},
+  {"sgd", "SGD", {learning_rate = 0.1, momentum = 0.9, weight_decay = 0.01, decay = 0.5}, "SGD with decay"},
+  {"adam", "Adam", {learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7, decay = 0.25},
+   "Adam with decay"},
+  {"ftrl", "Ftrl", {learning_rate = 0.1, l1_regularization_strength = 0.01, l2_regularization_strength = 0.5,
+   learning_rate_power = -0.75, initial_accumulator_value = 0.1, beta = 0, decay = 0.1},
+   "Ftrl with Keras' options"},
 }
 
 local function copy2(t)
@@ -77,7 +87,16 @@ end
 
 for _, c in ipairs(cases) do
   local kind, cls, o = c[1], c[2], c[3]
-  describe(cls, function()
+  local st0 = o.initial_accumulator_value or 0 -- Ftrl's n starts there, other states at 0
+  local function zero_states(s)
+    local st = {}
+    for k = 1, #s do
+      local v = (kind == "ftrl" and k == 2) and st0 or 0
+      st[k] = {{v, v}, {v, v}, {v, v}, {v, v}, {v, v}}
+    end
+    return st
+  end
+  describe(c[4] or cls, function()
     local w0 = {{0.5, -0.25}, {1, 2}, {-1, 0.75}, {0.125, -2}, {3, 1}}
     local gr = {{0.5, -1}, {2, 0.25}}
     local gidx = {2, 4}
@@ -97,13 +116,13 @@ for _, c in ipairs(cases) do
     it("lazy: rows absent from the gradient are untouched in weight and states", function()
       local w, s = run(true, 3)
       local wt = w:totable()
+      local st = zero_states(s)
       for _, r in ipairs({1, 3, 5}) do
         assert.are.same(w0[r], wt[r])
-        for k = 1, #s do assert.are.same({0, 0}, s[k]:totable()[r]) end
+        for k = 1, #s do assert.are.same(st[k][r], s[k]:totable()[r]) end
       end
       -- rows in the gradient follow the dense rule on those rows
-      local ref, st = copy2(w0), {}
-      for k = 1, #s do st[k] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}, {0, 0}} end
+      local ref = copy2(w0)
       for t = 1, 3 do reference(kind, o, ref, gdense, st, t) end
       for _, r in ipairs({2, 4}) do S.assert_near(wt[r], ref[r], 1e-12) end
     end)
@@ -118,8 +137,7 @@ for _, c in ipairs(cases) do
       for _ = 1, 3 do op:update(wd, keras.array(gdense, {dtype = "float64"}), sd) end
       assert.are.same(wd:totable(), w:totable())
       for k = 1, #s do assert.are.same(sd[k]:totable(), s[k]:totable()) end
-      local ref, st = copy2(w0), {}
-      for k = 1, #s do st[k] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}, {0, 0}} end
+      local ref, st = copy2(w0), zero_states(s)
       for t = 1, 3 do reference(kind, o, ref, gdense, st, t) end
       S.assert_near(w:totable(), ref, 1e-12)
     end)
@@ -162,5 +180,47 @@ describe("optimizer options", function()
     assert.matches("does not match", err, 1, true)
     assert.has_error(function() o:update(w, keras.ones({4, 2})) end,
       "SGD.update: state is missing (use opt:create_state(weight))")
+  end)
+end)
+
+describe("Ftrl options (Keras' names)", function()
+  it("takes Keras' names, MXNet's lamda1 as an alias", function()
+    assert.are.equal(0.5, opt.Ftrl{lamda1 = 0.5}:get("l1_regularization_strength"))
+    local cfg = opt.Ftrl{l1_regularization_strength = 0.25, l2_regularization_strength = 0.5,
+      learning_rate_power = -1, initial_accumulator_value = 0.125}:get_config()
+    assert.are.equal(0.25, cfg.l1_regularization_strength)
+    assert.are.equal(0.5, cfg.l2_regularization_strength)
+    assert.are.equal(-1, cfg.learning_rate_power)
+    assert.are.equal(0.125, cfg.initial_accumulator_value)
+    assert.is_nil(cfg.lamda1)
+    assert.has_error(function() opt.Ftrl{learning_rate_power = 0.5} end,
+      "Ftrl: learning_rate_power must be <= 0. Received: learning_rate_power=0.5")
+    assert.has_error(function() opt.Ftrl{l2_regularization_strength = -1} end,
+      "Ftrl: l2_regularization_strength must be >= 0. Received: l2_regularization_strength=-1")
+    assert.has_error(function() opt.Ftrl{initial_accumulator_value = -0.1} end,
+      "Ftrl: initial_accumulator_value must be >= 0. Received: initial_accumulator_value=-0.1")
+    assert.has_error(function() opt.SGD{lamda1 = 1} end, "SGD: unknown option 'lamda1'")
+  end)
+  it("initial_accumulator_value is n's start", function()
+    local s = opt.Ftrl{initial_accumulator_value = 0.1}:create_state(keras.zeros({2, 2}))
+    assert.are.same({{0, 0}, {0, 0}}, s.z:totable())
+    S.assert_near(s.n:totable(), {{0.1, 0.1}, {0.1, 0.1}}, 1e-7)
+  end)
+end)
+
+describe("decay", function()
+  it("fit steps with learning_rate / (1 + decay * iterations), in the C batch loop", function()
+    -- w = 0; x = y = 1; mse gradient 2 (w - 1): step 1 (lr 0.1): w = 0.2; step 2 (lr 0.1 / 2):
+    -- w = 0.2 + 0.05 * 1.6 = 0.28
+    local inp = keras.layers.Input{shape = {1}, dtype = "float64"}
+    local out = keras.layers.Dense{units = 1, use_bias = false, kernel_initializer = "zeros",
+      dtype = "float64"}(inp)
+    local m = keras.Model{inputs = inp, outputs = out}
+    m:compile{optimizer = opt.SGD{learning_rate = 0.1, decay = 1}, loss = "mse"}
+    local x = keras.array({{1}, {1}}, {dtype = "float64"})
+    m:fit(x, x, {batch_size = 1, epochs = 1, shuffle = false, verbose = 0})
+    S.assert_near(m:get_weights()[1]:totable(), {{0.28}}, 1e-12)
+    assert.are.equal(1, m.optimizer:get("decay"))
+    assert.has_error(function() opt.Adam{decay = -1} end, "Adam: decay must be >= 0. Received: decay=-1")
   end)
 end)

@@ -57,19 +57,24 @@ extern const kl_op_def kl_opdef_argmax;       /* ops_index.c */
 extern const kl_op_def kl_opdef_one_hot;
 extern const kl_op_def kl_opdef_bias_add;     /* layers/bias_add.c */
 extern const kl_op_def kl_opdef_embedding;    /* layers/embedding.c */
+extern const kl_op_def kl_opdef_masked_mean;  /* layers/pooling.c */
+extern const kl_op_def kl_opdef_global_max_pool;
+extern const kl_op_def kl_opdef_reg_terms;    /* layers/regularizer.c */
 /* The plan's fusion of Embedding and a mean over its ids' axis (GlobalAveragePooling1D), as
  * PyTorch's EmbeddingBag(mode="mean"): the (n, D) mean of each sample's rows straight from
  * (n, L) ids and a dense (V, D) weight, without the (n, L, D) output, and the weight's
  * gradient (row_sparse over the unique ids, or dense, by want) from the mean's (n, D)
  * gradient. The same bits as embedding then mean and their backwards (the same sums in the
  * same order, the same roundings), and the same errors for bad ids. a: the Embedding node's
- * attrs. applies: whether these tensors take it. (layers/embedding.c) */
+ * attrs. applies: whether these tensors take it. masked: the mean over the ids that are not
+ * 0 (masked_mean: Embedding{mask_zero}), 0 for a sample of padding only; else over all L.
+ * (layers/embedding.c) */
 int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w);
 kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
-                            kl_tensor **out);
+                            int masked, kl_tensor **out);
 kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
-                                     const kl_attrs *a, const kl_tensor *gout, kl_stype want,
-                                     kl_tensor **gin);
+                                     const kl_attrs *a, int masked, const kl_tensor *gout,
+                                     kl_stype want, kl_tensor **gin);
 extern const kl_op_def kl_opdef_loss_mse;     /* layers/losses.c */
 extern const kl_op_def kl_opdef_loss_mae;
 extern const kl_op_def kl_opdef_loss_bce;

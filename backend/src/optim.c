@@ -43,6 +43,7 @@ kl_status kl_optimizer_init(kl_optimizer *o, kl_opt_kind kind) {
   o->rho = 0.9;
   o->lamda1 = 0.01;
   o->beta = 1.0;
+  o->lr_power = -0.5;
   switch (kind) {
     case KL_OPT_SGD: o->learning_rate = 0.01; break;
     case KL_OPT_ADAM: o->learning_rate = 0.001; break;
@@ -57,20 +58,25 @@ kl_status kl_optimizer_init(kl_optimizer *o, kl_opt_kind kind) {
 /* ---------------------------------------------------------------- options */
 
 enum { OPT_LR, OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_BETA_1, OPT_BETA_2,
-       OPT_EPSILON, OPT_RHO, OPT_LAMDA1, OPT_BETA, OPT_LAZY, OPT_NONE = -1 };
+       OPT_EPSILON, OPT_RHO, OPT_LAMDA1, OPT_BETA, OPT_LAZY, OPT_DECAY, OPT_L2, OPT_LR_POWER,
+       OPT_INIT_ACC, OPT_NONE = -1 };
 
+/* Ftrl's options carry Keras' names (MXNet's lamda1 is an alias, find_option). */
 static const char *const option_names[] = {
     "learning_rate", "momentum", "nesterov", "weight_decay", "clipvalue", "rescale_grad", "beta_1",
-    "beta_2",        "epsilon",  "rho",      "lamda1",       "beta",      "lazy_update"};
+    "beta_2", "epsilon", "rho", "l1_regularization_strength", "beta", "lazy_update", "decay",
+    "l2_regularization_strength", "learning_rate_power", "initial_accumulator_value"};
 
 /* The options of each kind, in get_config order, terminated by OPT_NONE. */
-static const int kind_options[KL_OPT_COUNT][10] = {
-    {OPT_LR, OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
-    {OPT_LR, OPT_BETA_1, OPT_BETA_2, OPT_EPSILON, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_LAZY,
+static const int kind_options[KL_OPT_COUNT][14] = {
+    {OPT_LR, OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_DECAY, OPT_CLIP, OPT_RESCALE, OPT_LAZY,
      OPT_NONE},
-    {OPT_LR, OPT_EPSILON, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
-    {OPT_LR, OPT_RHO, OPT_EPSILON, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
-    {OPT_LR, OPT_LAMDA1, OPT_BETA, OPT_WD, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
+    {OPT_LR, OPT_BETA_1, OPT_BETA_2, OPT_EPSILON, OPT_WD, OPT_DECAY, OPT_CLIP, OPT_RESCALE,
+     OPT_LAZY, OPT_NONE},
+    {OPT_LR, OPT_EPSILON, OPT_WD, OPT_DECAY, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
+    {OPT_LR, OPT_RHO, OPT_EPSILON, OPT_WD, OPT_DECAY, OPT_CLIP, OPT_RESCALE, OPT_LAZY, OPT_NONE},
+    {OPT_LR, OPT_LR_POWER, OPT_INIT_ACC, OPT_LAMDA1, OPT_L2, OPT_BETA, OPT_WD, OPT_DECAY, OPT_CLIP,
+     OPT_RESCALE, OPT_LAZY, OPT_NONE},
 };
 
 static int option_of(kl_opt_kind kind, int i) {
@@ -93,6 +99,7 @@ int kl_optimizer_option_is_bool(kl_opt_kind kind, int i) {
 /* The option id of name for kind (accepting the alias lr), or OPT_NONE. */
 static int find_option(kl_opt_kind kind, const char *name) {
   if (strcmp(name, "lr") == 0) name = "learning_rate";
+  if (kind == KL_OPT_FTRL && strcmp(name, "lamda1") == 0) name = "l1_regularization_strength";
   for (int i = 0; kind_options[kind][i] != OPT_NONE; i++)
     if (strcmp(option_names[kind_options[kind][i]], name) == 0) return kind_options[kind][i];
   return OPT_NONE;
@@ -111,6 +118,10 @@ static double *option_field(kl_optimizer *o, int id) {
     case OPT_RHO: return &o->rho;
     case OPT_LAMDA1: return &o->lamda1;
     case OPT_BETA: return &o->beta;
+    case OPT_DECAY: return &o->decay;
+    case OPT_L2: return &o->l2;
+    case OPT_LR_POWER: return &o->lr_power;
+    case OPT_INIT_ACC: return &o->initial_accumulator_value;
     default: return NULL;
   }
 }
@@ -159,6 +170,8 @@ kl_status kl_optimizer_check(const kl_optimizer *o) {
              "%s: learning_rate must be >= 0. Received: learning_rate=%g", k, o->learning_rate);
   KL_CHECK(o->weight_decay >= 0 && isfinite(o->weight_decay), KL_EINVAL,
            "%s: weight_decay must be >= 0. Received: weight_decay=%g", k, o->weight_decay);
+  KL_CHECK(o->decay >= 0 && isfinite(o->decay), KL_EINVAL,
+           "%s: decay must be >= 0. Received: decay=%g", k, o->decay);
   KL_CHECK(!isnan(o->clipvalue), KL_EINVAL,
            "%s: clipvalue must be a number (<= 0 for none). Received: clipvalue=%g", k,
            o->clipvalue);
@@ -181,7 +194,18 @@ kl_status kl_optimizer_check(const kl_optimizer *o) {
       break;
     case KL_OPT_FTRL:
       KL_CHECK(o->lamda1 >= 0 && isfinite(o->lamda1), KL_EINVAL,
-               "%s: lamda1 must be >= 0. Received: lamda1=%g", k, o->lamda1);
+               "%s: l1_regularization_strength must be >= 0. Received: "
+               "l1_regularization_strength=%g", k, o->lamda1);
+      KL_CHECK(o->l2 >= 0 && isfinite(o->l2), KL_EINVAL,
+               "%s: l2_regularization_strength must be >= 0. Received: "
+               "l2_regularization_strength=%g", k, o->l2);
+      KL_CHECK(o->lr_power <= 0 && isfinite(o->lr_power), KL_EINVAL,
+               "%s: learning_rate_power must be <= 0. Received: learning_rate_power=%g", k,
+               o->lr_power);
+      KL_CHECK(o->initial_accumulator_value >= 0 && isfinite(o->initial_accumulator_value),
+               KL_EINVAL,
+               "%s: initial_accumulator_value must be >= 0. Received: "
+               "initial_accumulator_value=%g", k, o->initial_accumulator_value);
       KL_CHECK(o->beta >= 0 && isfinite(o->beta), KL_EINVAL,
                "%s: beta must be >= 0. Received: beta=%g", k, o->beta);
       break;
@@ -247,6 +271,8 @@ kl_status kl_optimizer_create_states(const kl_optimizer *o, const kl_tensor *w,
      * the training steps (a 2.5 GB Adam m at V = 1e7 otherwise faults for epochs). */
     kl_prefault_zeroed(states[i]->data,
                        (size_t)kl_tensor_numel(states[i]) * kl_dtype_size(w->dtype));
+    if (o->kind == KL_OPT_FTRL && i == 1 && o->initial_accumulator_value != 0)
+      kl_tensor_fill(states[i], o->initial_accumulator_value);
   }
   return KL_OK;
 }

@@ -1,6 +1,6 @@
 /* optim_rows.h: the per-row update rules, instantiated once per dtype by optim_update.c.
  * Include with OPT_T (float or double), OPT_U (its same-size unsigned integer), OPT_SQRT
- * (sqrtf or sqrt) and OPT_SFX (f32, f64). */
+ * (sqrtf or sqrt), OPT_POW (powf or pow) and OPT_SFX (f32, f64). */
 #define OPT_CAT2(a, b) a##b
 #define OPT_CAT(a, b) OPT_CAT2(a, b)
 
@@ -93,17 +93,21 @@ static inline __attribute__((always_inline)) void OPT_CAT(opt_row_, OPT_SFX)(
       break;
     }
     case KL_OPT_FTRL: {
-      const OPT_T l1 = (OPT_T)h->lamda1, beta = (OPT_T)h->beta;
+      const OPT_T l1 = (OPT_T)h->lamda1, beta = (OPT_T)h->beta, l2x2 = (OPT_T)(2.0 * h->l2);
+      /* P(n) = n^(-learning_rate_power): sqrt for the default -0.5 (the same bits as before) */
+      const int sq = h->lr_power == -0.5;
+      const OPT_T mp = (OPT_T)(-h->lr_power);
       for (int64_t j = 0; j < n; j++) {
         OPT_T gj;
         OPT_GRAD(j, gj);
         OPT_T nold = s1[j], nnew = nold + gj * gj;
-        OPT_T z = s0[j] + gj - (OPT_SQRT(nnew) - OPT_SQRT(nold)) * w[j] / lr;
+        OPT_T pnew = sq ? OPT_SQRT(nnew) : OPT_POW(nnew, mp);
+        OPT_T pold = sq ? OPT_SQRT(nold) : OPT_POW(nold, mp);
+        OPT_T z = s0[j] + gj - (pnew - pold) * w[j] / lr;
         s0[j] = z;
         s1[j] = nnew;
         OPT_T az = z < 0 ? -z : z;
-        w[j] = az > l1 ? ((z > 0 ? l1 : -l1) - z) / ((beta + OPT_SQRT(nnew)) / lr + wd)
-                       : (OPT_T)0;
+        w[j] = az > l1 ? ((z > 0 ? l1 : -l1) - z) / ((beta + pnew) / lr + wd + l2x2) : (OPT_T)0;
       }
       break;
     }

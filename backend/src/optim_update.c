@@ -11,28 +11,32 @@
 /* Hyperparameters of one update, resolved once (Adam's lr_t needs the step). */
 typedef struct opt_hyper {
   kl_opt_kind kind;
-  double lr, mom, wd, clip, rescale, b1, b2, eps, lr_t, rho, lamda1, beta;
+  double lr, mom, wd, clip, rescale, b1, b2, eps, lr_t, rho, lamda1, beta, l2, lr_power;
   int has_mom, nesterov;
 } opt_hyper;
 
 #define OPT_T float
 #define OPT_U uint32_t
 #define OPT_SQRT sqrtf
+#define OPT_POW powf
 #define OPT_SFX f32
 #include "optim_rows.h"
 #undef OPT_T
 #undef OPT_U
 #undef OPT_SQRT
+#undef OPT_POW
 #undef OPT_SFX
 
 #define OPT_T double
 #define OPT_U uint64_t
 #define OPT_SQRT sqrt
+#define OPT_POW pow
 #define OPT_SFX f64
 #include "optim_rows.h"
 #undef OPT_T
 #undef OPT_U
 #undef OPT_SQRT
+#undef OPT_POW
 #undef OPT_SFX
 
 /* Below this many elements an update runs on one thread (thread start-up would dominate). */
@@ -157,7 +161,9 @@ static kl_status check_grad_rows(const char *k, const kl_tensor *g, const kl_ten
 static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
   memset(h, 0, sizeof *h);
   h->kind = o->kind;
-  h->lr = o->learning_rate;
+  /* Keras 2's decay: lr * 1 / (1 + decay * iterations), iterations = t - 1 updates before */
+  h->lr = o->decay > 0 ? o->learning_rate * (1.0 / (1.0 + o->decay * (double)(t - 1)))
+                       : o->learning_rate;
   h->mom = o->momentum;
   h->has_mom = o->momentum > 0;
   h->nesterov = o->nesterov != 0;
@@ -170,9 +176,10 @@ static void resolve_hyper(const kl_optimizer *o, int64_t t, opt_hyper *h) {
   h->rho = o->rho;
   h->lamda1 = o->lamda1;
   h->beta = o->beta;
+  h->l2 = o->l2;
+  h->lr_power = o->lr_power;
   if (o->kind == KL_OPT_ADAM)
-    h->lr_t = o->learning_rate * sqrt(1.0 - pow(o->beta_2, (double)t)) /
-              (1.0 - pow(o->beta_1, (double)t));
+    h->lr_t = h->lr * sqrt(1.0 - pow(o->beta_2, (double)t)) / (1.0 - pow(o->beta_1, (double)t));
 }
 
 /* Rows of weight and states fetched ahead of the lazy row loop; 1-wide rows (a Dense(1)

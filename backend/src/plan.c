@@ -210,8 +210,9 @@ int kl_plan_set_fuse_enabled(int on) {
   return prev;
 }
 
-/* Finds each mean over axis 1 (no keepdims) of an Embedding of (n, L) ids into a dense float
- * weight where the Embedding's value has no other use (not an output, the loss, a weight,
+/* Finds each mean over axis 1 (no keepdims), or masked_mean by the same ids, of an Embedding
+ * of (n, L) ids into a dense float weight where the Embedding's value has no other use
+ * (not an output, the loss, a weight,
  * or another node's input) and its ids need no gradient: the pair then runs as
  * kl_embedding_mean (forward) and kl_embedding_mean_backward (the weight's gradient from
  * the mean's), the Embedding node itself skipped. W3's Embedding -> GlobalAveragePooling1D:
@@ -227,12 +228,14 @@ static kl_status kl_plan_find_bags(kl_plan *p) {
   for (int q = 0; q < p->norder; q++) {
     const int id = p->order[q];
     const kl_node *nd = &g->nodes[id];
-    if (nd->kind != KL_NODE_OP || nd->op != KL_OP_MEAN || nd->nin != 1 || !nd->attrs.has_axis ||
-        nd->attrs.axis != 1 || nd->attrs.keepdims)
+    const int masked = nd->kind == KL_NODE_OP && nd->op == KL_OP_MASKED_MEAN && nd->nin == 2;
+    if (!masked && (nd->kind != KL_NODE_OP || nd->op != KL_OP_MEAN || nd->nin != 1 ||
+                    !nd->attrs.has_axis || nd->attrs.axis != 1 || nd->attrs.keepdims))
       continue;
     const int e = nd->inputs[0];
     const kl_node *en = &g->nodes[e];
     if (en->kind != KL_NODE_OP || en->op != KL_OP_EMBEDDING || en->nin != 2) continue;
+    if (masked && nd->inputs[1] != en->inputs[0]) continue; /* masked by other ids */
     const kl_meta *mi = &g->nodes[en->inputs[0]].meta, *mw = &g->nodes[en->inputs[1]].meta;
     if (mi->ndim != 2 || mi->stype != KL_STYPE_DEFAULT || mw->ndim != 2 ||
         mw->stype != KL_STYPE_DEFAULT || !kl_is_float(mw->dtype) ||
@@ -367,7 +370,7 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
       if (p->bag_src[id] >= 0) {
         const kl_node *en = &p->g->nodes[p->bag_src[id]];
         KL_TRY(kl_embedding_mean(p->vals[en->inputs[0]], p->vals[en->inputs[1]], &en->attrs,
-                                 &out));
+                                 nd->op == KL_OP_MASKED_MEAN, &out));
         break;
       }
       for (int i = 0; i < nd->nin; i++) ins[i] = p->vals[nd->inputs[i]];
@@ -539,8 +542,9 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
     const int wid = en->inputs[1];
     if (!p->needs_grad[wid]) return KL_OK;
     kl_tensor *gin = NULL;
-    KL_TRY(kl_embedding_mean_backward(p->vals[en->inputs[0]], p->vals[wid], &en->attrs, gout,
-                                      kl_plan_want(p, wid), &gin));
+    KL_TRY(kl_embedding_mean_backward(p->vals[en->inputs[0]], p->vals[wid], &en->attrs,
+                                      nd->op == KL_OP_MASKED_MEAN, gout, kl_plan_want(p, wid),
+                                      &gin));
     return kl_grad_accumulate(&p->grads[wid], gin);
   }
   kl_tensor **ins = p->ins;

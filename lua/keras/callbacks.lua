@@ -520,3 +520,4 @@ end
 require("keras.csv_logger").install(callbacks)
 
 return callbacks
+require("keras.callbacks_lr").install(callbacks) -- ReduceLROnPlateau

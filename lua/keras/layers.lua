@@ -1,10 +1,12 @@
 -- keras/layers.lua: keras.layers: Input, Dense, Embedding, Flatten, Activation, Dropout,
--- Concatenate, GlobalAveragePooling1D, Lambda, with the Keras lifecycle (validate in the
--- constructor, create weights on the first call, build graph ops on every call).
+-- Concatenate, GlobalAveragePooling1D, Lambda (the merges: layers_merge.lua), with the Keras
+-- lifecycle (validate in the constructor, create weights on the first call, build graph ops
+-- on every call).
 local core = require("keras.core")
 local K = require("keras.backend")
 local S = require("keras.symbolic")
 local initializers = require("keras.initializers")
+local regularizers = require("keras.regularizers")
 local A = require("keras.argcheck")
 
 local layers = {}
@@ -81,12 +83,40 @@ end
 
 local function shape_str(s) return S.shape_str(s) end
 
+local function same_shape(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
 -- ------------------------------------------------------------ Layer
 local Layer = {}
 Layer.__index = Layer
 layers.Layer = Layer
 
-local common = {name = true, input_shape = true, input_dim = true, dtype = true, trainable = true}
+local common = {name = true, input_shape = true, input_dim = true, dtype = true, trainable = true,
+  weights = true}
+
+-- Layer{weights = {...}} (Keras' initial weights): kept until the layer is built, then set
+-- as by set_weights; a shape that does not fit names the weight and both shapes.
+local function apply_initial_weights(self)
+  local list = rawget(self, "_initial_weights")
+  if not list then return end
+  self._initial_weights = nil
+  if rawlen(list) ~= #self._weights then
+    fail("%s: weights has %d tensor(s) but layer '%s' has %d weight(s)", self.class_name, rawlen(list),
+      self.name, #self._weights)
+  end
+  for i, w in ipairs(self._weights) do
+    local v = rawget(list, i)
+    local sh = core.is_tensor(v) and v.shape or nil
+    if sh and not same_shape(sh, w.tensor.shape) then
+      fail("%s: weights[%d] has shape %s, but weight '%s' of layer '%s' has shape %s", self.class_name, i,
+        shape_str(sh), w.short, self.name, shape_str(w.tensor.shape))
+    end
+  end
+  self:set_weights(list)
+end
 
 -- Defines a layer class: allowed option keys, init(self, opts) validating them (after the
 -- common ones: name, input_shape, input_dim, dtype, trainable). Positional option [1] is
@@ -122,6 +152,7 @@ local function define(cls, allowed, init)
         if k == "call" then return impl(self, x, ...) end
         impl(self, x, ...)
         self.built, self.input_shape = true, x
+        apply_initial_weights(self)
       end
     end
     rawset(t, k, f)
@@ -144,6 +175,13 @@ local function define(cls, allowed, init)
       fail("%s: dtype must be 'float32' or 'float64'. Received: dtype=%s", cls, repr(self.dtype))
     end
     self.trainable = opt_bool(cls, "trainable", opts.trainable, true)
+    if opts.weights ~= nil then
+      if type(opts.weights) ~= "table" or core.is_tensor(opts.weights) or getmetatable(opts.weights) ~= nil then
+        fail("%s: weights must be a list of tensors (or nested tables). Received: weights=%s", cls,
+          repr(opts.weights))
+      end
+      self._initial_weights = opts.weights
+    end
     if opts.input_shape ~= nil then self.batch_input_shape = shape_list(cls, "input_shape", opts.input_shape) end
     if opts.input_dim ~= nil then self.batch_input_shape = {pos_int(cls, "input_dim", opts.input_dim)} end
     init(self, opts)
@@ -175,11 +213,6 @@ local function is_shape(s)
   return true
 end
 
-local function same_shape(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do if a[i] ~= b[i] then return false end end
-  return true
-end
 
 -- add_weight(name, shape, initializer, {stype=, grad_stype=, trainable=}) -> tensor. A
 -- row_sparse weight stores all its rows (the optimizers' fast path).
@@ -213,8 +246,10 @@ function Layer:add_weight(name, shape, init, o)
   t._name = self.name .. "/" .. name
   local trainable = self.trainable and (o.trainable ~= false)
   if trainable then t._grad_stype = o.grad_stype or "default" end
+  -- own_trainable: the weight's own flag; trainable: with the layer's, as the last compile saw
+  -- it (layers.trainable_at: models.lua)
   local w = {name = t._name, short = name, tensor = t, trainable = trainable,
-    grad_stype = o.grad_stype or "default", nodes = {}}
+    own_trainable = o.trainable ~= false, grad_stype = o.grad_stype or "default", nodes = {}}
   self._weights[#self._weights + 1] = w
   self.weights[#self.weights + 1] = t
   return t
@@ -235,6 +270,44 @@ end
 
 -- The weight records {name, short, tensor, trainable, grad_stype} (models.lua).
 function Layer:weight_records() return self._weights end
+
+-- Whether weight record w trains when the layer's flag is layer_trainable (default: the
+-- layer's flag now). Keras: layer.trainable = false set after build takes effect at the next
+-- compile, which reads it through here.
+function Layer:weight_trainable(w, layer_trainable)
+  if layer_trainable == nil then layer_trainable = self.trainable end
+  return layer_trainable ~= false and w.own_trainable ~= false
+end
+
+-- A regularization penalty node of this layer (Keras' layer.losses): the model adds those of
+-- its layers' calls to the loss. once_key: a penalty over a whole weight is added once per
+-- graph (not once per call of a shared layer).
+function Layer:_add_loss(node, gs, once_key)
+  self._losses = self._losses or {}
+  if once_key then
+    local done = self._losses_once or setmetatable({}, {__mode = "k"})
+    self._losses_once = done
+    done[gs] = done[gs] or {}
+    if done[gs][once_key] then return end
+    done[gs][once_key] = true
+  end
+  self._losses[#self._losses + 1] = {node = node, out = nil}
+end
+
+-- The penalty nodes of the layers' calls whose outputs are among the nodes seen (a set of
+-- nodes; nil: every call), each once.
+function layers.loss_nodes(list, seen)
+  local r, have = {}, {}
+  for _, l in ipairs(list) do
+    for _, rec in ipairs(rawget(l, "_losses") or {}) do
+      if (seen == nil or (rec.out ~= nil and seen[rec.out])) and not have[rec.node] then
+        have[rec.node] = true
+        r[#r + 1] = rec.node
+      end
+    end
+  end
+  return r
+end
 
 function Layer:get_weights()
   local r = {}
@@ -359,6 +432,7 @@ function Layer:_call(x)
     if self.build then self:build(shapes, x) end
     self.built = true
     self.input_shape = shapes
+    apply_initial_weights(self)
   elseif self.check_input then
     self:check_input(shapes, x)
   end
@@ -377,6 +451,13 @@ function Layer:_call(x)
   self.output = out
   self.input = x
   self.output_shape = out.shape
+  -- Keras' masks: a layer with compute_mask (Embedding{mask_zero}, and Dropout and Activation
+  -- passing theirs on) marks its output with the ids whose 0s are padding
+  local m = self.compute_mask and self:compute_mask(x) or nil
+  if m ~= nil then rawset(out, "_keras_mask", m) end
+  for _, rec in ipairs(rawget(self, "_losses") or {}) do
+    if rec.out == nil then rec.out = out end
+  end
   return out
 end
 
@@ -421,7 +502,10 @@ end
 
 -- ------------------------------------------------------------ Dense
 local Dense = define("Dense", {units = true, activation = true, use_bias = true,
-  sparse_weight = true, kernel_initializer = true, bias_initializer = true}, function(self, o)
+  sparse_weight = true, kernel_initializer = true, bias_initializer = true,
+  kernel_regularizer = true, bias_regularizer = true}, function(self, o)
+  self.kernel_regularizer = regularizers.get(o.kernel_regularizer, "Dense", "kernel_regularizer")
+  self.bias_regularizer = regularizers.get(o.bias_regularizer, "Dense", "bias_regularizer")
   self.units = pos_int("Dense", "units", o.units)
   self.activation, self.activation_name = get_activation("Dense", o.activation)
   self.use_bias = opt_bool("Dense", "use_bias", o.use_bias, true)
@@ -446,17 +530,36 @@ function Dense:check_input(shape)
   if shape[#shape] ~= self.input_dim then incompatible(self, -1, self.input_dim, shape) end
 end
 
+-- A regularizer's penalty node for weight node w: over the rows the batch touches when the
+-- weight's gradient is row_sparse and rows (csr input or ids) name them, else over all of w.
+local function add_penalty(self, reg, w, rows, gs, key)
+  if not reg then return end
+  if rows then self:_add_loss(reg:penalty(w, rows), gs) else self:_add_loss(reg:penalty(w), gs, key) end
+end
+
 function Dense:call(x)
   local gs = x.gs
-  local y = K.dot(x, self:_var(gs, self._weights[1].tensor))
-  if self.use_bias then y = K._apply("bias_add", {y, self:_var(gs, self._weights[2].tensor)}, nil, "Dense") end
+  local W = self:_var(gs, self._weights[1].tensor)
+  local y = K.dot(x, W)
+  -- sparse_weight on csr input: the kernel's gradient has the batch's columns as rows
+  add_penalty(self, self.kernel_regularizer, W, (self.sparse_weight and x.stype == "csr") and x or nil, gs,
+    "kernel")
+  if self.use_bias then
+    local b = self:_var(gs, self._weights[2].tensor)
+    y = K._apply("bias_add", {y, b}, nil, "Dense")
+    add_penalty(self, self.bias_regularizer, b, nil, gs, "bias")
+  end
   if self.activation then y = self.activation(y) end
   return y
 end
 
 -- ------------------------------------------------------------ Embedding
 local Embedding = define("Embedding", {input_dim = true, output_dim = true, input_length = true,
-  sparse_grad = true, embeddings_initializer = true}, function(self, o)
+  sparse_grad = true, embeddings_initializer = true, embeddings_regularizer = true,
+  mask_zero = true}, function(self, o)
+  self.embeddings_regularizer = regularizers.get(o.embeddings_regularizer, "Embedding",
+    "embeddings_regularizer")
+  self.mask_zero = opt_bool("Embedding", "mask_zero", o.mask_zero, false)
   self.vocab = pos_int("Embedding", "input_dim", o.input_dim)
   self.batch_input_shape = nil -- input_dim here is the vocabulary size, not a shape
   if o.input_length ~= nil then
@@ -466,6 +569,26 @@ local Embedding = define("Embedding", {input_dim = true, output_dim = true, inpu
   self.output_dim = pos_int("Embedding", "output_dim", o.output_dim)
   self.sparse_grad = opt_bool("Embedding", "sparse_grad", o.sparse_grad, false)
   self.embeddings_initializer = initializers.get(o.embeddings_initializer or "uniform", "Embedding")
+  -- pretrained vectors: checked now, the shape being known (set at build)
+  local ws = rawget(self, "_initial_weights")
+  local w1 = ws and rawget(ws, 1)
+  if ws and (rawlen(ws) ~= 1 or w1 == nil) then
+    fail("Embedding: weights must be a list of one (input_dim, output_dim) matrix. Received: weights=%s",
+      repr(ws))
+  end
+  if w1 ~= nil then
+    if not core.is_tensor(w1) then
+      local ok, t = pcall(core.array, w1, {dtype = self.dtype})
+      if not ok then fail("Embedding: weights[1] must be a tensor or a nested table of numbers (%s)", t) end
+      w1 = t
+      ws = {t}
+      self._initial_weights = ws
+    end
+    if w1.ndim ~= 2 or w1.shape[1] ~= self.vocab or w1.shape[2] ~= self.output_dim then
+      fail("Embedding: weights[1] has shape %s, but layer '%s' expects (input_dim, output_dim) = (%d, %d)",
+        shape_str(w1.shape), self.name, self.vocab, self.output_dim)
+    end
+  end
 end)
 
 local function emb_check(self, shape)
@@ -483,8 +606,15 @@ function Embedding:build(shape)
 end
 
 function Embedding:call(x)
-  return K._apply("embedding", {x, self:_var(x.gs, self._weights[1].tensor)}, {ival = self.vocab},
-    "Embedding")
+  local W = self:_var(x.gs, self._weights[1].tensor)
+  -- sparse_grad: the gradient's rows are the batch's ids, and so are the penalty's
+  add_penalty(self, self.embeddings_regularizer, W, self.sparse_grad and x or nil, x.gs, "embeddings")
+  return K._apply("embedding", {x, W}, {ival = self.vocab}, "Embedding")
+end
+
+-- mask_zero: the ids themselves are the mask (0 = padding), as Keras' not_equal(ids, 0).
+function Embedding:compute_mask(x)
+  if self.mask_zero then return x end
 end
 
 -- ------------------------------------------------------------ Flatten
@@ -511,6 +641,9 @@ function Activation:call(x)
   if self.activation then return self.activation(x) end
   return x
 end
+-- Layers that pass their input's mask on (Keras' supports_masking).
+local function pass_mask(_, x) return rawget(x, "_keras_mask") end
+Activation.compute_mask = pass_mask
 
 -- ------------------------------------------------------------ Dropout
 local Dropout = define("Dropout", {[1] = true, rate = true, seed = true}, function(self, o)
@@ -523,6 +656,7 @@ end)
 function Dropout:call(x)
   return S.new_node(x.gs, x.gs.g:dropout(x.id, self.rate, self.seed), {x})
 end
+Dropout.compute_mask = pass_mask
 
 -- ------------------------------------------------------------ Concatenate
 local Concatenate = define("Concatenate", {axis = true}, function(self, o)
@@ -554,7 +688,12 @@ local function gap_check(self, shape)
   end
 end
 GAP1D.check_input, GAP1D.build = gap_check, gap_check
-function GAP1D:call(x) return K.mean(x, 2) end
+-- After Embedding{mask_zero=true}: the mean over the steps whose id is not 0 (0 when none).
+function GAP1D:call(x)
+  local m = rawget(x, "_keras_mask")
+  if m then return K._apply("masked_mean", {x, m}, nil, "GlobalAveragePooling1D") end
+  return K.mean(x, 2)
+end
 
 -- ------------------------------------------------------------ Lambda
 local Lambda = define("Lambda", {[1] = true, fn = true, output_shape = true}, function(self, o)
@@ -568,6 +707,9 @@ function Lambda:_call(x)
   return Layer._call(self, x)
 end
 function Lambda:call(x) return self.fn(x) end
+
+-- Add, Subtract, Multiply, Dot, GlobalMaxPooling1D
+require("keras.layers_merge")(layers, {opt_bool = opt_bool})
 
 builtin = {}
 for k in pairs(layers) do builtin[k] = true end

@@ -35,12 +35,13 @@ function M.summary(self, print_fn)
   for i, l in ipairs(ls) do
     local ws = {}
     for _, w in ipairs(l:weight_records()) do
-      local g = (w.trainable and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
+      local tr = l:weight_trainable(w) -- the layer's flag now, as Keras' summary reads it
+      local g = (tr and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
       ws[#ws + 1] = w.short .. ":" .. w.tensor.stype .. g
       local c = 1
       for _, d in ipairs(w.tensor.shape) do c = c * d end
       total = total + c
-      if w.trainable then trainable = trainable + c end
+      if tr then trainable = trainable + c end
     end
     local oshape = l.output_shape and shape_str(l.output_shape) or "multiple"
     if l.class_name == "InputLayer" then oshape = shape_str(l.output.shape) end

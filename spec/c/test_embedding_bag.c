@@ -7,7 +7,10 @@
  * row_sparse gradients, L = 1, at 1 and 2 threads. It must fuse where it applies (the plan's
  * counter) and not where it does not (the Embedding's output also an output, a mean over
  * another axis, a row_sparse weight); bad ids fail with the same status and message; and a
- * finite-difference check holds the fused gradient. */
+ * finite-difference check holds the fused gradient. The same for masked_mean by the
+ * Embedding's own ids (Embedding{mask_zero} -> GlobalAveragePooling1D: the mean over the ids
+ * that are not 0, a sample of padding only giving 0), which must not fuse when masked by
+ * other ids. */
 #include <omp.h>
 #include <string.h>
 #include "graph_testutil.h"
@@ -16,13 +19,13 @@
 
 static kl_rng rng;
 
-enum { PLAIN, EMB_OUTPUT, OTHER_AXIS, RSP_WEIGHT };
+enum { PLAIN, EMB_OUTPUT, OTHER_AXIS, RSP_WEIGHT, MASKED, MASKED_OTHER_IDS };
 
 typedef struct bnet {
   kl_graph *g;
   kl_plan *p;
   kl_tensor *w, *k;
-  int iw, ik;
+  int iw, ik, i2;
 } bnet;
 
 /* ids (n, L) -> Embedding(W: V x D) -> mean over L -> dot K (D x 1) -> mse vs y (n, 1).
@@ -58,7 +61,15 @@ static bnet make(kl_dtype wdt, kl_dtype idt, int64_t V, int64_t D, int64_t L, kl
   ma.axis = variant == OTHER_AXIS ? 2 : 1;
   two[0] = ii, two[1] = n.iw;
   CHECK_OK(kl_graph_op(n.g, KL_OP_EMBEDDING, two, 2, &ea, &e));
-  CHECK_OK(kl_graph_op(n.g, KL_OP_MEAN, &e, 1, &ma, &m));
+  if (variant == MASKED || variant == MASKED_OTHER_IDS) {
+    int mi2 = ii; /* MASKED_OTHER_IDS: a second placeholder of the same shape */
+    if (variant == MASKED_OTHER_IDS) CHECK_OK(kl_graph_placeholder(n.g, &mi, "ids2", &mi2));
+    two[0] = e, two[1] = mi2;
+    CHECK_OK(kl_graph_op(n.g, KL_OP_MASKED_MEAN, two, 2, NULL, &m));
+    n.i2 = mi2;
+  } else {
+    CHECK_OK(kl_graph_op(n.g, KL_OP_MEAN, &e, 1, &ma, &m));
+  }
   two[0] = m, two[1] = n.ik;
   CHECK_OK(kl_graph_op(n.g, KL_OP_DOT, two, 2, NULL, &d));
   two[0] = iy, two[1] = d;
@@ -67,9 +78,10 @@ static bnet make(kl_dtype wdt, kl_dtype idt, int64_t V, int64_t D, int64_t L, kl
   CHECK_OK(kl_optimizer_init(&o, KL_OPT_ADAM));
   o.learning_rate = 0.05;
   o.lazy_update = 1;
-  int feeds[2] = {ii, iy}, weights[2] = {n.iw, n.ik}, outs[2] = {d, e};
+  int feeds[3] = {ii, iy, n.i2}, weights[2] = {n.iw, n.ik}, outs[2] = {d, e};
   kl_stype gs[2] = {variant == RSP_WEIGHT ? KL_STYPE_ROW_SPARSE : gst, KL_STYPE_DEFAULT};
-  kl_plan_spec spec = {feeds, 2, outs, variant == EMB_OUTPUT ? 2 : 1, loss, weights, 2, gs, &o};
+  kl_plan_spec spec = {feeds, variant == MASKED_OTHER_IDS ? 3 : 2, outs, variant == EMB_OUTPUT ? 2 : 1,
+                       loss, weights, 2, gs, &o};
   CHECK_OK(kl_plan_new(n.g, &spec, &n.p));
   return n;
 }
@@ -108,6 +120,8 @@ static void compare(kl_dtype wdt, kl_dtype idt, int64_t V, int64_t D, int64_t L,
   const int64_t n = 6;
   omp_set_num_threads(threads);
   kl_tensor *ids = rand_ids(idt, n, L, V), *y = NULL;
+  if (variant == MASKED || variant == MASKED_OTHER_IDS)
+    for (int64_t l = 0; l < L; l++) kl_tensor_data_set(ids, L + l, 0); /* a row of padding */
   int64_t ys[2] = {n, 1};
   CHECK_OK(kl_tensor_new_dense(wdt, 2, ys, &y));
   for (int64_t i = 0; i < n; i++) kl_tensor_data_set(y, i, kl_rng_uniform(&rng) * 2 - 1);
@@ -119,9 +133,9 @@ static void compare(kl_dtype wdt, kl_dtype idt, int64_t V, int64_t D, int64_t L,
   kl_plan_set_fuse_enabled(prev);
   int ok = a.p && b.p;
   if (ok) {
-    CHECK(a.p->nbags == (variant == PLAIN));
+    CHECK(a.p->nbags == (variant == PLAIN || variant == MASKED));
     CHECK(b.p->nbags == 0);
-    kl_tensor *f[2] = {ids, y};
+    kl_tensor *f[3] = {ids, y, ids};
     CHECK_OK(kl_plan_forward(a.p, f, 1));
     CHECK_OK(kl_plan_forward(b.p, f, 1));
     for (int k = 0; k < (variant == EMB_OUTPUT ? 2 : 1); k++)
@@ -183,17 +197,20 @@ static void bad_ids(kl_dtype idt, double bad, const char *want) {
 }
 
 /* Central differences against the fused plan's gradients (f64 weights, dense gradient). */
-static void gradcheck(void) {
+static void gradcheck(int variant) {
   const int64_t V = 4, D = 3, L = 5, n = 3;
-  bnet a = make(KL_FLOAT64, KL_INT64, V, D, L, KL_STYPE_DEFAULT, PLAIN, 9);
+  bnet a = make(KL_FLOAT64, KL_INT64, V, D, L, KL_STYPE_DEFAULT, variant, 9);
   CHECK(a.p && a.p->nbags == 1);
   kl_tensor *ids = rand_ids(KL_INT64, n, L, V), *y = NULL;
+  kl_tensor_data_set(ids, 0, 0);
   int64_t ys[2] = {n, 1};
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT64, 2, ys, &y));
   for (int64_t i = 0; i < n; i++) kl_tensor_data_set(y, i, 0.3 * (double)i - 0.2);
   kl_tensor *f[2] = {ids, y};
   int w[2] = {a.iw, a.ik};
-  if (a.p) gt_gradcheck(a.p, a.g, w, 2, f, 1e-6, 1e-6, "embedding -> mean (fused)");
+  if (a.p)
+    gt_gradcheck(a.p, a.g, w, 2, f, 1e-6, 1e-6,
+                 variant == MASKED ? "embedding -> masked_mean (fused)" : "embedding -> mean (fused)");
   free_net(&a);
   kl_tensor_release(ids);
   kl_tensor_release(y);
@@ -211,14 +228,19 @@ int main(void) {
           compare(wdts[a], idts[b], 7, 5, 4, gsts[c], PLAIN, t);     /* repeats, padding */
           compare(wdts[a], idts[b], 300, 16, 20, gsts[c], PLAIN, t); /* W3's L, wider rows */
           compare(wdts[a], idts[b], 9, 3, 1, gsts[c], PLAIN, t);     /* L = 1 */
+          compare(wdts[a], idts[b], 7, 5, 4, gsts[c], MASKED, t);    /* mask_zero */
+          compare(wdts[a], idts[b], 300, 16, 20, gsts[c], MASKED, t);
+          compare(wdts[a], idts[b], 9, 3, 1, gsts[c], MASKED, t);
         }
   /* where it does not apply: still the same bits, unfused */
   compare(KL_FLOAT32, KL_INT64, 7, 5, 4, KL_STYPE_ROW_SPARSE, EMB_OUTPUT, 1);
   compare(KL_FLOAT32, KL_INT64, 7, 5, 4, KL_STYPE_ROW_SPARSE, OTHER_AXIS, 1);
   compare(KL_FLOAT32, KL_INT64, 7, 5, 4, KL_STYPE_ROW_SPARSE, RSP_WEIGHT, 1);
+  compare(KL_FLOAT32, KL_INT64, 7, 5, 4, KL_STYPE_ROW_SPARSE, MASKED_OTHER_IDS, 1);
   bad_ids(KL_INT64, 6, "Embedding: id 6 out of range [0, 5] at position (2, 2)");
   bad_ids(KL_FLOAT32, 1.5, "Embedding: id 1.5 is not an integer at position (2, 2)");
   bad_ids(KL_INT64, -1, "Embedding: id -1 out of range [0, 5] at position (2, 2)");
-  gradcheck();
+  gradcheck(PLAIN);
+  gradcheck(MASKED);
   KLTEST_DONE();
 }

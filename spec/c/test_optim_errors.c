@@ -49,12 +49,23 @@ static void test_defaults_and_options(void) {
   CHECK(v == 1);
   CHECK_ERR(kl_optimizer_set(&o, "beta_1", 0.5), KL_EINVAL, "SGD: unknown option 'beta_1'");
   CHECK_ERR(kl_optimizer_get(&o, "rho", &v), KL_EINVAL, "SGD: unknown option 'rho'");
-  const char *sgd_opts[] = {"learning_rate", "momentum", "nesterov", "weight_decay", "clipvalue",
-                            "rescale_grad", "lazy_update"};
-  for (int i = 0; i < 7; i++) CHECK(!strcmp(kl_optimizer_option_name(KL_OPT_SGD, i), sgd_opts[i]));
-  CHECK(kl_optimizer_option_name(KL_OPT_SGD, 7) == NULL);
+  const char *sgd_opts[] = {"learning_rate", "momentum",     "nesterov",   "weight_decay",
+                            "decay",         "clipvalue",    "rescale_grad", "lazy_update"};
+  for (int i = 0; i < 8; i++) CHECK(!strcmp(kl_optimizer_option_name(KL_OPT_SGD, i), sgd_opts[i]));
+  CHECK(kl_optimizer_option_name(KL_OPT_SGD, 8) == NULL);
   CHECK(kl_optimizer_option_is_bool(KL_OPT_SGD, 2) && !kl_optimizer_option_is_bool(KL_OPT_SGD, 1));
-  CHECK(!strcmp(kl_optimizer_option_name(KL_OPT_FTRL, 1), "lamda1"));
+  /* Ftrl: Keras' names, MXNet's lamda1 an alias of l1_regularization_strength */
+  const char *ftrl_opts[] = {"learning_rate", "learning_rate_power", "initial_accumulator_value",
+                             "l1_regularization_strength", "l2_regularization_strength", "beta"};
+  for (int i = 0; i < 6; i++) CHECK(!strcmp(kl_optimizer_option_name(KL_OPT_FTRL, i), ftrl_opts[i]));
+  kl_optimizer_init(&o, KL_OPT_FTRL);
+  CHECK(o.lr_power == -0.5 && o.l2 == 0 && o.initial_accumulator_value == 0 && o.decay == 0);
+  CHECK_OK(kl_optimizer_set(&o, "lamda1", 0.25));
+  CHECK_OK(kl_optimizer_get(&o, "l1_regularization_strength", &v));
+  CHECK(v == 0.25 && o.lamda1 == 0.25);
+  CHECK_ERR(kl_optimizer_set(&o, "l1", 1), KL_EINVAL, "Ftrl: unknown option 'l1'");
+  kl_optimizer_init(&o, KL_OPT_SGD);
+  CHECK_ERR(kl_optimizer_set(&o, "lamda1", 1), KL_EINVAL, "SGD: unknown option 'lamda1'");
   /* Every listed option round-trips through set/get for every kind. */
   for (int kk = 0; kk < KL_OPT_COUNT; kk++) {
     kl_optimizer_init(&o, (kl_opt_kind)kk);
@@ -114,7 +125,25 @@ static void test_check_messages(void) {
   CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL, "Ftrl: learning_rate must be > 0. Received: learning_rate=0");
   kl_optimizer_init(&o, KL_OPT_FTRL);
   o.lamda1 = -1;
-  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL, "Ftrl: lamda1 must be >= 0. Received: lamda1=-1");
+  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL,
+            "Ftrl: l1_regularization_strength must be >= 0. Received: "
+            "l1_regularization_strength=-1");
+  o.lamda1 = 0;
+  o.l2 = -0.5;
+  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL,
+            "Ftrl: l2_regularization_strength must be >= 0. Received: "
+            "l2_regularization_strength=-0.5");
+  o.l2 = 0;
+  o.lr_power = 0.5;
+  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL,
+            "Ftrl: learning_rate_power must be <= 0. Received: learning_rate_power=0.5");
+  o.lr_power = -0.5;
+  o.initial_accumulator_value = NAN;
+  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL,
+            "Ftrl: initial_accumulator_value must be >= 0. Received: initial_accumulator_value=nan");
+  o.initial_accumulator_value = 0;
+  o.decay = -1;
+  CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL, "Ftrl: decay must be >= 0. Received: decay=-1");
   kl_optimizer_init(&o, KL_OPT_FTRL);
   o.beta = -2;
   CHECK_ERR(kl_optimizer_check(&o), KL_EINVAL, "Ftrl: beta must be >= 0. Received: beta=-2");

@@ -261,6 +261,12 @@ typedef enum kl_op {
                         weight grad row_sparse over the batch's unique ids. Token ids are
                         data in the API's convention: 0 = padding (zero vector, no grad),
                         id k in 1..V reads weight row k-1; other ids are an error. */
+  KL_OP_MASKED_MEAN, /* x (n, L, D), ids (n, L) -> (n, D): the mean of x over the steps whose
+                        id is not 0 (Embedding{mask_zero}); all steps padding -> 0 */
+  KL_OP_GLOBAL_MAX_POOL, /* x (n, L, D)[, ids (n, L)] -> (n, D): the max over the steps (whose
+                        id is not 0; all padding -> 0); ties share the gradient (TF) */
+  KL_OP_REG_TERMS,   /* weight[, rows: csr or ids] -> (2,) (sum |w|, sum w^2) over its stored
+                        rows, or only the rows the batch names (lazy regularizers) */
   KL_OP_LOSS_MSE,    /* y_true, y_pred -> 0-d mean loss (y_true (n) vs y_pred (n,1) ok) */
   KL_OP_LOSS_MAE,
   KL_OP_LOSS_BCE,    /* binary crossentropy on probabilities (clipped by 1e-7) */

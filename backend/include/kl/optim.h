@@ -9,6 +9,7 @@ extern "C" {
 #endif
 
 /* Update rules (MXNet's, as Keras-MXNet used them). Per element, with t the 1-based step:
+ *   lr = learning_rate * 1 / (1 + decay * (t - 1))   (Keras 2's decay: t - 1 = iterations)
  *   g' = clip(rescale_grad * g, clipvalue)   (no clipping when clipvalue <= 0)
  *   gw = g' + weight_decay * w                (every optimizer but Ftrl)
  *   SGD      momentum == 0: w -= lr * gw
@@ -19,8 +20,12 @@ extern "C" {
  *            w -= lr_t * m / (sqrt(v) + epsilon)
  *   Adagrad  h += gw^2; w -= lr * gw / (sqrt(h) + epsilon)
  *   RMSprop  a = rho*a + (1-rho)*gw^2; w -= lr * gw / (sqrt(a) + epsilon)
- *   Ftrl     z += g' - (sqrt(n + g'^2) - sqrt(n)) * w / lr; n += g'^2
- *            w = |z| > lamda1 ? (sign(z)*lamda1 - z) / ((beta + sqrt(n))/lr + weight_decay) : 0
+ *   Ftrl     with P(n) = n^(-learning_rate_power) (sqrt(n) for the default -0.5), l1 =
+ *            l1_regularization_strength (MXNet's lamda1), l2 = l2_regularization_strength,
+ *            n starting at initial_accumulator_value (TensorFlow's / Keras' Ftrl, plus
+ *            MXNet's beta and weight_decay):
+ *            z += g' - (P(n + g'^2) - P(n)) * w / lr; n += g'^2
+ *            w = |z| > l1 ? (sign(z)*l1 - z) / ((beta + P(n))/lr + weight_decay + 2*l2) : 0
  * Arithmetic runs in the weight's dtype (float32 or float64).
  *
  * Sparsity. The weight is dense or row_sparse; the gradient dense or row_sparse; states are
@@ -56,15 +61,20 @@ typedef struct kl_optimizer {
   double rescale_grad; /* finite */
   double beta_1, beta_2, epsilon; /* Adam (epsilon also Adagrad, RMSprop) */
   double rho;          /* RMSprop, in [0, 1) */
-  double lamda1, beta; /* Ftrl (MXNet's spelling "lamda1") */
+  double lamda1, beta; /* Ftrl (MXNet's spelling "lamda1": l1_regularization_strength) */
+  double l2;           /* Ftrl l2_regularization_strength, >= 0 */
+  double lr_power;     /* Ftrl learning_rate_power, <= 0 */
+  double initial_accumulator_value; /* Ftrl: n's start, >= 0 */
+  double decay;        /* >= 0: lr / (1 + decay * (t - 1)) */
   int lazy_update;     /* 0 or 1 */
 } kl_optimizer;
 
 /* Fills o with kind's defaults (Keras / MXNet):
  *   SGD lr 0.01 momentum 0; Adam lr 0.001 beta_1 0.9 beta_2 0.999 epsilon 1e-7;
  *   Adagrad lr 0.01 epsilon 1e-7; RMSprop lr 0.001 rho 0.9 epsilon 1e-7;
- *   Ftrl lr 0.1 lamda1 0.01 beta 1. All: weight_decay 0, clipvalue 0 (none),
- *   rescale_grad 1, nesterov 0, lazy_update 1. KL_EINVAL for an unknown kind. */
+ *   Ftrl lr 0.1 lamda1 0.01 beta 1 l2 0 learning_rate_power -0.5 initial_accumulator_value 0
+ *   (MXNet's). All: weight_decay 0, decay 0, clipvalue 0 (none), rescale_grad 1, nesterov 0,
+ *   lazy_update 1. KL_EINVAL for an unknown kind. */
 kl_status kl_optimizer_init(kl_optimizer *o, kl_opt_kind kind);
 /* Class name of a kind: "SGD", "Adam", "Adagrad", "RMSprop", "Ftrl" (NULL if unknown). */
 const char *kl_optimizer_kind_name(kl_opt_kind kind);
@@ -76,9 +86,11 @@ kl_status kl_optimizer_kind_parse(const char *name, kl_opt_kind *out);
 kl_status kl_optimizer_check(const kl_optimizer *o);
 
 /* Options by name, for the binding and model files. Names accepted by every kind:
- * learning_rate (alias lr), weight_decay, clipvalue, rescale_grad, lazy_update; plus
+ * learning_rate (alias lr), weight_decay, decay, clipvalue, rescale_grad, lazy_update; plus
  * SGD: momentum, nesterov; Adam: beta_1, beta_2, epsilon; Adagrad: epsilon;
- * RMSprop: rho, epsilon; Ftrl: lamda1, beta. Booleans read as 0/1. set does not validate
+ * RMSprop: rho, epsilon; Ftrl: l1_regularization_strength (alias lamda1),
+ * l2_regularization_strength, learning_rate_power, initial_accumulator_value, beta. Booleans
+ * read as 0/1. set does not validate
  * the value (kl_optimizer_check does); an unknown name is KL_EINVAL:
  * "SGD: unknown option 'beta_1'". */
 kl_status kl_optimizer_set(kl_optimizer *o, const char *name, double value);
@@ -96,8 +108,9 @@ int kl_optimizer_num_states(const kl_optimizer *o);
  * RMSprop "mean_square"; Ftrl "z", "n". NULL when i is out of range. */
 const char *kl_optimizer_state_name(const kl_optimizer *o, int i);
 
-/* Creates the num_states states of weight w: new dense zero tensors with w's full shape and
- * dtype, written to states[0..num_states-1] (the caller owns them; states needs room for
+/* Creates the num_states states of weight w: new dense tensors with w's full shape and
+ * dtype, zero but for Ftrl's n (initial_accumulator_value), written to
+ * states[0..num_states-1] (the caller owns them; states needs room for
  * num_states pointers, 2 suffice for every kind). On failure nothing is left allocated and
  * states[i] are NULL. w: dense or row_sparse, float32 or float64. */
 kl_status kl_optimizer_create_states(const kl_optimizer *o, const kl_tensor *w,
