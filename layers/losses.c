@@ -1,14 +1,77 @@
 /* layers/losses.c: the Keras losses (mse, mae, binary/categorical/sparse categorical
- * crossentropy) as ops giving a 0-d mean loss, with their gradients w.r.t. y_pred. */
+ * crossentropy, hinge, squared hinge, poisson, huber) as ops giving a 0-d mean loss, with
+ * their gradients w.r.t. y_pred. */
 #include <math.h>
 #include <string.h>
 #include "layers_util.h"
 
-typedef enum { L_MSE, L_MAE, L_BCE, L_CCE, L_SCCE } loss_kind;
+typedef enum { L_MSE, L_MAE, L_BCE, L_CCE, L_SCCE, L_HINGE, L_SQHINGE, L_POISSON, L_HUBER } loss_kind;
 
 static const char *const loss_names[] = {"mean_squared_error", "mean_absolute_error",
                                          "binary_crossentropy", "categorical_crossentropy",
-                                         "sparse_categorical_crossentropy"};
+                                         "sparse_categorical_crossentropy", "hinge",
+                                         "squared_hinge", "poisson", "huber"};
+
+static inline double clampd(double v, double lo, double hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Keras' K.epsilon() inside poisson's log, and huber's delta (Keras' default). */
+#define KL_POISSON_EPS 1e-7
+#define KL_HUBER_DELTA 1.0
+
+/* The hinge losses take labels in {-1, 1}; when every label of the batch is 0 or 1 they
+ * become -1 / 1, as Keras' _maybe_convert_labels (so {-1, 1} data passes unchanged). */
+static int hinge_converts(const kl_tensor *yt) {
+  int64_t n = kl_tensor_numel(yt);
+  for (int64_t e = 0; e < n; e++) {
+    double t = kl_lu_read(yt->data, yt->dtype, e);
+    if (t != 0 && t != 1) return 0;
+  }
+  return 1;
+}
+
+/* The loss of one element (t: label, p: prediction, conv: hinge label conversion) and its
+ * derivative in p (*d). Clipped or flat pieces pass no gradient; hinge's kink at 1 - t p = 0
+ * passes -t, as TensorFlow's maximum gives ties to its first operand. */
+static double elem_loss(loss_kind k, double t, double p, int conv, double lo, double hi,
+                        double *d) {
+  double e = p - t;
+  switch (k) {
+    case L_MSE:
+      *d = 2 * e;
+      return e * e;
+    case L_MAE:
+      *d = e > 0 ? 1 : (e < 0 ? -1 : 0);
+      return fabs(e);
+    case L_BCE: {
+      double c = clampd(p, lo, hi);
+      *d = (p >= lo && p <= hi) ? -(t / c) + (1 - t) / (1 - c) : 0;
+      return -(t * log(c) + (1 - t) * log(1 - c));
+    }
+    case L_HINGE:
+    case L_SQHINGE: {
+      if (conv) t = 2 * t - 1;
+      double m = 1 - t * p;
+      if (m < 0) {
+        *d = 0;
+        return 0;
+      }
+      *d = k == L_HINGE ? -t : -2 * m * t;
+      return k == L_HINGE ? m : m * m;
+    }
+    case L_POISSON:
+      *d = 1 - t / (p + KL_POISSON_EPS);
+      return p - t * log(p + KL_POISSON_EPS);
+    default: /* L_HUBER */
+      if (fabs(e) <= KL_HUBER_DELTA) {
+        *d = e;
+        return 0.5 * e * e;
+      }
+      *d = e > 0 ? KL_HUBER_DELTA : -KL_HUBER_DELTA;
+      return KL_HUBER_DELTA * fabs(e) - 0.5 * KL_HUBER_DELTA * KL_HUBER_DELTA;
+  }
+}
 
 /* Whether shape a equals shape b with one trailing axis of length 1 added. */
 static int same_plus_one(const kl_meta *a, const kl_meta *b) {
@@ -73,10 +136,6 @@ static void clip_bounds(kl_dtype dt, double *lo, double *hi) {
   }
 }
 
-static inline double clampd(double v, double lo, double hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
-}
-
 /* Sparse labels must be integers in 1..C; rows are reported 1-based. */
 static kl_status scce_labels_check(const char *fn, const kl_tensor *yt, int64_t C) {
   int64_t n = kl_tensor_numel(yt);
@@ -114,21 +173,6 @@ static double loss_value(loss_kind k, const kl_tensor *yt, const kl_tensor *yp, 
   double lo, hi, s = 0;
   clip_bounds(pt, &lo, &hi);
   switch (k) {
-    case L_MSE:
-    case L_MAE:
-    case L_BCE:
-      for (int64_t e = 0; e < n; e++) {
-        double t = kl_lu_read(td, tt, e), p = kl_lu_read(pd, pt, e), d = p - t;
-        if (k == L_MSE) {
-          s += d * d;
-        } else if (k == L_MAE) {
-          s += fabs(d);
-        } else {
-          double c = clampd(p, lo, hi);
-          s -= t * log(c) + (1 - t) * log(1 - c);
-        }
-      }
-      return s / (double)n;
     case L_CCE:
       for (int64_t r = 0; r < rows; r++) {
         double tot = 0;
@@ -147,8 +191,14 @@ static double loss_value(loss_kind k, const kl_tensor *yt, const kl_tensor *yp, 
         s += log(tot) - log(clampd(kl_lu_read(pd, pt, r * C + y), lo, hi));
       }
       return s / (double)rows;
+    default: { /* the elementwise losses: the mean over every element */
+      int conv = (k == L_HINGE || k == L_SQHINGE) && hinge_converts(yt);
+      double d;
+      for (int64_t e = 0; e < n; e++)
+        s += elem_loss(k, kl_lu_read(td, tt, e), kl_lu_read(pd, pt, e), conv, lo, hi, &d);
+      return s / (double)n;
+    }
   }
-  return NAN;
 }
 
 /* Writes d(mean loss)/d(y_pred) * scale into g (dense, y_pred's shape and dtype). Clipped
@@ -161,24 +211,6 @@ static void loss_grad(loss_kind k, const kl_tensor *yt, const kl_tensor *yp, int
   double lo, hi;
   clip_bounds(pt, &lo, &hi);
   switch (k) {
-    case L_MSE:
-    case L_MAE:
-    case L_BCE: {
-      double f = scale / (double)n;
-      for (int64_t e = 0; e < n; e++) {
-        double t = kl_lu_read(td, tt, e), p = kl_lu_read(pd, pt, e), d = p - t, v;
-        if (k == L_MSE) {
-          v = 2 * d;
-        } else if (k == L_MAE) {
-          v = d > 0 ? 1 : (d < 0 ? -1 : 0);
-        } else {
-          double c = clampd(p, lo, hi);
-          v = (p >= lo && p <= hi) ? -(t / c) + (1 - t) / (1 - c) : 0;
-        }
-        kl_lu_write(g->data, pt, e, v * f);
-      }
-      return;
-    }
     case L_CCE: {
       /* q = p / sum(p), c = clip(q), L = -sum t log c:
        * dL/dp_k = (u_k - sum_j u_j q_j) / sum(p) with u_j = -t_j / c_j where unclipped. */
@@ -212,6 +244,15 @@ static void loss_grad(loss_kind k, const kl_tensor *yt, const kl_tensor *yp, int
           double v = (p >= lo && p <= hi) ? 1 / tot - (j == y ? 1 / c : 0) : 0;
           kl_lu_write(g->data, pt, r * C + j, v * f);
         }
+      }
+      return;
+    }
+    default: { /* the elementwise losses */
+      int conv = (k == L_HINGE || k == L_SQHINGE) && hinge_converts(yt);
+      double f = scale / (double)n, d;
+      for (int64_t e = 0; e < n; e++) {
+        elem_loss(k, kl_lu_read(td, tt, e), kl_lu_read(pd, pt, e), conv, lo, hi, &d);
+        kl_lu_write(g->data, pt, e, d * f);
       }
       return;
     }
@@ -265,3 +306,7 @@ LOSS_OP(loss_mae, L_MAE, "mean_absolute_error")
 LOSS_OP(loss_bce, L_BCE, "binary_crossentropy")
 LOSS_OP(loss_cce, L_CCE, "categorical_crossentropy")
 LOSS_OP(loss_scce, L_SCCE, "sparse_categorical_crossentropy")
+LOSS_OP(loss_hinge, L_HINGE, "hinge")
+LOSS_OP(loss_squared_hinge, L_SQHINGE, "squared_hinge")
+LOSS_OP(loss_poisson, L_POISSON, "poisson")
+LOSS_OP(loss_huber, L_HUBER, "huber")

@@ -6,7 +6,12 @@
 #include "layers_util.h"
 
 static const char *const metric_names[KL_METRIC_COUNT] = {
-    "mse", "mae", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy"};
+    "mse",       "mae",    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "precision", "recall", "auc"};
+
+/* Keras' defaults: top_k_categorical_accuracy's k, AUC's num_thresholds. */
+#define KL_TOP_K_DEFAULT 5
+#define KL_AUC_THRESHOLDS_DEFAULT 200
 
 const char *kl_metric_name(kl_metric m) {
   return (m >= 0 && m < KL_METRIC_COUNT) ? metric_names[m] : "unknown";
@@ -26,6 +31,14 @@ kl_status kl_metric_resolve_units(const char *name, const char *loss_name, int64
     *out = KL_METRIC_CATEGORICAL_ACCURACY;
   } else if (!strcmp(name, "sparse_categorical_accuracy")) {
     *out = KL_METRIC_SPARSE_CATEGORICAL_ACCURACY;
+  } else if (!strcmp(name, "top_k_categorical_accuracy")) {
+    *out = KL_METRIC_TOP_K_CATEGORICAL_ACCURACY;
+  } else if (!strcmp(name, "precision")) {
+    *out = KL_METRIC_PRECISION;
+  } else if (!strcmp(name, "recall")) {
+    *out = KL_METRIC_RECALL;
+  } else if (!strcmp(name, "auc")) {
+    *out = KL_METRIC_AUC;
   } else if (!strcmp(name, "accuracy") || !strcmp(name, "acc")) {
     /* Keras 2 (training.py): a 1-unit output or binary_crossentropy -> binary; sparse
      * categorical crossentropy -> sparse categorical; anything else -> categorical. */
@@ -61,6 +74,14 @@ kl_status kl_loss_parse(const char *name, kl_op *out) {
     *out = KL_OP_LOSS_CCE;
   else if (!strcmp(name, "sparse_categorical_crossentropy"))
     *out = KL_OP_LOSS_SCCE;
+  else if (!strcmp(name, "hinge"))
+    *out = KL_OP_LOSS_HINGE;
+  else if (!strcmp(name, "squared_hinge"))
+    *out = KL_OP_LOSS_SQUARED_HINGE;
+  else if (!strcmp(name, "poisson"))
+    *out = KL_OP_LOSS_POISSON;
+  else if (!strcmp(name, "huber") || !strcmp(name, "huber_loss"))
+    *out = KL_OP_LOSS_HUBER;
   else
     return kl_seterr(KL_EINVAL, "unknown loss '%s'", name);
   return KL_OK;
@@ -93,7 +114,7 @@ static kl_status metric_check(kl_metric m, const kl_tensor *yt, const kl_tensor 
     int cut = yp->ndim - 1;
     ok = (yt->ndim == cut && memcmp(yt->shape, yp->shape, sizeof(int64_t) * (size_t)cut) == 0) ||
          plus_one(yt, yp, cut);
-  } else if (m == KL_METRIC_CATEGORICAL_ACCURACY) {
+  } else if (m == KL_METRIC_CATEGORICAL_ACCURACY || m == KL_METRIC_TOP_K_CATEGORICAL_ACCURACY) {
     ok = shapes_equal(yt, yp);
   } else {
     ok = shapes_equal(yt, yp) || plus_one(yt, yp, yp->ndim) || plus_one(yp, yt, yt->ndim);
@@ -118,9 +139,29 @@ static int64_t argmax_row(const void *d, kl_dtype dt, int64_t r, int64_t C) {
   return best;
 }
 
-/* The sum and count over dense inputs already checked. */
-static kl_status metric_sum(kl_metric m, const kl_tensor *yt, const kl_tensor *yp, double *sum,
-                            int64_t *count) {
+/* Whether the value at column target of row r (width C) is in the row's top k: fewer than
+ * k values of the row are larger (tf.nn.in_top_k: ties at the boundary are in). */
+static int in_top_k(const void *d, kl_dtype dt, int64_t r, int64_t C, int64_t target, int64_t k) {
+  double v = kl_lu_read(d, dt, r * C + target);
+  int64_t larger = 0;
+  for (int64_t j = 0; j < C; j++) larger += kl_lu_read(d, dt, r * C + j) > v;
+  return larger < k;
+}
+
+/* Labels of precision, recall and AUC: 0 or 1 (rows 1-based, W values a row). */
+static kl_status binary_labels_check(const char *fn, const void *td, kl_dtype tt, int64_t n,
+                                     int64_t W) {
+  for (int64_t e = 0; e < n; e++) {
+    double v = kl_lu_read(td, tt, e);
+    KL_CHECK(v == 0 || v == 1, KL_EINDEX, "%s: label %.15g at row %lld is not 0 or 1", fn, v,
+             (long long)(e / W + 1));
+  }
+  return KL_OK;
+}
+
+/* The sum and count over dense inputs already checked; k: top-k's k. */
+static kl_status metric_sum(kl_metric m, const kl_tensor *yt, const kl_tensor *yp, int64_t k,
+                            double *sum, int64_t *count) {
   const void *td = yt->data, *pd = yp->data;
   kl_dtype tt = yt->dtype, pt = yp->dtype;
   int64_t n = kl_tensor_numel(yp);
@@ -142,6 +183,19 @@ static kl_status metric_sum(kl_metric m, const kl_tensor *yt, const kl_tensor *y
   } else if (m == KL_METRIC_CATEGORICAL_ACCURACY) {
     for (int64_t r = 0; r < rows; r++)
       s += (double)(argmax_row(pd, pt, r, W) == argmax_row(td, tt, r, W));
+  } else if (m == KL_METRIC_TOP_K_CATEGORICAL_ACCURACY) {
+    for (int64_t r = 0; r < rows; r++) s += (double)in_top_k(pd, pt, r, W, argmax_row(td, tt, r, W), k);
+  } else if (m == KL_METRIC_PRECISION || m == KL_METRIC_RECALL) {
+    double tp = 0, den = 0;
+    KL_TRY(binary_labels_check(kl_metric_name(m), td, tt, n, W));
+    for (int64_t e = 0; e < n; e++) {
+      int t = kl_lu_read(td, tt, e) == 1, p = kl_lu_read(pd, pt, e) > 0.5;
+      tp += t && p;
+      den += m == KL_METRIC_PRECISION ? p : t;
+    }
+    *sum += tp;
+    *count += (int64_t)den;
+    return KL_OK;
   } else {
     for (int64_t r = 0; r < rows; r++) {
       double rs = 0;
@@ -162,12 +216,11 @@ static kl_status metric_sum(kl_metric m, const kl_tensor *yt, const kl_tensor *y
   return KL_OK;
 }
 
-kl_status kl_metric_eval(kl_metric m, const kl_tensor *y_true, const kl_tensor *y_pred,
-                         double *sum, int64_t *count) {
+/* Densifies sparse inputs and runs metric_sum. */
+static kl_status metric_eval_k(kl_metric m, const kl_tensor *y_true, const kl_tensor *y_pred,
+                               int64_t k, double *sum, int64_t *count) {
   kl_tensor *dt = NULL, *dp = NULL;
   kl_status st = KL_OK;
-  KL_CHECK(m >= 0 && m < KL_METRIC_COUNT, KL_EINVAL, "metric: unknown metric id %d", (int)m);
-  KL_CHECK(y_true && y_pred && sum && count, KL_EINVAL, "%s: NULL argument", kl_metric_name(m));
   KL_TRY(metric_check(m, y_true, y_pred));
   if (y_true->stype != KL_STYPE_DEFAULT) {
     st = kl_tensor_tostype(y_true, KL_STYPE_DEFAULT, &dt);
@@ -177,18 +230,154 @@ kl_status kl_metric_eval(kl_metric m, const kl_tensor *y_true, const kl_tensor *
     st = kl_tensor_tostype(y_pred, KL_STYPE_DEFAULT, &dp);
     if (st != KL_OK) goto done;
   }
-  st = metric_sum(m, dt ? dt : y_true, dp ? dp : y_pred, sum, count);
+  st = metric_sum(m, dt ? dt : y_true, dp ? dp : y_pred, k, sum, count);
 done:
   kl_tensor_release(dt);
   kl_tensor_release(dp);
   return st;
 }
 
+kl_status kl_metric_eval(kl_metric m, const kl_tensor *y_true, const kl_tensor *y_pred,
+                         double *sum, int64_t *count) {
+  KL_CHECK(m >= 0 && m < KL_METRIC_COUNT, KL_EINVAL, "metric: unknown metric id %d", (int)m);
+  KL_CHECK(y_true && y_pred && sum && count, KL_EINVAL, "%s: NULL argument", kl_metric_name(m));
+  KL_CHECK(m != KL_METRIC_AUC, KL_EINVAL,
+           "%s: not a sum and count (use kl_metric_acc)", kl_metric_name(m));
+  return metric_eval_k(m, y_true, y_pred, KL_TOP_K_DEFAULT, sum, count);
+}
+
 kl_status kl_metric_value(kl_metric m, const kl_tensor *y_true, const kl_tensor *y_pred,
                           double *out) {
+  kl_metric_acc a;
+  KL_TRY(kl_metric_acc_init(&a, m, 0));
+  kl_status st = kl_metric_acc_update(&a, y_true, y_pred);
+  if (st == KL_OK) *out = kl_metric_acc_result(&a);
+  kl_metric_acc_free(&a);
+  return st;
+}
+
+/* ------------------------------------------------------------ running state */
+
+/* t itself (retained) when dense, else a dense copy. */
+static kl_status densify(const kl_tensor *t, kl_tensor **out) {
+  if (t->stype == KL_STYPE_DEFAULT) {
+    *out = kl_tensor_retain((kl_tensor *)t);
+    return KL_OK;
+  }
+  return kl_tensor_tostype(t, KL_STYPE_DEFAULT, out);
+}
+
+static int is_ratio(kl_metric m) { return m == KL_METRIC_PRECISION || m == KL_METRIC_RECALL; }
+
+kl_status kl_metric_acc_init(kl_metric_acc *a, kl_metric m, int64_t param) {
+  KL_CHECK(a != NULL, KL_EINVAL, "metric: NULL state");
+  memset(a, 0, sizeof *a);
+  KL_CHECK(m >= 0 && m < KL_METRIC_COUNT, KL_EINVAL, "metric: unknown metric id %d", (int)m);
+  a->m = m;
+  if (m == KL_METRIC_TOP_K_CATEGORICAL_ACCURACY) {
+    KL_CHECK(param >= 0, KL_EINVAL, "top_k_categorical_accuracy: k must be >= 1, got %lld",
+             (long long)param);
+    a->param = param ? param : KL_TOP_K_DEFAULT;
+  } else if (m == KL_METRIC_AUC) {
+    int64_t T = param ? param : KL_AUC_THRESHOLDS_DEFAULT;
+    KL_CHECK(T > 1 && T <= 1000000, KL_EINVAL, "auc: num_thresholds must be in [2, 1000000], got %lld",
+             (long long)param);
+    a->param = T;
+    a->buf = kl_calloc((size_t)(3 * T + 2), sizeof *a->buf);
+    if (!a->buf) return KL_ENOMEM;
+    /* tf.keras: -eps, i / (T - 1) for i = 1..T-2, 1 + eps, as float32 constants */
+    a->buf[0] = (double)(0.0f - 1e-7f);
+    for (int64_t i = 1; i < T - 1; i++) a->buf[i] = (double)(float)((double)i / (double)(T - 1));
+    a->buf[T - 1] = (double)(1.0f + 1e-7f);
+  } else {
+    KL_CHECK(param >= 0, KL_EINVAL, "%s: bad parameter %lld", kl_metric_name(m), (long long)param);
+    a->param = param;
+  }
+  return KL_OK;
+}
+
+void kl_metric_acc_reset(kl_metric_acc *a) {
+  if (!a) return;
+  a->sum = a->count = 0;
+  if (a->buf) memset(a->buf + a->param, 0, (size_t)(2 * a->param + 2) * sizeof *a->buf);
+}
+
+void kl_metric_acc_free(kl_metric_acc *a) {
+  if (!a) return;
+  kl_free(a->buf);
+  a->buf = NULL;
+}
+
+/* The AUC's batch: every element is one (label, score) pair, counted in the interval of
+ * thresholds it falls in (its score is above exactly the first j thresholds, compared in
+ * float32 as tf.keras). Checked first, so a bad batch changes nothing. */
+static kl_status auc_update(kl_metric_acc *a, const kl_tensor *yt, const kl_tensor *yp) {
+  int64_t n = kl_tensor_numel(yp), T = a->param;
+  int64_t W = yp->ndim >= 2 ? yp->shape[yp->ndim - 1] : 1;
+  KL_TRY(binary_labels_check("auc", yt->data, yt->dtype, n, W));
+  for (int64_t e = 0; e < n; e++) {
+    double p = kl_lu_read(yp->data, yp->dtype, e);
+    KL_CHECK(p >= 0 && p <= 1, KL_EINVAL, "auc: y_pred %.9g out of range [0, 1] at row %lld", p,
+             (long long)(e / W + 1));
+  }
+  double *th = a->buf, *pos = a->buf + T, *neg = pos + T + 1;
+  for (int64_t e = 0; e < n; e++) {
+    float p = (float)kl_lu_read(yp->data, yp->dtype, e);
+    int64_t lo = 0, hi = T; /* the first threshold >= p */
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if ((float)th[mid] < p) lo = mid + 1;
+      else hi = mid;
+    }
+    if (kl_lu_read(yt->data, yt->dtype, e) == 1) pos[lo] += 1, a->sum += 1;
+    else neg[lo] += 1, a->count += 1;
+  }
+  return KL_OK;
+}
+
+/* tf.keras' ROC AUC by interpolation: the trapezoids between the (FPR, TPR) points of
+ * consecutive thresholds, with TP(i) = the positives scored above threshold i. */
+static double auc_result(const kl_metric_acc *a) {
+  int64_t T = a->param;
+  const double *pos = a->buf + T, *neg = pos + T + 1;
+  double P = a->sum, N = a->count, tp = P, fp = N, auc = 0;
+  /* above threshold 0: everything in the intervals 1..T */
+  tp -= pos[0];
+  fp -= neg[0];
+  double tpr = P > 0 ? tp / P : 0, fpr = N > 0 ? fp / N : 0;
+  for (int64_t i = 1; i < T; i++) {
+    tp -= pos[i];
+    fp -= neg[i];
+    double tpr2 = P > 0 ? tp / P : 0, fpr2 = N > 0 ? fp / N : 0;
+    auc += (fpr - fpr2) * (tpr + tpr2) / 2;
+    tpr = tpr2, fpr = fpr2;
+  }
+  return auc;
+}
+
+kl_status kl_metric_acc_update(kl_metric_acc *a, const kl_tensor *y_true, const kl_tensor *y_pred) {
+  KL_CHECK(a && y_true && y_pred, KL_EINVAL, "metric: NULL argument");
+  if (a->m == KL_METRIC_AUC) {
+    kl_tensor *dt = NULL, *dp = NULL;
+    kl_status st = metric_check(a->m, y_true, y_pred);
+    if (st == KL_OK) st = densify(y_true, &dt);
+    if (st == KL_OK) st = densify(y_pred, &dp);
+    if (st == KL_OK) st = auc_update(a, dt, dp);
+    kl_tensor_release(dt);
+    kl_tensor_release(dp);
+    return st;
+  }
   double s = 0;
   int64_t c = 0;
-  KL_TRY(kl_metric_eval(m, y_true, y_pred, &s, &c));
-  *out = c ? s / (double)c : 0.0;
+  KL_TRY(metric_eval_k(a->m, y_true, y_pred, a->param, &s, &c));
+  a->sum += s;
+  a->count += (double)c;
   return KL_OK;
+}
+
+double kl_metric_acc_result(const kl_metric_acc *a) {
+  if (!a) return NAN;
+  if (a->m == KL_METRIC_AUC) return auc_result(a);
+  if (a->count > 0) return a->sum / a->count;
+  return is_ratio(a->m) ? 0.0 : NAN;
 }

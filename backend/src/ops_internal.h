@@ -80,6 +80,10 @@ extern const kl_op_def kl_opdef_loss_mae;
 extern const kl_op_def kl_opdef_loss_bce;
 extern const kl_op_def kl_opdef_loss_cce;
 extern const kl_op_def kl_opdef_loss_scce;
+extern const kl_op_def kl_opdef_loss_hinge;
+extern const kl_op_def kl_opdef_loss_squared_hinge;
+extern const kl_op_def kl_opdef_loss_poisson;
+extern const kl_op_def kl_opdef_loss_huber;
 
 /* Kernel predicate of the one-input ops whose sparse kernel is their own run function:
  * the input is csr or row_sparse. */

@@ -51,6 +51,10 @@ static const kl_op_def *const kl_op_table[KL_OP_COUNT] = {
     [KL_OP_LOSS_BCE] = &kl_opdef_loss_bce,
     [KL_OP_LOSS_CCE] = &kl_opdef_loss_cce,
     [KL_OP_LOSS_SCCE] = &kl_opdef_loss_scce,
+    [KL_OP_LOSS_HINGE] = &kl_opdef_loss_hinge,
+    [KL_OP_LOSS_SQUARED_HINGE] = &kl_opdef_loss_squared_hinge,
+    [KL_OP_LOSS_POISSON] = &kl_opdef_loss_poisson,
+    [KL_OP_LOSS_HUBER] = &kl_opdef_loss_huber,
 };
 
 static const kl_op_def *op_def(kl_op op) {

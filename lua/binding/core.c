@@ -9,6 +9,7 @@ void kl_lua_open_optim(lua_State *L); /* l_optim.c: keras.Optimizer, optimizer_n
 void kl_lua_open_datautil(lua_State *L); /* l_datautil.c: take_rows */
 void kl_lua_open_svmlight(lua_State *L); /* l_svmlight.c: svmlight_load/dump, keras.LibSVMIter */
 void kl_lua_open_modelfile(lua_State *L); /* l_modelfile.c: save_tensors, load_tensors */
+void kl_lua_open_metric(lua_State *L); /* l_metric.c: keras.MetricAcc, metric_acc */
 
 /* The binding files, each adding its functions to the module table on the stack top.
  * Order matters only in that the tensor metatable must exist before anything else.
@@ -24,6 +25,7 @@ static void (*const openers[])(lua_State *L) = {
     kl_lua_open_datautil,  /* l_datautil.c: take_rows (ArrayIterator) */
     kl_lua_open_svmlight,  /* l_svmlight.c: svmlight_load/dump, svmlight_iter_open */
     kl_lua_open_modelfile, /* l_modelfile.c: save_tensors, load_tensors (model files) */
+    kl_lua_open_metric,    /* l_metric.c: metric_acc (a metric's running state) */
     NULL,
 };
 

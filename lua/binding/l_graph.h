@@ -23,4 +23,12 @@ int kl_lua_checknode(lua_State *L, int idx, const kl_graph *g, const char *fn, c
 void kl_lua_open_graph(lua_State *L);
 /* l_plan.c: keras.Plan and core.plan_new (called by kl_lua_open_graph). */
 void kl_lua_open_plan(lua_State *L);
+/* l_metric.c: reads the metric spec at idx, a canonical name ("auc") or a table {metric =
+ * name, param = k, key = name}, and pushes its key (the name unless key is given). */
+void kl_lua_check_metric(lua_State *L, int idx, const char *fn, kl_metric *m, int64_t *param);
+/* The metric state of the keras.MetricAcc at idx, NULL if idx holds something else. */
+kl_metric_acc *kl_lua_to_metric_acc(lua_State *L, int idx, const char *fn);
+/* Reads opts.metric_params (n integers >= 0: AUC's num_thresholds, top-k's k; 0: the
+ * default) into out; NULL when the option is absent. */
+const int64_t *kl_lua_metric_params(lua_State *L, int opts, const char *fn, int n, int64_t *out);
 #endif

@@ -9,6 +9,10 @@ local canonical = {
   binary_crossentropy = "binary_crossentropy",
   categorical_crossentropy = "categorical_crossentropy",
   sparse_categorical_crossentropy = "sparse_categorical_crossentropy",
+  -- labels -1/1, or 0/1 (every label of a batch 0 or 1: converted to -1/1, as Keras)
+  hinge = "hinge", squared_hinge = "squared_hinge",
+  poisson = "poisson",                     -- mean(y_pred - y_true * log(y_pred + 1e-7))
+  huber = "huber", huber_loss = "huber",   -- Keras' Huber with delta = 1
 }
 
 -- resolve(name) -> canonical Keras name, which is also the graph op name.
@@ -19,7 +23,8 @@ function losses.resolve(name)
   local c = canonical[name]
   if not c then
     error("losses: unknown loss '" .. name .. "' (mse, mae, binary_crossentropy, " ..
-      "categorical_crossentropy, sparse_categorical_crossentropy)", 0)
+      "categorical_crossentropy, sparse_categorical_crossentropy, hinge, squared_hinge, " ..
+      "poisson, huber)", 0)
   end
   return c
 end

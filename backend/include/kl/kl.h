@@ -273,6 +273,10 @@ typedef enum kl_op {
   KL_OP_LOSS_CCE,    /* categorical crossentropy, one-hot y_true (n, C) */
   KL_OP_LOSS_SCCE,   /* sparse categorical: y_true holds class ids 1..C (data, as the
                         API's labels; id k is column k-1), shape (n) or (n,1) */
+  KL_OP_LOSS_HINGE,  /* mean max(1 - t p, 0); y_true all in {0, 1} becomes 2 y - 1 (Keras) */
+  KL_OP_LOSS_SQUARED_HINGE, /* mean max(1 - t p, 0)^2, labels as hinge */
+  KL_OP_LOSS_POISSON, /* mean p - y log(p + 1e-7) */
+  KL_OP_LOSS_HUBER,  /* mean 0.5 e^2 where |e| <= 1, |e| - 0.5 elsewhere (delta 1, Keras) */
   KL_OP_COUNT
 } kl_op;
 
