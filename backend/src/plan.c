@@ -82,15 +82,15 @@ static kl_status kl_plan_check_spec(const kl_graph *g, const kl_plan_spec *s) {
   KL_CHECK(s->noutputs > 0 || s->loss >= 0, KL_EINVAL, "plan: no outputs and no loss");
   for (int i = 0; i < s->nfeeds; i++) {
     int id = s->feeds[i];
-    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: feeds[%d] = %d out of range", i, id);
+    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: feeds[%d] = %d out of range", i + 1, id);
     KL_CHECK(g->nodes[id].kind == KL_NODE_PLACEHOLDER, KL_EINVAL,
-             "plan: feeds[%d] = node %d is not a placeholder", i, id);
+             "plan: feeds[%d] = node %d is not a placeholder", i + 1, id);
     for (int j = 0; j < i; j++)
       KL_CHECK(s->feeds[j] != id, KL_EINVAL, "plan: placeholder %d fed twice", id);
   }
   for (int i = 0; i < s->noutputs; i++)
     KL_CHECK(s->outputs[i] >= 0 && s->outputs[i] < g->n, KL_EINDEX,
-             "plan: outputs[%d] = %d out of range", i, s->outputs[i]);
+             "plan: outputs[%d] = %d out of range", i + 1, s->outputs[i]);
   if (s->loss >= 0) {
     KL_CHECK(s->loss < g->n, KL_EINDEX, "plan: loss node %d out of range", s->loss);
     const kl_meta *m = &g->nodes[s->loss].meta;
@@ -101,22 +101,22 @@ static kl_status kl_plan_check_spec(const kl_graph *g, const kl_plan_spec *s) {
   }
   for (int k = 0; k < s->nweights; k++) {
     int id = s->weights[k];
-    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: weights[%d] = %d out of range", k, id);
+    KL_CHECK(id >= 0 && id < g->n, KL_EINDEX, "plan: weights[%d] = %d out of range", k + 1, id);
     /* A placeholder may be differentiated (K.gradients w.r.t. an input), never trained. */
     int ph = g->nodes[id].kind == KL_NODE_PLACEHOLDER;
     KL_CHECK(g->nodes[id].kind == KL_NODE_VARIABLE || (ph && !s->optimizer), KL_EINVAL,
-             "plan: weights[%d] = node %d is not a variable%s", k, id,
+             "plan: weights[%d] = node %d is not a variable%s", k + 1, id,
              ph ? " (a placeholder can only be differentiated in a plan without optimizer)" : "");
     KL_CHECK(kl_is_float(g->nodes[id].meta.dtype), KL_EDTYPE,
-             "plan: weights[%d] has dtype %s, not a float type", k,
+             "plan: weights[%d] has dtype %s, not a float type", k + 1,
              kl_dtype_name(g->nodes[id].meta.dtype));
     KL_CHECK(ph || g->nodes[id].meta.stype != KL_STYPE_CSR, KL_ESTYPE,
-             "plan: weights[%d] is csr; weights are dense or row_sparse", k);
+             "plan: weights[%d] is csr; weights are dense or row_sparse", k + 1);
     for (int j = 0; j < k; j++)
       KL_CHECK(s->weights[j] != id, KL_EINVAL, "plan: weight node %d listed twice", id);
     if (s->grad_stypes)
       KL_CHECK(s->grad_stypes[k] == KL_STYPE_DEFAULT || s->grad_stypes[k] == KL_STYPE_ROW_SPARSE,
-               KL_ESTYPE, "plan: grad_stypes[%d] must be default or row_sparse", k);
+               KL_ESTYPE, "plan: grad_stypes[%d] must be default or row_sparse", k + 1);
   }
   KL_CHECK(s->nweights == 0 || s->loss >= 0, KL_EINVAL, "plan: weights given without a loss");
   if (s->optimizer) KL_TRY(kl_optimizer_check(s->optimizer));
