@@ -68,6 +68,17 @@ describe("autograd", function()
       "backward: no tensor with attach_grad() was used in the recorded computation")
     assert.has_error(function() t:attach_grad{stype = "csr"} end,
       "attach_grad: stype must be 'default' or 'row_sparse'. Received: stype=csr")
+    -- a csr tensor is refused by attach_grad itself (not later by the plan, 0-based)
+    local x = keras.sparse.csr_matrix{data = {1}, indices = {1}, indptr = {1, 2}, shape = {1, 2}}
+    assert.has_error(function() x:attach_grad() end, "attach_grad: a csr tensor cannot have a " ..
+      "gradient (it is data; differentiate a dense or row_sparse tensor, e.g. t:tostype(\"default\"))")
+    -- the plan's own checks count from 1
+    local gs = keras.core.graph_new()
+    local v = gs:variable(x, true, "x")
+    local ok, err = pcall(keras.core.plan_new, gs, {feeds = {}, outputs = {}, loss = gs:op("sum", {v}, {}),
+      weights = {v}, grad_stypes = {"default"}})
+    assert.is_false(ok)
+    assert.are.equal("plan: weights[1] is csr; weights are dense or row_sparse", err)
     assert.is_false(keras.autograd.is_recording())
     assert.has_error(function() keras.autograd.record(function() error("boom", 0) end) end, "boom")
     assert.is_false(keras.autograd.is_recording())

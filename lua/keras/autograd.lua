@@ -59,6 +59,10 @@ local function attach_grad(t, opts)
   if t.dtype ~= "float32" and t.dtype ~= "float64" then
     error("attach_grad: gradients need a float tensor. Received: a tensor of dtype " .. tostring(t.dtype), 0)
   end
+  if t.stype == "csr" then
+    error("attach_grad: a csr tensor cannot have a gradient (it is data; differentiate a dense " ..
+      "or row_sparse tensor, e.g. t:tostype(\"default\"))", 0)
+  end
   t._grad_stype = st
   if st == "row_sparse" then
     t.grad = core.sparse_zeros("row_sparse", t.shape, {dtype = t.dtype})
