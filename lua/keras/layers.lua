@@ -436,7 +436,13 @@ function Layer:_call(x)
   elseif self.check_input then
     self:check_input(shapes, x)
   end
-  local out = self:call(x)
+  local ok, out = pcall(self.call, self, x)
+  if not ok then -- an op's dtype mismatch says which layer met it
+    if type(out) == "string" and out:find("dtype mismatch", 1, true) then
+      fail("%s: layer '%s': %s", self.class_name, self.name, out)
+    end
+    error(out, 0)
+  end
   if not is_node(out) then
     fail("%s: call must return a graph node (got %s)", self.class_name, type(out))
   end

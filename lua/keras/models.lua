@@ -104,6 +104,13 @@ local Sequential = setmetatable({}, {__index = Model})
 Sequential.__index = Sequential
 Sequential.__tostring = Model.__tostring
 
+-- model(x): Keras' nested models are not supported (a clear error, not "attempt to call").
+function Model.__call(m)
+  fail("Model: calling model '%s' on inputs (nested models) is not supported; call its layers " ..
+    "on the new inputs instead (a layer called twice shares its weights)", m.name)
+end
+Sequential.__call = Model.__call
+
 -- keras.Sequential{layer, ...} (the first may be an Input node), or {layers={...}, name=}.
 function models.Sequential(opts)
   opts = opts or {}
@@ -128,6 +135,9 @@ function Sequential:add(layer)
     if self._input or #self._seq > 0 then fail("Sequential: an Input can only be the first element") end
     self._input, self._out = layer, layer
     return
+  end
+  if models.is_model(layer) then
+    fail("Sequential: a model inside a model (nested models) is not supported; add its layers instead")
   end
   if not layers.is_layer(layer) then
     fail("Sequential: add expects a layer (got %s)", is_tensor(layer) and "a tensor" or type(layer))
