@@ -116,17 +116,24 @@ static kl_status check_gout(const char *fn, const kl_meta *om, const kl_tensor *
   return KL_OK;
 }
 
+/* The checks of a pooling's backward for input i: the inputs (infer), i (the ids have no
+ * gradient), gout. */
+static kl_status bwd_check(const char *fn, kl_infer_fn infer, kl_tensor *const *in, int nin, int i,
+                           const kl_tensor *gout) {
+  kl_meta om;
+  KL_TRY(pool_check(infer, in, nin, &om));
+  KL_CHECK(i != 1, KL_EUNSUPPORTED, "%s: the ids (input 1) have no gradient", fn);
+  KL_CHECK(i == 0, KL_EINVAL, "%s: no input %d (0 = x, 1 = ids)", fn, i);
+  return check_gout(fn, &om, gout);
+}
+
 /* d x[b, l, :] = gout[b, :] / count at kept steps (the product in double, rounded once),
  * 0 at masked ones; the ids have no gradient. */
 static kl_status masked_mean_bwd(kl_tensor *const *in, int nin, const kl_attrs *a,
                                  const kl_tensor *out, const kl_tensor *gout, int i,
                                  kl_stype want, kl_tensor **gin) {
   (void)a, (void)out, (void)want;
-  kl_meta om;
-  KL_TRY(pool_check(masked_mean_infer, in, nin, &om));
-  KL_CHECK(i != 1, KL_EUNSUPPORTED, "masked_mean: the ids (input 1) have no gradient");
-  KL_CHECK(i == 0, KL_EINVAL, "masked_mean: no input %d (0 = x, 1 = ids)", i);
-  KL_TRY(check_gout("masked_mean", &om, gout));
+  KL_TRY(bwd_check("masked_mean", masked_mean_infer, in, nin, i, gout));
   const kl_tensor *x = in[0], *ids = in[1];
   const int64_t n = x->shape[0], L = x->shape[1], D = x->shape[2];
   kl_tensor *g = NULL;
@@ -188,11 +195,7 @@ static kl_status max_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_te
 static kl_status max_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const kl_tensor *out,
                          const kl_tensor *gout, int i, kl_stype want, kl_tensor **gin) {
   (void)a, (void)out, (void)want;
-  kl_meta om;
-  KL_TRY(pool_check(max_infer, in, nin, &om));
-  KL_CHECK(i != 1, KL_EUNSUPPORTED, "global_max_pool: the mask's ids (input 1) have no gradient");
-  KL_CHECK(i == 0, KL_EINVAL, "global_max_pool: no input %d (0 = x, 1 = ids)", i);
-  KL_TRY(check_gout("global_max_pool", &om, gout));
+  KL_TRY(bwd_check("global_max_pool", max_infer, in, nin, i, gout));
   const kl_tensor *x = in[0], *ids = nin == 2 ? in[1] : NULL;
   const int64_t n = x->shape[0], L = x->shape[1], D = x->shape[2];
   kl_tensor *g = NULL;

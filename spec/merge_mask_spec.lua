@@ -231,3 +231,23 @@ describe("layer.trainable after build", function()
     assert.are_not.same(w1, d1:get_weights()[1]:totable())
   end)
 end)
+
+describe("the ops behind them refuse bad inputs by message", function()
+  local K = keras.backend
+  it("reg_terms, global_max_pool, masked_mean", function()
+    assert.has_error(function() K._apply("reg_terms", {keras.ones({5, 2}), keras.array({{1, 7}})}) end,
+      "reg_terms: id 7 at position 2 is not an integer in [0, 5]")
+    assert.has_error(function() K._apply("reg_terms", {keras.ones({5, 2}), keras.array({{0.5}})}) end,
+      "reg_terms: id 0.5 at position 1 is not an integer in [0, 5]")
+    assert.has_error(function()
+      K._apply("reg_terms", {keras.ones({5, 2}), sparse.csr_matrix(keras.ones({2, 4}))})
+    end, "reg_terms: the csr rows input has 4 columns for a weight of 5 rows")
+    assert.has_error(function() K._apply("global_max_pool", {keras.ones({2, 3})}) end,
+      "global_max_pool: input must have shape (batch, steps, features), got (2 x 3)")
+    assert.has_error(function() K._apply("masked_mean", {keras.ones({2, 3, 2}), keras.ones({2, 4})}) end,
+      "masked_mean: the mask's ids have shape (2 x 4), expected (batch, steps) of (2 x 3 x 2)")
+    assert.has_error(function()
+      K._apply("masked_mean", {keras.ones({2, 3, 2}), sparse.csr_matrix(keras.ones({2, 3}))})
+    end, "masked_mean: inputs must be dense, got default and csr")
+  end)
+end)

@@ -1,5 +1,5 @@
 -- keras/layers.lua: keras.layers: Input, Dense, Embedding, Flatten, Activation, Dropout,
--- Concatenate, GlobalAveragePooling1D, Lambda (the merges: layers_merge.lua), with the Keras
+-- Concatenate, Lambda (the merges and poolings: layers_merge.lua), with the Keras
 -- lifecycle (validate in the constructor, create weights on the first call, build graph ops
 -- on every call).
 local core = require("keras.core")
@@ -274,7 +274,7 @@ function Layer:weight_records() return self._weights end
 -- Whether weight record w trains when the layer's flag is layer_trainable (default: the
 -- layer's flag now). Keras: layer.trainable = false set after build takes effect at the next
 -- compile, which reads it through here.
-function Layer:weight_trainable(w, layer_trainable)
+function Layer:_weight_trainable(w, layer_trainable)
   if layer_trainable == nil then layer_trainable = self.trainable end
   return layer_trainable ~= false and w.own_trainable ~= false
 end
@@ -296,7 +296,7 @@ end
 
 -- The penalty nodes of the layers' calls whose outputs are among the nodes seen (a set of
 -- nodes; nil: every call), each once.
-function layers.loss_nodes(list, seen)
+function layers._loss_nodes(list, seen)
   local r, have = {}, {}
   for _, l in ipairs(list) do
     for _, rec in ipairs(rawget(l, "_losses") or {}) do
@@ -648,7 +648,7 @@ function Activation:call(x)
   return x
 end
 -- Layers that pass their input's mask on (Keras' supports_masking).
-local function pass_mask(_, x) return rawget(x, "_keras_mask") end
+local function pass_mask(_, x) return type(x) == "table" and rawget(x, "_keras_mask") or nil end
 Activation.compute_mask = pass_mask
 
 -- ------------------------------------------------------------ Dropout
@@ -685,22 +685,6 @@ function Concatenate:call(x)
   return K.concatenate(x, self.axis)
 end
 
--- ------------------------------------------------------------ GlobalAveragePooling1D
-local GAP1D = define("GlobalAveragePooling1D", {}, function() end)
-local function gap_check(self, shape)
-  if #shape ~= 3 then
-    fail("GlobalAveragePooling1D: layer '%s' expects a 3-d input (batch, steps, features), got %s",
-      self.name, shape_str(shape))
-  end
-end
-GAP1D.check_input, GAP1D.build = gap_check, gap_check
--- After Embedding{mask_zero=true}: the mean over the steps whose id is not 0 (0 when none).
-function GAP1D:call(x)
-  local m = rawget(x, "_keras_mask")
-  if m then return K._apply("masked_mean", {x, m}, nil, "GlobalAveragePooling1D") end
-  return K.mean(x, 2)
-end
-
 -- ------------------------------------------------------------ Lambda
 local Lambda = define("Lambda", {[1] = true, fn = true, output_shape = true}, function(self, o)
   local f = o.fn or o[1]
@@ -714,7 +698,7 @@ function Lambda:_call(x)
 end
 function Lambda:call(x) return self.fn(x) end
 
--- Add, Subtract, Multiply, Dot, GlobalMaxPooling1D
+-- Add, Subtract, Multiply, Dot, GlobalAveragePooling1D, GlobalMaxPooling1D
 require("keras.layers_merge")(layers, {opt_bool = opt_bool})
 
 builtin = {}

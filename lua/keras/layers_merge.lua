@@ -1,5 +1,6 @@
 -- keras/layers_merge.lua: the merge layers Add, Subtract, Multiply, Dot (factorization
--- machines, two-tower models) and GlobalMaxPooling1D, with Keras 2's shape rules; axes are
+-- machines, two-tower models), with Keras 2's shape rules, and GlobalAveragePooling1D,
+-- GlobalMaxPooling1D (masked after Embedding{mask_zero}); axes are
 -- 1-based and count the batch axis (Dot{axes = 2} on (batch, d) inputs is Keras' axes=1).
 -- install(layers, h) defines them into keras.layers (h: layers.lua's helpers).
 local K = require("keras.backend")
@@ -188,19 +189,27 @@ return function(layers, h)
     return K.sum(reshape(a, {-1, sa[2], sa[3], 1}) * reshape(b, {-1, sb[2], 1, sb[3]}), 2)
   end
 
-  -- ---------------------------------------------------------- GlobalMaxPooling1D
-  -- The max over the steps of (batch, steps, features); after Embedding{mask_zero=true}, over
-  -- the steps whose id is not 0 (0 when none; Keras 2 refuses a mask here).
-  local GMP1D = define("GlobalMaxPooling1D", {}, function() end)
-  local function gmp_check(self, shape)
-    if #shape ~= 3 then
-      fail("GlobalMaxPooling1D: layer '%s' expects a 3-d input (batch, steps, features), got %s",
-        self.name, shape_str(shape))
+  -- ---------------------------------------------------------- global 1-d poolings
+  -- cls over the steps of (batch, steps, features): op over all of them (nil: the masked op
+  -- with no mask), or after Embedding{mask_zero=true} masked_op over the steps whose id is
+  -- not 0 (0 when none).
+  local function pool1d(cls, op, masked_op)
+    local c = define(cls, {}, function() end)
+    local function check(self, shape)
+      if #shape ~= 3 then
+        fail("%s: layer '%s' expects a 3-d input (batch, steps, features), got %s", cls, self.name,
+          shape_str(shape))
+      end
+    end
+    c.check_input, c.build = check, check
+    function c.call(_, x)
+      local m = rawget(x, "_keras_mask")
+      if m then return K._apply(masked_op, {x, m}, nil, cls) end
+      if op then return op(x) end
+      return K._apply(masked_op, {x}, nil, cls)
     end
   end
-  GMP1D.check_input, GMP1D.build = gmp_check, gmp_check
-  function GMP1D:call(x)
-    local m = rawget(x, "_keras_mask")
-    return K._apply("global_max_pool", m and {x, m} or {x}, nil, "GlobalMaxPooling1D")
-  end
+  pool1d("GlobalAveragePooling1D", function(x) return K.mean(x, 2) end, "masked_mean")
+  -- (Keras 2's GlobalMaxPooling1D refuses a mask)
+  pool1d("GlobalMaxPooling1D", nil, "global_max_pool")
 end

@@ -35,7 +35,7 @@ function M.summary(self, print_fn)
   for i, l in ipairs(ls) do
     local ws = {}
     for _, w in ipairs(l:weight_records()) do
-      local tr = l:weight_trainable(w) -- the layer's flag now, as Keras' summary reads it
+      local tr = l:_weight_trainable(w) -- the layer's flag now, as Keras' summary reads it
       local g = (tr and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
       ws[#ws + 1] = w.short .. ":" .. w.tensor.stype .. g
       local c = 1

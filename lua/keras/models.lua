@@ -81,7 +81,7 @@ function Model:_init_graph(inputs, outputs, keep_input_layers)
     if keep_input_layers or l.class_name ~= "InputLayer" then self.layers[#self.layers + 1] = l end
   end
   self._all_layers = list
-  self._nodes = seen -- the model's nodes (layers.loss_nodes: the penalties of its layers' calls)
+  self._nodes = seen -- the model's nodes (layers._loss_nodes: the penalties of its layers' calls)
   self.built = true
   self._train_plan, self._infer_plan = nil, nil
 end
@@ -236,7 +236,7 @@ function Model:_train()
     loss_id = gs.g:op(losses.op_name(self.loss_name), {target, out.id}, {})
   end
   -- the layers' regularization penalties (Keras' model.losses) join the loss
-  for _, n in ipairs(layers.loss_nodes(self._all_layers, self._nodes)) do
+  for _, n in ipairs(layers._loss_nodes(self._all_layers, self._nodes)) do
     loss_id = gs.g:op("add", {loss_id, n.id}, {})
   end
   local feeds = {}
@@ -245,7 +245,7 @@ function Model:_train()
   local weights, stypes = {}, {}
   for _, l in ipairs(self._all_layers) do
     for _, w in ipairs(l:weight_records()) do
-      w.trainable = l:weight_trainable(w, self._trainable_at and self._trainable_at[l])
+      w.trainable = l:_weight_trainable(w, self._trainable_at and self._trainable_at[l])
       if w.trainable then
         weights[#weights + 1] = l:_var(gs, w.tensor).id
         stypes[#stypes + 1] = w.grad_stype
