@@ -549,5 +549,6 @@ models.save_model = models.save_model or saving.save_model
 models.model_from_json = models.model_from_json or saving.model_from_json
 models.model_from_config = models.model_from_config or saving.model_from_config
 require("keras.callbacks_io") -- ModelCheckpoint with Keras filepath templates
+require("keras.model_progress") -- evaluate / predict with verbose = 1 or 2 draw the bar
 
 return saving
