@@ -127,11 +127,11 @@ describe("class labels out of range", function()
   it("sparse_categorical labels outside 1..C, in fit, evaluate and the metric", function()
     local m = softmax3()
     m:compile{optimizer = "sgd", loss = "sparse_categorical_crossentropy", metrics = {"accuracy"}}
-    fails("sparse_categorical_crossentropy: label 4 out of range [1, 3] at row 1",
+    fails("fit: sparse_categorical_crossentropy: label 4 out of range [1, 3] at row 1",
       function() m:fit(keras.ones({4, 2}), keras.array{4, 1, 2, 3}, {verbose = 0, shuffle = false}) end)
-    fails("sparse_categorical_crossentropy: label 0 out of range [1, 3] at row 4",
+    fails("fit: sparse_categorical_crossentropy: label 0 out of range [1, 3] at row 4",
       function() m:fit(keras.ones({4, 2}), keras.array{1, 2, 3, 0}, {verbose = 0, shuffle = false}) end)
-    fails("sparse_categorical_crossentropy: label 5 out of range [1, 3] at row 3",
+    fails("evaluate: sparse_categorical_crossentropy: label 5 out of range [1, 3] at row 3",
       function() m:evaluate(keras.ones({4, 2}), keras.array{1, 2, 5, 1}) end)
     fails("sparse_categorical_crossentropy: label -1 out of range [1, 3] at row 2",
       function() m:train_on_batch(keras.ones({2, 2}), keras.array{1, -1}) end)

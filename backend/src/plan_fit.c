@@ -1,5 +1,6 @@
 /* plan_fit.c: the batch loop in C: fit one epoch, evaluate and predict over in-memory data. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kl/layers.h"
@@ -19,14 +20,18 @@ static kl_status kl_batch_rows(const kl_tensor *t, const int64_t *perm, int64_t 
   return kl_tensor_slice_rows(t, b, e, out);
 }
 
-/* Checks the data against the plan: nx inputs (+ y) with the same row count, returned in *n. */
+/* Checks the data against the plan: nx inputs (+ y and nextra more) with the same row
+ * count, returned in *n. */
 static kl_status kl_check_data(const kl_plan *p, const char *fn, kl_tensor *const *x, int nx,
-                               const kl_tensor *y, int64_t *n) {
+                               const kl_tensor *y, int nextra, kl_tensor *const *extra,
+                               int64_t *n) {
   KL_CHECK(x != NULL && nx >= 1, KL_EINVAL, "%s: no input tensors", fn);
-  int want = y ? nx + 1 : nx;
+  KL_CHECK(nextra >= 0 && (extra || nextra == 0), KL_EINVAL, "%s: bad extra data (%d tensors)",
+           fn, nextra);
+  int want = y ? nx + 1 + nextra : nx;
   KL_CHECK(want == p->nfeeds || (!y && nx + 1 == p->nfeeds), KL_EINVAL,
            "%s: %d input tensors%s given, the plan has %d feeds", fn, nx,
-           y ? " and a target" : "", p->nfeeds);
+           y ? (nextra ? " and targets / weights" : " and a target") : "", p->nfeeds);
   for (int i = 0; i < nx; i++) {
     KL_CHECK(x[i] != NULL, KL_EINVAL, "%s: input %d is NULL", fn, i);
     KL_CHECK(x[i]->ndim >= 1, KL_ESHAPE, "%s: input %d is a scalar; rows expected", fn, i);
@@ -42,19 +47,65 @@ static kl_status kl_check_data(const kl_plan *p, const char *fn, kl_tensor *cons
              "%s: x and y have different row counts (%lld vs %lld)", fn, (long long)*n,
              (long long)y->shape[0]);
   }
+  for (int j = 0; j < nextra; j++) {
+    const kl_tensor *t = extra[j];
+    if (!t) continue;
+    KL_CHECK(t->ndim >= 1 && t->shape[0] == *n, KL_ESHAPE,
+             "%s: x and the data fed to '%s' have different row counts (%lld vs %lld)", fn,
+             p->g->nodes[p->feeds[nx + 1 + j]].name ? p->g->nodes[p->feeds[nx + 1 + j]].name
+                                                    : "placeholder",
+             (long long)*n, (long long)(t->ndim ? t->shape[0] : 0));
+  }
   return KL_OK;
 }
 
-/* A Fisher-Yates permutation of 0..n-1 drawn from rng. */
-static kl_status kl_permutation(int64_t n, kl_rng *rng, int64_t **out) {
+/* The data tensor fed to placeholder id (x..., y, extra...), or NULL. */
+static const kl_tensor *kl_fed_data(const kl_plan *p, int id, kl_tensor *const *x, int nx,
+                                    const kl_tensor *y, kl_tensor *const *extra) {
+  for (int k = 0; k < p->nfeeds; k++)
+    if (p->feeds[k] == id) return k < nx ? x[k] : (k == nx ? y : extra[k - nx - 1]);
+  return NULL;
+}
+
+/* Every loss op of the plan checks the labels and weights fed to it, over all rows. */
+static kl_status kl_check_loss_data(const kl_plan *p, const char *fn, kl_tensor *const *x, int nx,
+                                    const kl_tensor *y, kl_tensor *const *extra) {
+  for (int q = 0; q < p->norder; q++) {
+    const kl_node *nd = &p->g->nodes[p->order[q]];
+    if (nd->kind != KL_NODE_OP || nd->nin < 2 || !p->need_loss[p->order[q]]) continue;
+    const kl_meta *mp = &p->g->nodes[nd->inputs[1]].meta;
+    const kl_tensor *t = kl_fed_data(p, nd->inputs[0], x, nx, y, extra);
+    const kl_tensor *w = nd->nin >= 3 ? kl_fed_data(p, nd->inputs[2], x, nx, y, extra) : NULL;
+    kl_status st = t || w ? kl_loss_check_data(nd->op, t, w, mp->ndim ? mp->shape[mp->ndim - 1] : 1, 0)
+                          : KL_OK;
+    if (st != KL_OK) { /* "fit: sparse_categorical_crossentropy: label 0 ... at row 5" */
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", kl_errmsg());
+      return kl_seterr(st, "%s: %s", fn, msg);
+    }
+  }
+  return KL_OK;
+}
+
+/* A Fisher-Yates permutation of 0..n-1 drawn from rng; with bs > 0, of the n / bs whole
+ * batches of bs rows instead (Keras' batch_shuffle: rows within a batch in order, the last
+ * partial batch last). */
+static kl_status kl_permutation(int64_t n, int64_t bs, kl_rng *rng, int64_t **out) {
   int64_t *perm = kl_malloc_n((size_t)(n > 0 ? n : 1), sizeof *perm);
   if (!perm) return KL_ENOMEM;
+  int64_t m = bs > 0 ? n / bs : n;
   for (int64_t i = 0; i < n; i++) perm[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
+  for (int64_t i = m - 1; i > 0; i--) {
     int64_t j = (int64_t)kl_rng_below(rng, (uint64_t)i + 1);
     int64_t t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;
+  }
+  if (bs > 0) { /* perm[0..m-1] orders the batches: expand to rows, from the back */
+    for (int64_t i = m - 1; i >= 0; i--) {
+      int64_t blk = perm[i];
+      for (int64_t r = bs - 1; r >= 0; r--) perm[i * bs + r] = blk * bs + r;
+    }
   }
   *out = perm;
   return KL_OK;
@@ -72,29 +123,61 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   KL_CHECK(o->nmetrics >= 0 && o->nmetrics <= 64 && (o->metrics || o->nmetrics == 0), KL_EINVAL,
            "%s: bad metric list (%d metrics)", fn, o->nmetrics);
   KL_CHECK(o->nmetrics == 0 || p->noutputs >= 1, KL_EINVAL, "%s: metrics need an output", fn);
+  for (int m = 0; m < o->nmetrics; m++) {
+    int mo = o->metric_outputs ? o->metric_outputs[m] : 0;
+    int mt = o->metric_targets ? o->metric_targets[m] : 0;
+    KL_CHECK(mo >= 0 && mo < p->noutputs && mt >= 0 && mt <= o->nextra, KL_EINVAL,
+             "%s: metric %d reads output %d of %d and target %d of %d", fn, m, mo, p->noutputs,
+             mt, o->nextra + 1);
+  }
   int64_t n = 0;
-  KL_TRY(kl_check_data(p, fn, x, nx, y, &n));
+  KL_TRY(kl_check_data(p, fn, x, nx, y, o->nextra, o->extra, &n));
+  KL_TRY(kl_check_loss_data(p, fn, x, nx, y, o->extra));
   int64_t *perm = NULL;
   KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "%s: %d inputs (at most %d)", fn, nx,
            KL_MAX_OP_INPUTS);
-  kl_tensor **feeds = kl_calloc((size_t)nx + 1, sizeof *feeds); /* once an epoch */
+  const int nd = nx + 1 + o->nextra; /* the fed data: x..., y, extra... */
+  kl_tensor **feeds = kl_calloc((size_t)nd * 2, sizeof *feeds); /* once an epoch */
   if (!feeds) return KL_ENOMEM;
+  /* feeds[nd + i]: the data of feed i (x, y, extra), or an empty tensor for a NULL extra */
+  kl_tensor **data = feeds + nd;
+  kl_status st = KL_OK;
+  for (int i = 0; i < nd && st == KL_OK; i++) {
+    const kl_tensor *t = i < nx ? x[i] : (i == nx ? y : o->extra[i - nx - 1]);
+    if (t) {
+      data[i] = kl_tensor_retain((kl_tensor *)t);
+    } else {
+      int64_t zero = 0;
+      st = kl_tensor_new_dense(p->g->nodes[p->feeds[i]].meta.dtype, 1, &zero, &data[i]);
+    }
+  }
   double msum[64], mavg[64];
   int64_t mcount[64];
+  kl_metric_acc macc[64]; /* the metrics' running states (zeroed: each may be freed) */
+  memset(macc, 0, sizeof macc);
   for (int m = 0; m < o->nmetrics; m++) msum[m] = 0.0, mcount[m] = 0, mavg[m] = NAN;
+  for (int m = 0; m < o->nmetrics && st == KL_OK; m++)
+    if (o->metrics[m] != KL_EPOCH_OUTPUT_MEAN)
+      st = kl_metric_acc_init(&macc[m], (kl_metric)o->metrics[m],
+                              o->metric_params ? o->metric_params[m] : 0);
   double lsum = 0.0;
   int64_t seen = 0, batch = 0;
   int viewed = 0;
-  kl_status st = KL_OK;
+  if (st != KL_OK) goto done;
   if (train && o->shuffle) {
-    st = kl_permutation(n, o->rng ? o->rng : kl_rng_global(), &perm);
+    st = kl_permutation(n, o->shuffle == KL_SHUFFLE_BATCH ? o->batch_size : 0,
+                        o->rng ? o->rng : kl_rng_global(), &perm);
     if (st != KL_OK) goto done;
   }
   for (int64_t b = 0; b < n; b += o->batch_size, batch++) {
     int64_t e = n - b < o->batch_size ? n : b + o->batch_size;
     if (train) kl_plan_drop_step(p); /* before slicing: one batch's working set at a time */
-    for (int i = 0; i <= nx && st == KL_OK; i++)
-      st = kl_batch_rows(i < nx ? x[i] : y, perm, b, e, train, &viewed, &feeds[i]);
+    for (int i = 0; i < nd && st == KL_OK; i++) {
+      if (kl_tensor_numel(data[i]) == 0 && i > nx) /* no weights: the empty tensor itself */
+        feeds[i] = kl_tensor_retain(data[i]);
+      else
+        st = kl_batch_rows(data[i], perm, b, e, train, &viewed, &feeds[i]);
+    }
     if (st != KL_OK) goto done;
     double l = 0.0;
     /* Nothing reads a fit step's gradients: its update may take them fused (plan.c). */
@@ -107,18 +190,26 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     }
     p->fuse_ok = 0; /* (a callback may drive this plan: its steps are not fused) */
     if (st != KL_OK) goto done;
-    for (int m = 0; m < o->nmetrics && st == KL_OK; m++)
-      st = kl_metric_eval((kl_metric)o->metrics[m], feeds[nx], kl_plan_output(p, 0), &msum[m],
-                          &mcount[m]);
+    for (int m = 0; m < o->nmetrics && st == KL_OK; m++) {
+      const kl_tensor *out = kl_plan_output(p, o->metric_outputs ? o->metric_outputs[m] : 0);
+      if (o->metrics[m] == KL_EPOCH_OUTPUT_MEAN) {
+        msum[m] += kl_tensor_data_at(out, 0) * (double)(e - b);
+        mcount[m] += e - b;
+      } else {
+        st = kl_metric_acc_update(&macc[m],
+                                  feeds[nx + (o->metric_targets ? o->metric_targets[m] : 0)], out);
+      }
+    }
     if (st != KL_OK) goto done;
-    for (int i = 0; i <= nx; i++) {
+    for (int i = 0; i < nd; i++) {
       kl_tensor_release(feeds[i]);
       feeds[i] = NULL;
     }
     lsum += l * (double)(e - b);
     seen += e - b;
     for (int m = 0; m < o->nmetrics; m++)
-      mavg[m] = mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
+      mavg[m] = o->metrics[m] != KL_EPOCH_OUTPUT_MEAN ? kl_metric_acc_result(&macc[m])
+                : mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
     if (o->on_batch) { /* the callback's own allocations do not belong in the plan's pool */
       kl_pool *cur = kl_pool_enter(NULL);
       int stop = o->on_batch(o->ud, batch, seen, n, lsum / (double)seen, mavg);
@@ -130,7 +221,8 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   if (metric_avgs)
     for (int m = 0; m < o->nmetrics; m++) metric_avgs[m] = mavg[m];
 done:
-  for (int i = 0; i <= nx; i++) kl_tensor_release(feeds[i]);
+  for (int m = 0; m < o->nmetrics; m++) kl_metric_acc_free(&macc[m]);
+  for (int i = 0; i < 2 * nd; i++) kl_tensor_release(feeds[i]);
   kl_free(feeds);
   /* The plan keeps the last step's values, the fed views among them: drop them while the
    * data they borrow from is surely alive. */
@@ -146,15 +238,19 @@ static kl_status kl_plan_loop_held(kl_plan *p, const char *fn, kl_tensor *const 
                                    const kl_tensor *y, const kl_epoch_opts *o, int train,
                                    double *loss_avg, double *metric_avgs) {
   KL_CHECK(nx >= 0 && (x || nx == 0), KL_EINVAL, "%s: bad input list (%d inputs)", fn, nx);
+  KL_CHECK(o == NULL || (o->nextra >= 0 && (o->extra || o->nextra == 0)), KL_EINVAL,
+           "%s: bad extra data", fn);
   kl_plan_retain(p);
   for (int i = 0; i < nx; i++) kl_tensor_retain(x[i]);
   kl_tensor_retain((kl_tensor *)y);
+  for (int j = 0; o && j < o->nextra; j++) kl_tensor_retain(o->extra[j]);
   /* The batch slices, the permutation and the steps all use the plan's pool. */
   kl_pool *prev = train ? kl_pool_enter(p ? p->pool : NULL) : NULL;
   kl_status st = kl_plan_loop(p, fn, x, nx, y, o, train, loss_avg, metric_avgs);
   if (train) kl_pool_leave(prev);
   kl_tensor_release((kl_tensor *)y);
   for (int i = 0; i < nx; i++) kl_tensor_release(x[i]);
+  for (int j = 0; o && j < o->nextra; j++) kl_tensor_release(o->extra[j]);
   kl_plan_free(p); /* the loop's reference: the last one if the caller dropped theirs */
   return st;
 }
@@ -193,28 +289,36 @@ static kl_status kl_predict_store(const kl_tensor *bo, int64_t n, int64_t b, int
 
 kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
                           kl_tensor **out) {
-  KL_CHECK(out != NULL, KL_EINVAL, "predict: out is NULL");
-  *out = NULL;
+  return kl_plan_predict_outputs(p, x, nx, batch_size, 1, out);
+}
+
+kl_status kl_plan_predict_outputs(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
+                                  int nout, kl_tensor **outs) {
+  KL_CHECK(outs != NULL && nout >= 1, KL_EINVAL, "predict: no outputs asked for");
+  for (int k = 0; k < nout; k++) outs[k] = NULL;
   KL_CHECK(p != NULL, KL_EINVAL, "predict: plan is NULL");
-  KL_CHECK(p->noutputs >= 1, KL_EINVAL, "predict: the plan has no outputs");
+  KL_CHECK(p->noutputs >= nout, KL_EINVAL, "predict: %d outputs asked of a plan with %d", nout,
+           p->noutputs);
   KL_CHECK(batch_size >= 1, KL_EINVAL,
            "predict: batch_size must be >= 1. Received: batch_size=%lld", (long long)batch_size);
   int64_t n = 0;
-  KL_TRY(kl_check_data(p, "predict", x, nx, NULL, &n));
+  KL_TRY(kl_check_data(p, "predict", x, nx, NULL, 0, NULL, &n));
   KL_CHECK(nx <= KL_MAX_OP_INPUTS, KL_EINVAL, "predict: %d inputs (at most %d)", nx,
            KL_MAX_OP_INPUTS);
   kl_tensor **feeds = kl_calloc((size_t)nx + 1, sizeof *feeds);
   if (!feeds) return KL_ENOMEM;
-  kl_tensor *res = NULL, *dense = NULL;
+  kl_tensor *dense = NULL;
   kl_status st = KL_OK;
   for (int64_t b = 0; b < n; b += batch_size) {
     int64_t e = n - b < batch_size ? n : b + batch_size;
     for (int i = 0; i < nx && st == KL_OK; i++) st = kl_tensor_slice_rows(x[i], b, e, &feeds[i]);
     if (st == KL_OK) st = kl_plan_run(p, feeds, 0, 0);
-    if (st == KL_OK) st = kl_tensor_tostype(kl_plan_output(p, 0), KL_STYPE_DEFAULT, &dense);
-    if (st == KL_OK) st = kl_predict_store(dense, n, b, e - b, &res);
-    kl_tensor_release(dense);
-    dense = NULL;
+    for (int k = 0; k < nout && st == KL_OK; k++) {
+      st = kl_tensor_tostype(kl_plan_output(p, k), KL_STYPE_DEFAULT, &dense);
+      if (st == KL_OK) st = kl_predict_store(dense, n, b, e - b, &outs[k]);
+      kl_tensor_release(dense);
+      dense = NULL;
+    }
     for (int i = 0; i < nx; i++) {
       kl_tensor_release(feeds[i]);
       feeds[i] = NULL;
@@ -222,16 +326,19 @@ kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch
     if (st != KL_OK) break;
   }
   kl_free(feeds);
-  if (st == KL_OK && !res) { /* no rows: the output's shape with 0 rows */
-    kl_meta m = p->g->nodes[p->outputs[0]].meta;
+  for (int k = 0; k < nout && st == KL_OK; k++) {
+    if (outs[k]) continue; /* no rows: the output's shape with 0 rows */
+    kl_meta m = p->g->nodes[p->outputs[k]].meta;
     for (int d = 0; d < m.ndim; d++)
       if (m.shape[d] < 0) m.shape[d] = 0;
-    st = kl_tensor_new_dense(m.dtype, m.ndim, m.shape, &res);
+    st = kl_tensor_new_dense(m.dtype, m.ndim, m.shape, &outs[k]);
   }
   if (st != KL_OK) {
-    kl_tensor_release(res);
+    for (int k = 0; k < nout; k++) {
+      kl_tensor_release(outs[k]);
+      outs[k] = NULL;
+    }
     return st;
   }
-  *out = res;
   return KL_OK;
 }

@@ -4,7 +4,7 @@
 
 #include "l_graph.h"
 
-#define KL_MAX_METRICS 16
+#define KL_MAX_METRICS 64
 
 /* A plan userdata. The C plan holds its own reference to its graph (closing the graph's
  * userdata cannot free it under the plan); uservalue 1 is the graph userdata. */
@@ -20,6 +20,10 @@ static kl_lua_plan *check_plan(lua_State *L, int idx, const char *fn) {
                 luaL_typename(L, idx));
   if (!u->p) kl_lua_fail(L, "%s: plan is closed", fn);
   return u;
+}
+
+kl_plan *kl_lua_checkplan(lua_State *L, int idx, const char *fn) {
+  return check_plan(L, idx, fn)->p;
 }
 
 /* The most feeds, outputs or weights of one plan (a node list's length; nothing is sized by
@@ -158,18 +162,71 @@ static int l_plan_backward(lua_State *L) {
   return 1;
 }
 
+/* Entry i (1-based) of the list field key of the table at spec, or def when absent. */
+static lua_Integer spec_int(lua_State *L, int spec, const char *key, lua_Integer i,
+                            lua_Integer def, const char *fn) {
+  if (!lua_istable(L, spec)) return def;
+  lua_Integer v = def;
+  if (lua_getfield(L, spec, key) != LUA_TNIL) {
+    if (!lua_istable(L, -1)) kl_lua_fail(L, "%s: metric option '%s' must be a list", fn, key);
+    lua_rawgeti(L, -1, i);
+    v = kl_lua_checkint(L, -1, fn, key);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 /* After a step: pushes {name = value} of the metrics named in the list at idx (canonical
- * names, as core.metric_resolve gives), output 0 against the last feed (the target). */
-static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, kl_tensor *const *feeds,
-                              const char *fn) {
+ * names, as core.metric_resolve gives; "output_mean": a 0-d output's value), by default
+ * output 1 against the last feed (the target). The table at spec (or nil) may give per
+ * metric keys = {...} (the result's keys), outputs = {...} (1-based) and targets = {...}
+ * (1-based feeds). */
+static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, int spec,
+                              kl_tensor *const *feeds, const char *fn) {
   if (!lua_istable(L, idx)) kl_lua_fail(L, "%s: metrics must be a list of names", fn);
-  const kl_tensor *out = kl_plan_output(u->p, 0);
-  const kl_tensor *y = u->nfeeds > 0 ? feeds[u->nfeeds - 1] : NULL;
   lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-  if (len > 0 && (!out || !y)) kl_lua_fail(L, "%s: metrics need an output and a target", fn);
   lua_createtable(L, 0, (int)len);
   for (lua_Integer i = 1; i <= len; i++) {
+    lua_Integer ko = spec_int(L, spec, "outputs", i, 1, fn);
+    lua_Integer kt = spec_int(L, spec, "targets", i, u->nfeeds, fn);
+    if (ko < 1 || ko > u->noutputs || kt < 1 || kt > u->nfeeds)
+      kl_lua_fail(L, "%s: metric %lld reads output %lld of %d and feed %lld of %d", fn,
+                  (long long)i, (long long)ko, u->noutputs, (long long)kt, u->nfeeds);
+    const kl_tensor *out = kl_plan_output(u->p, (int)ko - 1), *y = feeds[kt - 1];
+    if (!out || !y) kl_lua_fail(L, "%s: metrics need an output and a target", fn);
+    if (lua_istable(L, spec) && lua_getfield(L, spec, "keys") != LUA_TNIL) {
+      lua_rawgeti(L, -1, i); /* the key, then the metric under it */
+      lua_remove(L, -2);
+      lua_rawgeti(L, idx, i);
+      kl_metric_acc *acc = kl_lua_to_metric_acc(L, -1, fn);
+      double v = NAN;
+      if (acc) { /* a running state: this batch added, its value so far */
+        KL_LUA_TRY(L, kl_metric_acc_update(acc, y, out));
+        v = kl_metric_acc_result(acc);
+      } else if (strcmp(luaL_checkstring(L, -1), "output_mean") == 0) {
+        v = kl_tensor_data_at(out, 0);
+      } else {
+        kl_metric m;
+        KL_LUA_TRY(L, kl_metric_parse(lua_tostring(L, -1), &m));
+        KL_LUA_TRY(L, kl_metric_value(m, y, out, &v));
+      }
+      lua_pop(L, 1);
+      lua_pushnumber(L, v);
+      lua_settable(L, -3);
+      continue;
+    }
+    if (lua_istable(L, spec)) lua_pop(L, 1);
     lua_rawgeti(L, idx, i);
+    kl_metric_acc *acc = kl_lua_to_metric_acc(L, -1, fn);
+    if (acc) { /* a running state (keras.MetricAcc): this batch added, its value so far */
+      KL_LUA_TRY(L, kl_metric_acc_update(acc, y, out));
+      lua_getiuservalue(L, -1, 1);
+      lua_remove(L, -2);
+      lua_pushnumber(L, kl_metric_acc_result(acc));
+      lua_settable(L, -3);
+      continue;
+    }
     const char *name = luaL_checkstring(L, -1);
     kl_metric m;
     double v = NAN;
@@ -180,32 +237,33 @@ static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, kl_tensor *
   }
 }
 
-/* p:train_step({x..., y}[, metrics]) -> loss[, {metric = value}]: one C call for forward,
- * backward and update; the metrics come from that same forward (before the update). */
+/* p:train_step({x..., y}[, metrics[, spec]]) -> loss[, {metric = value}]: one C call for
+ * forward, backward and update; the metrics come from that same forward (before the
+ * update); spec as push_step_metrics. */
 static int l_plan_train_step(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "train_step");
   int want_metrics = !lua_isnoneornil(L, 3), nf;
-  lua_settop(L, 3);
-  kl_tensor **feeds = read_tensors(L, 2, "train_step", u->nfeeds, &nf); /* at 4 */
+  lua_settop(L, 4);
+  kl_tensor **feeds = read_tensors(L, 2, "train_step", u->nfeeds, &nf); /* at 5 */
   double loss = 0;
   KL_LUA_TRY(L, kl_plan_train_step(u->p, feeds, &loss));
   lua_pushnumber(L, loss);
   if (!want_metrics) return 1;
-  push_step_metrics(L, u, 3, feeds, "train_step");
+  push_step_metrics(L, u, 3, 4, feeds, "train_step");
   return 2;
 }
 
-/* p:test_step({x..., y}[, metrics]) -> loss[, {metric = value}]: a forward in inference
- * mode with the loss (evaluate over one batch of an iterator). */
+/* p:test_step({x..., y}[, metrics[, spec]]) -> loss[, {metric = value}]: a forward in
+ * inference mode with the loss (evaluate over one batch of an iterator). */
 static int l_plan_test_step(lua_State *L) {
   kl_lua_plan *u = check_plan(L, 1, "test_step");
   int want_metrics = !lua_isnoneornil(L, 3), nf;
-  lua_settop(L, 3);
-  kl_tensor **feeds = read_tensors(L, 2, "test_step", u->nfeeds, &nf); /* at 4 */
+  lua_settop(L, 4);
+  kl_tensor **feeds = read_tensors(L, 2, "test_step", u->nfeeds, &nf); /* at 5 */
   KL_LUA_TRY(L, kl_plan_forward(u->p, feeds, 0));
   lua_pushnumber(L, kl_plan_loss(u->p));
   if (!want_metrics) return 1;
-  push_step_metrics(L, u, 3, feeds, "test_step");
+  push_step_metrics(L, u, 3, 4, feeds, "test_step");
   return 2;
 }
 
@@ -265,7 +323,9 @@ static int cb_trampoline(void *ud, int64_t batch, int64_t seen, int64_t total, d
   return stop;
 }
 
-/* Reads opts.metrics (a list of metric names) into ids; leaves the names list at names_idx. */
+/* Reads opts.metrics (a list of metric names; "output_mean": the mean of a 0-d output, as
+ * one output's loss) into ids; leaves at *names_idx the list of result keys (opts.metric_keys,
+ * default the names). */
 static int read_metrics(lua_State *L, int opts, const char *fn, int *ids, int *names_idx) {
   int n = 0;
   if (lua_istable(L, opts) && lua_getfield(L, opts, "metrics") != LUA_TNIL) {
@@ -276,8 +336,19 @@ static int read_metrics(lua_State *L, int opts, const char *fn, int *ids, int *n
       lua_rawgeti(L, -1, i);
       const char *name = luaL_checkstring(L, -1);
       kl_metric m;
-      KL_LUA_TRY(L, kl_metric_parse(name, &m));
-      ids[n++] = (int)m;
+      if (strcmp(name, "output_mean") == 0)
+        ids[n++] = KL_EPOCH_OUTPUT_MEAN;
+      else {
+        KL_LUA_TRY(L, kl_metric_parse(name, &m));
+        ids[n++] = (int)m;
+      }
+      lua_pop(L, 1);
+    }
+    if (lua_getfield(L, opts, "metric_keys") != LUA_TNIL) {
+      if (!lua_istable(L, -1) || (lua_Integer)lua_rawlen(L, -1) != len)
+        kl_lua_fail(L, "%s: option 'metric_keys' must be a list as long as 'metrics'", fn);
+      lua_remove(L, -2);
+    } else {
       lua_pop(L, 1);
     }
   } else {
@@ -286,6 +357,53 @@ static int read_metrics(lua_State *L, int opts, const char *fn, int *ids, int *n
   }
   *names_idx = lua_gettop(L);
   return n;
+}
+
+/* Reads opts[key], a list of n integers in [lo, hi] (1-based in Lua) into out as 0-based;
+ * returns out, or NULL when the option is absent. */
+static int *read_metric_index(lua_State *L, int opts, const char *fn, const char *key, int n,
+                              int lo, int hi, int *out) {
+  if (!lua_istable(L, opts) || lua_getfield(L, opts, key) == LUA_TNIL) {
+    if (lua_istable(L, opts)) lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != n)
+    kl_lua_fail(L, "%s: option '%s' must be a list as long as 'metrics'", fn, key);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    int64_t v = kl_lua_checkint(L, -1, fn, key);
+    if (v < lo || v > hi)
+      kl_lua_fail(L, "%s: %s[%d] = %lld out of range [%d, %d]", fn, key, i + 1, (long long)v, lo,
+                  hi);
+    out[i] = (int)(v - 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+/* Reads opts.extra (a list of tensors, false for none: the empty "no weights") into a
+ * scratch array pushed on the stack; *n receives the count. */
+static kl_tensor **read_extra(lua_State *L, int opts, const char *fn, int max, int *n) {
+  *n = 0;
+  if (!lua_istable(L, opts) || lua_getfield(L, opts, "extra") == LUA_TNIL) {
+    if (lua_istable(L, opts)) lua_pop(L, 1);
+    return (kl_tensor **)kl_lua_scratch(L, 1, sizeof(kl_tensor *));
+  }
+  if (!lua_istable(L, -1)) kl_lua_fail(L, "%s: option 'extra' must be a list of tensors", fn);
+  lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+  if (len > max) kl_lua_fail(L, "%s: %lld extra tensors given, the plan takes %d", fn, (long long)len, max);
+  kl_tensor **t = (kl_tensor **)kl_lua_scratch(L, (size_t)(len > 0 ? len : 1), sizeof *t);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_rawgeti(L, -2, i);
+    if (lua_toboolean(L, -1))
+      t[i - 1] = kl_lua_checktensor(L, -1, fn);
+    else if (!lua_isboolean(L, -1))
+      kl_lua_fail(L, "%s: extra[%lld] must be a tensor or false", fn, (long long)i);
+    lua_pop(L, 1); /* the list (kept below the scratch) holds the tensor */
+  }
+  *n = (int)len;
+  return t;
 }
 
 /* Pushes the table {name = value} of the metric averages. */
@@ -301,8 +419,11 @@ static void push_metrics(lua_State *L, int names, int n, const double *avg) {
 /* fit_epoch (train = 1) and evaluate (train = 0): p:fit_epoch({x...}, y, opts). */
 static int plan_loop(lua_State *L, int train) {
   static const char *const fit_allowed[] = {"batch_size", "shuffle", "metrics", "on_batch",
-                                            "seed", NULL};
-  static const char *const eval_allowed[] = {"batch_size", "metrics", NULL};
+                                            "seed", "extra", "metric_keys", "metric_outputs",
+                                            "metric_targets", "metric_params", NULL};
+  static const char *const eval_allowed[] = {"batch_size", "metrics", "extra", "metric_keys",
+                                             "metric_outputs", "metric_targets", "metric_params",
+                                             NULL};
   const char *fn = train ? "fit_epoch" : "evaluate";
   kl_lua_plan *u = check_plan(L, 1, fn);
   int nx;
@@ -313,7 +434,17 @@ static int plan_loop(lua_State *L, int train) {
   double bs = kl_lua_optnumber(L, 4, fn, "batch_size", 32);
   if (!(bs >= 1) || bs != floor(bs) || bs > 9e15)
     kl_lua_fail(L, "%s: batch_size must be a positive integer. Received: batch_size=%g", fn, bs);
-  int shuffle = train ? kl_lua_optbool(L, 4, fn, "shuffle", 0) : 0;
+  int shuffle = 0;
+  if (train && lua_istable(L, 4) && lua_getfield(L, 4, "shuffle") != LUA_TNIL) {
+    const char *sm = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (sm && strcmp(sm, "batch") == 0)
+      shuffle = KL_SHUFFLE_BATCH;
+    else if (lua_isboolean(L, -1))
+      shuffle = lua_toboolean(L, -1);
+    else
+      kl_lua_fail(L, "%s: shuffle must be true, false or 'batch'", fn);
+  }
+  if (train && lua_istable(L, 4)) lua_pop(L, 1);
   kl_rng local;
   kl_rng *rng = kl_lua_rng(L);
   if (train && lua_istable(L, 4) && lua_getfield(L, 4, "seed") != LUA_TNIL) {
@@ -321,8 +452,13 @@ static int plan_loop(lua_State *L, int train) {
     rng = &local;
   }
   if (train && lua_istable(L, 4)) lua_pop(L, 1);
-  int metrics[KL_MAX_METRICS], names;
+  int metrics[KL_MAX_METRICS], mouts[KL_MAX_METRICS], mtgts[KL_MAX_METRICS], names, nextra;
+  kl_tensor **extra = read_extra(L, 4, fn, u->nfeeds, &nextra);
   int nm = read_metrics(L, 4, fn, metrics, &names);
+  const int *mo = read_metric_index(L, 4, fn, "metric_outputs", nm, 1, u->noutputs, mouts);
+  const int *mt = read_metric_index(L, 4, fn, "metric_targets", nm, 1, nextra + 1, mtgts);
+  int64_t mparams[KL_MAX_METRICS];
+  const int64_t *mp = kl_lua_metric_params(L, 4, fn, nm, mparams);
   int fnidx = 0;
   if (train && lua_istable(L, 4)) {
     lua_getfield(L, 4, "on_batch");
@@ -333,7 +469,8 @@ static int plan_loop(lua_State *L, int train) {
   }
   lua_pushnil(L); /* err_slot */
   cb_state cs = {L, fnidx, names, lua_gettop(L), nm, 0};
-  kl_epoch_opts o = {(int64_t)bs, shuffle, rng, nm, metrics, fnidx ? cb_trampoline : NULL, &cs};
+  kl_epoch_opts o = {(int64_t)bs, shuffle, rng, nm, metrics, fnidx ? cb_trampoline : NULL, &cs,
+                     nextra, extra, mo, mt, mp};
   double loss = NAN, avg[KL_MAX_METRICS];
   for (int i = 0; i < KL_MAX_METRICS; i++) avg[i] = NAN;
   kl_status st = train ? kl_plan_fit_epoch(u->p, x, nx, y, &o, &loss, avg)
@@ -358,9 +495,14 @@ static int l_plan_predict(lua_State *L) {
   int64_t bs = lua_isnoneornil(L, 3) ? 32 : kl_lua_checkint(L, 3, "predict", "batch_size");
   int nx;
   kl_tensor **x = read_tensors(L, 2, "predict", u->nfeeds > 0 ? u->nfeeds : 1, &nx);
-  kl_tensor **slot = kl_lua_newslot(L);
-  KL_LUA_TRY(L, kl_plan_predict(u->p, x, nx, bs, slot));
-  return 1;
+  int nout = u->noutputs > 0 ? u->noutputs : 1;
+  if (!lua_checkstack(L, nout + 4)) return kl_lua_fail(L, "predict: too many outputs");
+  kl_tensor **tmp = (kl_tensor **)kl_lua_scratch(L, (size_t)nout, sizeof *tmp);
+  kl_tensor ***slots = (kl_tensor ***)kl_lua_scratch(L, (size_t)nout, sizeof *slots);
+  for (int k = 0; k < nout; k++) slots[k] = kl_lua_newslot(L); /* userdata do not move */
+  KL_LUA_TRY(L, kl_plan_predict_outputs(u->p, x, nx, bs, nout, tmp));
+  for (int k = 0; k < nout; k++) *slots[k] = tmp[k];
+  return nout; /* one tensor per output of the plan */
 }
 
 /* The 0-based index of the 1-based integer at idx in 1..n. */

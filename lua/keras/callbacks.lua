@@ -398,15 +398,18 @@ function Progbar:update(current, values, finalize)
   local now = self.clock()
   local done = finalize == true or (self.target ~= nil and current >= self.target)
   local info = ""
-  local tpu = current > 0 and (now - self.start) / current or 0
+  local eta_tpu = current > 0 and (now - self.start) / current or 0
+  -- the time per step (batch) when the steps are known, as Keras prints it; else per unit
+  local units = self.steps or current
+  local tpu = units > 0 and (now - self.start) / units or 0
   if not done and not self.target then
     info = ""
   elseif not done then
-    info = " - ETA: " .. eta_str(tpu * (self.target - current))
+    info = " - ETA: " .. eta_str(eta_tpu * (self.target - current))
   else
     info = string.format(" - %.0fs", now - self.start)
     if self.verbose == 2 then -- Keras 2: no per-step time on the one-line-per-epoch form
-    elseif tpu >= 1 then info = info .. string.format(" %.0fs/step", tpu)
+    elseif tpu >= 1 or tpu == 0 then info = info .. string.format(" %.0fs/step", tpu)
     elseif tpu >= 1e-3 then info = info .. string.format(" %.0fms/step", tpu * 1e3)
     else info = info .. string.format(" %.0fus/step", tpu * 1e6) end
   end
@@ -478,7 +481,7 @@ function ProgbarLogger:on_epoch_begin(epoch)
   out:write(string.format("Epoch %d/%d\n", epoch, self.params.epochs))
   out:flush()
   self.bar = Progbar.new(self.params.samples, {verbose = self.verbose, out = out, dynamic = self.dynamic})
-  self.seen = 0
+  self.seen, self.steps = 0, 0
 end
 -- The names shown: loss then the metrics, in compile order.
 function ProgbarLogger:_values(logs)
@@ -498,6 +501,7 @@ function ProgbarLogger:on_batch_end(batch, logs)
       repr(seen), repr(size))
   end
   self.seen = seen or (self.seen + (size or 0))
+  self.steps = (self.steps or 0) + 1
   if not self.params.samples or self.seen < self.params.samples then
     self.bar:update(self.seen, self:_values(logs))
   end
@@ -506,6 +510,10 @@ function ProgbarLogger:on_epoch_end(epoch, logs)
   logs = hook_logs(self, "on_epoch_end", logs)
   progbar_state(self, "on_epoch_end", true)
   if not self.params.samples then self.bar.target = self.seen end -- now known
+  -- the steps of the epoch: the batches seen, or (batches not reported) from the batch size
+  local bs = A.toint(self.params.batch_size)
+  self.bar.steps = (self.steps or 0) > 0 and self.steps or
+    (bs and bs > 0 and (self.bar.target + bs - 1) // bs) or nil
   local m = rawget(self, "model")
   if type(m) == "table" and m.stop_training == true and self.seen > 0 and self.seen < self.bar.target then
     -- stopped mid-epoch (TerminateOnNaN, a callback): the bar ends where training did, as Keras
@@ -518,6 +526,6 @@ end
 -- CSVLogger lives in csv_logger.lua; ModelCheckpoint in callbacks_io.lua, which needs model
 -- files and is loaded with keras.saving.
 require("keras.csv_logger").install(callbacks)
+require("keras.callbacks_lr").install(callbacks) -- ReduceLROnPlateau
 
 return callbacks
-require("keras.callbacks_lr").install(callbacks) -- ReduceLROnPlateau

@@ -75,9 +75,35 @@ local function check_bool(fn, name, v, def)
   return v
 end
 
+-- label_map = {[from] = to} and label_offset = k -> a function of y (nil: neither given):
+-- labels found in the map become their value, others stay; then + k (public LibSVM sets use
+-- -1/+1 for binary and 0..C-1 for multiclass: {[-1] = 0} and label_offset = 1 fit them to
+-- binary_crossentropy's 0/1 and sparse_categorical_crossentropy's 1..C).
+local function label_mapper(fn, map, offset)
+  if map == nil and offset == nil then return nil end
+  local from, to = {}, {}
+  if map ~= nil then
+    A.plain_table(fn, "label_map", map)
+    for k, v in pairs(map) do
+      if type(k) ~= "number" or type(v) ~= "number" then
+        error(string.format("%s: label_map must map labels to labels (numbers). Received: [%s] = %s",
+          fn, A.repr(k), A.repr(v)), 0)
+      end
+      from[#from + 1], to[#to + 1] = k, v
+    end
+  end
+  if offset ~= nil and (type(offset) ~= "number" or offset ~= offset or math.abs(offset) == math.huge) then
+    error(string.format("%s: label_offset must be a finite number. Received: label_offset=%s", fn,
+      received(offset)), 0)
+  end
+  offset = offset or 0
+  return function(y) return core.map_labels(y, from, to, offset, fn) end
+end
+
 -- ------------------------------------------------------------ load / dump
 
--- load_svmlight_file(path, {n_features=, zero_based="auto", dtype="float32", query_id=false})
+-- load_svmlight_file(path, {n_features=, zero_based="auto", dtype="float32", query_id=false,
+--   label_map=, label_offset=})
 -- -> X (CSR, rows x n_features), y (dense float, rows)[, qid (int64 dense, rows; nil when
 -- the file has no qid:)]. n_features nil: the largest index + 1 (an index past a given
 -- n_features is an error). zero_based "auto": one-based unless an index 0 appears anywhere
@@ -87,14 +113,19 @@ function libsvm.load_svmlight_file(path, opts)
   local fn = "load_svmlight_file"
   check_path(fn, path)
   opts = check_table(fn, opts, {n_features = true, zero_based = true, dtype = true,
-    query_id = true})
+    query_id = true, label_map = true, label_offset = true})
+  local map = label_mapper(fn, opts.label_map, opts.label_offset)
   local copts = {
     n_features = opts.n_features ~= nil and check_posint(fn, "n_features", opts.n_features) or 0,
     zero_based = check_zero_based(fn, opts.zero_based),
     dtype = check_dtype(fn, opts.dtype),
     want_qid = check_bool(fn, "query_id", opts.query_id, false),
   }
-  return core.svmlight_load(path, copts)
+  if not map then return core.svmlight_load(path, copts) end
+  local X, y, qid = core.svmlight_load(path, copts)
+  y = map(y)
+  if copts.want_qid then return X, y, qid end
+  return X, y
 end
 
 -- dump_svmlight_file(X, y, path, {zero_based=false}): X a CSR or dense 2-d tensor, y a
@@ -137,8 +168,9 @@ function libsvm.LibSVMIter(opts)
     error(fn .. ": expected an options table {path=, n_features=, batch_size=, ...}", 0)
   end
   check_table(fn, opts, {path = true, n_features = true, batch_size = true, zero_based = true,
-    num_parts = true, part_index = true, dtype = true})
+    num_parts = true, part_index = true, dtype = true, label_map = true, label_offset = true})
   local self = setmetatable({}, LibSVMIter)
+  self._map = label_mapper(fn, opts.label_map, opts.label_offset)
   self.path = check_path(fn, opts.path)
   self.n_features = check_posint(fn, "n_features", opts.n_features)
   self.batch_size = check_posint(fn, "batch_size", opts.batch_size)
@@ -184,13 +216,18 @@ function LibSVMIter:batches()
       return nil
     end
     rows = rows + x.shape[1]
+    if self._map then y = self._map(y) end
     return x, y, 0
   end
 end
 
 -- it:next() -> x, y (the next batch of the current pass) or nil at its end; it:reset()
 -- rewinds. batches() is the usual interface; these are MXNet's DataIter style.
-function LibSVMIter:next() return handle(self, "next"):next() end
+function LibSVMIter:next()
+  local x, y = handle(self, "next"):next()
+  if x ~= nil and self._map then y = self._map(y) end
+  return x, y
+end
 function LibSVMIter:reset() handle(self, "reset"):reset() end
 
 -- it:close(): frees the reader now (also done by the garbage collector); idempotent.

@@ -2,6 +2,8 @@
 -- yielding x, y[, pad]: keras.data_utils.ArrayIterator, LibSVMIter): one C step per batch
 -- for fit, evaluate and predict, with the compiled metrics.
 local core = require("keras.core")
+local metrics_mod = require("keras.metrics")
+local MW = require("keras.model_weights")
 
 local M = {}
 local is_tensor = core.is_tensor
@@ -37,39 +39,98 @@ function M.build_from(model, iter, fn)
   model:_build_from(is_tensor(first) and first or first[1])
 end
 
--- Metric running sums, weighted by rows (each metric is a mean over samples, and a batch's
--- sample count is proportional to its rows).
-local function acc_new(names) return {names = names, sum = {}, rows = 0, loss = 0} end
+-- Metric running sums, weighted by rows (a mean metric is a mean over samples, and a
+-- batch's sample count is proportional to its rows; a metric function's value is weighted
+-- by the batch's rows as in Keras 2). Precision, recall and AUC are keras.MetricAcc states
+-- in the step list, made once for the pass: each step returns their value so far.
+local function acc_new(model)
+  local list, spec = model:_step_args()
+  return {names = model._canon, list = list, spec = spec, sum = {}, last = {}, rows = 0, loss = 0}
+end
 local function acc_add(a, loss, mt, nb)
   a.loss, a.rows = a.loss + loss * nb, a.rows + nb
-  for _, n in ipairs(a.names) do a.sum[n] = (a.sum[n] or 0) + (mt and mt[n] or 0 / 0) * nb end
+  for i, n in ipairs(a.names) do
+    local v = mt and mt[n] or 0 / 0
+    a.sum[n], a.last[n] = (a.sum[n] or 0) + v * nb, v
+    if metrics_mod.is_state(a.list[i]) then a.sum[n] = nil end
+  end
 end
 local function acc_means(a)
   local mt = {}
-  for _, n in ipairs(a.names) do mt[n] = a.rows > 0 and a.sum[n] / a.rows or 0 / 0 end
+  for _, n in ipairs(a.names) do
+    if a.sum[n] == nil then mt[n] = a.rows > 0 and a.last[n] or 0 / 0
+    else mt[n] = a.rows > 0 and a.sum[n] / a.rows or 0 / 0 end
+  end
   return a.rows > 0 and a.loss / a.rows or 0 / 0, mt
 end
 
--- One training epoch over iter: one C train step per batch (metrics from the same
--- forward). Returns the mean loss and the metric means keyed by canonical names.
-function M.fit_epoch(model, p, iter, cbl, want_batches, metric_logs)
+-- The batches of iter with each one's first row in its pass (0-based), from a fresh pass;
+-- with steps, the first steps batches only.
+local function pass(iter, steps)
+  local f, row0, k = iter:batches(), 0, 0
+  return function()
+    if steps and k >= steps then return nil end
+    local xb, yb, pad = f()
+    if xb == nil then return nil end
+    local r = row0
+    row0, k = row0 + (is_tensor(xb) and xb or xb[1]).shape[1], k + 1
+    return xb, yb, pad, r
+  end
+end
+
+-- fit's batch source: each epoch a pass of iter, or with steps (steps_per_epoch) the next
+-- steps batches, a pass starting again where one ends (as Keras reads a generator).
+function M.stream(iter, steps)
+  if not steps then return {epoch = function() return pass(iter) end} end
+  local s = {}
+  function s.epoch()
+    local k = 0
+    return function()
+      if k >= steps then return nil end
+      local xb, yb, pad, r = nil, nil, nil, nil
+      if s.cur then xb, yb, pad, r = s.cur() end
+      if xb == nil then -- a pass ended (or none began): the next one
+        s.cur = pass(iter)
+        xb, yb, pad, r = s.cur()
+        if xb == nil then fail("Model.fit: the iterator yields no batch") end
+      end
+      k = k + 1
+      return xb, yb, pad, r
+    end
+  end
+  return s
+end
+
+-- The feeds of one batch: x, y shaped for the model, the labels checked as the loss wants
+-- them (rows of the pass in the message), and the class weights of its rows.
+local function batch_feeds(model, fn, xs, yb, nb, row0, class_weight)
+  local y = model:_y(yb, nb, fn)
+  local loss = rawget(model, "loss_name")
+  if model._wfeed and type(loss) == "string" then
+    local s = model.outputs[1].shape
+    core.loss_check_data(loss, y, nil, s[#s], row0, fn)
+  end
+  local w = class_weight and MW.rows(fn, model, y, nb, nil, class_weight) or nil
+  return model:_feeds(xs, y, w)
+end
+
+-- One training epoch over a stream (M.stream): one C train step per batch (metrics from the
+-- same forward). Returns the mean loss and the metric means keyed by canonical names.
+function M.fit_epoch(model, p, stream, cbl, want_batches, metric_logs, class_weight)
   local fn = "Model.fit"
-  local canon = model._canon
-  local a = acc_new(canon)
+  local a = acc_new(model)
   local batch = 0
-  for xb, yb in iter:batches() do
+  for xb, yb, _, row0 in stream.epoch() do
     local xs, nb = batch_xs(xb, 0, fn) -- a padded batch is trained on as it comes (MXNet)
     if yb == nil then fail("%s: the iterator has no label", fn) end
-    local feeds = {}
-    for i, t in ipairs(xs) do feeds[i] = t end
-    feeds[#feeds + 1] = model:_y(yb, nb, fn)
+    local feeds = batch_feeds(model, fn, xs, yb, nb, row0, class_weight)
     batch = batch + 1
     if want_batches then cbl:on_batch_begin(batch, {batch = batch, size = nb}) end
-    local l, mt = p:train_step(feeds, canon)
+    local l, mt = p:train_step(feeds, a.list, a.spec)
     acc_add(a, l, mt, nb)
     if want_batches then
       local loss, means = acc_means(a)
-      local seen = iter.num_data and math.min(a.rows, iter.num_data) or a.rows
+      local seen = a.rows
       cbl:on_batch_end(batch, metric_logs(model, {batch = batch, size = nb, seen = seen, loss = loss}, means, ""))
     end
     if model.stop_training then break end
@@ -77,18 +138,17 @@ function M.fit_epoch(model, p, iter, cbl, want_batches, metric_logs)
   return acc_means(a)
 end
 
--- Loss and metric means over iter, no training (pad rows excluded).
-function M.evaluate(model, p, iter)
+-- Loss and metric means over iter (its first steps batches when given), no training (pad
+-- rows excluded).
+function M.evaluate(model, p, iter, steps)
   local fn = "Model.evaluate"
-  local a = acc_new(model._canon)
-  for xb, yb, pad in iter:batches() do
+  local a = acc_new(model)
+  for xb, yb, pad, row0 in pass(iter, steps) do
     local xs, nb = batch_xs(xb, pad, fn)
     if yb == nil then fail("%s: the iterator has no label", fn) end
     if pad and pad > 0 and pad < yb.shape[1] then yb = yb:slice(1, nb) end
-    local feeds = {}
-    for i, t in ipairs(xs) do feeds[i] = t end
-    feeds[#feeds + 1] = model:_y(yb, nb, fn)
-    local l, mt = p:test_step(feeds, model._canon)
+    local feeds = batch_feeds(model, fn, xs, yb, nb, row0, nil)
+    local l, mt = p:test_step(feeds, a.list, a.spec)
     acc_add(a, l, mt, nb)
   end
   return acc_means(a)

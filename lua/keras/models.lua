@@ -8,6 +8,7 @@ local losses = require("keras.losses")
 local metrics_mod = require("keras.metrics")
 local callbacks = require("keras.callbacks")
 local model_iter = require("keras.model_iter")
+local MW = require("keras.model_weights")
 local A = require("keras.argcheck")
 
 local models = {}
@@ -193,18 +194,51 @@ function Model:compile(opts)
   if type(opts.loss) == "function" then
     self.loss_name, self.loss_fn = "custom", opts.loss
   else
-    self.loss_name = losses.resolve(opts.loss)
+    self.loss_name, self.loss_fn = losses.resolve(opts.loss), nil
   end
   local ms = opts.metrics or {}
   if type(ms) ~= "table" then fail("Model.compile: metrics must be a list of names") end
-  for _, n in ipairs(ms) do metrics_mod.resolve(n, self.loss_name, nil) end -- names valid
-  self.metric_names = ms
+  ms = self:_metrics_by_output(ms)
+  -- names, keras.metrics objects or functions of (y_true, y_pred) nodes; their log keys
+  self.metric_names = metrics_mod.names(ms, self.loss_name)
+  self._metric_list = ms
   self.device = check_device(opts.device)
   self.compiled = true
   self._train_plan = nil
   -- layer.trainable as Keras reads it: at compile (a later change waits for the next compile)
   self._trainable_at = {}
   for _, l in ipairs(self._all_layers or self._seq or self.layers) do self._trainable_at[l] = l.trainable end
+end
+
+-- The name of the model's output (Keras: its layer's name).
+function Model:_output_name()
+  local o = self.outputs and self.outputs[1]
+  local l = o and rawget(o, "layer") or (self._seq and self._seq[#self._seq])
+  return l and l.name or "output_1"
+end
+
+-- compile's metrics keyed by output name (Keras' dict form) -> that output's list; a list as
+-- it is. A key that is no output's name, or a table mixing both forms, is an error.
+function Model:_metrics_by_output(ms)
+  if is_tensor(ms) or next(ms) == nil then return ms end
+  local n, keyed = rawlen(ms), false
+  for k in pairs(ms) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then keyed = k; break end
+  end
+  if keyed == false then return ms end
+  local name = self:_output_name()
+  if n > 0 then
+    fail("Model.compile: metrics must be a list, or a table keyed by output name; got both (key %s)", A.repr(keyed))
+  end
+  for k, v in pairs(ms) do
+    if k ~= name then
+      fail("Model.compile: metrics are keyed by output name, and the model has no output %s (its output is '%s')",
+        A.repr(k), name)
+    end
+    if type(v) == "string" or metrics_mod.is_metric(v) or type(v) == "function" then return {v} end
+    if type(v) ~= "table" then fail("Model.compile: metrics['%s'] must be a list of metrics", name) end
+    return v
+  end
 end
 
 local function out_units(self)
@@ -226,6 +260,9 @@ function Model:_train()
     tshape[1] = -1
   end
   local target = gs.g:placeholder{shape = tshape, dtype = out.dtype, name = "target"}
+  -- per-row sample weights (fed empty when none are given: the loss op is then unweighted)
+  local wfeed = not self.loss_fn and
+    gs.g:placeholder{shape = {-1}, dtype = out.dtype, name = "sample_weight"} or nil
   local loss_id
   if self.loss_fn then
     local l = self.loss_fn(S.new_node(gs, target, {}), out)
@@ -233,7 +270,7 @@ function Model:_train()
     loss_id = l.id
     if l.ndim ~= 0 then loss_id = gs.g:op("mean", {loss_id}, {}) end
   else
-    loss_id = gs.g:op(losses.op_name(self.loss_name), {target, out.id}, {})
+    loss_id = gs.g:op(losses.op_name(self.loss_name), {target, out.id, wfeed}, {})
   end
   -- the layers' regularization penalties (Keras' model.losses) join the loss
   for _, n in ipairs(layers._loss_nodes(self._all_layers, self._nodes)) do
@@ -242,6 +279,8 @@ function Model:_train()
   local feeds = {}
   for i, n in ipairs(self.inputs) do feeds[i] = n.id end
   feeds[#feeds + 1] = target
+  feeds[#feeds + 1] = wfeed
+  self._wfeed, self._wdtype = wfeed, out.dtype
   local weights, stypes = {}, {}
   for _, l in ipairs(self._all_layers) do
     for _, w in ipairs(l:weight_records()) do
@@ -252,12 +291,12 @@ function Model:_train()
       end
     end
   end
-  self._canon = {}
-  local units = out_units(self)
-  for i, n in ipairs(self.metric_names) do
-    self._canon[i] = metrics_mod.resolve(n, self.loss_name ~= "custom" and self.loss_name or nil, units)
-  end
-  local p = core.plan_new(gs.g, {feeds = feeds, outputs = {out.id}, loss = loss_id,
+  -- the metrics: results keyed by their log keys; metric functions' values are plan outputs
+  local mp = metrics_mod.plan(self._metric_list or self.metric_names,
+    self.loss_name ~= "custom" and self.loss_name or nil, out_units(self),
+    S.new_node(gs, target, {}), out, 2)
+  self._canon, self._mplan = mp.keys, mp
+  local p = core.plan_new(gs.g, {feeds = feeds, outputs = {out.id, table.unpack(mp.nodes)}, loss = loss_id,
     weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
   self.optimizer:_bind(p)
   self._train_plan, self._scce = p, scce
@@ -337,6 +376,36 @@ end
 
 local function split_rows(t, a, b) return t:slice(a, b) end
 
+-- opts plus the compiled metrics' options of p:fit_epoch / p:evaluate.
+local function with_metrics(self, opts)
+  for k, v in pairs(self._mplan.opts) do opts[k] = v end
+  return opts
+end
+
+-- opts plus the per-row weights w (nil: none) of a plan that takes them (fed after y).
+function Model:_weighted(opts, w)
+  if self._wfeed then opts.extra = {w or false} end
+  return opts
+end
+
+-- The feeds of one step: the inputs, y, and the weights w (or the empty "none").
+function Model:_feeds(xs, y, w)
+  local feeds = {}
+  for i, t in ipairs(xs) do feeds[i] = t end
+  feeds[#feeds + 1] = y
+  if self._wfeed then feeds[#feeds + 1] = w or MW.none(self) end
+  return feeds
+end
+
+-- The metric list and spec of p:train_step / p:test_step (the target: the feed after the
+-- inputs).
+function Model:_step_args()
+  local list, spec = metrics_mod.step_args(self._mplan)
+  spec.targets = {}
+  for i = 1, #list do spec.targets[i] = #self.inputs + 1 end
+  return list, spec
+end
+
 local function metric_logs(self, logs, mt, prefix)
   for i, name in ipairs(self.metric_names) do logs[prefix .. name] = mt[self._canon[i]] end
   return logs
@@ -352,35 +421,87 @@ local function check_positive(fn, name, v, def)
   return iv
 end
 
+-- Why fit / evaluate refuse an option with an iterator.
+local iter_why = {
+  batch_size = "the iterator makes the batches: LibSVMIter{batch_size = }",
+  shuffle = "the iterator yields batches in its own order: ArrayIterator{shuffle = true}",
+  validation_split = "an iterator cannot be split: give validation_data",
+  sample_weight = "weights must be batched with the rows: use in-memory data, or class_weight",
+}
+
+-- validation_freq: an integer k (every k-th epoch) or a list of epochs -> f(epoch) -> bool.
+local function check_freq(fn, v)
+  if v == nil then return function() return true end end
+  local k = A.toint(v)
+  if k ~= nil and k >= 1 then return function(e) return e % k == 0 end end
+  if type(v) == "table" and not is_tensor(v) and rawlen(v) > 0 then
+    local set = {}
+    for i = 1, rawlen(v) do
+      local e = A.toint(rawget(v, i))
+      if e == nil or e < 1 then
+        fail("%s: validation_freq must be a positive integer or a list of epochs. Received: validation_freq=%s",
+          fn, A.repr(v))
+      end
+      set[e] = true
+    end
+    return function(e) return set[e] == true end
+  end
+  fail("%s: validation_freq must be a positive integer or a list of epochs. Received: validation_freq=%s",
+    fn, A.repr(v))
+end
+
 function Model:_require_compiled()
   if not self.compiled then fail("Model: you must compile the model before training") end
 end
 
--- fit(x, y, {batch_size=32, epochs=1, verbose=1, shuffle=true, validation_data={xv, yv},
---   validation_split=0, callbacks={...}, initial_epoch=0}) -> History
+-- fit(x, y, {batch_size=32, epochs=1, verbose=1, shuffle=true|false|"batch",
+--   validation_data={xv, yv[, wv]} or an iterator, validation_split=0, validation_steps=,
+--   validation_freq=1, callbacks={...}, initial_epoch=0, sample_weight=, class_weight=,
+--   steps_per_epoch=}) -> History
 function Model:fit(x, y, opts)
   local fn = "Model.fit"
   opts = check_opts(fn, opts, {batch_size = true, epochs = true, verbose = true, shuffle = true,
-    validation_data = true, validation_split = true, callbacks = true, initial_epoch = true})
+    validation_data = true, validation_split = true, callbacks = true, initial_epoch = true,
+    sample_weight = true, class_weight = true, steps_per_epoch = true, validation_steps = true,
+    validation_freq = true})
   self:_require_compiled()
+  local iter = model_iter.is_iterator(x) and x or nil
+  if iter then
+    -- what an iterator decides itself is an error to give, not an option to drop
+    for _, k in ipairs({"batch_size", "shuffle", "validation_split", "sample_weight"}) do
+      if opts[k] ~= nil then fail("%s: %s cannot be used with a data iterator (%s)", fn, k, iter_why[k]) end
+    end
+  elseif opts.steps_per_epoch ~= nil then
+    fail("%s: steps_per_epoch is for data iterators; in-memory data is split into batches of batch_size", fn)
+  end
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   local epochs = check_positive(fn, "epochs", opts.epochs, 1)
+  local steps = check_positive(fn, "steps_per_epoch", opts.steps_per_epoch, nil)
+  local vsteps = check_positive(fn, "validation_steps", opts.validation_steps, nil)
+  local vfreq = check_freq(fn, opts.validation_freq)
   local verbose = opts.verbose == nil and 1 or opts.verbose
   if verbose ~= 0 and verbose ~= 1 and verbose ~= 2 then
     fail("%s: verbose must be 0, 1 or 2. Received: verbose=%s", fn, tostring(verbose))
   end
-  local shuffle = opts.shuffle ~= false
-  local iter = model_iter.is_iterator(x) and x or nil
-  local xs, n, xv, yv
+  local shuffle = opts.shuffle == nil and true or opts.shuffle
+  if shuffle ~= true and shuffle ~= false and shuffle ~= "batch" then
+    fail("%s: shuffle must be true, false or 'batch'. Received: shuffle=%s", fn, A.repr(shuffle))
+  end
+  local xs, n, xv, yv, wv, w
   if iter then
     if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
     model_iter.build_from(self, iter, fn)
-    n = iter.num_data -- nil when the iterator does not know (LibSVMIter): no ETA
   else
     xs, n = self:_xs(x, fn)
   end
   local p = self:_train()
-  if not iter then y = self:_y(y, n, fn) end
+  if not iter then
+    y = self:_y(y, n, fn)
+    w = MW.rows(fn, self, y, n, opts.sample_weight, opts.class_weight)
+  elseif opts.class_weight ~= nil then -- applied batch by batch (model_iter)
+    if not self._wfeed then MW.rows(fn, self, nil, 0, nil, opts.class_weight) end
+    A.plain_table(fn, "class_weight", opts.class_weight)
+  end
   local split = opts.validation_split or 0
   if type(split) ~= "number" or split < 0 or split >= 1 then
     fail("%s: validation_split must be a number in [0, 1). Received: validation_split=%s", fn, tostring(split))
@@ -389,20 +510,25 @@ function Model:fit(x, y, opts)
     xv = opts.validation_data -- an iterator: evaluated batch by batch after each epoch
   elseif opts.validation_data ~= nil then
     local vd = opts.validation_data
-    if type(vd) ~= "table" or is_tensor(vd) or vd[1] == nil or vd[2] == nil then
-      fail("%s: validation_data must be {x_val, y_val}", fn)
+    if type(vd) ~= "table" or is_tensor(vd) or vd[1] == nil or vd[2] == nil or rawlen(vd) > 3 then
+      fail("%s: validation_data must be {x_val, y_val} or {x_val, y_val, sample_weight_val}", fn)
     end
     local vn
     xv, vn = self:_xs(vd[1], fn .. " (validation_data)")
     yv = self:_y(vd[2], vn, fn .. " (validation_data)")
+    if vd[3] ~= nil then wv = MW.rows(fn .. " (validation_data)", self, yv, vn, vd[3], nil) end
   elseif split > 0 and not iter then
     local nv = math.floor(n * split)
     if nv >= 1 and nv < n then
       local nt = n - nv
       xv, yv = {}, split_rows(y, nt + 1, n)
       for i, t in ipairs(xs) do xv[i] = split_rows(t, nt + 1, n); xs[i] = split_rows(t, 1, nt) end
+      if w then wv, w = split_rows(w, nt + 1, n), split_rows(w, 1, nt) end
       y, n = split_rows(y, 1, nt), nt
     end
+  end
+  if vsteps and not model_iter.is_iterator(xv) then
+    fail("%s: validation_steps is for validation data given as an iterator", fn)
   end
   local history = callbacks.History()
   local list = {}
@@ -419,18 +545,30 @@ function Model:fit(x, y, opts)
     shown[#shown + 1] = "val_loss"
     for _, nm in ipairs(self.metric_names) do shown[#shown + 1] = "val_" .. nm end
   end
+  -- rows an epoch: unknown for an iterator until a pass has ended (LibSVMIter.num_samples)
+  local function epoch_rows()
+    if not iter then return n end
+    if steps then return nil end
+    return iter.num_data or rawget(iter, "num_samples")
+  end
+  n = epoch_rows()
+  local params = {epochs = epochs, samples = n, batch_size = bs, verbose = verbose,
+    metrics = shown, do_validation = xv ~= nil, steps = steps or (n and (n + bs - 1) // bs or nil)}
+  if iter then params.batch_size = rawget(iter, "batch_size") end
   cbl:set_model(self)
-  cbl:set_params({epochs = epochs, samples = n, batch_size = bs, verbose = verbose,
-    metrics = shown, do_validation = xv ~= nil, steps = n and (n + bs - 1) // bs or nil})
+  cbl:set_params(params)
   self.history = history
   self.stop_training = false
   local want_batches = verbose == 1 or cbl:wants_batches()
+  local stream = iter and model_iter.stream(iter, steps) or nil
   cbl:on_train_begin({})
   for epoch = (opts.initial_epoch or 0) + 1, epochs do
+    if iter and params.samples == nil and not steps then params.samples = epoch_rows() end
     cbl:on_epoch_begin(epoch, {})
     local logs = {}
     if iter then
-      local loss, mt = model_iter.fit_epoch(self, p, iter, cbl, want_batches, metric_logs)
+      local loss, mt = model_iter.fit_epoch(self, p, stream, cbl, want_batches, metric_logs,
+        opts.class_weight)
       logs.loss = loss
       metric_logs(self, logs, mt, "")
     else
@@ -445,17 +583,17 @@ function Model:fit(x, y, opts)
           return self.stop_training
         end
       end
-      local loss, mt = p:fit_epoch(xs, y, {batch_size = bs, shuffle = shuffle, metrics = self._canon,
-        on_batch = on_batch})
+      local loss, mt = p:fit_epoch(xs, y, self:_weighted(with_metrics(self, {batch_size = bs,
+        shuffle = shuffle, on_batch = on_batch}), w))
       logs.loss = loss
       metric_logs(self, logs, mt, "")
     end
-    if xv then
+    if xv and vfreq(epoch) then
       local vl, vm
       if yv == nil then
-        vl, vm = model_iter.evaluate(self, p, xv)
+        vl, vm = model_iter.evaluate(self, p, xv, vsteps)
       else
-        vl, vm = p:evaluate(xv, yv, {batch_size = bs, metrics = self._canon})
+        vl, vm = p:evaluate(xv, yv, self:_weighted(with_metrics(self, {batch_size = bs}), wv))
       end
       logs.val_loss = vl
       metric_logs(self, logs, vm, "val_")
@@ -468,22 +606,29 @@ function Model:fit(x, y, opts)
 end
 
 -- ------------------------------------------------------------ evaluate / predict
--- evaluate(x, y, {batch_size=32, verbose=}) -> loss, {metric name given to compile = value}
+-- evaluate(x, y, {batch_size=32, verbose=, sample_weight=}) -> loss, {metric name given to
+-- compile = value}
 function Model:evaluate(x, y, opts)
   local fn = "Model.evaluate"
-  opts = check_opts(fn, opts, {batch_size = true, verbose = true})
+  opts = check_opts(fn, opts, {batch_size = true, verbose = true, sample_weight = true, steps = true})
   self:_require_compiled()
-  local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   if model_iter.is_iterator(x) then
+    for _, k in ipairs({"batch_size", "sample_weight"}) do
+      if opts[k] ~= nil then fail("%s: %s cannot be used with a data iterator (%s)", fn, k, iter_why[k]) end
+    end
     if y ~= nil then fail("%s: y must be nil when x is a data iterator", fn) end
     model_iter.build_from(self, x, fn)
-    local loss, mt = model_iter.evaluate(self, self:_train(), x)
+    local loss, mt = model_iter.evaluate(self, self:_train(), x,
+      check_positive(fn, "steps", opts.steps, nil))
     return loss, metric_logs(self, {}, mt, "")
   end
+  if opts.steps ~= nil then fail("%s: steps is for data iterators; in-memory data takes batch_size", fn) end
+  local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
   y = self:_y(y, n, fn)
-  local loss, mt = p:evaluate(xs, y, {batch_size = bs, metrics = self._canon})
+  local w = MW.rows(fn, self, y, n, opts.sample_weight, nil)
+  local loss, mt = p:evaluate(xs, y, self:_weighted(with_metrics(self, {batch_size = bs}), w))
   return loss, metric_logs(self, {}, mt, "")
 end
 
@@ -501,25 +646,43 @@ function Model:predict(x, opts)
   return self:_infer():predict(xs, bs)
 end
 
--- train_on_batch(x, y) -> loss, metrics table (computed from the step's own forward,
--- before the update, as Keras; empty without compiled metrics)
-function Model:train_on_batch(x, y)
+-- The weights of a *_on_batch call: a tensor (sample_weight) or {sample_weight =,
+-- class_weight =} (Keras' keyword arguments).
+local function batch_weights(self, fn, w, y, n)
+  if w == nil then return nil end
+  if is_tensor(w) then return MW.rows(fn, self, y, n, w, nil) end
+  if type(w) ~= "table" then
+    fail("%s: the third argument must be sample weights (a tensor) or {sample_weight =, class_weight =}. Received: %s",
+      fn, A.repr(w))
+  end
+  w = check_opts(fn, w, {sample_weight = true, class_weight = true})
+  return MW.rows(fn, self, y, n, w.sample_weight, w.class_weight)
+end
+
+-- train_on_batch(x, y[, w]) -> loss, metrics table (computed from the step's own forward,
+-- before the update, as Keras; empty without compiled metrics). w: sample weights, or
+-- {sample_weight =, class_weight =}.
+function Model:train_on_batch(x, y, w)
   local fn = "Model.train_on_batch"
   self:_require_compiled()
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
   y = self:_y(y, n, fn)
-  local feeds = {}
-  for i, t in ipairs(xs) do feeds[i] = t end
-  feeds[#feeds + 1] = y
-  local loss, m = p:train_step(feeds, self._canon)
+  w = batch_weights(self, fn, w, y, n)
+  local loss, m = p:train_step(self:_feeds(xs, y, w), self:_step_args())
   return loss, metric_logs(self, {}, m, "")
 end
 
--- test_on_batch(x, y) -> loss, metrics
-function Model:test_on_batch(x, y)
-  local xs, n = self:_xs(x, "Model.test_on_batch")
-  return self:evaluate(xs, y, {batch_size = math.max(n, 1)})
+-- test_on_batch(x, y[, w]) -> loss, metrics
+function Model:test_on_batch(x, y, w)
+  local fn = "Model.test_on_batch"
+  local xs, n = self:_xs(x, fn)
+  if w ~= nil then
+    self:_require_compiled()
+    self:_train()
+    w = batch_weights(self, fn, w, self:_y(y, n, fn), n)
+  end
+  return self:evaluate(xs, y, {batch_size = math.max(n, 1), sample_weight = w})
 end
 
 -- predict_on_batch(x) -> output tensor

@@ -92,6 +92,31 @@ double kl_plan_loss(const kl_plan *p);
 /* Backward from the loss into the weights' gradients (borrowed, valid until next run). */
 kl_status kl_plan_backward(kl_plan *p);
 kl_tensor *kl_plan_grad(const kl_plan *p, int k);
+/* The value of weight k (borrowed; the graph's variable), NULL when out of range. */
+kl_tensor *kl_plan_weight(const kl_plan *p, int k);
+/* Rows of the last forward's first feed (the batch a step trained on), 0 before any. */
+int64_t kl_plan_batch_rows(const kl_plan *p);
+
+/* The gradient hook (data parallelism, distributed/): every training step (train_step and
+ * the fit loop) calls it after the backward and before the update, with the step's
+ * gradients, one per weight: wgrad[k] is dense or row_sparse (as the plan's grad stypes say)
+ * and may be replaced by the hook (release the old one, store a new one: an aggregated
+ * gradient). A non-OK status fails the step before any weight is touched. While a hook is
+ * set, the fit loop's fused update is off (each gradient is made for the hook to see). NULL
+ * fn removes it. The hook runs inside the plan's pool (kl/pool.h): what it allocates for
+ * the step dies with the step; buffers it keeps must come from the system
+ * (kl_pool_enter(NULL) around their allocation). The plan owns ud: free_ud(ud) (may be
+ * NULL) runs when the hook is replaced or removed and when the plan is freed, so the hook's
+ * state lives exactly as long as the plan can call it. */
+typedef kl_status (*kl_grad_hook_fn)(void *ud, kl_plan *p, kl_tensor **wgrad, int nweights);
+void kl_plan_set_grad_hook(kl_plan *p, kl_grad_hook_fn fn, void *ud, void (*free_ud)(void *));
+/* The hook's state, or NULL when none (or another function's) is set. */
+void *kl_plan_grad_hook_ud(const kl_plan *p, kl_grad_hook_fn fn);
+/* A training step on no rows (a data-parallel rank whose share of a global batch is empty):
+ * every weight's gradient is zero (row_sparse with no rows, or dense zeros), the hook runs
+ * on them and the update follows, so this rank takes part in the same collectives and
+ * applies the same aggregated step as the others. Needs a hook. */
+kl_status kl_plan_train_step_empty(kl_plan *p);
 /* One training step: forward (training), backward, optimizer update of every weight. */
 kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss);
 /* Optimizer state access (model files, set_weights): state s of weight k (borrowed). */
@@ -107,7 +132,7 @@ void kl_plan_set_learning_rate(kl_plan *p, double lr);
  * partial batch is trained on. Losses and metrics are averaged over samples. */
 typedef struct kl_epoch_opts {
   int64_t batch_size;
-  int shuffle;
+  int shuffle;               /* 0, 1 (rows), or KL_SHUFFLE_BATCH (Keras' "batch") */
   kl_rng *rng;
   int nmetrics;
   const int *metrics;        /* kl_metric values (kl/layers.h), on output 0 vs y */
@@ -116,7 +141,26 @@ typedef struct kl_epoch_opts {
   int (*on_batch)(void *ud, int64_t batch, int64_t seen, int64_t total, double loss_avg,
                   const double *metric_avgs);
   void *ud;
+  /* More data batched like y and fed after it (the plan's feeds nx+1 ...): further targets
+   * (a model with several outputs), then per-row sample weights. A NULL entry feeds an
+   * empty tensor of its placeholder's dtype, which a loss op takes as "no weights". Each
+   * loss op's labels and weights are checked over the whole data first (rows of the data,
+   * not of a shuffled batch, in the errors: kl_loss_check_data). */
+  int nextra;
+  kl_tensor *const *extra;
+  /* Per metric: the plan output it reads and the target it compares with (0: y, j >= 1:
+   * extra[j-1]); NULL: output 0 and y. The metric KL_EPOCH_OUTPUT_MEAN instead averages
+   * output metric_outputs[m], a 0-d value (one output's loss), over samples as the loss. */
+  const int *metric_outputs;
+  const int *metric_targets;
+  /* Per metric: its kl_metric_acc parameter (AUC's num_thresholds, top-k's k); NULL or 0:
+   * the default. */
+  const int64_t *metric_params;
 } kl_epoch_opts;
+#define KL_EPOCH_OUTPUT_MEAN (-1)
+/* shuffle = KL_SHUFFLE_BATCH: Keras' shuffle="batch": the order of the whole batches is
+ * shuffled, rows within a batch kept in order, the last partial batch last. */
+#define KL_SHUFFLE_BATCH 2
 /* Trains one epoch; *loss_avg and metric_avgs[nmetrics] receive the epoch's averages. */
 kl_status kl_plan_fit_epoch(kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
                             const kl_epoch_opts *o, double *loss_avg, double *metric_avgs);
@@ -126,6 +170,9 @@ kl_status kl_plan_evaluate(kl_plan *p, kl_tensor *const *x, int nx, const kl_ten
 /* Output 0 over data, batched, rows concatenated into a new dense tensor (predict). */
 kl_status kl_plan_predict(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
                           kl_tensor **out);
+/* Every output (nout <= the plan's outputs) over data, batched, into outs[0..nout-1]. */
+kl_status kl_plan_predict_outputs(kl_plan *p, kl_tensor *const *x, int nx, int64_t batch_size,
+                                  int nout, kl_tensor **outs);
 
 #ifdef __cplusplus
 }

@@ -84,6 +84,14 @@ void kl_metric_acc_free(kl_metric_acc *a);
  * "sparse_categorical_crossentropy" -> KL_OP_LOSS_*. Unknown: KL_EINVAL "unknown loss 'foo'". */
 kl_status kl_loss_parse(const char *name, kl_op *out);
 
+/* Checks data for loss op `op` before it is batched, rows counted from row0 (0: the data's
+ * first row) and reported 1-based: labels the loss refuses (sparse categorical: integers in
+ * 1..C; binary crossentropy: in [0, 1]) and sample weights w (finite, >= 0; may be NULL).
+ * KL_EINDEX "sparse_categorical_crossentropy: label 0 out of range [1, 3] at row 5". Other
+ * ops (not losses) and stypes pass. */
+kl_status kl_loss_check_data(kl_op op, const kl_tensor *y, const kl_tensor *w, int64_t C,
+                             int64_t row0);
+
 #ifdef __cplusplus
 }
 #endif
