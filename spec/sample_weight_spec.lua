@@ -270,3 +270,44 @@ describe("LibSVM labels and the progress bar", function()
     assert.are.equal("1000/1000 [==============================] - 1s 500ms/step\n", table.concat(text))
   end)
 end)
+
+describe("the C loop with several targets (what a model with several outputs runs on)", function()
+  it("feeds extra targets and weights, averages per-output losses, metrics per output", function()
+    -- o1 = x W1, o2 = x W2 (W1 = 2, W2 = -1), x = (1, 2): o1 = (2, 4), o2 = (-1, -2);
+    -- t1 = (1, 1): L1 = (1 + 9) / 2 = 5, mae 2; t2 = (0, 0), w2 = (1, 3): L2 = (1 + 3 * 4) / 2
+    -- = 6.5, mae 1.5 (unweighted); total = L1 + 0.5 L2 = 8.25. With batches of one row the
+    -- averages are the same: L1 (1, 9), L2 (1, 12), totals (1.5, 15).
+    local core = require("keras.core")
+    local g = core.graph_new()
+    local x = g:placeholder{shape = {-1, 1}, name = "x"}
+    local t1 = g:placeholder{shape = {-1, 1}, name = "t1"}
+    local t2 = g:placeholder{shape = {-1, 1}, name = "t2"}
+    local w1 = g:placeholder{shape = {-1}, name = "w1"}
+    local w2 = g:placeholder{shape = {-1}, name = "w2"}
+    local o1 = g:op("dot", {x, g:variable(keras.array({{2}}), true, "W1")}, {})
+    local o2 = g:op("dot", {x, g:variable(keras.array({{-1}}), true, "W2")}, {})
+    local l1 = g:op("mean_squared_error", {t1, o1, w1}, {})
+    local l2 = g:op("mean_squared_error", {t2, o2, w2}, {})
+    local total = g:op("add", {l1, g:op("mul_scalar", {l2}, {scalar = 0.5})}, {})
+    local p = core.plan_new(g, {feeds = {x, t1, t2, w1, w2}, outputs = {o1, o2, l1, l2}, loss = total})
+    local X, T1, T2 = keras.array({{1}, {2}}), keras.array({{1}, {1}}), keras.array({{0}, {0}})
+    for _, bs in ipairs({1, 2}) do
+      local loss, m = p:evaluate({X}, T1, {batch_size = bs, extra = {T2, false, keras.array({1, 3})},
+        metrics = {"mae", "mae", "output_mean", "output_mean"}, metric_keys = {"a", "b", "l1", "l2"},
+        metric_outputs = {1, 2, 3, 4}, metric_targets = {1, 2, 1, 1}})
+      assert.are.equal(8.25, loss)
+      assert.are.same({a = 2, b = 1.5, l1 = 5, l2 = 6.5}, m)
+    end
+    -- labels / weights of every loss are checked over the data, with the data's rows
+    assert.are.equal("evaluate: mean_squared_error: sample_weight -3 at row 2 must be finite and >= 0",
+      S.err_of(function() p:evaluate({X}, T1, {extra = {T2, false, keras.array({1, -3})}}) end))
+    assert.are.equal("evaluate: metric_targets[1] = 5 out of range [1, 4]",
+      S.err_of(function() p:evaluate({X}, T1, {extra = {T2, false, false},
+        metrics = {"mae"}, metric_targets = {5}}) end))
+    -- predict gives every output of an inference plan
+    local q = core.plan_new(g, {feeds = {x}, outputs = {o1, o2}})
+    local a, b = q:predict({X}, 1)
+    assert.are.same({{2}, {4}}, a:totable())
+    assert.are.same({{-1}, {-2}}, b:totable())
+  end)
+end)
