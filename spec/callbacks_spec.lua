@@ -152,6 +152,6 @@ describe("progress bar", function()
     ProgbarLogger.on_epoch_begin = orig
     local s = out.text()
     assert.matches("^Epoch 1/2\n40/40 %[=+%] %- %d+s %d+[mu]?s/step %- loss: %d%.%d%d%d%d\nEpoch 2/2\n", s)
-    local _ = old, lines
+    local _, _ = old, lines
   end)
 end)

@@ -69,7 +69,6 @@ describe("K.to_dense on graph nodes", function()
     local C = keras.array{{1, 2}, {3, 4}, {5, 6}, {7, 8}}
     local loss = K.sum(d * C)
     local g = K.gradients(loss, {x})
-    local xs = keras.sparse.csr_matrix{data = {1, 2}, indices = {1, 3}, indptr = {1, 2, 3}, shape = {2, 4}}
     local res = K.func({s, x}, {d, g[1]})(xs, keras.array{{1, 1}, {1, 1}})
     assert.are.same({{1, 1}, {0, 0}, {2, 2}, {0, 0}}, res[1]:totable())
     -- d loss / d x = s . C: row 1 = C[1], row 2 = 2 C[3]

@@ -84,7 +84,7 @@ describe("closing the training data inside fit", function()
   it("evaluate and predict after the data's handle closed inside a callback", function()
     local X, y = data(64, 20)
     local m = sparse_model(20)
-    local Xv, yv = data(32, 20)
+    local Xv = data(32, 20)
     m:fit(X, y, {batch_size = 8, epochs = 1, verbose = 0,
       callbacks = {at_batch(1, function() core.close(X); collectgarbage() end)}})
     local p = m:predict(Xv)

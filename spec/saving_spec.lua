@@ -1,6 +1,5 @@
 -- spec/saving_spec.lua: model:save / keras.models.load_model / save_weights / load_weights, resumed training, ModelCheckpoint, SIGKILL during saves.
 local keras = require("keras")
-local saving = require("keras.saving")
 local callbacks_io = require("keras.callbacks_io")
 local json = require("keras.json")
 local L = keras.layers

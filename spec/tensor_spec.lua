@@ -1,6 +1,5 @@
 -- spec/tensor_spec.lua: keras.Tensor: constructors, fields, methods, operators, lifetime.
 local keras = require("keras")
-local S = require("support")
 local core = keras.core
 
 describe("keras.array", function()
