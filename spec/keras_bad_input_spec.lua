@@ -179,9 +179,11 @@ describe("unknown loss, optimizer or metric names", function()
     fails("optimizers: unknown optimizer 'sgdx' (sgd, adam, adagrad, rmsprop, ftrl)",
       function() m:compile{optimizer = "sgdx", loss = "mse"} end)
     fails("losses: unknown loss 'msex' (mse, mae, binary_crossentropy, categorical_crossentropy, " ..
-      "sparse_categorical_crossentropy)", function() m:compile{optimizer = "sgd", loss = "msex"} end)
+      "sparse_categorical_crossentropy, hinge, squared_hinge, poisson, huber)",
+      function() m:compile{optimizer = "sgd", loss = "msex"} end)
     fails("metrics: unknown metric 'acc2' (mse, mae, accuracy, binary_accuracy, categorical_accuracy, " ..
-      "sparse_categorical_accuracy)", function() m:compile{optimizer = "sgd", loss = "mse", metrics = {"acc2"}} end)
+      "sparse_categorical_accuracy, top_k_categorical_accuracy, precision, recall, auc, or a function)",
+      function() m:compile{optimizer = "sgd", loss = "mse", metrics = {"acc2"}} end)
     fails("Model.compile: optimizer is required", function() m:compile{loss = "mse"} end)
     fails("Model.compile: loss is required", function() m:compile{optimizer = "sgd"} end)
     assert.is_false(m.compiled)

@@ -2,22 +2,16 @@
 -- one_hot, to_categorical), bound values (minimum, maximum, clip, pow), and read or write a
 -- variable (get_value, set_value). Eager on tensors, symbolic on graph nodes (K._apply).
 local core = require("keras.core")
+local A = require("keras.argcheck")
 
 local M = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail, repr = A.fail, A.repr
 
-local function repr(v)
-  if type(v) == "string" then return string.format("%q", v) end
-  return tostring(v)
-end
-
--- An integer option (2.0 is 2, as Lua's own luaL_checkinteger); nil when absent and optional.
-local function int_arg(fname, what, v, optional)
+-- An integer argument (2.0 is 2) in [lo, ...); nil when absent and optional.
+local function int_arg(fname, what, v, optional, lo)
   if v == nil and optional then return nil end
-  local i = math.tointeger(v)
-  if i == nil then fail("%s: %s must be an integer. Received: %s=%s", fname, what, what, repr(v)) end
-  return i
+  return A.int(fname, what, v, lo)
 end
 
 local function num_arg(fname, what, v)
@@ -42,8 +36,7 @@ function M.install(K)
   -- one_hot(ids, num_classes): ids (any shape; float or int64, dense) holding 1..C, or 0 for
   -- a zero row (padding, as Embedding's id 0) -> (..., C) float32. Other ids are an error.
   function K.one_hot(ids, num_classes)
-    local c = int_arg("one_hot", "num_classes", num_classes)
-    if c < 1 then fail("one_hot: num_classes must be >= 1. Received: num_classes=%d", c) end
+    local c = int_arg("one_hot", "num_classes", num_classes, false, 1)
     return apply("one_hot", {ids, n = 1}, {ival = c}, "one_hot")
   end
 
@@ -142,7 +135,7 @@ function M.to_categorical(y, num_classes)
     fail("to_categorical: y must have shape (n) or (n, 1), got (%s)", table.concat(t.shape, ", "))
   end
   local labels = t:totable()
-  local c = int_arg("to_categorical", "num_classes", num_classes, true)
+  local c = int_arg("to_categorical", "num_classes", num_classes, true, 1)
   if c == nil then
     c = 0
     for _, v in ipairs(labels) do if v == v and v > c then c = v end end

@@ -2,10 +2,11 @@
 -- depends on the loss and the output width), keras.metrics.AUC, and metric functions of
 -- graph nodes; what a compiled model passes to its plan's batch loop.
 local core = require("keras.core")
+local A = require("keras.argcheck")
 
 local metrics = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail, check_opts = A.fail, A.check_opts
 
 local KNOWN = "mse, mae, accuracy, binary_accuracy, categorical_accuracy, " ..
   "sparse_categorical_accuracy, top_k_categorical_accuracy, precision, recall, auc"
@@ -17,18 +18,9 @@ Metric.__tostring = function(m) return "<Metric '" .. m.name .. "'>" end
 local function is_metric(x) return getmetatable(x) == Metric end
 metrics.is_metric = is_metric
 
-local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail("%s: options must be a table (got %s)", fn, type(opts)) end
-  for k in pairs(opts) do
-    if not allowed[k] then fail("%s: unknown option '%s'", fn, tostring(k)) end
-  end
-  return opts
-end
-
 local function check_name(fn, name)
   if name ~= nil and type(name) ~= "string" then
-    fail("%s: name must be a string. Received: name=%s", fn, tostring(name))
+    fail("%s: name must be a string. Received: name=%s", fn, A.repr(name))
   end
 end
 
@@ -37,11 +29,7 @@ end
 -- trapezoids summed; accumulated over the epoch. y_true 0/1, y_pred in [0, 1].
 function metrics.AUC(opts)
   opts = check_opts("AUC", opts, {num_thresholds = true, name = true})
-  local t = opts.num_thresholds == nil and 200 or math.tointeger(opts.num_thresholds)
-  if t == nil or t < 2 then
-    fail("AUC: num_thresholds must be an integer > 1. Received: num_thresholds=%s",
-      tostring(opts.num_thresholds))
-  end
+  local t = opts.num_thresholds == nil and 200 or A.int("AUC", "num_thresholds", opts.num_thresholds, 2)
   check_name("AUC", opts.name)
   return setmetatable({metric = "auc", param = t, name = opts.name or "auc"}, Metric)
 end
@@ -50,10 +38,7 @@ end
 -- when the prediction at its class has fewer than k larger values in the row.
 function metrics.TopKCategoricalAccuracy(opts)
   opts = check_opts("TopKCategoricalAccuracy", opts, {k = true, name = true})
-  local k = opts.k == nil and 5 or math.tointeger(opts.k)
-  if k == nil or k < 1 then
-    fail("TopKCategoricalAccuracy: k must be an integer >= 1. Received: k=%s", tostring(opts.k))
-  end
+  local k = opts.k == nil and 5 or A.int("TopKCategoricalAccuracy", "k", opts.k, 1)
   check_name("TopKCategoricalAccuracy", opts.name)
   return setmetatable({metric = "top_k_categorical_accuracy", param = k,
     name = opts.name or "top_k_categorical_accuracy"}, Metric)
@@ -124,6 +109,11 @@ function metrics.plan(list, loss_name, units, y_true, y_pred, first_output)
   local K = require("keras.backend")
   local S = require("keras.symbolic")
   local keys = metrics.names(list, loss_name)
+  if not (S.is_node(y_true) and S.is_node(y_pred)) then
+    fail("metrics.plan: y_true and y_pred must be graph nodes. Received: %s, %s", A.repr(y_true),
+      A.repr(y_pred))
+  end
+  first_output = A.int("metrics.plan", "first_output", first_output, 1)
   local names, params, outs, nodes, entries = {}, {}, {}, {}, {}
   for i, m in ipairs(list) do
     local fn = type(m) == "function" and m or (is_metric(m) and m.fn)
@@ -150,6 +140,10 @@ end
 -- with a parameter. Made once for an epoch over an iterator, these accumulate over it; made
 -- for one step, they give that batch's value.
 function metrics.step_args(mp)
+  if type(mp) ~= "table" or type(mp.entries) ~= "table" then
+    fail("metrics.step_args: expected a compiled model's metric plan (metrics.plan). Received: %s",
+      A.repr(mp))
+  end
   local list, outs = {}, {}
   for i, e in ipairs(mp.entries) do
     local stateful = e.metric == "precision" or e.metric == "recall" or e.metric == "auc" or e.param ~= 0
