@@ -3,6 +3,7 @@ MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 DEPS  := cmake pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev zlib1g-dev gcc make gzip python3-numpy \
+         openmpi-bin libopenmpi-dev \
          luarocks lua-check
 LUAENV := LUA_PATH_5_4='$(CURDIR)/$(BUILD)/lua/?.lua;$(CURDIR)/$(BUILD)/lua/?/init.lua;;' \
           LUA_CPATH_5_4='$(CURDIR)/$(BUILD)/lua/?.so;;'

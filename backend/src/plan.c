@@ -47,6 +47,7 @@ void kl_plan_free(kl_plan *p) {
   kl_free(p->ins);
   kl_free(p->bag_src);
   kl_free(p->bag_skip);
+  if (p->grad_hook_free) p->grad_hook_free(p->grad_hook_ud);
   kl_graph *g = p->g;
   kl_free(p);
   kl_graph_free(g); /* the plan's reference */
@@ -498,7 +499,7 @@ static kl_status kl_to_stype(kl_tensor **t, kl_stype stype) {
 static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
                             kl_tensor *const *ins, int nin, const kl_tensor *gout) {
   const int k = p->wslot[in_id];
-  if (!p->fuse_ok || p->fused_k >= 0 || k < 0 || nd->kind != KL_NODE_OP || nd->op != KL_OP_DOT ||
+  if (!p->fuse_ok || p->grad_hook || p->fused_k >= 0 || k < 0 || nd->kind != KL_NODE_OP || nd->op != KL_OP_DOT ||
       nin != 2 || i != 1 || nd->attrs.transpose_a || nd->attrs.transpose_b || p->grads[in_id] ||
       p->gstype[k] != KL_STYPE_ROW_SPARSE || !p->opt.lazy_update)
     return 0;
@@ -677,10 +678,56 @@ kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) 
   memcpy(p->rngs + nr, p->rngs, nr * sizeof *p->rngs);
   kl_status st = kl_plan_run(p, feeds, 1, 1);
   if (st == KL_OK) st = kl_plan_backward(p);
+  if (st == KL_OK && p->grad_hook) st = p->grad_hook(p->grad_hook_ud, p, p->wgrad, p->nweights);
   if (st == KL_OK) st = kl_plan_update(p);
   if (st != KL_OK) memcpy(p->rngs, p->rngs + nr, nr * sizeof *p->rngs);
   kl_pool_leave(prev);
   if (st == KL_OK && loss) *loss = p->loss_value;
+  return st;
+}
+
+kl_tensor *kl_plan_weight(const kl_plan *p, int k) {
+  if (!p || k < 0 || k >= p->nweights) return NULL;
+  return p->g->nodes[p->weights[k]].value;
+}
+
+int64_t kl_plan_batch_rows(const kl_plan *p) {
+  if (!p || p->nfeeds < 1 || !p->vals) return 0;
+  const kl_tensor *f = p->vals[p->feeds[0]];
+  return f && f->ndim >= 1 ? f->shape[0] : 0;
+}
+
+void kl_plan_set_grad_hook(kl_plan *p, kl_grad_hook_fn fn, void *ud, void (*free_ud)(void *)) {
+  if (!p) return;
+  if (p->grad_hook_free) p->grad_hook_free(p->grad_hook_ud);
+  p->grad_hook = fn;
+  p->grad_hook_ud = fn ? ud : NULL;
+  p->grad_hook_free = fn ? free_ud : NULL;
+}
+
+void *kl_plan_grad_hook_ud(const kl_plan *p, kl_grad_hook_fn fn) {
+  return p && p->grad_hook && p->grad_hook == fn ? p->grad_hook_ud : NULL;
+}
+
+/* A zero gradient for weight k: row_sparse with no rows, or dense zeros. */
+static kl_status kl_zero_grad(const kl_plan *p, int k, kl_tensor **out) {
+  const kl_tensor *w = p->g->nodes[p->weights[k]].value;
+  if (p->gstype[k] == KL_STYPE_ROW_SPARSE)
+    return kl_tensor_new_rsp(w->dtype, w->ndim, w->shape, 0, out);
+  return kl_tensor_new_dense(w->dtype, w->ndim, w->shape, out);
+}
+
+kl_status kl_plan_train_step_empty(kl_plan *p) {
+  KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
+  KL_CHECK(p->has_opt, KL_EINVAL, "train_step: the plan has no optimizer");
+  KL_CHECK(p->grad_hook != NULL, KL_EINVAL, "train_step: an empty step needs a gradient hook");
+  kl_pool *prev = kl_pool_enter(p->pool);
+  kl_plan_drop_step(p);
+  kl_status st = KL_OK;
+  for (int k = 0; k < p->nweights && st == KL_OK; k++) st = kl_zero_grad(p, k, &p->wgrad[k]);
+  if (st == KL_OK) st = p->grad_hook(p->grad_hook_ud, p, p->wgrad, p->nweights);
+  if (st == KL_OK) st = kl_plan_update(p);
+  kl_pool_leave(prev);
   return st;
 }
 

@@ -32,6 +32,9 @@ struct kl_plan {
   kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */
   /* The fused step (fit only): the weight whose gradient csr^T . G was left in the pool's
    * kept accumulator for its update (no compact gradient made), or -1. */
+  kl_grad_hook_fn grad_hook; /* between backward and update (kl_plan_set_grad_hook) */
+  void *grad_hook_ud;
+  void (*grad_hook_free)(void *);
   int fuse_ok;            /* set by the fit loop: no one reads this step's gradients */
   int fused_k;
   uint32_t *fused_flag;   /* fused_rows flags */

@@ -21,6 +21,8 @@ int kl_lua_checknode(lua_State *L, int idx, const kl_graph *g, const char *fn, c
 /* Registers keras.Graph and keras.Plan, core.graph_new, core.plan_new, core.metric_resolve
  * into the module table at the stack top (called from core.c's opener list). */
 void kl_lua_open_graph(lua_State *L);
+/* The open plan at idx (borrowed), or a Lua error naming fn. */
+kl_plan *kl_lua_checkplan(lua_State *L, int idx, const char *fn);
 /* l_plan.c: keras.Plan and core.plan_new (called by kl_lua_open_graph). */
 void kl_lua_open_plan(lua_State *L);
 /* l_metric.c: reads the metric spec at idx, a canonical name ("auc") or a table {metric =

@@ -88,7 +88,8 @@ keras.backend = require("keras.backend")
 -- The Keras API, each module becoming keras.<name>. saving adds model:save / save_weights /
 -- load_weights and keras.models.load_model, so it loads after models.
 for _, name in ipairs{"autograd", "initializers", "regularizers", "layers", "optimizers",
-                      "losses", "metrics", "callbacks", "models", "data_utils", "utils", "saving"} do
+                      "losses", "metrics", "callbacks", "models", "data_utils", "utils", "saving",
+                      "distributed"} do
   keras[name] = require("keras." .. name)
 end
 -- Keras' top-level aliases for things defined in the submodules.

@@ -1,0 +1,730 @@
+/* dist_mpi.c: keras.distributed_mpi, the MPI half of keras.distributed (issue 15).
+ *
+ * Built only when CMake finds MPI, as its own module (build/lua/keras/distributed_mpi.so):
+ * core.so never links libmpi. It reaches the backend through core._capi (kl_capi.h), never
+ * through a second copy of it. lua/keras/distributed.lua loads it when the process was
+ * started by an MPI launcher, and is a size-1 world otherwise.
+ *
+ * Collectives on tensors (allreduce, broadcast, allgather) and the training hook
+ * (attach(plan)): after each step's backward, every rank's gradients are scaled by its share
+ * of the global batch (n_r / N) and summed over the ranks:
+ *   dense       MPI_Allreduce (small gradients packed into one buffer); deterministic mode:
+ *               allgather and a sum in rank order, so the bits do not depend on MPI's
+ *               reduction tree.
+ *   row_sparse  the ranks share their row counts first (so all make the same choice), then
+ *               gather the indices; the union of the rows is the new gradient's rows (the
+ *               lazy update touches those only). The rows themselves come by allgatherv and
+ *               are summed in rank order into the union, or, when the union is small next
+ *               to the rows sent (heavy overlap), by one allreduce of the union rows (each
+ *               rank scatters its rows into a zeroed union buffer). Deterministic mode
+ *               always takes the gather.
+ * Every rank then runs the same update on the same bits, so weights stay identical.
+ *
+ * Errors: a check that could fail on some ranks only is agreed on first (an allreduce of an
+ * error flag), so either every rank raises or none does; no rank is left in a collective.
+ * An uncaught Lua error ends the process with a non-zero status: an on_exit handler then
+ * calls MPI_Abort, which ends the job instead of leaving the other ranks waiting. */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdarg.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "kl_capi.h"
+
+static const kl_capi *C; /* the core's API (set at luaopen) */
+
+/* ------------------------------------------------------------------ the world */
+
+static int g_inited, g_finalized, g_rank, g_size = 1, g_local_rank;
+
+static void on_exit_handler(int status, void *arg) {
+  (void)arg;
+  int fin = 0, ini = 0;
+  MPI_Initialized(&ini);
+  MPI_Finalized(&fin);
+  if (!ini || fin) return;
+  if (status != 0) {
+    fprintf(stderr, "keras.distributed: rank %d exits with status %d: aborting the job\n", g_rank,
+            status);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  MPI_Finalize();
+}
+
+static int fail(lua_State *L, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  lua_pushstring(L, buf);
+  return lua_error(L);
+}
+
+static void check_mpi(lua_State *L, int rc, const char *fn) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  fail(L, "%s: MPI error: %s", fn, msg);
+}
+
+static void need_world(lua_State *L, const char *fn) {
+  if (!g_inited) fail(L, "%s: keras.distributed.init() was not called", fn);
+  if (g_finalized) fail(L, "%s: keras.distributed was finalized", fn);
+}
+
+/* init() -> rank, size (idempotent). */
+static int l_init(lua_State *L) {
+  if (g_finalized) return fail(L, "init: keras.distributed was finalized (MPI cannot restart)");
+  if (!g_inited) {
+    int ini = 0, provided = 0;
+    MPI_Initialized(&ini);
+    if (!ini) check_mpi(L, MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided), "init");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+      MPI_Comm_rank(node, &g_local_rank);
+      MPI_Comm_free(&node);
+    }
+    on_exit(on_exit_handler, NULL);
+    g_inited = 1;
+  }
+  lua_pushinteger(L, g_rank);
+  lua_pushinteger(L, g_size);
+  return 2;
+}
+
+static int l_rank(lua_State *L) { return lua_pushinteger(L, g_rank), 1; }
+static int l_size(lua_State *L) { return lua_pushinteger(L, g_size), 1; }
+static int l_local_rank(lua_State *L) { return lua_pushinteger(L, g_local_rank), 1; }
+
+static int l_barrier(lua_State *L) {
+  need_world(L, "barrier");
+  check_mpi(L, MPI_Barrier(MPI_COMM_WORLD), "barrier");
+  return 0;
+}
+
+static int l_finalize(lua_State *L) {
+  if (g_inited && !g_finalized) {
+    MPI_Finalize();
+    g_finalized = 1;
+  }
+  return 0;
+}
+
+/* abort(code): ends every rank of the job now. */
+static int l_abort(lua_State *L) {
+  int code = (int)luaL_optinteger(L, 1, 1);
+  if (g_inited && !g_finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  exit(code);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static MPI_Datatype mpi_type(kl_dtype d) {
+  return d == KL_FLOAT32 ? MPI_FLOAT : d == KL_FLOAT64 ? MPI_DOUBLE : MPI_INT64_T;
+}
+
+/* Counts beyond INT_MAX are sent in chunks (Open MPI 4.1 has no large-count calls). */
+#define KL_CHUNK ((int64_t)1 << 30)
+
+static int allreduce_n(void *buf, int64_t n, MPI_Datatype t, MPI_Op op) {
+  int es = 0;
+  MPI_Type_size(t, &es);
+  for (int64_t off = 0; off < n; off += KL_CHUNK) {
+    int c = (int)(n - off < KL_CHUNK ? n - off : KL_CHUNK);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * es, c, t, op, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return rc;
+  }
+  return MPI_SUCCESS;
+}
+
+static int bcast_n(void *buf, int64_t n, MPI_Datatype t, int root) {
+  int es = 0;
+  MPI_Type_size(t, &es);
+  for (int64_t off = 0; off < n; off += KL_CHUNK) {
+    int c = (int)(n - off < KL_CHUNK ? n - off : KL_CHUNK);
+    int rc = MPI_Bcast((char *)buf + off * es, c, t, root, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return rc;
+  }
+  return MPI_SUCCESS;
+}
+
+/* Every rank's verdict: 1 when any rank had an error (its message stays local). */
+static int any_error(int mine) {
+  int all = mine;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return all;
+}
+
+/* Raises msg on every rank when any rank failed: msg on the ranks that failed, a line
+ * naming the failing rank elsewhere (so none waits in a later collective). */
+static void agree(lua_State *L, const char *fn, int bad, const char *msg) {
+  int who = bad ? g_rank : INT_MAX, first = INT_MAX;
+  MPI_Allreduce(&who, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first == INT_MAX) return;
+  if (bad) fail(L, "%s", msg);
+  fail(L, "%s: rank %d refused its input (see its message)", fn, first);
+}
+
+/* Grow-only scratch. */
+typedef struct buf {
+  void *p;
+  size_t cap;
+} buf;
+
+static void *buf_get(buf *b, size_t bytes) {
+  if (bytes > b->cap) {
+    size_t want = bytes + bytes / 2 + 64;
+    void *q = realloc(b->p, want);
+    if (!q) return NULL;
+    b->p = q;
+    b->cap = want;
+  }
+  return b->p;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Sorted unique copy of idx[0..n-1] into out (n slots); returns the count. */
+static int64_t sorted_union(const int64_t *idx, int64_t n, int64_t *out) {
+  memcpy(out, idx, (size_t)n * sizeof *out);
+  qsort(out, (size_t)n, sizeof *out, cmp_i64);
+  int64_t u = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (u == 0 || out[i] != out[u - 1]) out[u++] = out[i];
+  return u;
+}
+
+static int64_t find_row(const int64_t *u, int64_t n, int64_t v) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    int64_t m = lo + (hi - lo) / 2;
+    if (u[m] < v) lo = m + 1; else hi = m;
+  }
+  return lo;
+}
+
+/* ------------------------------------------------------------------ the exchange */
+
+/* Scratch of the row_sparse exchange and its counters (kept across steps: fresh buffers
+ * each step made the exchange ~10x slower in page faults). */
+typedef struct xchg {
+  buf counts, displs, idx, rows, uni, acc, pack;
+  int deterministic;
+  int64_t steps, bytes_recv, bytes_sent, sparse_gather, sparse_allreduce;
+} xchg;
+
+static void xchg_free(xchg *x) {
+  buf *all[] = {&x->counts, &x->displs, &x->idx, &x->rows, &x->uni, &x->acc, &x->pack};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]->p);
+  memset(x, 0, sizeof *x);
+}
+
+#define KL_XCHG_ENOMEM(C_) (C_)->seterr(KL_ENOMEM, "distributed: out of memory in the gradient exchange")
+
+static kl_status mpi_status(int rc, const char *what) {
+  if (rc == MPI_SUCCESS) return KL_OK;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  return C->seterr(KL_EIO, "distributed: %s failed: %s", what, msg);
+}
+
+/* x *= s over n values of dtype d. */
+static void scale(void *x, int64_t n, kl_dtype d, double s) {
+  if (s == 1.0) return;
+  if (d == KL_FLOAT32) {
+    float *f = x, fs = (float)s;
+    for (int64_t i = 0; i < n; i++) f[i] *= fs;
+  } else {
+    double *f = x;
+    for (int64_t i = 0; i < n; i++) f[i] *= s;
+  }
+}
+
+/* acc[0..n) += src[0..n) */
+static void add_into(void *acc, const void *src, int64_t n, kl_dtype d) {
+  if (d == KL_FLOAT32) {
+    float *a = acc;
+    const float *b = src;
+    for (int64_t i = 0; i < n; i++) a[i] += b[i];
+  } else {
+    double *a = acc;
+    const double *b = src;
+    for (int64_t i = 0; i < n; i++) a[i] += b[i];
+  }
+}
+
+/* Sum of a dense buffer over the ranks, in rank order (deterministic) or by MPI. */
+static kl_status dense_sum(xchg *x, void *data, int64_t n, kl_dtype d) {
+  if (!x->deterministic || g_size == 1)
+    return mpi_status(allreduce_n(data, n, mpi_type(d), MPI_SUM), "MPI_Allreduce");
+  size_t es = d == KL_FLOAT32 ? 4 : 8, bytes = (size_t)n * es;
+  if ((int64_t)bytes > INT_MAX) /* gather beyond int counts: not worth chunking; say so */
+    return C->seterr(KL_EUNSUPPORTED, "distributed: deterministic mode needs dense gradients "
+                                      "under 2 GiB (got %zu bytes)", bytes);
+  char *all = buf_get(&x->rows, bytes * (size_t)g_size);
+  if (!all) return KL_XCHG_ENOMEM(C);
+  kl_status st = mpi_status(MPI_Allgather(data, (int)n, mpi_type(d), all, (int)n, mpi_type(d),
+                                          MPI_COMM_WORLD), "MPI_Allgather");
+  if (st != KL_OK) return st;
+  memcpy(data, all, bytes);
+  for (int r = 1; r < g_size; r++) add_into(data, all + (size_t)r * bytes, n, d);
+  x->bytes_recv += (int64_t)bytes * (g_size - 1);
+  return KL_OK;
+}
+
+/* Replaces the row_sparse *g (this rank's rows, already scaled) by the sum over the ranks,
+ * stored over the union of their rows. */
+static kl_status rsp_sum(xchg *x, kl_tensor **g) {
+  kl_tensor *t = *g;
+  const kl_dtype d = t->dtype;
+  const int64_t D = C->row_width(t), mine = t->nnz;
+  const size_t es = d == KL_FLOAT32 ? 4 : 8;
+  int64_t *cnt = buf_get(&x->counts, (size_t)g_size * sizeof(int64_t));
+  int *ic = buf_get(&x->displs, (size_t)g_size * 2 * sizeof(int));
+  if (!cnt || !ic) return KL_XCHG_ENOMEM(C);
+  kl_status st = mpi_status(MPI_Allgather(&mine, 1, MPI_INT64_T, cnt, 1, MPI_INT64_T,
+                                          MPI_COMM_WORLD), "MPI_Allgather");
+  if (st != KL_OK) return st;
+  int64_t total = 0;
+  for (int r = 0; r < g_size; r++) total += cnt[r];
+  if (total > INT_MAX || total * D > INT_MAX)
+    return C->seterr(KL_EUNSUPPORTED, "distributed: %lld gradient rows of width %lld in one "
+                     "step exceed MPI's int counts", (long long)total, (long long)D);
+  int *rc = ic, *rd = ic + g_size;
+  for (int r = 0, off = 0; r < g_size; r++) rc[r] = (int)cnt[r], rd[r] = off, off += (int)cnt[r];
+  int64_t *idx = buf_get(&x->idx, (size_t)(total > 0 ? total : 1) * sizeof(int64_t));
+  int64_t *uni = buf_get(&x->uni, (size_t)(total > 0 ? total : 1) * sizeof(int64_t));
+  if (!idx || !uni) return KL_XCHG_ENOMEM(C);
+  st = mpi_status(MPI_Allgatherv(t->indices, (int)mine, MPI_INT64_T, idx, rc, rd, MPI_INT64_T,
+                                 MPI_COMM_WORLD), "MPI_Allgatherv");
+  if (st != KL_OK) return st;
+  x->bytes_recv += (total - mine) * 8;
+  x->bytes_sent += mine * 8;
+  const int64_t U = sorted_union(idx, total, uni);
+  kl_tensor *out = NULL;
+  st = C->tensor_new_rsp(d, t->ndim, t->shape, U, &out);
+  if (st != KL_OK) return st;
+  memcpy(out->indices, uni, (size_t)U * sizeof(int64_t));
+  /* Gather when the rows sent are few next to the union, or when the order must be fixed;
+   * otherwise one allreduce of the union rows. Every rank computes the same choice. */
+  if (x->deterministic || total <= 2 * U) {
+    char *rows = buf_get(&x->rows, (size_t)(total > 0 ? total : 1) * (size_t)D * es);
+    if (!rows) st = KL_XCHG_ENOMEM(C);
+    for (int r = 0; st == KL_OK && r < g_size; r++) rc[r] = (int)(cnt[r] * D), rd[r] *= (int)D;
+    if (st == KL_OK)
+      st = mpi_status(MPI_Allgatherv(t->data, (int)(mine * D), mpi_type(d), rows, rc, rd,
+                                     mpi_type(d), MPI_COMM_WORLD), "MPI_Allgatherv");
+    if (st == KL_OK) {
+      memset(out->data, 0, (size_t)(U * D) * es);
+      for (int64_t j = 0; j < total; j++) /* rank order: j runs over rank 0's rows first */
+        add_into((char *)out->data + (size_t)(find_row(uni, U, idx[j]) * D) * es,
+                 rows + (size_t)(j * D) * es, D, d);
+      x->bytes_recv += (total - mine) * D * (int64_t)es;
+      x->bytes_sent += mine * D * (int64_t)es;
+      x->sparse_gather++;
+    }
+  } else {
+    memset(out->data, 0, (size_t)(U * D) * es);
+    for (int64_t j = 0; j < mine; j++)
+      memcpy((char *)out->data + (size_t)(find_row(uni, U, t->indices[j]) * D) * es,
+             (const char *)t->data + (size_t)(j * D) * es, (size_t)D * es);
+    st = mpi_status(allreduce_n(out->data, U * D, mpi_type(d), MPI_SUM), "MPI_Allreduce");
+    x->bytes_recv += 2 * U * D * (int64_t)es; /* a ring allreduce moves ~2x the buffer */
+    x->sparse_allreduce++;
+  }
+  if (st != KL_OK) {
+    C->tensor_release(out);
+    return st;
+  }
+  C->tensor_release(t);
+  *g = out;
+  return KL_OK;
+}
+
+/* The plan hook: the global-batch mean of every gradient, on every rank. */
+static kl_status grad_hook(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
+  xchg *x = (xchg *)ud;
+  int64_t n_r = C->plan_batch_rows(p), N = n_r;
+  kl_status st = mpi_status(MPI_Allreduce(&n_r, &N, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD),
+                            "MPI_Allreduce");
+  if (st != KL_OK) return st;
+  const double s = N > 0 ? (double)n_r / (double)N : 0.0;
+  x->steps++;
+  /* Dense gradients of one dtype, packed into one buffer: one collective for all of them. */
+  for (int pass = 0; pass < 2; pass++) {
+    const kl_dtype d = pass == 0 ? KL_FLOAT32 : KL_FLOAT64;
+    const size_t es = d == KL_FLOAT32 ? 4 : 8;
+    int64_t n = 0;
+    for (int k = 0; k < nw; k++)
+      if (wgrad[k] && wgrad[k]->stype == KL_STYPE_DEFAULT && wgrad[k]->dtype == d)
+        n += C->tensor_numel(wgrad[k]);
+    if (n == 0) continue;
+    char *pk = buf_get(&x->pack, (size_t)n * es);
+    if (!pk) return KL_XCHG_ENOMEM(C);
+    int64_t off = 0;
+    for (int k = 0; k < nw; k++)
+      if (wgrad[k] && wgrad[k]->stype == KL_STYPE_DEFAULT && wgrad[k]->dtype == d) {
+        int64_t m = C->tensor_numel(wgrad[k]);
+        memcpy(pk + (size_t)off * es, wgrad[k]->data, (size_t)m * es);
+        off += m;
+      }
+    scale(pk, n, d, s);
+    st = dense_sum(x, pk, n, d);
+    if (st != KL_OK) return st;
+    if (!x->deterministic) x->bytes_recv += 2 * n * (int64_t)es, x->bytes_sent += 2 * n * (int64_t)es;
+    off = 0;
+    for (int k = 0; k < nw; k++)
+      if (wgrad[k] && wgrad[k]->stype == KL_STYPE_DEFAULT && wgrad[k]->dtype == d) {
+        int64_t m = C->tensor_numel(wgrad[k]);
+        memcpy(wgrad[k]->data, pk + (size_t)off * es, (size_t)m * es);
+        off += m;
+      }
+  }
+  for (int k = 0; k < nw; k++) {
+    if (!wgrad[k] || wgrad[k]->stype != KL_STYPE_ROW_SPARSE) continue;
+    scale(wgrad[k]->data, wgrad[k]->nnz * C->row_width(wgrad[k]), wgrad[k]->dtype, s);
+    st = rsp_sum(x, &wgrad[k]);
+    if (st != KL_OK) return st;
+  }
+  return KL_OK;
+}
+
+/* ------------------------------------------------------------------ attach / detach */
+
+/* The plan owns its hook's state (kl_plan_set_grad_hook): freed with the plan. */
+static void xchg_destroy(void *ud) {
+  xchg_free((xchg *)ud);
+  free(ud);
+}
+
+/* attach(plan, {deterministic = false}): plan's steps exchange gradients from now on. */
+static int l_attach(lua_State *L) {
+  need_world(L, "attach");
+  kl_plan *p = C->lua_checkplan(L, 1, "attach");
+  int det = 0;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "deterministic");
+    det = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  xchg *x = calloc(1, sizeof *x);
+  if (!x) return fail(L, "attach: out of memory");
+  x->deterministic = det;
+  C->plan_set_grad_hook(p, grad_hook, x, xchg_destroy);
+  return 0;
+}
+
+static int l_detach(lua_State *L) {
+  kl_plan *p = C->lua_checkplan(L, 1, "detach");
+  C->plan_set_grad_hook(p, NULL, NULL, NULL);
+  return 0;
+}
+
+/* hook_stats(plan) -> {steps, bytes_recv, bytes_sent, sparse_gather, sparse_allreduce}, or
+ * nil when the plan has no exchange attached. */
+static int l_hook_stats(lua_State *L) {
+  xchg *x = (xchg *)C->plan_grad_hook_ud(C->lua_checkplan(L, 1, "hook_stats"), grad_hook);
+  if (!x) return lua_pushnil(L), 1;
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, x->steps);
+  lua_setfield(L, -2, "steps");
+  lua_pushinteger(L, x->bytes_recv);
+  lua_setfield(L, -2, "bytes_recv");
+  lua_pushinteger(L, x->bytes_sent);
+  lua_setfield(L, -2, "bytes_sent");
+  lua_pushinteger(L, x->sparse_gather);
+  lua_setfield(L, -2, "sparse_gather");
+  lua_pushinteger(L, x->sparse_allreduce);
+  lua_setfield(L, -2, "sparse_allreduce");
+  return 1;
+}
+
+/* ------------------------------------------------------------------ tensor collectives */
+
+/* A tensor's layout for agreement: dtype, stype, ndim, shape. */
+typedef struct layout {
+  int64_t dtype, stype, ndim, shape[KL_MAX_NDIM];
+} layout;
+
+static void layout_of(const kl_tensor *t, layout *l) {
+  memset(l, 0, sizeof *l);
+  l->dtype = t->dtype, l->stype = t->stype, l->ndim = t->ndim;
+  for (int i = 0; i < t->ndim; i++) l->shape[i] = t->shape[i];
+}
+
+static const char *shape_str(const layout *l, char *s, size_t n) {
+  int o = snprintf(s, n, "(");
+  for (int i = 0; i < l->ndim && o < (int)n; i++)
+    o += snprintf(s + o, n - (size_t)o, i ? ", %lld" : "%lld", (long long)l->shape[i]);
+  if (o < (int)n) snprintf(s + o, n - (size_t)o, l->ndim == 1 ? ",)" : ")");
+  return s;
+}
+
+/* Agrees that every rank passed a tensor with root's layout (trailing dims only when
+ * rows_free: allgather). */
+static void agree_layout(lua_State *L, const char *fn, const kl_tensor *t, int root, int rows_free) {
+  layout mine, r;
+  layout_of(t, &mine);
+  r = mine;
+  MPI_Bcast(&r, sizeof r / sizeof(int64_t), MPI_INT64_T, root, MPI_COMM_WORLD);
+  int bad = r.dtype != mine.dtype || r.stype != mine.stype || r.ndim != mine.ndim;
+  for (int i = rows_free ? 1 : 0; !bad && i < mine.ndim; i++) bad = r.shape[i] != mine.shape[i];
+  char msg[400], a[160], b[160];
+  snprintf(msg, sizeof msg, "%s: rank %d has a %s %s tensor of shape %s, rank %d one of %s %s %s",
+           fn, g_rank, C->dtype_name((kl_dtype)mine.dtype), C->stype_name((kl_stype)mine.stype),
+           shape_str(&mine, a, sizeof a), root, C->dtype_name((kl_dtype)r.dtype),
+           C->stype_name((kl_stype)r.stype), shape_str(&r, b, sizeof b));
+  agree(L, fn, bad, msg);
+}
+
+static MPI_Op op_of(lua_State *L, const char *name, int *mean) {
+  *mean = 0;
+  if (strcmp(name, "sum") == 0) return MPI_SUM;
+  if (strcmp(name, "mean") == 0) return *mean = 1, MPI_SUM;
+  if (strcmp(name, "max") == 0) return MPI_MAX;
+  if (strcmp(name, "min") == 0) return MPI_MIN;
+  fail(L, "allreduce: op must be 'sum', 'mean', 'max' or 'min'. Received: op=%s", name);
+  return MPI_SUM;
+}
+
+/* allreduce(t, op) -> a new tensor: dense (any dtype) or row_sparse (sum / mean). */
+static int l_allreduce(lua_State *L) {
+  need_world(L, "allreduce");
+  kl_tensor *t = C->lua_checktensor(L, 1, "allreduce");
+  int mean = 0;
+  MPI_Op op = op_of(L, luaL_optstring(L, 2, "sum"), &mean);
+  int bad = t->stype == KL_STYPE_CSR ||
+            (t->stype == KL_STYPE_ROW_SPARSE && (op != MPI_SUM || t->dtype == KL_INT64)) ||
+            (mean && t->dtype == KL_INT64);
+  char msg[200];
+  snprintf(msg, sizeof msg, "allreduce: a %s %s tensor cannot be reduced with op '%s' (dense "
+           "tensors take every op; row_sparse float tensors 'sum' and 'mean')",
+           C->dtype_name(t->dtype), C->stype_name(t->stype), luaL_optstring(L, 2, "sum"));
+  agree(L, "allreduce", bad, msg);
+  agree_layout(L, "allreduce", t, 0, 0);
+  kl_tensor *out = NULL;
+  if (t->stype == KL_STYPE_ROW_SPARSE) {
+    xchg x;
+    memset(&x, 0, sizeof x);
+    x.deterministic = 1; /* a rank-order sum: the same bits whatever MPI's tree */
+    kl_status st = C->tensor_copy(t, &out);
+    if (st == KL_OK) st = rsp_sum(&x, &out);
+    xchg_free(&x);
+    if (st != KL_OK) {
+      C->tensor_release(out);
+      return C->lua_raise(L, st);
+    }
+  } else {
+    kl_status st = C->tensor_copy(t, &out);
+    if (st != KL_OK) return C->lua_raise(L, st);
+    int rc = allreduce_n(out->data, C->tensor_numel(out), mpi_type(out->dtype), op);
+    if (rc != MPI_SUCCESS) {
+      C->tensor_release(out);
+      check_mpi(L, rc, "allreduce");
+    }
+  }
+  if (mean) scale(out->data, out->stype == KL_STYPE_ROW_SPARSE ? out->nnz * C->row_width(out)
+                                                                 : C->tensor_numel(out),
+                  out->dtype, 1.0 / g_size);
+  C->lua_push_tensor(L, out);
+  return 1;
+}
+
+/* broadcast(t, root) -> a new tensor holding root's t (root 0-based; same layout on every
+ * rank; a sparse tensor takes root's stored entries). */
+static int l_broadcast(lua_State *L) {
+  need_world(L, "broadcast");
+  kl_tensor *t = C->lua_checktensor(L, 1, "broadcast");
+  lua_Integer root = luaL_optinteger(L, 2, 0);
+  if (root < 0 || root >= g_size)
+    return fail(L, "broadcast: root = %lld out of range 0..%d", (long long)root, g_size - 1);
+  agree_layout(L, "broadcast", t, (int)root, 0);
+  int64_t nnz = t->nnz;
+  MPI_Bcast(&nnz, 1, MPI_INT64_T, (int)root, MPI_COMM_WORLD);
+  kl_tensor *out = NULL;
+  kl_status st = KL_OK;
+  if (g_rank == root) st = C->tensor_copy(t, &out);
+  else if (t->stype == KL_STYPE_DEFAULT) st = C->tensor_new_dense(t->dtype, t->ndim, t->shape, &out);
+  else if (t->stype == KL_STYPE_CSR) st = C->tensor_new_csr(t->dtype, t->shape[0], t->shape[1], nnz, &out);
+  else st = C->tensor_new_rsp(t->dtype, t->ndim, t->shape, nnz, &out);
+  if (any_error(st != KL_OK)) {
+    C->tensor_release(out);
+    return st != KL_OK ? C->lua_raise(L, st) : fail(L, "broadcast: another rank ran out of memory");
+  }
+  int rc = MPI_SUCCESS;
+  int64_t nval = out->stype == KL_STYPE_ROW_SPARSE ? nnz * C->row_width(out)
+                 : out->stype == KL_STYPE_CSR      ? nnz
+                                                   : C->tensor_numel(out);
+  if (out->stype == KL_STYPE_CSR) rc = bcast_n(out->indptr, out->shape[0] + 1, MPI_INT64_T, (int)root);
+  if (rc == MPI_SUCCESS && out->stype != KL_STYPE_DEFAULT)
+    rc = bcast_n(out->indices, nnz, MPI_INT64_T, (int)root);
+  if (rc == MPI_SUCCESS) rc = bcast_n(out->data, nval, mpi_type(out->dtype), (int)root);
+  if (rc != MPI_SUCCESS) {
+    C->tensor_release(out);
+    check_mpi(L, rc, "broadcast");
+  }
+  C->lua_push_tensor(L, out);
+  return 1;
+}
+
+/* broadcast_into(t, root): root's values into t in place (weights and optimizer states at
+ * the start of a distributed fit); t's layout and stored rows must agree on every rank. */
+static int l_broadcast_into(lua_State *L) {
+  need_world(L, "broadcast_into");
+  kl_tensor *t = C->lua_checktensor(L, 1, "broadcast_into");
+  lua_Integer root = luaL_optinteger(L, 2, 0);
+  if (root < 0 || root >= g_size)
+    return fail(L, "broadcast_into: root = %lld out of range 0..%d", (long long)root, g_size - 1);
+  agree_layout(L, "broadcast_into", t, (int)root, 0);
+  int64_t nnz = t->nnz;
+  MPI_Bcast(&nnz, 1, MPI_INT64_T, (int)root, MPI_COMM_WORLD);
+  char msg[160];
+  snprintf(msg, sizeof msg, "broadcast_into: rank %d stores %lld entries, rank %lld %lld", g_rank,
+           (long long)t->nnz, (long long)root, (long long)nnz);
+  agree(L, "broadcast_into", t->stype != KL_STYPE_DEFAULT && t->nnz != nnz, msg);
+  int64_t nval = t->stype == KL_STYPE_ROW_SPARSE ? nnz * C->row_width(t)
+                 : t->stype == KL_STYPE_CSR      ? nnz
+                                                 : C->tensor_numel(t);
+  int rc = MPI_SUCCESS;
+  if (t->stype == KL_STYPE_CSR) rc = bcast_n(t->indptr, t->shape[0] + 1, MPI_INT64_T, (int)root);
+  if (rc == MPI_SUCCESS && t->stype != KL_STYPE_DEFAULT)
+    rc = bcast_n(t->indices, nnz, MPI_INT64_T, (int)root);
+  if (rc == MPI_SUCCESS) rc = bcast_n(t->data, nval, mpi_type(t->dtype), (int)root);
+  check_mpi(L, rc, "broadcast_into");
+  return 0;
+}
+
+/* allgather(t) -> the ranks' tensors concatenated along the rows, in rank order (dense or
+ * csr; the trailing dims must agree, the row counts may differ). */
+static int l_allgather(lua_State *L) {
+  need_world(L, "allgather");
+  kl_tensor *t = C->lua_checktensor(L, 1, "allgather");
+  char msg[200];
+  snprintf(msg, sizeof msg, "allgather: a %s tensor of %d dims cannot be gathered (dense tensors "
+           "of rank >= 1 and csr matrices can)", C->stype_name(t->stype), t->ndim);
+  agree(L, "allgather", t->stype == KL_STYPE_ROW_SPARSE || t->ndim < 1, msg);
+  agree_layout(L, "allgather", t, 0, 1);
+  int64_t mine[2] = {t->shape[0], t->stype == KL_STYPE_CSR ? t->nnz : C->tensor_numel(t)};
+  int64_t *all = malloc((size_t)g_size * 2 * sizeof *all);
+  int *rc = malloc((size_t)g_size * 2 * sizeof *rc);
+  if (!all || !rc) {
+    free(all), free(rc);
+    return fail(L, "allgather: out of memory");
+  }
+  MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, MPI_COMM_WORLD);
+  int64_t rows = 0, vals = 0;
+  for (int r = 0; r < g_size; r++) rows += all[2 * r], vals += all[2 * r + 1];
+  int big = vals > INT_MAX || rows > INT_MAX;
+  kl_tensor *out = NULL;
+  kl_status st = KL_OK;
+  int64_t shape[KL_MAX_NDIM];
+  memcpy(shape, t->shape, sizeof shape);
+  shape[0] = rows;
+  if (!big) {
+    if (t->stype == KL_STYPE_CSR) st = C->tensor_new_csr(t->dtype, rows, t->shape[1], vals, &out);
+    else st = C->tensor_new_dense(t->dtype, t->ndim, shape, &out);
+  }
+  if (any_error(big || st != KL_OK)) {
+    free(all), free(rc);
+    C->tensor_release(out);
+    if (big) return fail(L, "allgather: %lld values exceed MPI's int counts", (long long)vals);
+    return st != KL_OK ? C->lua_raise(L, st) : fail(L, "allgather: another rank ran out of memory");
+  }
+  int *rd = rc + g_size, ret = MPI_SUCCESS;
+  for (int r = 0, off = 0; r < g_size; r++) rc[r] = (int)all[2 * r + 1], rd[r] = off, off += rc[r];
+  ret = MPI_Allgatherv(t->data, (int)mine[1], mpi_type(t->dtype), out->data, rc, rd,
+                       mpi_type(t->dtype), MPI_COMM_WORLD);
+  if (ret == MPI_SUCCESS && t->stype == KL_STYPE_CSR) {
+    ret = MPI_Allgatherv(t->indices, (int)mine[1], MPI_INT64_T, out->indices, rc, rd, MPI_INT64_T,
+                         MPI_COMM_WORLD);
+    /* row pointers: each rank's counts per row, then a prefix sum */
+    int64_t *lens = malloc((size_t)(t->shape[0] > 0 ? t->shape[0] : 1) * sizeof *lens);
+    if (!lens) ret = MPI_ERR_NO_MEM;
+    for (int64_t i = 0; lens && i < t->shape[0]; i++) lens[i] = t->indptr[i + 1] - t->indptr[i];
+    for (int r = 0, off = 0; r < g_size; r++) rc[r] = (int)all[2 * r], rd[r] = off, off += rc[r];
+    if (ret == MPI_SUCCESS)
+      ret = MPI_Allgatherv(lens, (int)t->shape[0], MPI_INT64_T, out->indptr + 1, rc, rd,
+                           MPI_INT64_T, MPI_COMM_WORLD);
+    free(lens);
+    out->indptr[0] = 0;
+    for (int64_t i = 1; ret == MPI_SUCCESS && i <= rows; i++) out->indptr[i] += out->indptr[i - 1];
+  }
+  free(all), free(rc);
+  if (ret != MPI_SUCCESS) {
+    C->tensor_release(out);
+    check_mpi(L, ret, "allgather");
+  }
+  C->lua_push_tensor(L, out);
+  return 1;
+}
+
+/* allreduce_number(x, op) -> the reduction of a Lua number over the ranks (double). */
+static int l_allreduce_number(lua_State *L) {
+  need_world(L, "allreduce_number");
+  double v = luaL_checknumber(L, 1), r = v;
+  int mean = 0;
+  MPI_Op op = op_of(L, luaL_optstring(L, 2, "sum"), &mean);
+  check_mpi(L, MPI_Allreduce(&v, &r, 1, MPI_DOUBLE, op, MPI_COMM_WORLD), "allreduce_number");
+  lua_pushnumber(L, mean ? r / g_size : r);
+  return 1;
+}
+
+/* broadcast_number(x, root) -> root's x (an integer stays an integer). */
+static int l_broadcast_number(lua_State *L) {
+  need_world(L, "broadcast_number");
+  int isint = lua_isinteger(L, 1);
+  double d = isint ? 0 : luaL_checknumber(L, 1);
+  int64_t i = isint ? (int64_t)lua_tointeger(L, 1) : 0;
+  int root = (int)luaL_optinteger(L, 2, 0);
+  int64_t msg[2] = {isint, isint ? i : 0};
+  double dv = d;
+  MPI_Bcast(msg, 2, MPI_INT64_T, root, MPI_COMM_WORLD);
+  MPI_Bcast(&dv, 1, MPI_DOUBLE, root, MPI_COMM_WORLD);
+  if (msg[0]) lua_pushinteger(L, (lua_Integer)msg[1]);
+  else lua_pushnumber(L, dv);
+  return 1;
+}
+
+int luaopen_keras_distributed_mpi(lua_State *L) {
+  C = kl_capi_get(L);
+  static const luaL_Reg fns[] = {
+      {"init", l_init},
+      {"rank", l_rank},
+      {"size", l_size},
+      {"local_rank", l_local_rank},
+      {"barrier", l_barrier},
+      {"finalize", l_finalize},
+      {"abort", l_abort},
+      {"allreduce", l_allreduce},
+      {"broadcast", l_broadcast},
+      {"broadcast_into", l_broadcast_into},
+      {"allgather", l_allgather},
+      {"allreduce_number", l_allreduce_number},
+      {"broadcast_number", l_broadcast_number},
+      {"attach", l_attach},
+      {"detach", l_detach},
+      {"hook_stats", l_hook_stats},
+      {NULL, NULL},
+  };
+  luaL_newlib(L, fns);
+  return 1;
+}
