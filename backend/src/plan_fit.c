@@ -123,6 +123,11 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   KL_CHECK(o->nmetrics >= 0 && o->nmetrics <= 64 && (o->metrics || o->nmetrics == 0), KL_EINVAL,
            "%s: bad metric list (%d metrics)", fn, o->nmetrics);
   KL_CHECK(o->nmetrics == 0 || p->noutputs >= 1, KL_EINVAL, "%s: metrics need an output", fn);
+  const int nparts = train && o->nparts > 1 ? o->nparts : 1;
+  KL_CHECK(nparts == 1 || (o->part >= 0 && o->part < nparts), KL_EINVAL,
+           "%s: part %d of %d parts", fn, o->part, nparts);
+  KL_CHECK(nparts == 1 || p->grad_hook, KL_EINVAL,
+           "%s: a data-parallel fit (%d parts) needs the plan's gradient hook", fn, nparts);
   for (int m = 0; m < o->nmetrics; m++) {
     int mo = o->metric_outputs ? o->metric_outputs[m] : 0;
     int mt = o->metric_targets ? o->metric_targets[m] : 0;
@@ -169,9 +174,19 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
                         o->rng ? o->rng : kl_rng_global(), &perm);
     if (st != KL_OK) goto done;
   }
-  for (int64_t b = 0; b < n; b += o->batch_size, batch++) {
-    int64_t e = n - b < o->batch_size ? n : b + o->batch_size;
+  for (int64_t b0 = 0; b0 < n; b0 += o->batch_size, batch++) {
+    const int64_t e0 = n - b0 < o->batch_size ? n : b0 + o->batch_size;
+    int64_t b = b0, e = e0; /* this part's share of the batch (all of it by default) */
+    if (nparts > 1) {
+      b = b0 + (e0 - b0) * o->part / nparts;
+      e = b0 + (e0 - b0) * (o->part + 1) / nparts;
+    }
     if (train) kl_plan_drop_step(p); /* before slicing: one batch's working set at a time */
+    if (e == b) { /* an empty share: zero gradients through the hook, the same update */
+      st = kl_plan_train_step_empty(p);
+      if (st != KL_OK) goto done;
+      goto after_step;
+    }
     for (int i = 0; i < nd && st == KL_OK; i++) {
       if (kl_tensor_numel(data[i]) == 0 && i > nx) /* no weights: the empty tensor itself */
         feeds[i] = kl_tensor_retain(data[i]);
@@ -210,9 +225,11 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     for (int m = 0; m < o->nmetrics; m++)
       mavg[m] = o->metrics[m] != KL_EPOCH_OUTPUT_MEAN ? kl_metric_acc_result(&macc[m])
                 : mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
+  after_step:
     if (o->on_batch) { /* the callback's own allocations do not belong in the plan's pool */
       kl_pool *cur = kl_pool_enter(NULL);
-      int stop = o->on_batch(o->ud, batch, seen, n, lsum / (double)seen, mavg);
+      int stop = o->on_batch(o->ud, batch, nparts > 1 ? e0 : seen, n,
+                             seen > 0 ? lsum / (double)seen : NAN, mavg);
       kl_pool_leave(cur);
       if (stop) break;
     }

@@ -420,7 +420,8 @@ static void push_metrics(lua_State *L, int names, int n, const double *avg) {
 static int plan_loop(lua_State *L, int train) {
   static const char *const fit_allowed[] = {"batch_size", "shuffle", "metrics", "on_batch",
                                             "seed", "extra", "metric_keys", "metric_outputs",
-                                            "metric_targets", "metric_params", NULL};
+                                            "metric_targets", "metric_params", "part",
+                                            "nparts", NULL};
   static const char *const eval_allowed[] = {"batch_size", "metrics", "extra", "metric_keys",
                                              "metric_outputs", "metric_targets", "metric_params",
                                              NULL};
@@ -470,7 +471,14 @@ static int plan_loop(lua_State *L, int train) {
   lua_pushnil(L); /* err_slot */
   cb_state cs = {L, fnidx, names, lua_gettop(L), nm, 0};
   kl_epoch_opts o = {(int64_t)bs, shuffle, rng, nm, metrics, fnidx ? cb_trampoline : NULL, &cs,
-                     nextra, extra, mo, mt, mp};
+                     nextra, extra, mo, mt, mp, 0, 1};
+  if (train) { /* data parallelism: this process's part (1-based in Lua) of nparts */
+    double np = kl_lua_optnumber(L, 4, fn, "nparts", 1), pt = kl_lua_optnumber(L, 4, fn, "part", 1);
+    if (!(np >= 1 && np <= 1e6 && np == floor(np)) || !(pt >= 1 && pt <= np && pt == floor(pt)))
+      kl_lua_fail(L, "%s: part must be in 1..nparts (an integer >= 1). Received: part=%g, nparts=%g",
+                  fn, pt, np);
+    o.part = (int)pt - 1, o.nparts = (int)np;
+  }
   double loss = NAN, avg[KL_MAX_METRICS];
   for (int i = 0; i < KL_MAX_METRICS; i++) avg[i] = NAN;
   kl_status st = train ? kl_plan_fit_epoch(u->p, x, nx, y, &o, &loss, avg)

@@ -167,7 +167,53 @@ static void test_hook_scales_like_lr(void) {
   kl_tensor_release(y);
 }
 
+/* Records the rows of each step. */
+typedef struct rows_log {
+  int calls;
+  int64_t rows[16];
+} rows_log;
+
+static kl_status log_rows(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
+  rows_log *r = ud;
+  (void)wgrad, (void)nw;
+  if (r->calls < 16) r->rows[r->calls] = kl_plan_batch_rows(p);
+  r->calls++;
+  return KL_OK;
+}
+
+/* A data-parallel fit: part k of n trains on rows [b + len*k/n, b + len*(k+1)/n) of each
+ * batch, and steps with zero gradients when that share is empty (so every part runs the
+ * hook once per global batch). 10 rows, batches of 4: [0,4) [4,8) [8,10). */
+static void test_parts(void) {
+  kl_rng_seed(&rng, 5);
+  kl_tensor *x = rand_csr(10, 40), *y = NULL;
+  int64_t ys[2] = {10, 1};
+  CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
+  const int64_t want[3][3] = {{1, 1, 0}, {1, 1, 1}, {2, 2, 1}};
+  for (int part = 0; part < 3; part++) {
+    net a = build(0.05);
+    rows_log r = {0, {0}};
+    kl_epoch_opts eo;
+    memset(&eo, 0, sizeof eo);
+    eo.batch_size = 4, eo.part = part, eo.nparts = 3;
+    kl_tensor *xs[1] = {x};
+    double l = -1;
+    CHECK_ERR(kl_plan_fit_epoch(a.p, xs, 1, y, &eo, &l, NULL), KL_EINVAL,
+              "needs the plan's gradient hook");
+    kl_plan_set_grad_hook(a.p, log_rows, &r, NULL);
+    CHECK_OK(kl_plan_fit_epoch(a.p, xs, 1, y, &eo, &l, NULL));
+    CHECK(r.calls == 3 && kl_plan_step_count(a.p) == 3);
+    for (int k = 0; k < 3; k++) CHECK(r.rows[k] == want[part][k]);
+    eo.part = 3;
+    CHECK_ERR(kl_plan_fit_epoch(a.p, xs, 1, y, &eo, &l, NULL), KL_EINVAL, "part 3 of 3 parts");
+    drop(&a);
+  }
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+}
+
 int main(void) {
   test_hook_scales_like_lr();
+  test_parts();
   KLTEST_DONE();
 }

@@ -156,6 +156,15 @@ typedef struct kl_epoch_opts {
   /* Per metric: its kl_metric_acc parameter (AUC's num_thresholds, top-k's k); NULL or 0:
    * the default. */
   const int64_t *metric_params;
+  /* Data parallelism (distributed/, fit only): this process is part `part` (0-based) of
+   * `nparts`; of each batch's rows [b, e) (after the shuffle, which must then be the same
+   * on every part) it trains on [b + (e-b)*part/nparts, b + (e-b)*(part+1)/nparts): the
+   * plan's gradient hook sums the parts' shares into the global batch's step. A part whose
+   * share is empty steps with zero gradients (kl_plan_train_step_empty). on_batch then sees
+   * the global counts (seen = e, total = n) and this part's running loss and metrics; the
+   * epoch's averages are this part's (the caller combines the parts'). nparts 0 or 1: the
+   * whole batch. */
+  int part, nparts;
 } kl_epoch_opts;
 #define KL_EPOCH_OUTPUT_MEAN (-1)
 /* shuffle = KL_SHUFFLE_BATCH: Keras' shuffle="batch": the order of the whole batches is
