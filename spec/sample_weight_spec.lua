@@ -168,6 +168,7 @@ describe("fit options", function()
       validation_data = it, validation_steps = 2, validation_freq = 2})
     S.assert_near(h.history.loss, {(ROW[1] + ROW[2] + ROW[3]) / 3, (ROW[4] + ROW[1] + ROW[2]) / 3}, 1e-6)
     S.assert_near(h.history.val_loss, {(ROW[1] + ROW[2]) / 2}, 1e-6) -- epoch 2 only
+    assert.are.same(h.history.loss, counted) -- the callbacks saw the same epochs
     h = m:fit(X, Y, {verbose = 0, epochs = 3, validation_data = {X, Y}, validation_freq = {1, 3}})
     assert.are.equal(2, #h.history.val_loss)
   end)
@@ -290,9 +291,9 @@ describe("the C loop with several targets (what a model with several outputs run
     local l2 = g:op("mean_squared_error", {t2, o2, w2}, {})
     local total = g:op("add", {l1, g:op("mul_scalar", {l2}, {scalar = 0.5})}, {})
     local p = core.plan_new(g, {feeds = {x, t1, t2, w1, w2}, outputs = {o1, o2, l1, l2}, loss = total})
-    local X, T1, T2 = keras.array({{1}, {2}}), keras.array({{1}, {1}}), keras.array({{0}, {0}})
+    local XX, T1, T2 = keras.array({{1}, {2}}), keras.array({{1}, {1}}), keras.array({{0}, {0}})
     for _, bs in ipairs({1, 2}) do
-      local loss, m = p:evaluate({X}, T1, {batch_size = bs, extra = {T2, false, keras.array({1, 3})},
+      local loss, m = p:evaluate({XX}, T1, {batch_size = bs, extra = {T2, false, keras.array({1, 3})},
         metrics = {"mae", "mae", "output_mean", "output_mean"}, metric_keys = {"a", "b", "l1", "l2"},
         metric_outputs = {1, 2, 3, 4}, metric_targets = {1, 2, 1, 1}})
       assert.are.equal(8.25, loss)
@@ -300,13 +301,13 @@ describe("the C loop with several targets (what a model with several outputs run
     end
     -- labels / weights of every loss are checked over the data, with the data's rows
     assert.are.equal("evaluate: mean_squared_error: sample_weight -3 at row 2 must be finite and >= 0",
-      S.err_of(function() p:evaluate({X}, T1, {extra = {T2, false, keras.array({1, -3})}}) end))
+      S.err_of(function() p:evaluate({XX}, T1, {extra = {T2, false, keras.array({1, -3})}}) end))
     assert.are.equal("evaluate: metric_targets[1] = 5 out of range [1, 4]",
-      S.err_of(function() p:evaluate({X}, T1, {extra = {T2, false, false},
+      S.err_of(function() p:evaluate({XX}, T1, {extra = {T2, false, false},
         metrics = {"mae"}, metric_targets = {5}}) end))
     -- predict gives every output of an inference plan
     local q = core.plan_new(g, {feeds = {x}, outputs = {o1, o2}})
-    local a, b = q:predict({X}, 1)
+    local a, b = q:predict({XX}, 1)
     assert.are.same({{2}, {4}}, a:totable())
     assert.are.same({{-1}, {-2}}, b:totable())
   end)

@@ -397,7 +397,7 @@ end
 function Progbar:update(current, values, finalize)
   local now = self.clock()
   local done = finalize == true or (self.target ~= nil and current >= self.target)
-  local info = ""
+  local info
   local eta_tpu = current > 0 and (now - self.start) / current or 0
   -- the time per step (batch) when the steps are known, as Keras prints it; else per unit
   local units = self.steps or current
@@ -408,10 +408,11 @@ function Progbar:update(current, values, finalize)
     info = " - ETA: " .. eta_str(eta_tpu * (self.target - current))
   else
     info = string.format(" - %.0fs", now - self.start)
-    if self.verbose == 2 then -- Keras 2: no per-step time on the one-line-per-epoch form
-    elseif tpu >= 1 or tpu == 0 then info = info .. string.format(" %.0fs/step", tpu)
-    elseif tpu >= 1e-3 then info = info .. string.format(" %.0fms/step", tpu * 1e3)
-    else info = info .. string.format(" %.0fus/step", tpu * 1e6) end
+    if self.verbose ~= 2 then -- Keras 2: no per-step time on the one-line-per-epoch form
+      if tpu >= 1 or tpu == 0 then info = info .. string.format(" %.0fs/step", tpu)
+      elseif tpu >= 1e-3 then info = info .. string.format(" %.0fms/step", tpu * 1e3)
+      else info = info .. string.format(" %.0fus/step", tpu * 1e6) end
+    end
   end
   for _, kv in ipairs(values or {}) do info = info .. " - " .. kv[1] .. ":" .. fmt_value(kv[2]) end
   if self.verbose == 1 then

@@ -3,7 +3,6 @@
 -- for fit, evaluate and predict, with the compiled metrics.
 local core = require("keras.core")
 local metrics_mod = require("keras.metrics")
-local MW = require("keras.model_weights")
 
 local M = {}
 local is_tensor = core.is_tensor
@@ -104,14 +103,16 @@ end
 -- The feeds of one batch: x, y shaped for the model, the labels checked as the loss wants
 -- them (rows of the pass in the message), and the class weights of its rows.
 local function batch_feeds(model, fn, xs, yb, nb, row0, class_weight)
-  local y = model:_y(yb, nb, fn)
+  if #model.outputs > 1 then
+    fail("%s: a model with several outputs takes in-memory data (an iterator yields one y)", fn)
+  end
+  local y, extra = model:_targets(yb, nb, fn, nil, class_weight)
   local loss = rawget(model, "loss_name")
   if model._wfeed and type(loss) == "string" then
     local s = model.outputs[1].shape
     core.loss_check_data(loss, y, nil, s[#s], row0, fn)
   end
-  local w = class_weight and MW.rows(fn, model, y, nb, nil, class_weight) or nil
-  return model:_feeds(xs, y, w)
+  return model:_feeds(xs, y, extra)
 end
 
 -- One training epoch over a stream (M.stream): one C train step per batch (metrics from the

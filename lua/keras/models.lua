@@ -9,6 +9,7 @@ local metrics_mod = require("keras.metrics")
 local callbacks = require("keras.callbacks")
 local model_iter = require("keras.model_iter")
 local MW = require("keras.model_weights")
+local MO = require("keras.model_outputs")
 local A = require("keras.argcheck")
 
 local models = {}
@@ -56,7 +57,6 @@ function Model:_init_graph(inputs, outputs, keep_input_layers)
     if not is_node(n) then fail("Model: outputs[%d] must be a graph node (a layer output)", i) end
     if n.gs ~= inputs[1].gs then fail("Model: outputs[%d] is not in the inputs' graph", i) end
   end
-  if #outputs > 1 then fail("Model: multiple outputs are not supported yet (got %d outputs)", #outputs) end
   self.inputs, self.outputs, self.gs = inputs, outputs, inputs[1].gs
   local seen, first, list = {}, {}, {}
   local is_input = {}
@@ -184,13 +184,42 @@ local function check_device(d)
   return d
 end
 
--- compile{optimizer=, loss=, metrics={...}, device=}
+-- compile{optimizer=, loss=, metrics={...}, loss_weights=, device=}; with several outputs,
+-- loss, loss_weights and metrics per output (model_outputs.lua).
 function Model:compile(opts)
   opts = check_opts("Model.compile", opts, {optimizer = true, loss = true, metrics = true,
-    device = true})
+    device = true, loss_weights = true})
   if opts.optimizer == nil then fail("Model.compile: optimizer is required") end
   if opts.loss == nil then fail("Model.compile: loss is required") end
   self.optimizer = optimizers.get(opts.optimizer)
+  self._outputs_cfg, self._log_keys, self._mtargets, self._loss_weight = nil, nil, nil, nil
+  if self.built and #self.outputs > 1 then
+    MO.compile(self, opts)
+  else
+    self:_compile_one(opts)
+  end
+  self.device = check_device(opts.device)
+  self.compiled = true
+  self._train_plan = nil
+  -- layer.trainable as Keras reads it: at compile (a later change waits for the next compile)
+  self._trainable_at = {}
+  for _, l in ipairs(self._all_layers or self._seq or self.layers) do self._trainable_at[l] = l.trainable end
+end
+
+-- compile's options of a model with one output (a one-entry list or output-keyed table of
+-- loss / loss_weights works as its entry).
+function Model:_compile_one(opts)
+  local name = self:_output_name()
+  local function one(v, what, is_single)
+    return MO.per_output("Model.compile", what, v, {name}, 1, nil, is_single)
+  end
+  opts.loss = one(opts.loss, "loss", function() return false end)
+  if opts.loss == nil then fail("Model.compile: loss has no entry for output '%s'", name) end
+  local lw = one(opts.loss_weights, "loss_weights", function() return false end)
+  if lw ~= nil and (type(lw) ~= "number" or lw ~= lw or math.abs(lw) == math.huge) then
+    fail("Model.compile: loss_weights must be a number a output. Received: %s", A.repr(lw))
+  end
+  self._loss_weight = lw ~= 1 and lw or nil
   if type(opts.loss) == "function" then
     self.loss_name, self.loss_fn = "custom", opts.loss
   else
@@ -202,12 +231,6 @@ function Model:compile(opts)
   -- names, keras.metrics objects or functions of (y_true, y_pred) nodes; their log keys
   self.metric_names = metrics_mod.names(ms, self.loss_name)
   self._metric_list = ms
-  self.device = check_device(opts.device)
-  self.compiled = true
-  self._train_plan = nil
-  -- layer.trainable as Keras reads it: at compile (a later change waits for the next compile)
-  self._trainable_at = {}
-  for _, l in ipairs(self._all_layers or self._seq or self.layers) do self._trainable_at[l] = l.trainable end
 end
 
 -- The name of the model's output (Keras: its layer's name).
@@ -249,17 +272,13 @@ end
 -- The training plan (feeds: inputs..., target; output 0: the model output).
 function Model:_train()
   if self._train_plan then return self._train_plan end
+  if #self.outputs > 1 then
+    if not self._outputs_cfg then fail("Model: compile the model again: it has %d outputs now", #self.outputs) end
+    return MO.train(self, self:_trainable_weights())
+  end
   local gs, out = self.gs, self.outputs[1]
   local scce = self.loss_name == "sparse_categorical_crossentropy"
-  local tshape
-  if scce then
-    tshape = {-1}
-  else
-    tshape = {}
-    for i, d in ipairs(out.shape) do tshape[i] = d end
-    tshape[1] = -1
-  end
-  local target = gs.g:placeholder{shape = tshape, dtype = out.dtype, name = "target"}
+  local target = gs.g:placeholder{shape = MO.target_shape(out, scce), dtype = out.dtype, name = "target"}
   -- per-row sample weights (fed empty when none are given: the loss op is then unweighted)
   local wfeed = not self.loss_fn and
     gs.g:placeholder{shape = {-1}, dtype = out.dtype, name = "sample_weight"} or nil
@@ -272,6 +291,7 @@ function Model:_train()
   else
     loss_id = gs.g:op(losses.op_name(self.loss_name), {target, out.id, wfeed}, {})
   end
+  if self._loss_weight then loss_id = gs.g:op("mul_scalar", {loss_id}, {scalar = self._loss_weight}) end
   -- the layers' regularization penalties (Keras' model.losses) join the loss
   for _, n in ipairs(layers._loss_nodes(self._all_layers, self._nodes)) do
     loss_id = gs.g:op("add", {loss_id, n.id}, {})
@@ -281,16 +301,7 @@ function Model:_train()
   feeds[#feeds + 1] = target
   feeds[#feeds + 1] = wfeed
   self._wfeed, self._wdtype = wfeed, out.dtype
-  local weights, stypes = {}, {}
-  for _, l in ipairs(self._all_layers) do
-    for _, w in ipairs(l:weight_records()) do
-      w.trainable = l:_weight_trainable(w, self._trainable_at and self._trainable_at[l])
-      if w.trainable then
-        weights[#weights + 1] = l:_var(gs, w.tensor).id
-        stypes[#stypes + 1] = w.grad_stype
-      end
-    end
-  end
+  local weights, stypes = self:_trainable_weights()
   -- the metrics: results keyed by their log keys; metric functions' values are plan outputs
   local mp = metrics_mod.plan(self._metric_list or self.metric_names,
     self.loss_name ~= "custom" and self.loss_name or nil, out_units(self),
@@ -303,11 +314,34 @@ function Model:_train()
   return p
 end
 
+-- compile's loss_weights as given (nil: none), for the model file.
+function Model:_loss_weights_config()
+  if self._outputs_cfg then return self._outputs_cfg.loss_weights end
+  return self._loss_weight
+end
+
+-- The trainable weights' variable nodes and their gradients' stypes.
+function Model:_trainable_weights()
+  local gs, weights, stypes = self.gs, {}, {}
+  for _, l in ipairs(self._all_layers) do
+    for _, w in ipairs(l:weight_records()) do
+      w.trainable = l:_weight_trainable(w, self._trainable_at and self._trainable_at[l])
+      if w.trainable then
+        weights[#weights + 1] = l:_var(gs, w.tensor).id
+        stypes[#stypes + 1] = w.grad_stype
+      end
+    end
+  end
+  return weights, stypes
+end
+
 function Model:_infer()
   if not self._infer_plan then
     local feeds = {}
     for i, n in ipairs(self.inputs) do feeds[i] = n.id end
-    self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = {self.outputs[1].id}})
+    local outs = {}
+    for j, o in ipairs(self.outputs) do outs[j] = o.id end
+    self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = outs})
   end
   return self._infer_plan
 end
@@ -349,15 +383,15 @@ function Model:_xs(x, fn)
 end
 
 -- y shaped like the target placeholder ((n) against an output (n, 1) works as in Keras).
-function Model:_y(y, n, fn)
+function Model:_y(y, n, fn, j)
   if not is_tensor(y) then fail("%s: y must be a tensor (got %s)", fn, type(y)) end
   if y.ndim == 0 then fail("%s: y is a 0-d tensor; rows expected", fn) end
   if y.shape[1] ~= n then
     fail("%s: x and y have different numbers of rows: x has %d, y has %d", fn, n, y.shape[1])
   end
   if y.stype ~= "default" then y = y:tostype("default") end
-  local out = self.outputs[1].shape
-  if self._scce then
+  local out = self.outputs[j or 1].shape
+  if (j and MO.scce(self, j)) or (not j and self._scce) then
     if y.ndim == 2 and y.shape[2] == 1 then return y:reshape({n}) end
     if y.ndim ~= 1 then
       fail("%s: sparse_categorical_crossentropy expects class ids of shape (n) or (n, 1), got %s",
@@ -382,18 +416,35 @@ local function with_metrics(self, opts)
   return opts
 end
 
--- opts plus the per-row weights w (nil: none) of a plan that takes them (fed after y).
-function Model:_weighted(opts, w)
-  if self._wfeed then opts.extra = {w or false} end
+-- opts plus the data fed after y (Model:_targets: other targets, weights; nil: none).
+function Model:_weighted(opts, extra)
+  opts.extra = extra
   return opts
 end
 
--- The feeds of one step: the inputs, y, and the weights w (or the empty "none").
-function Model:_feeds(xs, y, w)
+-- y shaped for the model and the data its plan takes after y: with one output, {w or false}
+-- when the loss can be weighted (w: sample_weight times class_weight's rows); with several,
+-- model_outputs.targets.
+function Model:_targets(y, n, fn, sw, cw)
+  if #self.outputs > 1 then return MO.targets(self, y, n, fn, sw, cw) end
+  y = self:_y(y, n, fn)
+  local w = MW.rows(fn, self, y, n, sw, cw)
+  return y, self._wfeed and {w or false} or nil
+end
+
+-- Rows a..b of each tensor of an extra list (false stays).
+local function split_extra(extra, a, b)
+  local r = {}
+  for i, t in ipairs(extra) do r[i] = t and t:slice(a, b) end
+  return r
+end
+
+-- The feeds of one step: the inputs, y, and the extra data (false: the empty "no weights").
+function Model:_feeds(xs, y, extra)
   local feeds = {}
   for i, t in ipairs(xs) do feeds[i] = t end
   feeds[#feeds + 1] = y
-  if self._wfeed then feeds[#feeds + 1] = w or MW.none(self) end
+  for _, t in ipairs(extra or {}) do feeds[#feeds + 1] = t or MW.none(self) end
   return feeds
 end
 
@@ -401,13 +452,13 @@ end
 -- inputs).
 function Model:_step_args()
   local list, spec = metrics_mod.step_args(self._mplan)
-  spec.targets = {}
-  for i = 1, #list do spec.targets[i] = #self.inputs + 1 end
+  spec.targets = self._mtargets or {}
+  for i = 1, #list do spec.targets[i] = spec.targets[i] or #self.inputs + 1 end
   return list, spec
 end
 
 local function metric_logs(self, logs, mt, prefix)
-  for i, name in ipairs(self.metric_names) do logs[prefix .. name] = mt[self._canon[i]] end
+  for i, name in ipairs(self._log_keys or self.metric_names) do logs[prefix .. name] = mt[self._canon[i]] end
   return logs
 end
 
@@ -466,6 +517,9 @@ function Model:fit(x, y, opts)
     validation_freq = true})
   self:_require_compiled()
   local iter = model_iter.is_iterator(x) and x or nil
+  if iter and self.built and #self.outputs > 1 then
+    fail("%s: a model with several outputs trains on in-memory data (an iterator yields one y)", fn)
+  end
   if iter then
     -- what an iterator decides itself is an error to give, not an option to drop
     for _, k in ipairs({"batch_size", "shuffle", "validation_split", "sample_weight"}) do
@@ -496,8 +550,7 @@ function Model:fit(x, y, opts)
   end
   local p = self:_train()
   if not iter then
-    y = self:_y(y, n, fn)
-    w = MW.rows(fn, self, y, n, opts.sample_weight, opts.class_weight)
+    y, w = self:_targets(y, n, fn, opts.sample_weight, opts.class_weight)
   elseif opts.class_weight ~= nil then -- applied batch by batch (model_iter)
     if not self._wfeed then MW.rows(fn, self, nil, 0, nil, opts.class_weight) end
     A.plain_table(fn, "class_weight", opts.class_weight)
@@ -515,15 +568,14 @@ function Model:fit(x, y, opts)
     end
     local vn
     xv, vn = self:_xs(vd[1], fn .. " (validation_data)")
-    yv = self:_y(vd[2], vn, fn .. " (validation_data)")
-    if vd[3] ~= nil then wv = MW.rows(fn .. " (validation_data)", self, yv, vn, vd[3], nil) end
+    yv, wv = self:_targets(vd[2], vn, fn .. " (validation_data)", vd[3], nil)
   elseif split > 0 and not iter then
     local nv = math.floor(n * split)
     if nv >= 1 and nv < n then
       local nt = n - nv
       xv, yv = {}, split_rows(y, nt + 1, n)
       for i, t in ipairs(xs) do xv[i] = split_rows(t, nt + 1, n); xs[i] = split_rows(t, 1, nt) end
-      if w then wv, w = split_rows(w, nt + 1, n), split_rows(w, 1, nt) end
+      if w then wv, w = split_extra(w, nt + 1, n), split_extra(w, 1, nt) end
       y, n = split_rows(y, 1, nt), nt
     end
   end
@@ -540,10 +592,10 @@ function Model:fit(x, y, opts)
   list[#list + 1] = history
   local cbl = callbacks.CallbackList.new(list)
   local shown = {"loss"}
-  for _, nm in ipairs(self.metric_names) do shown[#shown + 1] = nm end
+  for _, nm in ipairs(self._log_keys or self.metric_names) do shown[#shown + 1] = nm end
   if xv then
     shown[#shown + 1] = "val_loss"
-    for _, nm in ipairs(self.metric_names) do shown[#shown + 1] = "val_" .. nm end
+    for _, nm in ipairs(self._log_keys or self.metric_names) do shown[#shown + 1] = "val_" .. nm end
   end
   -- rows an epoch: unknown for an iterator until a pass has ended (LibSVMIter.num_samples)
   local function epoch_rows()
@@ -626,8 +678,8 @@ function Model:evaluate(x, y, opts)
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
-  y = self:_y(y, n, fn)
-  local w = MW.rows(fn, self, y, n, opts.sample_weight, nil)
+  local w
+  y, w = self:_targets(y, n, fn, opts.sample_weight, nil)
   local loss, mt = p:evaluate(xs, y, self:_weighted(with_metrics(self, {batch_size = bs}), w))
   return loss, metric_logs(self, {}, mt, "")
 end
@@ -640,23 +692,27 @@ function Model:predict(x, opts)
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   if model_iter.is_iterator(x) then
     model_iter.build_from(self, x, fn)
+    if #self.outputs > 1 then fail("%s: a model with several outputs predicts on in-memory data", fn) end
     return model_iter.predict(self, self:_infer(), x, bs)
   end
   local xs = self:_xs(x, fn)
+  if #self.outputs > 1 then return {self:_infer():predict(xs, bs)} end -- a tensor an output
   return self:_infer():predict(xs, bs)
 end
 
--- The weights of a *_on_batch call: a tensor (sample_weight) or {sample_weight =,
--- class_weight =} (Keras' keyword arguments).
-local function batch_weights(self, fn, w, y, n)
-  if w == nil then return nil end
-  if is_tensor(w) then return MW.rows(fn, self, y, n, w, nil) end
+-- The weights of a *_on_batch call: sample weights (a tensor; with several outputs a list or
+-- a table keyed by output name) or {sample_weight =, class_weight =} (Keras' keywords).
+local function batch_weights(self, fn, w)
+  if w == nil or is_tensor(w) then return w, nil end
   if type(w) ~= "table" then
     fail("%s: the third argument must be sample weights (a tensor) or {sample_weight =, class_weight =}. Received: %s",
       fn, A.repr(w))
   end
+  if rawget(w, "sample_weight") == nil and rawget(w, "class_weight") == nil then
+    return w, nil -- a list (or table keyed by output name) of sample weights
+  end
   w = check_opts(fn, w, {sample_weight = true, class_weight = true})
-  return MW.rows(fn, self, y, n, w.sample_weight, w.class_weight)
+  return w.sample_weight, w.class_weight
 end
 
 -- train_on_batch(x, y[, w]) -> loss, metrics table (computed from the step's own forward,
@@ -667,28 +723,30 @@ function Model:train_on_batch(x, y, w)
   self:_require_compiled()
   local xs, n = self:_xs(x, fn)
   local p = self:_train()
-  y = self:_y(y, n, fn)
-  w = batch_weights(self, fn, w, y, n)
-  local loss, m = p:train_step(self:_feeds(xs, y, w), self:_step_args())
+  local extra
+  y, extra = self:_targets(y, n, fn, batch_weights(self, fn, w))
+  local loss, m = p:train_step(self:_feeds(xs, y, extra), self:_step_args())
   return loss, metric_logs(self, {}, m, "")
 end
 
--- test_on_batch(x, y[, w]) -> loss, metrics
+-- test_on_batch(x, y[, w]) -> loss, metrics (w: sample weights, as train_on_batch's)
 function Model:test_on_batch(x, y, w)
   local fn = "Model.test_on_batch"
   local xs, n = self:_xs(x, fn)
-  if w ~= nil then
-    self:_require_compiled()
-    self:_train()
-    w = batch_weights(self, fn, w, self:_y(y, n, fn), n)
-  end
-  return self:evaluate(xs, y, {batch_size = math.max(n, 1), sample_weight = w})
+  local sw, cw = batch_weights(self, fn, w)
+  if cw ~= nil then fail("%s: class_weight is for training (Keras' test_on_batch takes sample_weight)", fn) end
+  return self:evaluate(xs, y, {batch_size = math.max(n, 1), sample_weight = sw})
 end
 
 -- predict_on_batch(x) -> output tensor
 function Model:predict_on_batch(x)
   local xs = self:_xs(x, "Model.predict_on_batch")
-  return self:_infer():forward(xs, false)[1]:copy()
+  local outs = self:_infer():forward(xs, false)
+  if #self.outputs > 1 then
+    for j, t in ipairs(outs) do outs[j] = t:copy() end
+    return outs
+  end
+  return outs[1]:copy()
 end
 
 -- ------------------------------------------------------------ weights

@@ -427,7 +427,7 @@ function saving.save_model(m, path)
     local cls = oc.name
     oc.name = nil
     meta.compile = json.encode({optimizer = {class_name = cls, config = oc}, loss = m.loss_name,
-      metrics = m.metric_names or {}})
+      metrics = m.metric_names or {}, loss_weights = m:_loss_weights_config()})
     optimizer_entries(m, list, meta)
   end
   core.save_tensors(path, list, meta)
@@ -447,7 +447,8 @@ function saving.load_model(path)
     local c = decode_meta(meta, "compile", path, "load_model")
     local ocls = optimizers[c.optimizer.class_name]
     if not ocls then fail("load_model: %s: unknown optimizer '%s'", path, tostring(c.optimizer.class_name)) end
-    m:compile{optimizer = ocls(c.optimizer.config), loss = c.loss, metrics = c.metrics}
+    m:compile{optimizer = ocls(c.optimizer.config), loss = c.loss, metrics = c.metrics,
+      loss_weights = c.loss_weights}
     if meta.optimizer_state then restore_optimizer(m, by, meta, path) end
   end
   return m
