@@ -253,6 +253,15 @@ static int l_plan_train_step(lua_State *L) {
   return 2;
 }
 
+/* p:train_step_empty(): a data-parallel step on no rows (a rank whose part of an iterator
+ * has ended while others' have not): zero gradients through the gradient hook, then the
+ * same update as every rank's. */
+static int l_plan_train_step_empty(lua_State *L) {
+  kl_lua_plan *u = check_plan(L, 1, "train_step_empty");
+  KL_LUA_TRY(L, kl_plan_train_step_empty(u->p));
+  return 0;
+}
+
 /* p:test_step({x..., y}[, metrics[, spec]]) -> loss[, {metric = value}]: a forward in
  * inference mode with the loss (evaluate over one batch of an iterator). */
 static int l_plan_test_step(lua_State *L) {
@@ -535,6 +544,11 @@ static int l_plan_state(lua_State *L) {
   return 1;
 }
 
+static int l_plan_num_weights(lua_State *L) {
+  lua_pushinteger(L, check_plan(L, 1, "num_weights")->nweights);
+  return 1;
+}
+
 static int l_plan_step_count(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)kl_plan_step_count(check_plan(L, 1, "step_count")->p));
   return 1;
@@ -570,6 +584,8 @@ void kl_lua_open_plan(lua_State *L) {
       {"loss", l_plan_loss},
       {"backward", l_plan_backward},
       {"train_step", l_plan_train_step},
+      {"train_step_empty", l_plan_train_step_empty},
+      {"num_weights", l_plan_num_weights},
       {"test_step", l_plan_test_step},
       {"fit_epoch", l_plan_fit_epoch},
       {"evaluate", l_plan_evaluate},

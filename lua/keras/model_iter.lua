@@ -3,6 +3,7 @@
 -- for fit, evaluate and predict, with the compiled metrics.
 local core = require("keras.core")
 local metrics_mod = require("keras.metrics")
+local MD = require("keras.model_dist")
 
 local M = {}
 local is_tensor = core.is_tensor
@@ -117,11 +118,30 @@ end
 
 -- One training epoch over a stream (M.stream): one C train step per batch (metrics from the
 -- same forward). Returns the mean loss and the metric means keyed by canonical names.
-function M.fit_epoch(model, p, stream, cbl, want_batches, metric_logs, class_weight)
+-- dctx (model_dist): a distributed fit, each rank reading its own part: the ranks agree
+-- every step whether any still has a batch (a rank whose part has ended steps with no rows,
+-- so none waits alone in a collective), and the means are over all ranks' rows.
+function M.fit_epoch(model, p, stream, cbl, want_batches, metric_logs, dctx, class_weight)
   local fn = "Model.fit"
   local a = acc_new(model)
   local batch = 0
-  for xb, yb, _, row0 in stream.epoch() do
+  local next_batch, ended = stream.epoch(), false
+  while true do
+    local xb, yb, _, row0
+    if not ended then xb, yb, _, row0 = next_batch() end
+    ended = xb == nil
+    if dctx then
+      if not MD.agree_stop(dctx, not ended) then break end -- every part has ended
+      if ended then -- this part has ended, others have not: a step with no rows
+        p:train_step_empty()
+        batch = batch + 1
+        if MD.agree_stop(dctx, model.stop_training) then model.stop_training = true; break end
+        goto continue
+      end
+    elseif ended then
+      break
+    end
+    do
     local xs, nb = batch_xs(xb, 0, fn) -- a padded batch is trained on as it comes (MXNet)
     if yb == nil then fail("%s: the iterator has no label", fn) end
     local feeds = batch_feeds(model, fn, xs, yb, nb, row0, class_weight)
@@ -134,9 +154,13 @@ function M.fit_epoch(model, p, stream, cbl, want_batches, metric_logs, class_wei
       local seen = a.rows
       cbl:on_batch_end(batch, metric_logs(model, {batch = batch, size = nb, seen = seen, loss = loss}, means, ""))
     end
-    if model.stop_training then break end
+    if MD.agree_stop(dctx, model.stop_training) then model.stop_training = true; break end
+    end
+    ::continue::
   end
-  return acc_means(a)
+  local loss, mt = acc_means(a)
+  if dctx then return MD.combine(dctx, a.rows, loss, mt) end
+  return loss, mt
 end
 
 -- Loss and metric means over iter (its first steps batches when given), no training (pad

@@ -10,6 +10,7 @@ local callbacks = require("keras.callbacks")
 local model_iter = require("keras.model_iter")
 local MW = require("keras.model_weights")
 local MO = require("keras.model_outputs")
+local MD = require("keras.model_dist")
 local A = require("keras.argcheck")
 
 local models = {}
@@ -188,7 +189,7 @@ end
 -- loss, loss_weights and metrics per output (model_outputs.lua).
 function Model:compile(opts)
   opts = check_opts("Model.compile", opts, {optimizer = true, loss = true, metrics = true,
-    device = true, loss_weights = true})
+    device = true, loss_weights = true, distributed = true})
   if opts.optimizer == nil then fail("Model.compile: optimizer is required") end
   if opts.loss == nil then fail("Model.compile: loss is required") end
   self.optimizer = optimizers.get(opts.optimizer)
@@ -199,6 +200,7 @@ function Model:compile(opts)
     self:_compile_one(opts)
   end
   self.device = check_device(opts.device)
+  self._distributed = MD.parse("Model.compile", opts.distributed) -- data-parallel fit (model_dist)
   self.compiled = true
   self._train_plan = nil
   -- layer.trainable as Keras reads it: at compile (a later change waits for the next compile)
@@ -549,6 +551,8 @@ function Model:fit(x, y, opts)
     xs, n = self:_xs(x, fn)
   end
   local p = self:_train()
+  local dctx = MD.begin_fit(self, p) -- distributed: rank 0's weights and states everywhere
+  if dctx and dctx.rank ~= 0 then verbose = 0 end -- rank 0 prints
   if not iter then
     y, w = self:_targets(y, n, fn, opts.sample_weight, opts.class_weight)
   elseif opts.class_weight ~= nil then -- applied batch by batch (model_iter)
@@ -588,7 +592,7 @@ function Model:fit(x, y, opts)
   list[#list + 1] = progbar
   -- one warning when the loss becomes NaN or inf (before the user's callbacks see that batch)
   list[#list + 1] = callbacks._LossWatch.new(progbar)
-  for _, c in ipairs(opts.callbacks or {}) do list[#list + 1] = c end
+  for _, c in ipairs(MD.callbacks(dctx, opts.callbacks or {})) do list[#list + 1] = c end
   list[#list + 1] = history
   local cbl = callbacks.CallbackList.new(list)
   local shown = {"loss"}
@@ -612,6 +616,7 @@ function Model:fit(x, y, opts)
   self.history = history
   self.stop_training = false
   local want_batches = verbose == 1 or cbl:wants_batches()
+  want_batches = MD.agree_stop(dctx, want_batches) -- the same on every rank (collectives follow)
   local stream = iter and model_iter.stream(iter, steps) or nil
   cbl:on_train_begin({})
   for epoch = (opts.initial_epoch or 0) + 1, epochs do
@@ -619,7 +624,7 @@ function Model:fit(x, y, opts)
     cbl:on_epoch_begin(epoch, {})
     local logs = {}
     if iter then
-      local loss, mt = model_iter.fit_epoch(self, p, stream, cbl, want_batches, metric_logs,
+      local loss, mt = model_iter.fit_epoch(self, p, stream, cbl, want_batches, metric_logs, dctx,
         opts.class_weight)
       logs.loss = loss
       metric_logs(self, logs, mt, "")
@@ -632,11 +637,12 @@ function Model:fit(x, y, opts)
           prev_seen = seen
           cbl:on_batch_begin(batch, {batch = batch, size = bl.size})
           cbl:on_batch_end(batch, bl)
-          return self.stop_training
+          return MD.agree_stop(dctx, self.stop_training)
         end
       end
-      local loss, mt = p:fit_epoch(xs, y, self:_weighted(with_metrics(self, {batch_size = bs,
-        shuffle = shuffle, on_batch = on_batch}), w))
+      local loss, mt = p:fit_epoch(xs, y, self:_weighted(with_metrics(self, MD.epoch_opts(dctx,
+        {batch_size = bs, shuffle = shuffle, on_batch = on_batch}, shuffle)), w))
+      if dctx then loss, mt = MD.combine(dctx, MD.local_rows(dctx, n, bs), loss, mt) end
       logs.loss = loss
       metric_logs(self, logs, mt, "")
     end

@@ -430,7 +430,8 @@ function saving.save_model(m, path)
       metrics = m.metric_names or {}, loss_weights = m:_loss_weights_config()})
     optimizer_entries(m, list, meta)
   end
-  core.save_tensors(path, list, meta)
+  -- a distributed model's ranks hold the same bits: rank 0 writes the file
+  if require("keras.model_dist").writes(m) then core.save_tensors(path, list, meta) end
 end
 
 -- load_model(path) -> model (compiled, with its optimizer state, when it was saved so).
@@ -460,7 +461,7 @@ function saving.save_weights(m, path)
   check_model("save_weights", m)
   local meta, list = {format = FORMAT}, {}
   weight_entries(m, list, meta)
-  core.save_tensors(path, list, meta)
+  if require("keras.model_dist").writes(m) then core.save_tensors(path, list, meta) end
 end
 
 -- A safetensors file from elsewhere: each weight read from the tensor named as it is

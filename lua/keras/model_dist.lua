@@ -1,0 +1,129 @@
+-- keras/model_dist.lua: what model:fit does differently in a model compiled with
+-- `distributed = true` and run by an MPI launcher (issue 15). models.lua calls these at a
+-- few points; in a world of one process none of them changes anything.
+--
+-- Semantics (Horovod's and PyTorch DDP's, with a global batch):
+-- * at the start of every fit, rank 0's weights, optimizer states and step count are
+--   broadcast, so ranks that initialised differently start equal;
+-- * batch_size is the global batch: each rank trains on its 1/n of every batch (its share
+--   of the same shuffled order: the shuffle seed is rank 0's draw, broadcast each epoch), and
+--   the plan's gradient hook (distributed/dist_mpi.c) sums the shares' gradients, each
+--   weighted by its share of the rows, so every rank applies the global batch's step to the
+--   same bits: the weights stay identical;
+-- * an iterator is read in parts, one a rank (LibSVMIter{num_parts =, part_index =}): each
+--   step's global batch is the ranks' batches together; the ranks agree every step whether
+--   any still has one, and a rank whose part has ended steps with no rows;
+-- * the history and the logs the callbacks see average over all ranks' rows (the loss and
+--   count metrics exactly; auc / precision / recall as the rows-weighted mean of the ranks');
+--   a callback that stops training is obeyed when any rank's does;
+-- * only rank 0 prints the progress bar and writes files (ModelCheckpoint, CSVLogger, save).
+local D = require("keras.distributed")
+local A = require("keras.argcheck")
+
+local MD = {}
+
+-- compile's `distributed` option: nil/false, true, or {deterministic = true}.
+function MD.parse(fn, v)
+  if v == nil or v == false then return nil end
+  if v == true then return {deterministic = false} end
+  if type(v) == "table" and getmetatable(v) == nil then
+    for k in pairs(v) do
+      if k ~= "deterministic" then A.fail("%s: unknown distributed option %s", fn, A.repr(k)) end
+    end
+    return {deterministic = v.deterministic == true}
+  end
+  A.fail("%s: distributed must be true, false or {deterministic = true}. Received: distributed=%s",
+    fn, A.repr(v))
+end
+
+-- The fit's context, or nil when this model trains alone (not distributed, or size 1).
+function MD.begin_fit(model, p)
+  local cfg = model._distributed
+  if not cfg then return nil end
+  D.init()
+  if D.size() == 1 then return nil end
+  if model._dist_plan ~= p then -- a new plan (compile): its exchange, owned by the plan
+    D._attach(p, {deterministic = cfg.deterministic})
+    model._dist_plan = p
+  end
+  -- rank 0's weights, optimizer states and step count everywhere
+  for _, w in ipairs(model:get_weight_tensors()) do D._broadcast_into(w, 0) end
+  for k = 1, p:num_weights() do
+    for s = 1, p:num_states(k) do D._broadcast_into(p:state(k, s), 0) end
+  end
+  p:set_step_count(D._broadcast_number(p:step_count(), 0))
+  return {rank = D.rank(), size = D.size(), plan = p}
+end
+
+-- Callbacks that write files run on rank 0 only.
+local WRITERS = {CSVLogger = true, ModelCheckpoint = true}
+function MD.callbacks(ctx, list)
+  if not ctx or ctx.rank == 0 then return list end
+  local out = {}
+  for _, c in ipairs(list) do
+    local mt = getmetatable(c)
+    local name = type(mt) == "table" and rawget(mt, "__name") or rawget(c, "class_name")
+    if not WRITERS[name] then out[#out + 1] = c end
+  end
+  return out
+end
+
+-- The options of one epoch of p:fit_epoch over in-memory data: this rank's part, and one
+-- shuffle order for all (rank 0 draws the seed).
+function MD.epoch_opts(ctx, o, shuffle)
+  if not ctx then return o end
+  o.part, o.nparts = ctx.rank + 1, ctx.size
+  if shuffle then
+    local seed = 0
+    if ctx.rank == 0 then
+      local u = require("keras.core").random_uniform({1}):get(1) -- this state's generator
+      seed = math.floor(u * 2^52)
+    end
+    o.seed = D._broadcast_number(seed, 0)
+  end
+  return o
+end
+
+-- Rows this rank trains on in an epoch of n rows in batches of bs (its shares).
+function MD.local_rows(ctx, n, bs)
+  local rows = 0
+  for b = 0, n - 1, bs do
+    local len = math.min(bs, n - b)
+    rows = rows + (len * (ctx.rank + 1)) // ctx.size - (len * ctx.rank) // ctx.size
+  end
+  return rows
+end
+
+-- The epoch's loss and metrics over all ranks: each rank's averages weighted by its rows.
+function MD.combine(ctx, rows, loss, mt)
+  if not ctx then return loss, mt end
+  local total = D._allreduce_number(rows, "sum")
+  local function avg(v)
+    local x = (rows > 0 and v == v) and v * rows or 0
+    local nan = D._allreduce_number((rows > 0 and v ~= v) and 1 or 0, "max")
+    if nan > 0 or total == 0 then return 0 / 0 end
+    return D._allreduce_number(x, "sum") / total
+  end
+  local out = {}
+  -- every rank walks the metric names in the same (sorted) order
+  local names = {}
+  for k in pairs(mt or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do out[k] = avg(mt[k]) end
+  return avg(loss), out
+end
+
+-- A stop any rank asked for stops every rank (a batch callback's stop_training).
+function MD.agree_stop(ctx, stop)
+  if not ctx then return stop end
+  return D._allreduce_number(stop and 1 or 0, "max") > 0
+end
+
+-- Whether this process writes files (model:save and the writer callbacks): rank 0 of a
+-- distributed model, or any process of a model trained alone.
+function MD.writes(model)
+  if not model._distributed or not D.is_initialized() then return true end
+  return D.rank() == 0
+end
+
+return MD
