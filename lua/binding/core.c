@@ -21,6 +21,7 @@ static void (*const openers[])(lua_State *L) = {
     kl_lua_open_ops,       /* l_ops.c: op(), the arithmetic metamethods */
     kl_lua_open_mem,       /* l_mem.c: set_gc_threshold, memory_info (the collector) */
     kl_lua_open_capi,      /* l_capi.c: core._capi, the C API of companion modules */
+    kl_lua_open_rng_state, /* l_rng.c: random_get_state / random_set_state */
     kl_lua_open_graph,     /* l_graph.c, l_plan.c: graph_new, plan_new, metric_resolve */
     kl_lua_open_optim,     /* l_optim.c: optimizer_new, the keras.Optimizer metatable */
     kl_lua_open_datautil,  /* l_datautil.c: take_rows (ArrayIterator) */

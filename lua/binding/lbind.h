@@ -30,6 +30,7 @@ void kl_lua_open_sparse(lua_State *L);    /* l_sparse.c: csr_matrix, row_sparse_
 void kl_lua_open_ops(lua_State *L);       /* l_ops.c: op(), arithmetic metamethods */
 void kl_lua_open_mem(lua_State *L);       /* l_mem.c: set_gc_threshold, memory_info */
 void kl_lua_open_capi(lua_State *L);      /* l_capi.c: core._capi for companion modules */
+void kl_lua_open_rng_state(lua_State *L); /* l_rng.c: random_get_state, random_set_state */
 
 /* Runs a full collection when the C allocator's live bytes have passed this state's
  * threshold, then moves the threshold (l_mem.c). Called wherever a tensor handle is made,

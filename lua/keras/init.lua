@@ -24,6 +24,8 @@ keras.random = {
   seed = core.random_seed,       -- keras.random.seed(n)
   normal = core.random_normal,   -- keras.random.normal(shape, {mean=0, stddev=1, dtype=, seed=})
   uniform = core.random_uniform, -- keras.random.uniform(shape, {low=0, high=1, dtype=, seed=})
+  get_state = core.random_get_state, -- the generator's state as a string (model files keep it)
+  set_state = core.random_set_state,
 }
 
 -- ------------------------------------------------------------ devices

@@ -36,12 +36,14 @@ function MD.parse(fn, v)
     fn, A.repr(v))
 end
 
--- The fit's context, or nil when this model trains alone (not distributed, or size 1).
+-- The fit's context, or nil when the model is not distributed. A distributed model in a
+-- world of one still draws each epoch's shuffle seed as the ranks do, so a run (or a resume)
+-- at np = 1 shuffles as at any np.
 function MD.begin_fit(model, p)
   local cfg = model._distributed
   if not cfg then return nil end
   D.init()
-  if D.size() == 1 then return nil end
+  if D.size() == 1 then return {rank = 0, size = 1, plan = p} end
   if model._dist_plan ~= p then -- a new plan (compile): its exchange, owned by the plan
     D._attach(p, {deterministic = cfg.deterministic})
     model._dist_plan = p

@@ -656,6 +656,7 @@ function Model:fit(x, y, opts)
       logs.val_loss = vl
       metric_logs(self, logs, vm, "val_")
     end
+    self._epoch = epoch -- (model files record it: a checkpoint resumes from here)
     cbl:on_epoch_end(epoch, logs)
     if self.stop_training then break end
   end

@@ -2,6 +2,7 @@
 -- optimizer state) and save_weights/load_weights, over core.save_tensors/load_tensors.
 local core = require("keras.core")
 local json = require("keras.json")
+local A = require("keras.argcheck")
 local layers = require("keras.layers")
 local models = require("keras.models")
 local optimizers = require("keras.optimizers")
@@ -427,16 +428,25 @@ function saving.save_model(m, path)
     local cls = oc.name
     oc.name = nil
     meta.compile = json.encode({optimizer = {class_name = cls, config = oc}, loss = m.loss_name,
-      metrics = m.metric_names or {}, loss_weights = m:_loss_weights_config()})
+      metrics = m.metric_names or {}, loss_weights = m:_loss_weights_config(),
+      distributed = m._distributed and (m._distributed.deterministic and {deterministic = true} or true) or nil})
     optimizer_entries(m, list, meta)
   end
+  -- where training stands, for a resume that reproduces the uninterrupted run: the epochs
+  -- done and this process's random generator (the next shuffles' seeds come from it)
+  meta.training = json.encode({epoch = rawget(m, "_epoch") or 0, rng_state = core.random_get_state()})
   -- a distributed model's ranks hold the same bits: rank 0 writes the file
   if require("keras.model_dist").writes(m) then core.save_tensors(path, list, meta) end
 end
 
--- load_model(path) -> model (compiled, with its optimizer state, when it was saved so).
-function saving.load_model(path)
+-- load_model(path[, {resume = false}]) -> model (compiled, with its optimizer state, when it
+-- was saved so). model.epoch: the epochs the saved model had trained (0 when unknown). With
+-- resume = true the random generator is also set to its state at the save, so that
+-- model:fit(x, y, {initial_epoch = model.epoch, epochs = E}) draws the shuffles the
+-- uninterrupted run drew (and, distributed, at any number of ranks: rank 0's draws decide).
+function saving.load_model(path, opts)
   if type(path) ~= "string" then fail("load_model: path must be a string (got %s)", type(path)) end
+  opts = A.check_opts("load_model", opts, {resume = true})
   local by, meta = file_tensors(path, "load_model")
   if meta.architecture == nil then
     fail("load_model: %s: the file holds weights only (saved by save_weights): build the model and call load_weights", path)
@@ -449,8 +459,14 @@ function saving.load_model(path)
     local ocls = optimizers[c.optimizer.class_name]
     if not ocls then fail("load_model: %s: unknown optimizer '%s'", path, tostring(c.optimizer.class_name)) end
     m:compile{optimizer = ocls(c.optimizer.config), loss = c.loss, metrics = c.metrics,
-      loss_weights = c.loss_weights}
+      loss_weights = c.loss_weights, distributed = c.distributed}
     if meta.optimizer_state then restore_optimizer(m, by, meta, path) end
+  end
+  m.epoch = 0
+  if meta.training then
+    local t = decode_meta(meta, "training", path, "load_model")
+    m.epoch, m._epoch = t.epoch or 0, t.epoch or 0
+    if opts.resume and t.rng_state then core.random_set_state(t.rng_state) end
   end
   return m
 end
