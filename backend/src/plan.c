@@ -9,6 +9,27 @@
 #include "plan_internal.h"
 #include "tensor_internal.h"
 
+/* A node hook and its substitutes (kl_plan_set_node_ext). */
+struct kl_plan_ext {
+  kl_node_ext ops;
+  void *ud;
+  kl_tensor *subs[KL_NODE_EXT_MAXIN];
+};
+
+static void kl_ext_clear_subs(struct kl_plan_ext *e) {
+  for (int i = 0; i < KL_NODE_EXT_MAXIN; i++) {
+    kl_tensor_release(e->subs[i]);
+    e->subs[i] = NULL;
+  }
+}
+
+static void kl_ext_free(struct kl_plan_ext *e) {
+  if (!e) return;
+  kl_ext_clear_subs(e);
+  if (e->ops.free_ud) e->ops.free_ud(e->ud);
+  kl_free(e);
+}
+
 kl_plan *kl_plan_retain(kl_plan *p) {
   if (p) p->refs++;
   return p;
@@ -48,6 +69,10 @@ void kl_plan_free(kl_plan *p) {
   kl_free(p->bag_src);
   kl_free(p->bag_skip);
   if (p->grad_hook_free) p->grad_hook_free(p->grad_hook_ud);
+  if (p->ext) {
+    for (int i = 0; i < p->nnodes; i++) kl_ext_free(p->ext[i]);
+    kl_free(p->ext);
+  }
   kl_graph *g = p->g;
   kl_free(p);
   kl_graph_free(g); /* the plan's reference */
@@ -298,6 +323,7 @@ static void kl_plan_clear_values(kl_plan *p) {
     int id = p->order[i];
     kl_tensor_release(p->vals[id]);
     p->vals[id] = NULL;
+    if (p->ext && p->ext[id]) kl_ext_clear_subs(p->ext[id]);
   }
   p->fwd_done = 0;
   p->fwd_loss = 0;
@@ -354,6 +380,28 @@ static kl_status kl_dropout_fwd(const kl_tensor *x, double rate, kl_rng *rng, kl
   return kl_mul_dense(x, m, out);
 }
 
+/* Node id's input values into ins[0..nin-1]: the hook's substitutes where it made some. */
+static void kl_plan_node_ins(const kl_plan *p, int id, kl_tensor **ins) {
+  const kl_node *nd = &p->g->nodes[id];
+  int nin;
+  const int *in_ids = kl_node_inputs(nd, &nin);
+  const struct kl_plan_ext *e = p->ext ? p->ext[id] : NULL;
+  for (int i = 0; i < nin; i++)
+    ins[i] = e && i < KL_NODE_EXT_MAXIN && e->subs[i] ? e->subs[i] : p->vals[in_ids[i]];
+}
+
+/* The hook of node id before it runs: its substitute inputs (or, ins NULL, no rows). */
+static kl_status kl_plan_ext_forward(kl_plan *p, int id) {
+  struct kl_plan_ext *e = p->ext[id];
+  const kl_node *nd = &p->g->nodes[id];
+  kl_tensor *ins[KL_NODE_EXT_MAXIN];
+  for (int i = 0; i < nd->nin; i++) ins[i] = p->vals[nd->inputs[i]];
+  kl_ext_clear_subs(e);
+  kl_status st = e->ops.forward(e->ud, p, id, ins, nd->nin, e->subs);
+  if (st != KL_OK) kl_ext_clear_subs(e);
+  return st;
+}
+
 /* Computes node id's value from its inputs' values. */
 static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
   const kl_node *nd = &p->g->nodes[id];
@@ -367,14 +415,17 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
     case KL_NODE_PLACEHOLDER:
       return kl_seterr(KL_EINVAL, "forward: placeholder %d was not fed", id);
     case KL_NODE_OP:
+      if (p->ext && p->ext[id]) KL_TRY(kl_plan_ext_forward(p, id));
       if (p->bag_skip[id]) return KL_OK; /* an Embedding its mean computes (bag_src) */
       if (p->bag_src[id] >= 0) {
-        const kl_node *en = &p->g->nodes[p->bag_src[id]];
-        KL_TRY(kl_embedding_mean(p->vals[en->inputs[0]], p->vals[en->inputs[1]], &en->attrs,
+        const int e = p->bag_src[id];
+        kl_tensor *ei[2];
+        kl_plan_node_ins(p, e, ei);
+        KL_TRY(kl_embedding_mean(ei[0], ei[1], &p->g->nodes[e].attrs,
                                  nd->op == KL_OP_MASKED_MEAN, &out));
         break;
       }
-      for (int i = 0; i < nd->nin; i++) ins[i] = p->vals[nd->inputs[i]];
+      kl_plan_node_ins(p, id, ins);
       KL_TRY(kl_op_run(nd->op, ins, nd->nin, &nd->attrs, &out));
       break;
     case KL_NODE_RESHAPE: {
@@ -533,6 +584,17 @@ static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
   return 1;
 }
 
+/* The hook of node id after its input i's gradient *g was computed (*g NULL: no rows). */
+static kl_status kl_plan_ext_backward(kl_plan *p, int id, int i, kl_tensor **g) {
+  struct kl_plan_ext *e = p->ext[id];
+  kl_status st = e->ops.backward ? e->ops.backward(e->ud, p, id, i, g) : KL_OK;
+  if (st != KL_OK) {
+    kl_tensor_release(*g);
+    *g = NULL;
+  }
+  return st;
+}
+
 /* Pushes node id's gradient into its inputs. */
 static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
   const kl_node *nd = &p->g->nodes[id];
@@ -542,16 +604,17 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
     const kl_node *en = &p->g->nodes[p->bag_src[id]];
     const int wid = en->inputs[1];
     if (!p->needs_grad[wid]) return KL_OK;
-    kl_tensor *gin = NULL;
-    KL_TRY(kl_embedding_mean_backward(p->vals[en->inputs[0]], p->vals[wid], &en->attrs,
-                                      nd->op == KL_OP_MASKED_MEAN, gout, kl_plan_want(p, wid),
-                                      &gin));
+    kl_tensor *gin = NULL, *ei[2];
+    kl_plan_node_ins(p, p->bag_src[id], ei);
+    KL_TRY(kl_embedding_mean_backward(ei[0], ei[1], &en->attrs, nd->op == KL_OP_MASKED_MEAN,
+                                      gout, kl_plan_want(p, wid), &gin));
+    if (p->ext && p->ext[p->bag_src[id]]) KL_TRY(kl_plan_ext_backward(p, p->bag_src[id], 1, &gin));
     return kl_grad_accumulate(&p->grads[wid], gin);
   }
   kl_tensor **ins = p->ins;
   int nin;
   const int *in_ids = kl_node_inputs(nd, &nin);
-  for (int i = 0; i < nin; i++) ins[i] = p->vals[in_ids[i]];
+  kl_plan_node_ins(p, id, ins);
   for (int i = 0; i < nin; i++) {
     int in_id = in_ids[i];
     if (!p->needs_grad[in_id]) continue;
@@ -560,6 +623,7 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
     if (kl_plan_try_fuse(p, nd, i, in_id, ins, nin, gout)) continue;
     if (nd->kind == KL_NODE_OP) {
       KL_TRY(kl_op_backward(nd->op, ins, nin, &nd->attrs, p->vals[id], gout, i, want, &gin));
+      if (p->ext && p->ext[id]) KL_TRY(kl_plan_ext_backward(p, id, i, &gin));
     } else if (nd->kind == KL_NODE_RESHAPE) {
       KL_TRY(kl_tensor_reshape(gout, ins[0]->ndim, ins[0]->shape, &gin));
     } else if (nd->kind == KL_NODE_CAST) { /* the gradient of a cast is the gradient */
@@ -717,6 +781,51 @@ static kl_status kl_zero_grad(const kl_plan *p, int k, kl_tensor **out) {
   return kl_tensor_new_dense(w->dtype, w->ndim, w->shape, out);
 }
 
+/* The hooked node whose backward node id runs (itself, or the Embedding of its fused mean),
+ * or -1. */
+static int kl_plan_ext_trigger(const kl_plan *p, int id) {
+  const int e = p->bag_src[id] >= 0 ? p->bag_src[id] : id;
+  return p->ext[e] && !p->bag_skip[id] ? e : -1;
+}
+
+/* An empty step's node hooks, called as a step with rows calls them: the forwards in node
+ * order, then the backwards in reverse order of the nodes that run them; the gradients the
+ * backwards give go into wgrad. */
+static kl_status kl_plan_ext_empty(kl_plan *p) {
+  const kl_graph *g = p->g;
+  for (int q = 0; q < p->norder; q++) {
+    const int id = p->order[q];
+    if (!p->ext[id] || (!p->need_loss[id] && !p->need_out[id])) continue;
+    struct kl_plan_ext *e = p->ext[id];
+    kl_ext_clear_subs(e);
+    kl_status st = e->ops.forward(e->ud, p, id, NULL, g->nodes[id].nin, e->subs);
+    kl_ext_clear_subs(e);
+    if (st != KL_OK) return st;
+  }
+  for (int q = p->norder - 1; q >= 0; q--) {
+    const int id = p->order[q];
+    if (!p->needs_grad[id] || g->nodes[id].kind != KL_NODE_OP) continue;
+    const int e = kl_plan_ext_trigger(p, id);
+    if (e < 0) continue;
+    int nin;
+    const int *in_ids = kl_node_inputs(&g->nodes[e], &nin);
+    for (int i = 0; i < nin; i++) {
+      const int k = p->wslot[in_ids[i]];
+      if (!p->needs_grad[in_ids[i]]) continue;
+      kl_tensor *gin = NULL;
+      KL_TRY(kl_plan_ext_backward(p, e, i, &gin));
+      if (!gin) continue;
+      if (k < 0) { /* not a trained weight: nothing takes it */
+        kl_tensor_release(gin);
+        continue;
+      }
+      KL_TRY(kl_grad_accumulate(&p->wgrad[k], gin));
+      KL_TRY(kl_to_stype(&p->wgrad[k], p->gstype[k]));
+    }
+  }
+  return KL_OK;
+}
+
 kl_status kl_plan_train_step_empty(kl_plan *p) {
   KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
   KL_CHECK(p->has_opt, KL_EINVAL, "train_step: the plan has no optimizer");
@@ -725,6 +834,7 @@ kl_status kl_plan_train_step_empty(kl_plan *p) {
   kl_plan_drop_step(p);
   kl_status st = KL_OK;
   for (int k = 0; k < p->nweights && st == KL_OK; k++) st = kl_zero_grad(p, k, &p->wgrad[k]);
+  if (st == KL_OK && p->ext) st = kl_plan_ext_empty(p);
   if (st == KL_OK) st = p->grad_hook(p->grad_hook_ud, p, p->wgrad, p->nweights);
   if (st == KL_OK) st = kl_plan_update(p);
   kl_pool_leave(prev);
@@ -749,4 +859,38 @@ void kl_plan_set_step_count(kl_plan *p, int64_t t) {
 
 void kl_plan_set_learning_rate(kl_plan *p, double lr) {
   if (p) p->opt.learning_rate = lr;
+}
+
+kl_status kl_plan_set_node_ext(kl_plan *p, int node, const kl_node_ext *ext, void *ud) {
+  KL_CHECK(p != NULL, KL_EINVAL, "plan_set_node_ext: plan is NULL");
+  KL_CHECK(node >= 0 && node < p->nnodes, KL_EINDEX,
+           "plan_set_node_ext: node %d out of range [0, %d)", node, p->nnodes);
+  const kl_node *nd = &p->g->nodes[node];
+  KL_CHECK(nd->kind == KL_NODE_OP, KL_EINVAL, "plan_set_node_ext: node %d is not an op", node);
+  KL_CHECK(nd->nin <= KL_NODE_EXT_MAXIN, KL_EINVAL,
+           "plan_set_node_ext: node %d has %d inputs (at most %d)", node, nd->nin,
+           KL_NODE_EXT_MAXIN);
+  KL_CHECK(!ext || ext->forward, KL_EINVAL, "plan_set_node_ext: ext->forward is NULL");
+  if (!p->ext) {
+    if (!ext) return KL_OK;
+    p->ext = kl_calloc((size_t)p->nnodes, sizeof *p->ext);
+    if (!p->ext) return KL_ENOMEM;
+  }
+  struct kl_plan_ext *e = NULL;
+  if (ext) {
+    e = kl_calloc(1, sizeof *e);
+    if (!e) return KL_ENOMEM;
+    e->ops = *ext;
+    e->ud = ud;
+  }
+  kl_ext_free(p->ext[node]); /* the old hook's state goes, after the new one could be made */
+  p->ext[node] = e;
+  /* the last run's values no longer match the hook */
+  kl_plan_clear_values(p);
+  return KL_OK;
+}
+
+void *kl_plan_node_ext_ud(const kl_plan *p, int node) {
+  if (!p || !p->ext || node < 0 || node >= p->nnodes || !p->ext[node]) return NULL;
+  return p->ext[node]->ud;
 }

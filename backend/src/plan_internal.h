@@ -47,6 +47,9 @@ struct kl_plan {
   int *bag_src;
   unsigned char *bag_skip;
   int nbags;              /* fused pairs (for tests) */
+  /* Node hooks (kl_plan_set_node_ext): NULL when the plan has none, else per node NULL or
+   * the hook with the substitute inputs of the last forward. */
+  struct kl_plan_ext **ext;
 };
 
 /* Adds gin into *acc (taking over gin's reference): dense + dense, dense + row_sparse and

@@ -53,6 +53,9 @@ typedef struct kl_capi {
   void (*lua_push_tensor)(lua_State *L, kl_tensor *t);
   kl_plan *(*lua_checkplan)(lua_State *L, int idx, const char *fn);
   int (*lua_raise)(lua_State *L, kl_status s);
+  /* appended for Embedding{sharded = true} (distributed/sharded.c) */
+  kl_status (*plan_set_node_ext)(kl_plan *p, int node, const kl_node_ext *ext, void *ud);
+  void *(*plan_node_ext_ud)(const kl_plan *p, int node);
 } kl_capi;
 
 /* The core's API, or NULL (with a Lua error) when keras.core is missing or too old. */

@@ -33,6 +33,8 @@ static const kl_capi kl_capi_table = {
     kl_lua_push_tensor,
     kl_lua_checkplan,
     kl_lua_raise,
+    kl_plan_set_node_ext,
+    kl_plan_node_ext_ud,
 };
 
 void kl_lua_open_capi(lua_State *L) {

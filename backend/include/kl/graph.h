@@ -112,6 +112,31 @@ typedef kl_status (*kl_grad_hook_fn)(void *ud, kl_plan *p, kl_tensor **wgrad, in
 void kl_plan_set_grad_hook(kl_plan *p, kl_grad_hook_fn fn, void *ud, void (*free_ud)(void *));
 /* The hook's state, or NULL when none (or another function's) is set. */
 void *kl_plan_grad_hook_ud(const kl_plan *p, kl_grad_hook_fn fn);
+/* Node hooks (distributed/: Embedding{sharded = true}, whose rows live on other processes):
+ * a hook on op node `node` lets the node run on substitute inputs and rewrites the gradient
+ * its backward computes for them. In every forward that evaluates the node (also as the
+ * Embedding of a fused Embedding -> mean), before it runs: forward(ud, p, node, ins, nin,
+ * subs) with the inputs' values; it may store a new reference in subs[i] (NULL: input i as
+ * it is); the node then reads the substitutes, which live until the plan's next run. After
+ * the backward computed the gradient *g of input i from the substitutes: backward(ud, p,
+ * node, i, g) may replace *g (release the old reference, store a new one: the gradient of
+ * the original input). In kl_plan_train_step_empty, forward is called with ins == NULL
+ * (no rows: subs must be left NULL) and backward with *g == NULL (it may store a
+ * gradient), in the order a step with rows would call them, so hooks that run collectives
+ * stay matched. A non-OK status fails the step. The plan owns ud: free_ud(ud) (may be NULL)
+ * runs when the hook is replaced or removed and with the plan. NULL ext removes the hook.
+ * Errors: node not an op, or with more than KL_NODE_EXT_MAXIN inputs. Plans without hooks
+ * pay one NULL test per node. On failure ud is not taken (the caller frees it). */
+#define KL_NODE_EXT_MAXIN 4
+typedef struct kl_node_ext {
+  kl_status (*forward)(void *ud, kl_plan *p, int node, kl_tensor *const *ins, int nin,
+                       kl_tensor **subs);
+  kl_status (*backward)(void *ud, kl_plan *p, int node, int i, kl_tensor **g);
+  void (*free_ud)(void *ud);
+} kl_node_ext;
+kl_status kl_plan_set_node_ext(kl_plan *p, int node, const kl_node_ext *ext, void *ud);
+/* The hook state of node `node`, or NULL when it has none. */
+void *kl_plan_node_ext_ud(const kl_plan *p, int node);
 /* A training step on no rows (a data-parallel rank whose share of a global batch is empty):
  * every weight's gradient is zero (row_sparse with no rows, or dense zeros), the hook runs
  * on them and the update follows, so this rank takes part in the same collectives and
