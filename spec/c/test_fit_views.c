@@ -83,7 +83,7 @@ static void test_fit_leaves_no_view(void) {
   int64_t ys[2] = {37, 1};
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
   kl_tensor_fill(y, 0.5);
-  kl_epoch_opts eo = {8, 0, NULL, 0, NULL, NULL, NULL};
+  kl_epoch_opts eo = {.batch_size = 8};
   double l = 0;
   if (p && x && y) {
     CHECK_OK(kl_plan_fit_epoch(p, &x, 1, y, &eo, &l, NULL));

@@ -134,7 +134,8 @@ static void test_fit_holds_its_data(int shuffle, int train) {
     kl_rng sh;
     kl_rng_seed(&sh, 9);
     drop_state ds = {1, drop ? &x : NULL, drop ? &y : NULL, drop ? &p : NULL, 0};
-    kl_epoch_opts eo = {8, shuffle, &sh, 0, NULL, drop_cb, &ds};
+    kl_epoch_opts eo = {.batch_size = 8, .shuffle = shuffle, .rng = &sh, .on_batch = drop_cb,
+                        .ud = &ds};
     kl_plan *held = p;
     kl_tensor *xs[1] = {x};
     double l = -1;

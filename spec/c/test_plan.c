@@ -316,7 +316,8 @@ static void test_fit_epoch(void) {
   kl_tensor *x = gt_rand(&rng, 2, xs, -1, 1, 0), *y = gt_rand(&rng, 2, ys, -1, 1, 0);
   count_ud c = {0};
   int metric = KL_METRIC_MAE;
-  kl_epoch_opts eo = {4, 0, NULL, 1, &metric, count_cb, &c};
+  kl_epoch_opts eo = {.batch_size = 4, .nmetrics = 1, .metrics = &metric, .on_batch = count_cb,
+                      .ud = &c};
   double loss, mav;
   /* 10 rows in batches of 4: 4 + 4 + the partial 2, all trained on */
   CHECK_OK(kl_plan_fit_epoch(p, &x, 1, y, &eo, &loss, &mav));
@@ -325,8 +326,8 @@ static void test_fit_epoch(void) {
   CHECK(loss == c.last_loss && mav == c.last_metric);
   /* evaluate: sample-weighted averages do not depend on the batch size */
   double l3, l10, m3, m10;
-  kl_epoch_opts e3 = {3, 0, NULL, 1, &metric, NULL, NULL}, e10 = {10, 0, NULL, 1, &metric, NULL,
-                                                                    NULL};
+  kl_epoch_opts e3 = {.batch_size = 3, .nmetrics = 1, .metrics = &metric};
+  kl_epoch_opts e10 = {.batch_size = 10, .nmetrics = 1, .metrics = &metric};
   CHECK_OK(kl_plan_evaluate(p, &x, 1, y, &e3, &l3, &m3));
   CHECK_OK(kl_plan_evaluate(p, &x, 1, y, &e10, &l10, &m10));
   CHECK_NEAR(l3, l10, 1e-12);
@@ -380,7 +381,7 @@ static void test_shuffle(void) {
     kl_plan *p = dense_plan(&dm, &o);
     kl_rng r;
     kl_rng_seed(&r, seeds[run]);
-    kl_epoch_opts eo = {2, 1, &r, 0, NULL, NULL, NULL};
+    kl_epoch_opts eo = {.batch_size = 2, .shuffle = 1, .rng = &r};
     double loss;
     CHECK_OK(kl_plan_fit_epoch(p, &x, 1, y, &eo, &loss, NULL));
     CHECK(kl_plan_step_count(p) == 5);
@@ -441,7 +442,7 @@ static void test_cost_independent_of_features(void) {
     CHECK(gw && gw->stype == KL_STYPE_ROW_SPARSE);
     for (int64_t i = 0; i < V; i++) changed[t] += kl_tensor_data_at(wt, i) != 0.0;
     /* fit over CSR with a partial last batch: 8 rows in batches of 3 -> 3 steps */
-    kl_epoch_opts eo = {3, 0, NULL, 0, NULL, NULL, NULL};
+    kl_epoch_opts eo = {.batch_size = 3};
     CHECK_OK(kl_plan_fit_epoch(p, &xb, 1, yb, &eo, &l, NULL));
     CHECK(kl_plan_step_count(p) == 4);
     kl_plan_free(p);

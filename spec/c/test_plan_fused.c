@@ -127,7 +127,7 @@ static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl
   for (int64_t k = 0; k < R * N; k++) kl_tensor_data_set(y, k, kl_rng_uniform(&rng) * 2 - 1);
   uint64_t seed = kl_rng_next(&rng);
   net a = make_net(dt, C, N, wst, gst, o, twice, seed), b = make_net(dt, C, N, wst, gst, o, twice, seed);
-  kl_epoch_opts eo = {bs, 0, NULL, 0, NULL, NULL, NULL};
+  kl_epoch_opts eo = {.batch_size = bs};
   double la = 0, lb = 0, lsum = 0;
   for (int e = 0; e < 2 && a.p && b.p; e++) {
     CHECK_OK(kl_plan_fit_epoch(a.p, &x, 1, y, &eo, &la, NULL));
@@ -187,7 +187,7 @@ static void failure_sweep(void) {
   int64_t ys[2] = {R, 1};
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
   kl_tensor_fill(y, 0.5);
-  kl_epoch_opts eo = {16, 0, NULL, 0, NULL, NULL, NULL};
+  kl_epoch_opts eo = {.batch_size = 16};
   net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));

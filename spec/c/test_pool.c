@@ -331,7 +331,8 @@ static void run_model(model *m, int pooled, run_result *r) {
   kl_rng rr;
   kl_rng_seed(&rr, 11);
   int metric = KL_METRIC_MSE;
-  kl_epoch_opts eo = {32, 1, &rr, 1, &metric, NULL, NULL};
+  kl_epoch_opts eo = {.batch_size = 32, .shuffle = 1, .rng = &rr, .nmetrics = 1,
+                      .metrics = &metric};
   for (int e = 0; e < NEPOCH; e++) {
     a0 = kl_alloc_count();
     CHECK_OK(kl_plan_fit_epoch(p, &m->x, 1, m->y, &eo, &r->loss[li++], &r->metric[e]));
@@ -432,7 +433,7 @@ static void test_escape(void) {
   }
   CHECK(same_bits(out, ref)); /* not recycled while held */
   cb_state c = {0, 1};
-  kl_epoch_opts eo = {64, 0, NULL, 0, NULL, alloc_cb, &c};
+  kl_epoch_opts eo = {.batch_size = 64, .on_batch = alloc_cb, .ud = &c};
   CHECK_OK(kl_plan_fit_epoch(p, &m.x, 1, m.y, &eo, &l, NULL));
   CHECK(c.calls == 11 && c.all_system);
   kl_plan_free(p);

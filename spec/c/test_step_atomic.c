@@ -192,7 +192,8 @@ static int record(void *ud, int64_t batch, int64_t seen, int64_t total, double l
 static kl_status fit(net *n, int64_t bs, rec *r) {
   kl_rng perm;
   kl_rng_seed(&perm, 3); /* the same permutation on every try */
-  kl_epoch_opts eo = {bs, 1, &perm, 0, NULL, r ? record : NULL, r};
+  kl_epoch_opts eo = {.batch_size = bs, .shuffle = 1, .rng = &perm,
+                      .on_batch = r ? record : NULL, .ud = r};
   kl_tensor *x[1] = {X};
   double l;
   return kl_plan_fit_epoch(n->p, x, 1, Y, &eo, &l, NULL);
