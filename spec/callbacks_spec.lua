@@ -77,6 +77,16 @@ describe("EarlyStopping", function()
       "EarlyStopping: patience must be an integer >= 0. Received: patience=-1")
     assert.has_error(function() cb.EarlyStopping{monitr = "loss"} end, "EarlyStopping: unknown option 'monitr'")
   end)
+  it("mode 'auto' maximizes accuracy, AUC, precision and recall (also in ModelCheckpoint, ReduceLROnPlateau)", function()
+    local want = {val_loss = "min", loss = "min", val_mae = "min", val_accuracy = "max", acc = "max",
+      val_auc = "max", auc = "max", val_precision = "max", out_recall = "max", val_auc_1 = "min"}
+    for monitor, mode in pairs(want) do
+      assert.are.equal(mode, cb.EarlyStopping{monitor = monitor}.mode, monitor)
+      assert.are.equal(mode, cb.ModelCheckpoint{filepath = "unused.kl", monitor = monitor}.mode, monitor)
+      assert.are.equal(mode == "min", cb.ReduceLROnPlateau{monitor = monitor}._min, monitor)
+    end
+    assert.are.equal("min", cb.EarlyStopping{monitor = "val_auc", mode = "min"}.mode)
+  end)
 end)
 
 describe("LearningRateScheduler", function()

@@ -55,6 +55,18 @@ end
 
 local check_opts = A.check_opts
 
+-- mode = "auto" of EarlyStopping, ModelCheckpoint and ReduceLROnPlateau: "max" for a monitor
+-- that grows as the model improves (Keras 2: one holding "acc" or starting with "fmeasure";
+-- as tf.keras, one ending in "auc", and, as Keras 3's metric directions, "precision" and
+-- "recall"), else "min".
+function callbacks._auto_mode(monitor)
+  if monitor:find("acc", 1, true) or monitor:find("^fmeasure") or monitor:find("auc$")
+    or monitor:find("precision$") or monitor:find("recall$") then
+    return "max"
+  end
+  return "min"
+end
+
 local function class(name, parent)
   local cls = setmetatable({}, {__index = parent or Callback})
   cls.__index = cls
@@ -162,7 +174,7 @@ setmetatable(EarlyStopping, {__index = Callback, __call = function(cls, opts)
     error("EarlyStopping: mode must be 'auto', 'min' or 'max'. Received: mode=" .. tostring(self.mode), 0)
   end
   if self.mode == "auto" then
-    self.mode = (self.monitor:find("acc") and "max") or "min"
+    self.mode = callbacks._auto_mode(self.monitor)
   end
   self.restore_best_weights = opts.restore_best_weights or false
   self.baseline = opts.baseline

@@ -70,7 +70,7 @@ setmetatable(ModelCheckpoint, {__index = Callback, __call = function(cls, opts)
     fail("ModelCheckpoint: mode must be 'auto', 'min' or 'max'. Received: mode=%s", tostring(mode))
   end
   if mode == "auto" then
-    mode = (monitor:find("acc") or monitor:find("^fmeasure")) and "max" or "min"
+    mode = callbacks._auto_mode(monitor)
   end
   if opts.verbose ~= nil and type(opts.verbose) ~= "number" then
     fail("ModelCheckpoint: verbose must be a number. Received: verbose=%s", tostring(opts.verbose))

@@ -51,7 +51,7 @@ function M.install(callbacks)
   end})
 
   function R:_reset()
-    local min = self.mode == "min" or (self.mode == "auto" and not self.monitor:find("acc", 1, true))
+    local min = self.mode == "min" or (self.mode == "auto" and callbacks._auto_mode(self.monitor) == "min")
     self._min = min
     self.best = min and math.huge or -math.huge
     self.cooldown_counter, self.wait = 0, 0
