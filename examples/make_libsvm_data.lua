@@ -19,6 +19,7 @@ local function lcg(seed)
     return s / 4294967296
   end
 end
+M.lcg = lcg -- lcg(seed) -> a function giving numbers in [0, 1) (examples/ctr_wide_deep.lua)
 
 function M.make(opts)
   local path = assert(opts.path, "make: path is required")
