@@ -549,17 +549,37 @@ static int l_allreduce(lua_State *L) {
   return 1;
 }
 
+/* The checks both broadcasts start with: root in range, the same layout everywhere; returns
+ * the root and sets *nnz to root's stored entries. */
+static int bcast_begin(lua_State *L, const char *fn, const kl_tensor *t, int64_t *nnz) {
+  need_world(L, fn);
+  lua_Integer root = luaL_optinteger(L, 2, 0);
+  if (root < 0 || root >= g_size)
+    return fail(L, "%s: root = %lld out of range 0..%d", fn, (long long)root, g_size - 1);
+  agree_layout(L, fn, t, (int)root, 0);
+  *nnz = t->nnz;
+  MPI_Bcast(nnz, 1, MPI_INT64_T, (int)root, MPI_COMM_WORLD);
+  return (int)root;
+}
+
+/* Root's storage into t (whose layout and nnz already agree): indptr, indices, values. */
+static void bcast_storage(lua_State *L, const char *fn, kl_tensor *t, int64_t nnz, int root) {
+  int64_t nval = t->stype == KL_STYPE_ROW_SPARSE ? nnz * C->row_width(t)
+                 : t->stype == KL_STYPE_CSR      ? nnz
+                                                 : C->tensor_numel(t);
+  int rc = MPI_SUCCESS;
+  if (t->stype == KL_STYPE_CSR) rc = bcast_n(t->indptr, t->shape[0] + 1, MPI_INT64_T, root);
+  if (rc == MPI_SUCCESS && t->stype != KL_STYPE_DEFAULT) rc = bcast_n(t->indices, nnz, MPI_INT64_T, root);
+  if (rc == MPI_SUCCESS) rc = bcast_n(t->data, nval, mpi_type(t->dtype), root);
+  check_mpi(L, rc, fn);
+}
+
 /* broadcast(t, root) -> a new tensor holding root's t (root 0-based; same layout on every
  * rank; a sparse tensor takes root's stored entries). */
 static int l_broadcast(lua_State *L) {
-  need_world(L, "broadcast");
   kl_tensor *t = C->lua_checktensor(L, 1, "broadcast");
-  lua_Integer root = luaL_optinteger(L, 2, 0);
-  if (root < 0 || root >= g_size)
-    return fail(L, "broadcast: root = %lld out of range 0..%d", (long long)root, g_size - 1);
-  agree_layout(L, "broadcast", t, (int)root, 0);
-  int64_t nnz = t->nnz;
-  MPI_Bcast(&nnz, 1, MPI_INT64_T, (int)root, MPI_COMM_WORLD);
+  int64_t nnz = 0;
+  int root = bcast_begin(L, "broadcast", t, &nnz);
   kl_tensor *out = NULL;
   kl_status st = KL_OK;
   if (g_rank == root) st = C->tensor_copy(t, &out);
@@ -570,46 +590,22 @@ static int l_broadcast(lua_State *L) {
     C->tensor_release(out);
     return st != KL_OK ? C->lua_raise(L, st) : fail(L, "broadcast: another rank ran out of memory");
   }
-  int rc = MPI_SUCCESS;
-  int64_t nval = out->stype == KL_STYPE_ROW_SPARSE ? nnz * C->row_width(out)
-                 : out->stype == KL_STYPE_CSR      ? nnz
-                                                   : C->tensor_numel(out);
-  if (out->stype == KL_STYPE_CSR) rc = bcast_n(out->indptr, out->shape[0] + 1, MPI_INT64_T, (int)root);
-  if (rc == MPI_SUCCESS && out->stype != KL_STYPE_DEFAULT)
-    rc = bcast_n(out->indices, nnz, MPI_INT64_T, (int)root);
-  if (rc == MPI_SUCCESS) rc = bcast_n(out->data, nval, mpi_type(out->dtype), (int)root);
-  if (rc != MPI_SUCCESS) {
-    C->tensor_release(out);
-    check_mpi(L, rc, "broadcast");
-  }
-  C->lua_push_tensor(L, out);
+  C->lua_push_tensor(L, out); /* owned by Lua from here: an MPI error below cannot leak it */
+  bcast_storage(L, "broadcast", out, nnz, root);
   return 1;
 }
 
 /* broadcast_into(t, root): root's values into t in place (weights and optimizer states at
  * the start of a distributed fit); t's layout and stored rows must agree on every rank. */
 static int l_broadcast_into(lua_State *L) {
-  need_world(L, "broadcast_into");
   kl_tensor *t = C->lua_checktensor(L, 1, "broadcast_into");
-  lua_Integer root = luaL_optinteger(L, 2, 0);
-  if (root < 0 || root >= g_size)
-    return fail(L, "broadcast_into: root = %lld out of range 0..%d", (long long)root, g_size - 1);
-  agree_layout(L, "broadcast_into", t, (int)root, 0);
-  int64_t nnz = t->nnz;
-  MPI_Bcast(&nnz, 1, MPI_INT64_T, (int)root, MPI_COMM_WORLD);
+  int64_t nnz = 0;
+  int root = bcast_begin(L, "broadcast_into", t, &nnz);
   char msg[160];
-  snprintf(msg, sizeof msg, "broadcast_into: rank %d stores %lld entries, rank %lld %lld", g_rank,
-           (long long)t->nnz, (long long)root, (long long)nnz);
+  snprintf(msg, sizeof msg, "broadcast_into: rank %d stores %lld entries, rank %d %lld", g_rank,
+           (long long)t->nnz, root, (long long)nnz);
   agree(L, "broadcast_into", t->stype != KL_STYPE_DEFAULT && t->nnz != nnz, msg);
-  int64_t nval = t->stype == KL_STYPE_ROW_SPARSE ? nnz * C->row_width(t)
-                 : t->stype == KL_STYPE_CSR      ? nnz
-                                                 : C->tensor_numel(t);
-  int rc = MPI_SUCCESS;
-  if (t->stype == KL_STYPE_CSR) rc = bcast_n(t->indptr, t->shape[0] + 1, MPI_INT64_T, (int)root);
-  if (rc == MPI_SUCCESS && t->stype != KL_STYPE_DEFAULT)
-    rc = bcast_n(t->indices, nnz, MPI_INT64_T, (int)root);
-  if (rc == MPI_SUCCESS) rc = bcast_n(t->data, nval, mpi_type(t->dtype), (int)root);
-  check_mpi(L, rc, "broadcast_into");
+  bcast_storage(L, "broadcast_into", t, nnz, root);
   return 0;
 }
 
