@@ -38,6 +38,7 @@
 #include <lua.h>
 
 #include "kl_capi.h"
+#include "sharded.h"
 
 static const kl_capi *C; /* the core's API (set at luaopen) */
 
@@ -401,6 +402,7 @@ static kl_status grad_hook(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
   }
   for (int k = 0; k < nw; k++) {
     if (!wgrad[k] || wgrad[k]->stype != KL_STYPE_ROW_SPARSE) continue;
+    if (kl_sharded_owns_grad(p, k)) continue; /* already summed on its owner (sharded.c) */
     scale(wgrad[k]->data, wgrad[k]->nnz * C->row_width(wgrad[k]), wgrad[k]->dtype, s);
     st = rsp_sum(x, &wgrad[k]);
     if (st != KL_OK) return st;
@@ -722,5 +724,6 @@ int luaopen_keras_distributed_mpi(lua_State *L) {
       {NULL, NULL},
   };
   luaL_newlib(L, fns);
+  kl_sharded_open(L, C); /* Embedding{sharded = true} */
   return 1;
 }

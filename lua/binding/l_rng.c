@@ -57,7 +57,25 @@ static int l_random_set_state(lua_State *L) {
   return 0;
 }
 
+/* fill_rows_counter(t, seed, first, stride, "uniform"|"normal", a, b): t's rows are table
+ * rows first, first + stride, ... (0-based) of the counter-based table of that seed. */
+static int l_fill_rows_counter(lua_State *L) {
+  kl_tensor *t = kl_lua_checktensor(L, 1, "fill_rows_counter");
+  lua_Integer seed = luaL_checkinteger(L, 2), first = luaL_checkinteger(L, 3),
+              stride = luaL_checkinteger(L, 4);
+  const char *kind = luaL_checkstring(L, 5);
+  int normal = strcmp(kind, "normal") == 0;
+  if (!normal && strcmp(kind, "uniform") != 0)
+    return kl_lua_fail(L, "fill_rows_counter: kind must be 'uniform' or 'normal'. Received: %s", kind);
+  kl_status st = kl_fill_rows_counter(t, (uint64_t)seed, (int64_t)first, (int64_t)stride, normal,
+                                      luaL_checknumber(L, 6), luaL_checknumber(L, 7));
+  if (st != KL_OK) return kl_lua_raise(L, st);
+  return 0;
+}
+
 void kl_lua_open_rng_state(lua_State *L) {
+  lua_pushcfunction(L, l_fill_rows_counter);
+  lua_setfield(L, -2, "fill_rows_counter");
   lua_pushcfunction(L, l_random_get_state);
   lua_setfield(L, -2, "random_get_state");
   lua_pushcfunction(L, l_random_set_state);

@@ -133,6 +133,8 @@ function D._attach(plan, opts)
   if mpi and mpi.size() > 1 then mpi.attach(plan, opts) return true end
   return false
 end
+-- The MPI module (nil in a world of one): the sharded Embedding's collectives.
+function D._module() if not inited then D.init() end return mpi end
 function D._stats(plan)
   if mpi then return mpi.hook_stats(plan) end
   return nil

@@ -562,7 +562,7 @@ end
 -- ------------------------------------------------------------ Embedding
 local Embedding = define("Embedding", {input_dim = true, output_dim = true, input_length = true,
   sparse_grad = true, embeddings_initializer = true, embeddings_regularizer = true,
-  mask_zero = true}, function(self, o)
+  mask_zero = true, sharded = true}, function(self, o)
   self.embeddings_regularizer = regularizers.get(o.embeddings_regularizer, "Embedding",
     "embeddings_regularizer")
   self.mask_zero = opt_bool("Embedding", "mask_zero", o.mask_zero, false)
@@ -575,6 +575,20 @@ local Embedding = define("Embedding", {input_dim = true, output_dim = true, inpu
   self.output_dim = pos_int("Embedding", "output_dim", o.output_dim)
   self.sparse_grad = opt_bool("Embedding", "sparse_grad", o.sparse_grad, false)
   self.embeddings_initializer = initializers.get(o.embeddings_initializer or "uniform", "Embedding")
+  self.sharded = opt_bool("Embedding", "sharded", o.sharded, false)
+  if self.sharded then
+    -- rows split over the MPI ranks (distributed/sharded.c): row_sparse gradients, initial
+    -- values a function of (seed, row) only, so a row starts the same at any number of ranks
+    if not self.sparse_grad then fail("Embedding: sharded = true needs sparse_grad = true") end
+    local iname = self.embeddings_initializer.name
+    if iname ~= "Uniform" and iname ~= "Normal" and iname ~= "Zeros" then
+      fail("Embedding: sharded = true takes the initializers uniform, normal and zeros (made " ..
+        "row by row, the same at any number of ranks). Received: %s", iname)
+    end
+    if self.embeddings_regularizer then
+      fail("Embedding: sharded = true does not take an embeddings_regularizer")
+    end
+  end
   -- pretrained vectors: checked now, the shape being known (set at build)
   local ws = rawget(self, "_initial_weights")
   local w1 = ws and rawget(ws, 1)
@@ -605,8 +619,35 @@ local function emb_check(self, shape)
 end
 Embedding.check_input = emb_check
 
+-- A sharded table: this rank's rows r, r + n, ... (0-based, rank r of n; all of them in a
+-- world of one), made by the counter-based generator from a seed that is rank 0's draw.
+local function build_sharded(self)
+  local D = require("keras.distributed")
+  local rank, n = D.init()
+  local seed = math.floor(core.random_uniform({1}, {dtype = "float64"}):get(1) * 2^52)
+  if n > 1 then seed = D._broadcast_number(seed, 0) end
+  local V = self.vocab
+  local R = n > 1 and (V > rank and (V - rank + n - 1) // n or 0) or V
+  local init = rawget(self, "_initial_weights")
+  self._initial_weights = nil -- a full table: set below, as set_weights takes it
+  local t = self:add_weight("embeddings", {R, self.output_dim}, "zeros", {grad_stype = "row_sparse"})
+  local ini = self.embeddings_initializer
+  if ini.name == "Uniform" then
+    core.fill_rows_counter(t, seed, n > 1 and rank or 0, n > 1 and n or 1, "uniform", ini.minval, ini.maxval)
+  elseif ini.name == "Normal" then
+    core.fill_rows_counter(t, seed, n > 1 and rank or 0, n > 1 and n or 1, "normal", ini.mean, ini.stddev)
+  end
+  self.embeddings = t
+  if n > 1 then
+    self._shard = {V = V, rank = rank, n = n, rows = R}
+    t._sharded = true
+  end
+  if init then self:set_weights(init) end
+end
+
 function Embedding:build(shape)
   emb_check(self, shape)
+  if self.sharded then return build_sharded(self) end
   self.embeddings = self:add_weight("embeddings", {self.vocab, self.output_dim},
     self.embeddings_initializer, {grad_stype = self.sparse_grad and "row_sparse" or "default"})
 end
@@ -615,7 +656,50 @@ function Embedding:call(x)
   local W = self:_var(x.gs, self._weights[1].tensor)
   -- sparse_grad: the gradient's rows are the batch's ids, and so are the penalty's
   add_penalty(self, self.embeddings_regularizer, W, self.sparse_grad and x or nil, x.gs, "embeddings")
-  return K._apply("embedding", {x, W}, {ival = self.vocab}, "Embedding")
+  local sh = rawget(self, "_shard")
+  -- a shard's rows are not the ids' rows: the plan's node hook (sharded.c) checks the ids
+  local y = K._apply("embedding", {x, W}, {ival = sh and 0 or self.vocab}, "Embedding")
+  if sh then
+    self._shard_nodes = self._shard_nodes or {}
+    self._shard_nodes[#self._shard_nodes + 1] = {gs = x.gs, id = y.id}
+  end
+  return y
+end
+
+-- A sharded layer's weights as Keras sees them: the full (input_dim, output_dim) table.
+local function shard_mpi()
+  return require("keras.distributed")._module()
+end
+
+function Embedding:get_weights()
+  local sh = rawget(self, "_shard")
+  if not sh then return Layer.get_weights(self) end
+  -- collective: every rank gathers the whole table
+  return {shard_mpi().shard_gather(self._weights[1].tensor, sh.V, -1)}
+end
+
+function Embedding:set_weights(list)
+  local sh = rawget(self, "_shard")
+  if not sh then return Layer.set_weights(self, list) end
+  if type(list) ~= "table" or core.is_tensor(list) or rawlen(list) ~= 1 then
+    fail("Embedding: set_weights expects a list of one (input_dim, output_dim) table (layer '%s')", self.name)
+  end
+  local v = rawget(list, 1)
+  if not core.is_tensor(v) then v = core.array(v, {dtype = self.dtype}) end
+  if v.ndim ~= 2 or v.shape[1] ~= sh.V or v.shape[2] ~= self.output_dim then
+    fail("Embedding: weight 1 ('%s') has shape (%d, %d), got a value of shape %s", self._weights[1].name,
+      sh.V, self.output_dim, shape_str(v.shape))
+  end
+  if v.stype ~= "default" then v = v:tostype("default") end
+  if v.dtype ~= self.dtype then v = v:astype(self.dtype) end
+  -- every rank holds the table: each keeps its rows
+  shard_mpi().shard_take(v, self._weights[1].tensor)
+end
+
+function Embedding:count_params()
+  local sh = rawget(self, "_shard")
+  if not sh then return Layer.count_params(self) end
+  return sh.V * self.output_dim
 end
 
 -- mask_zero: the ids themselves are the mask (0 = padding), as Keras' not_equal(ids, 0).

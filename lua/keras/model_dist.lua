@@ -36,6 +36,44 @@ function MD.parse(fn, v)
     fn, A.repr(v))
 end
 
+-- The model's sharded Embedding layers (Embedding{sharded = true} in a world of n > 1).
+function MD.shard_layers(model)
+  local r = {}
+  for _, l in ipairs(model._all_layers or model.layers or {}) do
+    if rawget(l, "_shard") then r[#r + 1] = l end
+  end
+  return r
+end
+
+-- Makes plan p run the model's sharded Embedding nodes through the MPI exchange
+-- (distributed/sharded.c); called for every plan the model makes (infer: a plan without
+-- weights). The set of sharded weight indices of p is kept in model._shard_ks[p] (the
+-- data-parallel broadcast skips them).
+function MD.attach_shards(model, p, infer)
+  local ls = MD.shard_layers(model)
+  if #ls == 0 then return end
+  if not model._distributed then
+    A.fail("Model: layer '%s' is an Embedding sharded over %d ranks: compile the model with " ..
+      "distributed = true", ls[1].name, ls[1]._shard.n)
+  end
+  local mpi = D._module()
+  local ids = {}
+  if not infer then
+    for k, id in ipairs((model:_trainable_weights())) do ids[id] = k end
+  end
+  local ks = {}
+  for _, l in ipairs(ls) do
+    local t = l._weights[1].tensor
+    local k = ids[l:_var(model.gs, t).id] or 0
+    if k > 0 then ks[k] = true end
+    for _, rec in ipairs(rawget(l, "_shard_nodes") or {}) do
+      if rec.gs == model.gs then mpi.shard_attach(p, rec.id, k, t, l._shard.V) end
+    end
+  end
+  model._shard_ks = model._shard_ks or setmetatable({}, {__mode = "k"})
+  model._shard_ks[p] = ks
+end
+
 -- The fit's context, or nil when the model is not distributed. A distributed model in a
 -- world of one still draws each epoch's shuffle seed as the ranks do, so a run (or a resume)
 -- at np = 1 shuffles as at any np.
@@ -49,9 +87,13 @@ function MD.begin_fit(model, p)
     model._dist_plan = p
   end
   -- rank 0's weights, optimizer states and step count everywhere
-  for _, w in ipairs(model:get_weight_tensors()) do D._broadcast_into(w, 0) end
+  -- (not the shards of sharded Embeddings: each rank holds its own rows)
+  local sk = model._shard_ks and model._shard_ks[p] or {}
+  for _, w in ipairs(model:get_weight_tensors()) do
+    if not w._sharded then D._broadcast_into(w, 0) end
+  end
   for k = 1, p:num_weights() do
-    for s = 1, p:num_states(k) do D._broadcast_into(p:state(k, s), 0) end
+    for s = 1, sk[k] and 0 or p:num_states(k) do D._broadcast_into(p:state(k, s), 0) end
   end
   p:set_step_count(D._broadcast_number(p:step_count(), 0))
   return {rank = D.rank(), size = D.size(), plan = p}
@@ -59,13 +101,16 @@ end
 
 -- Callbacks that write files run on rank 0 only.
 local WRITERS = {CSVLogger = true, ModelCheckpoint = true}
-function MD.callbacks(ctx, list)
+-- (ModelCheckpoint runs on every rank of a model with a sharded Embedding: its save gathers
+-- the table, a collective; rank 0 alone writes.)
+function MD.callbacks(ctx, list, model)
   if not ctx or ctx.rank == 0 then return list end
+  local sharded = model and #MD.shard_layers(model) > 0
   local out = {}
   for _, c in ipairs(list) do
     local mt = getmetatable(c)
     local name = type(mt) == "table" and rawget(mt, "__name") or rawget(c, "class_name")
-    if not WRITERS[name] then out[#out + 1] = c end
+    if not WRITERS[name] or (sharded and name == "ModelCheckpoint") then out[#out + 1] = c end
   end
   return out
 end

@@ -179,6 +179,7 @@ function M.train(self, weights, stypes)
   local p = core.plan_new(gs.g, {feeds = feeds, outputs = outs, loss = loss_id,
     weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
   self.optimizer:_bind(p)
+  require("keras.model_dist").attach_shards(self, p)
   self._train_plan = p
   return p
 end

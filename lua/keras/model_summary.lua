@@ -37,9 +37,14 @@ function M.summary(self, print_fn)
     for _, w in ipairs(l:weight_records()) do
       local tr = l:_weight_trainable(w) -- the layer's flag now, as Keras' summary reads it
       local g = (tr and w.grad_stype ~= w.tensor.stype) and ("(grad " .. w.grad_stype .. ")") or ""
+      local sh = w.tensor._sharded and rawget(l, "_shard")
+      if sh then -- Embedding{sharded = true}: the rows this rank holds
+        g = g .. string.format("(sharded over %d ranks, %d rows/rank here)", sh.n, sh.rows)
+      end
       ws[#ws + 1] = w.short .. ":" .. w.tensor.stype .. g
       local c = 1
       for _, d in ipairs(w.tensor.shape) do c = c * d end
+      if sh then c = sh.V * l.output_dim end
       total = total + c
       if tr then trainable = trainable + c end
     end

@@ -312,6 +312,7 @@ function Model:_train()
   local p = core.plan_new(gs.g, {feeds = feeds, outputs = {out.id, table.unpack(mp.nodes)}, loss = loss_id,
     weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
   self.optimizer:_bind(p)
+  MD.attach_shards(self, p) -- sharded Embeddings exchange rows over MPI
   self._train_plan, self._scce = p, scce
   return p
 end
@@ -344,6 +345,7 @@ function Model:_infer()
     local outs = {}
     for j, o in ipairs(self.outputs) do outs[j] = o.id end
     self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = outs})
+    MD.attach_shards(self, self._infer_plan, true)
   end
   return self._infer_plan
 end
@@ -592,7 +594,7 @@ function Model:fit(x, y, opts)
   list[#list + 1] = progbar
   -- one warning when the loss becomes NaN or inf (before the user's callbacks see that batch)
   list[#list + 1] = callbacks._LossWatch.new(progbar)
-  for _, c in ipairs(MD.callbacks(dctx, opts.callbacks or {})) do list[#list + 1] = c end
+  for _, c in ipairs(MD.callbacks(dctx, opts.callbacks or {}, self)) do list[#list + 1] = c end
   list[#list + 1] = history
   local cbl = callbacks.CallbackList.new(list)
   local shown = {"loss"}

@@ -206,6 +206,12 @@ kl_rng *kl_rng_global(void);
 /* Fill a dense tensor: normal(mean, stddev) or uniform [low, high). */
 kl_status kl_tensor_fill_normal(kl_tensor *t, double mean, double stddev, kl_rng *r);
 kl_status kl_tensor_fill_uniform(kl_tensor *t, double low, double high, kl_rng *r);
+/* Counter-based rows (rowinit.c): row j of the dense (R, D) float t gets the values of
+ * table row g = first + j * stride, entry (g, c) a function of (seed, g * D + c) only:
+ * uniform in [a, b), or normal (mean a, stddev b). Any split of a table's rows over
+ * processes makes the same table (Embedding{sharded = true}). */
+kl_status kl_fill_rows_counter(kl_tensor *t, uint64_t seed, int64_t first, int64_t stride,
+                               int normal, double a, double b);
 /* Random sparse (or dense) tensor like mx.test_utils.rand_ndarray: each entry (csr) or row
  * (row_sparse) present with probability density, values uniform in [0, 1). */
 kl_status kl_sparse_rand(kl_stype stype, kl_dtype dtype, int ndim, const int64_t *shape,
