@@ -640,7 +640,7 @@ local function build_sharded(self)
   self.embeddings = t
   if n > 1 then
     self._shard = {V = V, rank = rank, n = n, rows = R}
-    t._sharded = true
+    t._sharded, t._shard_V = true, V
   end
   if init then self:set_weights(init) end
 end

@@ -41,6 +41,7 @@ local config_of = {
   Embedding = function(l, c)
     c.input_dim, c.output_dim, c.input_length, c.sparse_grad, c.mask_zero =
       l.vocab, l.output_dim, l.input_length, l.sparse_grad, rawget(l, "mask_zero")
+    c.sharded = rawget(l, "sharded") or nil
     regularizer_configs(l, c)
   end,
   Flatten = none, GlobalAveragePooling1D = none, GlobalMaxPooling1D = none,
@@ -328,10 +329,18 @@ local function weight_records(m)
 end
 
 -- The tensors and metadata of the weights: names "layer/short" (unique in the model).
+-- A sharded Embedding's table (or an optimizer state of it), gathered on rank 0 (nil on the
+-- other ranks, which write nothing); any other tensor as it is.
+local function whole(t, like)
+  like = like or t
+  if not like._sharded then return t end
+  return require("keras.distributed")._module().shard_gather(t, like._shard_V, 0)
+end
+
 local function weight_entries(m, list, meta)
   local names = {}
   for i, w in ipairs(weight_records(m)) do
-    list[#list + 1] = {w.name, w.tensor}
+    list[#list + 1] = {w.name, whole(w.tensor)}
     names[i] = w.name
   end
   meta.weight_names = json.encode(names)
@@ -369,11 +378,12 @@ local function set_weights_from(m, by, meta, path, fn)
     vals[i] = by[n]
     if not vals[i] then fail("%s: %s: weight '%s' is listed but missing", fn, path, n) end
     local want = recs[i].tensor
-    local same = #want.shape == #vals[i].shape
-    for d = 1, #want.shape do same = same and want.shape[d] == vals[i].shape[d] end
+    local wshape = want._sharded and {want._shard_V, want.shape[2]} or want.shape -- the whole table
+    local same = #wshape == #vals[i].shape
+    for d = 1, #wshape do same = same and wshape[d] == vals[i].shape[d] end
     if not same then
       fail("%s: %s: weight %d ('%s' in the file) has shape %s, the model's '%s' has %s", fn, path, i,
-        n, json.encode(vals[i].shape), recs[i].name, json.encode(want.shape))
+        n, json.encode(vals[i].shape), recs[i].name, json.encode(wshape))
     end
   end
   m:set_weights(vals)
@@ -391,7 +401,7 @@ local function optimizer_entries(m, list, meta)
   for k, w in ipairs(trainable) do
     local n = p:num_states(k)
     st.weights[k] = {name = w.name, n = n}
-    for s = 1, n do list[#list + 1] = {"optimizer/" .. w.name .. "/" .. s, p:state(k, s)} end
+    for s = 1, n do list[#list + 1] = {"optimizer/" .. w.name .. "/" .. s, whole(p:state(k, s), w.tensor)} end
   end
   meta.optimizer_state = json.encode(st)
 end
@@ -399,6 +409,8 @@ end
 local function restore_optimizer(m, by, meta, path)
   local st = decode_meta(meta, "optimizer_state", path, "load_model")
   local p = m:_train()
+  local trainable = {}
+  for _, w in ipairs(weight_records(m)) do if w.trainable then trainable[#trainable + 1] = w end end
   for k, w in ipairs(st.weights) do
     local n = p:num_states(k)
     if n ~= w.n then
@@ -408,7 +420,12 @@ local function restore_optimizer(m, by, meta, path)
     for s = 1, n do
       local src = by["optimizer/" .. w.name .. "/" .. s]
       if not src then fail("load_model: %s: missing optimizer state '%s'", path, "optimizer/" .. w.name .. "/" .. s) end
-      src:copyto(p:state(k, s))
+      local own = trainable[k] and trainable[k].tensor
+      if own and own._sharded then -- this rank's rows of the whole table's state
+        require("keras.distributed")._module().shard_take(src, p:state(k, s))
+      else
+        src:copyto(p:state(k, s))
+      end
     end
   end
   p:set_step_count(st.step)
