@@ -29,6 +29,8 @@ const char *kl_status_name(kl_status s) {
     case KL_EIO: return "KL_EIO";
     case KL_EFORMAT: return "KL_EFORMAT";
     case KL_EUNSUPPORTED: return "KL_EUNSUPPORTED";
+    case KL_ENODEV: return "KL_ENODEV";
+    case KL_EDEVICE: return "KL_EDEVICE";
   }
   return "KL_UNKNOWN";
 }

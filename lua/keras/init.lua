@@ -44,9 +44,28 @@ function keras.cpu(n)
   return setmetatable({device_type = "cpu", device_id = 0}, Device)
 end
 
--- Number of CUDA devices usable (0: keras-lua is built without CUDA for now).
+-- The CUDA module (keras/cuda.so, gpu/l_cuda.c), when this build has one: loaded on the
+-- first GPU request (num_gpus, gpu), never at require("keras"), so a CPU-only program does
+-- not map the CUDA libraries. nil when absent; an error loading a present module is kept
+-- and raised by keras.gpu.
+local cuda_state -- nil: not looked for yet; false: absent; else the module
+local cuda_load_err
+local function cuda_module()
+  if cuda_state == nil then
+    cuda_state = false
+    if package.searchpath("keras.cuda", package.cpath) then
+      local ok, m = pcall(require, "keras.cuda")
+      if ok then cuda_state = m else cuda_load_err = tostring(m) end
+    end
+  end
+  return cuda_state or nil
+end
+
+-- Number of CUDA devices usable: 0 without the CUDA module or without a device.
 function keras.num_gpus()
-  return core.num_gpus and core.num_gpus() or 0
+  local m = cuda_module()
+  if not m then return 0 end
+  return (m.device_count())
 end
 
 function keras.gpu(n)
@@ -54,11 +73,16 @@ function keras.gpu(n)
   if math.type(n) ~= "integer" or n < 0 then
     error("gpu: device id must be an integer >= 0 (got " .. tostring(n) .. ")", 0)
   end
-  local count = keras.num_gpus()
-  if count == 0 then
+  local m = cuda_module()
+  if not m then
+    if cuda_load_err then
+      error("gpu: the CUDA module keras.cuda failed to load: " .. cuda_load_err, 0)
+    end
     error("gpu: CUDA is not available (keras-lua was built without CUDA support, or no GPU " ..
           "is present; keras.num_gpus() == 0)", 0)
   end
+  local count, reason = m.device_count()
+  if count == 0 then error("gpu: " .. reason, 0) end -- "no CUDA device: <the runtime's reason>"
   if n >= count then
     error(string.format("gpu: device %d out of range (%d GPU(s) present)", n, count), 0)
   end

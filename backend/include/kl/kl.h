@@ -23,7 +23,9 @@ typedef enum kl_status {
   KL_ESTYPE,       /* a storage type the function does not accept (reshape of CSR) */
   KL_EIO,          /* a file could not be read or written */
   KL_EFORMAT,      /* a file or buffer is malformed */
-  KL_EUNSUPPORTED  /* valid input the library does not handle (yet) */
+  KL_EUNSUPPORTED, /* valid input the library does not handle (yet) */
+  KL_ENODEV,       /* no usable device: "no CUDA device: <the runtime's reason>" */
+  KL_EDEVICE       /* a device, driver or device-library call failed (its own message) */
 } kl_status;
 
 /* The message of the last failure on this thread ("" when none). */
