@@ -127,9 +127,9 @@ do
   local st = require("keras.distributed_mpi").hook_stats(ms._train_plan)
   if n >= 3 then check(st.sparse_allreduce > 0 and st.sparse_gather == 0, "the allreduce path at np >= 3")
   else check(st.sparse_gather > 0 and st.sparse_allreduce == 0, "the gather path at np = 2") end
-  local xa, xb, worst = flat(ms), flat(mr), 0
-  for i = 1, #xa do worst = math.max(worst, math.abs(xa[i] - xb[i])) end
-  check(worst < 2e-6, string.format("small union vs one process: %.3g", worst))
+  local xa, xb, worst_s = flat(ms), flat(mr), 0
+  for i = 1, #xa do worst_s = math.max(worst_s, math.abs(xa[i] - xb[i])) end
+  check(worst_s < 2e-6, string.format("small union vs one process: %.3g", worst_s))
 end
 
 -- 4. uneven shares and empty ones: 5 rows in batches of 4 -> the last batch has 1 row
