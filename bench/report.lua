@@ -1,5 +1,131 @@
 -- report.lua: turns the harness's RESULT/MEM/LOSS lines into the markdown results table.
 -- usage: lua5.4 bench/report.lua RAW.txt OUT.md COMMANDS.txt MODE (one harness command a line)
+--        lua5.4 bench/report.lua --seed RESULTS.md RAW.txt COMMANDS.txt: writes back the raw
+--        lines and the commands a report was made from (bench/run --append in a checkout
+--        without bench/out/): from the report's embedded raw block when it has one, else by
+--        reading its tables (times, RSS and ratios as printed: rounded to what the table shows).
+if arg[1] == "--seed" then
+  local src, raw_out, cmd_out = arg[2], arg[3], arg[4]
+  local text = assert(io.open(src)):read("a")
+  local lines, cmds = {}, {}
+  local prod = text:match("\nProduced by (.-); table written") or text:match("^[^\n]*\n\nProduced by (.-); table written")
+  if prod then for c in prod:gmatch("`([^`]+)`") do cmds[#cmds + 1] = c end end
+  local block = text:match("<!%-%- raw lines of this report .-\n(.-)%-%->")
+  if block then
+    for l in block:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  else
+    -- A printed time or size stands for an interval (what rounds to it), and a printed ratio
+    -- constrains the pair; values are picked inside the intervals so that the regenerated
+    -- table prints the same times, sizes and ratios.
+    local function interval(s)
+      local v, u = s:match("^([%d.]+) (%a+)$")
+      local dec = #(v:match("%.(%d+)$") or "")
+      local h = 0.499 * 10 ^ -dec
+      local k = ({s = 1, ms = 1e-3, us = 1e-6, MiB = 1048576})[u]
+      return {lo = (tonumber(v) - h) * k, hi = (tonumber(v) + h) * k}
+    end
+    local vals, keys = {}, {}          -- key -> {lo, hi}; key -> line template
+    local rows = {}                    -- {ours key, peer key, ratio}
+    local function val(key, iv)
+      if not vals[key] then vals[key] = iv; keys[#keys + 1] = key
+      else vals[key].lo = math.max(vals[key].lo, iv.lo); vals[key].hi = math.min(vals[key].hi, iv.hi) end
+    end
+    local tmpl = {}
+    local section = "main"
+    local function split_notes(n)
+      local peer, ours = "", ""
+      if n:match("^ours: ") then ours = n:sub(7)
+      else
+        local a, b = n:match("^peer: (.-); ours: (.*)$")
+        if a then peer, ours = a, b else peer = n:match("^peer: (.*)$") or "" end
+      end
+      return peer, ours
+    end
+    for l in text:gmatch("[^\n]+") do
+      if l:match("^## Model quality") then section = "loss"
+      elseif l:match("^## Memory") then section = "mem"
+      elseif l:match("^## ") then section = "other"
+      elseif l:match("^| ") and not l:match("^| workload |") then
+        local c = {}
+        for f in l:sub(2):gmatch("%s*(.-)%s*|") do c[#c + 1] = f end
+        if section == "main" and #c >= 10 then
+          local wl, pname, th = c[1], c[2], tonumber(c[3])
+          local pr, orr = c[9]:match("^(%d+)/(%d+)$")
+          local pnote, onote = split_notes(c[10])
+          local oimpl = pname:match(" vs (%S+)$") or "keras-lua"
+          local pimpl = pname:gsub(" vs %S+$", "")
+          local single = pimpl:match(" %(1t%)$") ~= nil
+          pimpl = pimpl:gsub(" %(1t%)$", "")
+          local ok = "R|" .. wl .. "|" .. oimpl .. "|" .. th
+          val(ok, interval(c[5]))
+          if pname == "(none ran)" then
+            tmpl[ok] = tmpl[ok] or {"RESULT " .. wl .. " " .. oimpl .. " " .. th .. " ", " " .. c[9] .. " " .. c[10]}
+          else
+            tmpl[ok] = tmpl[ok] or {"RESULT " .. wl .. " " .. oimpl .. " " .. th .. " ", " " .. orr .. " " .. onote}
+            local pth = single and 1 or th
+            local pk = "R|" .. wl .. "|" .. pimpl .. "|" .. pth
+            val(pk, interval(c[4]))
+            tmpl[pk] = tmpl[pk] or {"RESULT " .. wl .. " " .. pimpl .. " " .. pth .. " ", " " .. pr .. " " .. pnote}
+            rows[#rows + 1] = {ok, pk, tonumber(c[6])}
+          end
+        elseif section == "loss" and #c >= 5 then
+          local k = "L|" .. l
+          vals[k] = {lo = 0, hi = 0}; keys[#keys + 1] = k
+          tmpl[k] = {string.format("LOSS %s %s %s %s %s", c[1], c[2], c[3], c[4], c[5]), ""}
+        elseif section == "mem" and #c >= 7 then
+          local fk, rk = "F|" .. c[1], "M|" .. c[1] .. "|" .. c[2]
+          val(fk, interval(c[4]))
+          val(rk, interval(c[3]))
+          tmpl[rk] = {"MEM " .. c[1] .. " " .. c[2] .. " ", " " .. c[7], fk}
+          rows[#rows + 1] = {fk, rk, tonumber(c[5])}
+        end
+      end
+    end
+    -- each denominator (our time, a floor) at a point of its interval where every ratio it
+    -- takes part in leaves its numerator a non-empty interval
+    local chosen = {}
+    for _, k in ipairs(keys) do
+      local mine = {}
+      for _, r in ipairs(rows) do if r[1] == k then mine[#mine + 1] = r end end
+      if #mine > 0 then
+        local iv, best = vals[k], nil
+        for i = 0, 400 do
+          local o = iv.lo + (iv.hi - iv.lo) * ((i % 2 == 0) and (0.5 + i / 800) or (0.5 - (i + 1) / 800))
+          local fit = true
+          for _, r in ipairs(mine) do
+            local p = vals[r[2]]
+            if math.max(p.lo, o * (r[3] - 0.00499)) > math.min(p.hi, o * (r[3] + 0.00499)) then fit = false end
+          end
+          if fit then best = o; break end
+        end
+        best = best or 0.5 * (iv.lo + iv.hi)
+        chosen[k] = best
+        for _, r in ipairs(mine) do
+          local p = vals[r[2]]
+          local lo, hi = math.max(p.lo, best * (r[3] - 0.00499)), math.min(p.hi, best * (r[3] + 0.00499))
+          if lo <= hi then p.lo, p.hi = lo, hi end
+        end
+      end
+    end
+    for _, k in ipairs(keys) do
+      local t = tmpl[k]
+      if t then
+        local v = chosen[k] or 0.5 * (vals[k].lo + vals[k].hi)
+        if k:sub(1, 1) == "L" then lines[#lines + 1] = t[1]
+        elseif k:sub(1, 1) == "M" then
+          lines[#lines + 1] = t[1] .. string.format("%.0f %.0f", chosen[t[3]], v) .. t[2]
+        else lines[#lines + 1] = t[1] .. string.format("%.9g", v) .. t[2] end
+      end
+    end
+  end
+  local f = assert(io.open(raw_out, "w"))
+  for _, l in ipairs(lines) do f:write((l:gsub("%s+$", "")), "\n") end
+  f:close()
+  f = assert(io.open(cmd_out, "w"))
+  for _, c in ipairs(cmds) do f:write(c, "\n") end
+  f:close()
+  return
+end
 local raw_path, out_path, cmd_path, mode = arg[1], arg[2], arg[3], arg[4]
 local cmds = {}
 for l in io.lines(cmd_path) do cmds[#cmds + 1] = "`" .. l .. "`" end
@@ -14,12 +140,28 @@ local targets = {
   ["W4b-csrT.dense"] = {pattern = "^pytorch", min = 20},
   ["W4c-rcv1.dense"] = {pattern = "^scipy", min = 3},
   ["W6-load_svmlight"] = {pattern = "^sklearn", min = 5},
+  -- issue 15: the data-parallel step at np = 2 against PyTorch DDP (gloo)
+  ["DP-W3-V1e6-np2"] = {pattern = "^pytorch%-DDP", min = 5},
+  ["DP-W1-b64-np2"] = {pattern = "^pytorch%-DDP", min = 5},
 }
 
 local function is_ours(impl) return impl:match("^keras%-lua") ~= nil end
 
-local results, order, seen, mems, losses = {}, {}, {}, {}, {}
+local results, order, seen, mems, losses, xchgs = {}, {}, {}, {}, {}, {}
+-- the lines in effect (a later line of a row takes the earlier one's place), for the raw block
+local raw_lines, raw_at = {}, {}
+local function keep_raw(key, line)
+  if key and raw_at[key] then raw_lines[raw_at[key]] = line return end
+  raw_lines[#raw_lines + 1] = line
+  if key then raw_at[key] = #raw_lines end
+end
 for line in io.lines(raw_path) do
+  do
+    local k, a, b, c = line:match("^(%u+) (%S+) (%S+) ?(%S*)")
+    if k == "RESULT" then keep_raw("R|" .. a .. "|" .. b .. "|" .. c, line)
+    elseif k == "MEM" or k == "XCHG" then keep_raw(k .. "|" .. a .. "|" .. b, line)
+    elseif k == "LOSS" then keep_raw(nil, line) end
+  end
   local kind, rest = line:match("^(%u+) (.*)$")
   if kind == "RESULT" then
     local wl, impl, th, t, runs, note = rest:match("^(%S+) (%S+) (%d+) (%S+) (%d+) ?(.*)$")
@@ -41,6 +183,16 @@ for line in io.lines(raw_path) do
         if mems[i].wl == wl and mems[i].impl == impl then table.remove(mems, i) end
       end
       mems[#mems + 1] = {wl = wl, impl = impl, floor = tonumber(floor), rss = tonumber(rss), what = what}
+    end
+  elseif kind == "XCHG" then
+    -- XCHG <workload> <impl> <ranks> <sent/step> <recv/step> <weight bytes> [note]
+    local wl, impl, np, sent, recv, wb, note = rest:match("^(%S+) (%S+) (%d+) (%S+) (%S+) (%S+) ?(.*)$")
+    if wl then
+      for i = #xchgs, 1, -1 do
+        if xchgs[i].wl == wl and xchgs[i].impl == impl then table.remove(xchgs, i) end
+      end
+      xchgs[#xchgs + 1] = {wl = wl, impl = impl, np = tonumber(np), sent = tonumber(sent),
+                           recv = tonumber(recv), wbytes = tonumber(wb), note = note}
     end
   elseif kind == "LOSS" then
     local wl, impl, th, loss, note = rest:match("^(%S+) (%S+) (%d+) (%S+) ?(.*)$")
@@ -122,6 +274,32 @@ for _, wl in ipairs(order) do
   end
 end
 
+local function fmt_b(b)
+  if b >= 2^30 then return string.format("%.2f GiB", b / 2^30) end
+  if b >= 2^20 then return string.format("%.2f MiB", b / 2^20) end
+  if b >= 2^10 then return string.format("%.1f KiB", b / 2^10) end
+  return string.format("%d B", math.floor(b + 0.5))
+end
+
+if #xchgs > 0 then
+  w("")
+  w("## Data-parallel gradient exchange (DP rows: bytes per step, per rank)")
+  w("")
+  w("sent / received: one rank's gradient hook per step, by its counters (`hook_stats`: a")
+  w("row_sparse gradient by allgatherv moves 8 B of index + the row's values per row; a dense one")
+  w("is counted as 2 x its bytes each way). W = the bytes of all the model's weights; a dense")
+  w("ring allreduce of the gradients moves 2 (p-1)/p x W each way per rank (p ranks: W at p = 2,")
+  w("-> 2 W as p grows); `2W / received` compares ours with the 2 W of the large-p limit.")
+  w("")
+  w("| workload | ranks | sent / step | received / step | W (weights) | dense ring 2(p-1)/p W | 2W / received | notes |")
+  w("|---|---|---|---|---|---|---|---|")
+  for _, x in ipairs(xchgs) do
+    w(string.format("| %s | %d | %s | %s | %s | %s | %.1f | %s |", x.wl, x.np, fmt_b(x.sent),
+                    fmt_b(x.recv), fmt_b(x.wbytes), fmt_b(2 * (x.np - 1) / x.np * x.wbytes),
+                    x.recv > 0 and 2 * x.wbytes / x.recv or 0, x.note))
+  end
+end
+
 if #losses > 0 then
   w("")
   w("## Model quality (W5: training-set log-loss after the timed training)")
@@ -148,6 +326,13 @@ if #mems > 0 then
                     m.rss / 1048576, m.floor / 1048576, r, met, m.what))
   end
 end
+
+-- the raw lines, so that a later `bench/run --append` in a checkout without bench/out/ adds
+-- to this report exactly (report.lua --seed)
+w("")
+w("<!-- raw lines of this report (bench/report.lua --seed reads them back)")
+for _, l in ipairs(raw_lines) do w((l:gsub("%-%-", "- -"))) end
+w("-->")
 
 local f = assert(io.open(out_path, "w"))
 f:write(table.concat(out, "\n"), "\n")

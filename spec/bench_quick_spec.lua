@@ -28,6 +28,61 @@ describe("bench/run --quick", function()
     assert.truthy(md:find("| W1-b64 | keras-lua |", 1, true))
   end)
 
+  it("runs the data-parallel case (np = 2 under mpirun) when MPI is there", function()
+    local f = io.open(build .. "/lua/keras/distributed_mpi.so")
+    if f then f:close() end
+    if not f or not os.execute("command -v mpirun >/dev/null 2>&1") then
+      -- bench/run says so in its log and leaves the DP rows out
+      assert.truthy(slurp("bench/out/quick-spec.log"):find("DP skipped", 1, true))
+      pending("no mpirun or no keras.distributed_mpi in " .. build .. ": DP skipped")
+      return
+    end
+    local md = slurp("bench/out/quick/results.md")
+    for _, wl in ipairs({"DP-W3-V1e3-np2", "DP-W1-b64-np2"}) do
+      assert.truthy(md:find("| " .. wl .. " |", 1, true), wl .. " missing from:\n" .. md)
+    end
+    -- the exchange table: bytes per step from the hook's counters, both ranks' shares gathered
+    assert.truthy(md:find("## Data-parallel gradient exchange", 1, true), md)
+    local n = 0
+    for line in io.lines("bench/out/quick/raw.txt") do
+      local np, sent, recv = line:match("^XCHG DP%-%S+ keras%-lua (%d+) (%S+) (%S+)")
+      if np then
+        n = n + 1
+        assert.equal(2, tonumber(np))
+        assert.is_true(tonumber(sent) > 0 and tonumber(recv) > 0, line)
+      end
+    end
+    assert.equal(2, n)
+  end)
+
+  it("report.lua --seed gives back the lines a report was made from", function()
+    local raw, out, raw2, cmds, cmds2 = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
+    local f = assert(io.open(raw, "w"))
+    f:write("RESULT W3-V1e4 keras-lua 1 0.00123456 5 ours note\n",
+            "RESULT W3-V1e4 pytorch 1 0.0098765 5 peer note\n",
+            "XCHG DP-W3-V1e6-np2 keras-lua 2 700000 690000 256000260 gather=5 allreduce=0\n")
+    f:close()
+    f = assert(io.open(cmds, "w"))
+    f:write("bench/run --full\n")
+    f:close()
+    assert.is_true(os.execute(string.format("lua5.4 bench/report.lua '%s' '%s' '%s' full", raw, out, cmds)))
+    assert.is_true(os.execute(string.format("lua5.4 bench/report.lua --seed '%s' '%s' '%s'", out, raw2, cmds2)))
+    assert.equal(slurp(raw), slurp(raw2))
+    assert.equal("bench/run --full\n", slurp(cmds2))
+    -- a report without the raw block (older): read back from its table, printing the same
+    local md = slurp(out):gsub("\n<!%-%- raw lines.*$", "\n")
+    f = assert(io.open(out, "w"))
+    f:write(md)
+    f:close()
+    assert.is_true(os.execute(string.format("lua5.4 bench/report.lua --seed '%s' '%s' '%s'", out, raw2, cmds2)))
+    local out2 = os.tmpname()
+    assert.is_true(os.execute(string.format("lua5.4 bench/report.lua '%s' '%s' '%s' full", raw2, out2, cmds2)))
+    local row = "| W3-V1e4 | pytorch | 1 | 9.88 ms | 1.23 ms | 8.00 | >= 5x | yes | 5/5 | peer: peer note; ours: ours note |"
+    assert.truthy(md:find(row, 1, true), md)
+    assert.truthy(slurp(out2):find(row, 1, true), slurp(out2))
+    for _, p in ipairs({raw, out, raw2, cmds, cmds2, out2}) do os.remove(p) end
+  end)
+
   it("the raw lines carry positive times", function()
     local n = 0
     for line in io.lines("bench/out/quick/raw.txt") do
