@@ -227,13 +227,14 @@ static int64_t find_row(const int64_t *u, int64_t n, int64_t v) {
 /* Scratch of the row_sparse exchange and its counters (kept across steps: fresh buffers
  * each step made the exchange ~10x slower in page faults). */
 typedef struct xchg {
-  buf counts, displs, idx, rows, uni, acc, pack;
+  buf counts, displs, idx, rows, uni, acc, pack, head, cnt;
   int deterministic;
   int64_t steps, bytes_recv, bytes_sent, sparse_gather, sparse_allreduce;
 } xchg;
 
 static void xchg_free(xchg *x) {
-  buf *all[] = {&x->counts, &x->displs, &x->idx, &x->rows, &x->uni, &x->acc, &x->pack};
+  buf *all[] = {&x->counts, &x->displs, &x->idx, &x->rows, &x->uni, &x->acc, &x->pack,
+                &x->head, &x->cnt};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]->p);
   memset(x, 0, sizeof *x);
 }
@@ -292,39 +293,82 @@ static kl_status dense_sum(xchg *x, void *data, int64_t n, kl_dtype d) {
   return KL_OK;
 }
 
+/* The union of the ranks' sorted index runs idx[rd[r] .. rd[r] + rc[r]) into uni (returns
+ * its size U), and pos[j], the union position of gathered row j: a k-way merge of the runs
+ * on a binary heap of their heads, O(total log ranks) (each rank's row_sparse indices are
+ * strictly increasing already; no sort, no search). Returns -1 if a run was not sorted. */
+static int64_t merge_runs(const int64_t *idx, const int *rc, const int *rd, int64_t *uni,
+                          int64_t *pos, int *heap, int64_t *cur) {
+  int hn = 0;
+#define KL_HEAD(r) idx[cur[r]]
+#define KL_LESS(a, b) (KL_HEAD(a) < KL_HEAD(b) || (KL_HEAD(a) == KL_HEAD(b) && (a) < (b)))
+  for (int r = 0; r < g_size; r++) {
+    if (rc[r] <= 0) continue;
+    cur[r] = rd[r];
+    int c = hn++; /* sift up */
+    heap[c] = r;
+    while (c > 0 && KL_LESS(heap[c], heap[(c - 1) / 2])) {
+      int t = heap[c]; heap[c] = heap[(c - 1) / 2]; heap[(c - 1) / 2] = t;
+      c = (c - 1) / 2;
+    }
+  }
+  int64_t U = 0;
+  while (hn > 0) {
+    int r = heap[0];
+    int64_t j = cur[r], v = idx[j];
+    if (U > 0 && v < uni[U - 1]) return -1;
+    if (U == 0 || uni[U - 1] != v) uni[U++] = v;
+    pos[j] = U - 1;
+    if (++cur[r] == (int64_t)rd[r] + rc[r]) heap[0] = heap[--hn];
+    for (int c = 0;;) { /* sift down */
+      int l = 2 * c + 1, m = c;
+      if (l < hn && KL_LESS(heap[l], heap[m])) m = l;
+      if (l + 1 < hn && KL_LESS(heap[l + 1], heap[m])) m = l + 1;
+      if (m == c) break;
+      int t = heap[c]; heap[c] = heap[m]; heap[m] = t;
+      c = m;
+    }
+  }
+#undef KL_LESS
+#undef KL_HEAD
+  return U;
+}
+
 /* Replaces the row_sparse *g (this rank's rows, already scaled) by the sum over the ranks,
- * stored over the union of their rows. */
-static kl_status rsp_sum(xchg *x, kl_tensor **g) {
+ * stored over the union of their rows; cnt[r]: rank r's row count (all ranks agree on it). */
+static kl_status rsp_sum_counted(xchg *x, kl_tensor **g, const int64_t *cnt) {
   kl_tensor *t = *g;
   const kl_dtype d = t->dtype;
   const int64_t D = C->row_width(t), mine = t->nnz;
   const size_t es = d == KL_FLOAT32 ? 4 : 8;
-  int64_t *cnt = buf_get(&x->counts, (size_t)g_size * sizeof(int64_t));
-  int *ic = buf_get(&x->displs, (size_t)g_size * 2 * sizeof(int));
-  if (!cnt || !ic) return KL_XCHG_ENOMEM(C);
-  kl_status st = mpi_status(MPI_Allgather(&mine, 1, MPI_INT64_T, cnt, 1, MPI_INT64_T,
-                                          MPI_COMM_WORLD), "MPI_Allgather");
-  if (st != KL_OK) return st;
   int64_t total = 0;
   for (int r = 0; r < g_size; r++) total += cnt[r];
   if (total > INT_MAX || total * D > INT_MAX)
     return C->seterr(KL_EUNSUPPORTED, "distributed: %lld gradient rows of width %lld in one "
                      "step exceed MPI's int counts", (long long)total, (long long)D);
-  int *rc = ic, *rd = ic + g_size;
+  int *ic = buf_get(&x->displs, (size_t)g_size * 3 * sizeof(int));
+  int64_t *cur = buf_get(&x->counts, (size_t)g_size * sizeof(int64_t));
+  const size_t tb = (size_t)(total > 0 ? total : 1) * sizeof(int64_t);
+  int64_t *idx = buf_get(&x->idx, 2 * tb), *uni = buf_get(&x->uni, tb);
+  if (!ic || !cur || !idx || !uni) return KL_XCHG_ENOMEM(C);
+  int64_t *pos = idx + (total > 0 ? total : 1);
+  int *rc = ic, *rd = ic + g_size, *heap = ic + 2 * g_size;
   for (int r = 0, off = 0; r < g_size; r++) rc[r] = (int)cnt[r], rd[r] = off, off += (int)cnt[r];
-  int64_t *idx = buf_get(&x->idx, (size_t)(total > 0 ? total : 1) * sizeof(int64_t));
-  int64_t *uni = buf_get(&x->uni, (size_t)(total > 0 ? total : 1) * sizeof(int64_t));
-  if (!idx || !uni) return KL_XCHG_ENOMEM(C);
-  st = mpi_status(MPI_Allgatherv(t->indices, (int)mine, MPI_INT64_T, idx, rc, rd, MPI_INT64_T,
-                                 MPI_COMM_WORLD), "MPI_Allgatherv");
+  kl_status st = mpi_status(MPI_Allgatherv(t->indices, (int)mine, MPI_INT64_T, idx, rc, rd,
+                                           MPI_INT64_T, MPI_COMM_WORLD), "MPI_Allgatherv");
   if (st != KL_OK) return st;
   x->bytes_recv += (total - mine) * 8;
   x->bytes_sent += mine * 8;
-  const int64_t U = sorted_union(idx, total, uni);
+  int64_t U = merge_runs(idx, rc, rd, uni, pos, heap, cur);
+  if (U < 0) { /* an unsorted run (not from a valid row_sparse): sort and search instead */
+    U = sorted_union(idx, total, uni);
+    for (int64_t j = 0; j < total; j++) pos[j] = find_row(uni, U, idx[j]);
+  }
   kl_tensor *out = NULL;
   st = C->tensor_new_rsp(d, t->ndim, t->shape, U, &out);
   if (st != KL_OK) return st;
   memcpy(out->indices, uni, (size_t)U * sizeof(int64_t));
+  memset(out->data, 0, (size_t)(U * D) * es);
   /* Gather when the rows sent are few next to the union, or when the order must be fixed;
    * otherwise one allreduce of the union rows. Every rank computes the same choice. */
   if (x->deterministic || total <= 2 * U) {
@@ -335,21 +379,21 @@ static kl_status rsp_sum(xchg *x, kl_tensor **g) {
       st = mpi_status(MPI_Allgatherv(t->data, (int)(mine * D), mpi_type(d), rows, rc, rd,
                                      mpi_type(d), MPI_COMM_WORLD), "MPI_Allgatherv");
     if (st == KL_OK) {
-      memset(out->data, 0, (size_t)(U * D) * es);
       for (int64_t j = 0; j < total; j++) /* rank order: j runs over rank 0's rows first */
-        add_into((char *)out->data + (size_t)(find_row(uni, U, idx[j]) * D) * es,
-                 rows + (size_t)(j * D) * es, D, d);
+        add_into((char *)out->data + (size_t)(pos[j] * D) * es, rows + (size_t)(j * D) * es, D, d);
       x->bytes_recv += (total - mine) * D * (int64_t)es;
       x->bytes_sent += mine * D * (int64_t)es;
       x->sparse_gather++;
     }
   } else {
-    memset(out->data, 0, (size_t)(U * D) * es);
+    const int64_t *my = pos + rd[g_rank];
     for (int64_t j = 0; j < mine; j++)
-      memcpy((char *)out->data + (size_t)(find_row(uni, U, t->indices[j]) * D) * es,
-             (const char *)t->data + (size_t)(j * D) * es, (size_t)D * es);
+      memcpy((char *)out->data + (size_t)(my[j] * D) * es, (const char *)t->data + (size_t)(j * D) * es,
+             (size_t)D * es);
     st = mpi_status(allreduce_n(out->data, U * D, mpi_type(d), MPI_SUM), "MPI_Allreduce");
-    x->bytes_recv += 2 * U * D * (int64_t)es; /* a ring allreduce moves ~2x the buffer */
+    /* a ring allreduce sends and receives 2 (p - 1) / p of the buffer */
+    const int64_t ring = 2 * (g_size - 1) * U * D * (int64_t)es / g_size;
+    x->bytes_recv += ring, x->bytes_sent += ring;
     x->sparse_allreduce++;
   }
   if (st != KL_OK) {
@@ -361,14 +405,43 @@ static kl_status rsp_sum(xchg *x, kl_tensor **g) {
   return KL_OK;
 }
 
-/* The plan hook: the global-batch mean of every gradient, on every rank. */
+/* rsp_sum_counted after sharing the row counts (the tensor collectives). */
+static kl_status rsp_sum(xchg *x, kl_tensor **g) {
+  int64_t mine = (*g)->nnz, *cnt = malloc((size_t)g_size * sizeof *cnt);
+  if (!cnt) return KL_XCHG_ENOMEM(C);
+  kl_status st = mpi_status(MPI_Allgather(&mine, 1, MPI_INT64_T, cnt, 1, MPI_INT64_T,
+                                          MPI_COMM_WORLD), "MPI_Allgather");
+  if (st == KL_OK) st = rsp_sum_counted(x, g, cnt);
+  free(cnt);
+  return st;
+}
+
+/* Whether the hook exchanges weight k's gradient as row_sparse rows. */
+static int exchanged_rsp(kl_plan *p, kl_tensor **wgrad, int k) {
+  return wgrad[k] && wgrad[k]->stype == KL_STYPE_ROW_SPARSE && !kl_sharded_owns_grad(p, k);
+}
+
+/* The plan hook: the global-batch mean of every gradient, on every rank. One allgather
+ * first shares each rank's rows and its row_sparse gradients' row counts; then one
+ * allreduce of the dense gradients packed, and per row_sparse gradient its indices and its
+ * rows (or the union rows). */
 static kl_status grad_hook(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
   xchg *x = (xchg *)ud;
-  int64_t n_r = C->plan_batch_rows(p), N = n_r;
-  kl_status st = mpi_status(MPI_Allreduce(&n_r, &N, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD),
-                            "MPI_Allreduce");
+  int nrsp = 0;
+  for (int k = 0; k < nw; k++) nrsp += exchanged_rsp(p, wgrad, k);
+  const int w = 1 + nrsp;
+  int64_t *mine = buf_get(&x->head, (size_t)w * (1 + (size_t)g_size) * sizeof(int64_t));
+  if (!mine) return KL_XCHG_ENOMEM(C);
+  int64_t *table = mine + w, *cnt = NULL;
+  mine[0] = C->plan_batch_rows(p);
+  for (int k = 0, i = 1; k < nw; k++)
+    if (exchanged_rsp(p, wgrad, k)) mine[i++] = wgrad[k]->nnz;
+  kl_status st = mpi_status(MPI_Allgather(mine, w, MPI_INT64_T, table, w, MPI_INT64_T,
+                                          MPI_COMM_WORLD), "MPI_Allgather");
   if (st != KL_OK) return st;
-  const double s = N > 0 ? (double)n_r / (double)N : 0.0;
+  int64_t N = 0;
+  for (int r = 0; r < g_size; r++) N += table[(size_t)r * w];
+  const double s = N > 0 ? (double)mine[0] / (double)N : 0.0;
   x->steps++;
   /* Dense gradients of one dtype, packed into one buffer: one collective for all of them. */
   for (int pass = 0; pass < 2; pass++) {
@@ -391,7 +464,10 @@ static kl_status grad_hook(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
     scale(pk, n, d, s);
     st = dense_sum(x, pk, n, d);
     if (st != KL_OK) return st;
-    if (!x->deterministic) x->bytes_recv += 2 * n * (int64_t)es, x->bytes_sent += 2 * n * (int64_t)es;
+    if (!x->deterministic) { /* a ring allreduce sends and receives 2 (p - 1) / p of it */
+      const int64_t ring = 2 * (g_size - 1) * n * (int64_t)es / g_size;
+      x->bytes_recv += ring, x->bytes_sent += ring;
+    }
     off = 0;
     for (int k = 0; k < nw; k++)
       if (wgrad[k] && wgrad[k]->stype == KL_STYPE_DEFAULT && wgrad[k]->dtype == d) {
@@ -400,11 +476,14 @@ static kl_status grad_hook(void *ud, kl_plan *p, kl_tensor **wgrad, int nw) {
         off += m;
       }
   }
-  for (int k = 0; k < nw; k++) {
-    if (!wgrad[k] || wgrad[k]->stype != KL_STYPE_ROW_SPARSE) continue;
-    if (kl_sharded_owns_grad(p, k)) continue; /* already summed on its owner (sharded.c) */
+  cnt = buf_get(&x->cnt, (size_t)g_size * sizeof(int64_t));
+  if (nrsp > 0 && !cnt) return KL_XCHG_ENOMEM(C);
+  for (int k = 0, i = 1; k < nw; k++) {
+    if (!exchanged_rsp(p, wgrad, k)) continue;
+    for (int r = 0; r < g_size; r++) cnt[r] = table[(size_t)r * w + i];
+    i++;
     scale(wgrad[k]->data, wgrad[k]->nnz * C->row_width(wgrad[k]), wgrad[k]->dtype, s);
-    st = rsp_sum(x, &wgrad[k]);
+    st = rsp_sum_counted(x, &wgrad[k], cnt);
     if (st != KL_OK) return st;
   }
   return KL_OK;
@@ -675,6 +754,51 @@ static int l_allgather(lua_State *L) {
   return 1;
 }
 
+/* A 64-bit digest of a tensor's layout and stored bytes (8 bytes at a time: a pass at memory
+ * speed, far cheaper than broadcasting the tensor). */
+static uint64_t digest(const kl_tensor *t, uint64_t h) {
+#define KL_MIX(v) (h = (h ^ (uint64_t)(v)) * 0x100000001b3ULL, h ^= h >> 29)
+  KL_MIX(t->dtype), KL_MIX(t->stype), KL_MIX(t->ndim), KL_MIX(t->nnz);
+  for (int i = 0; i < t->ndim; i++) KL_MIX(t->shape[i]);
+  int64_t nval = t->stype == KL_STYPE_ROW_SPARSE ? t->nnz * C->row_width(t)
+                 : t->stype == KL_STYPE_CSR      ? t->nnz
+                                                 : C->tensor_numel(t);
+  size_t bytes = (size_t)nval * (t->dtype == KL_FLOAT32 ? 4 : 8);
+  const unsigned char *b = t->data;
+  size_t k = 0;
+  for (; k + 8 <= bytes; k += 8) {
+    uint64_t w;
+    memcpy(&w, b + k, 8);
+    KL_MIX(w);
+  }
+  for (; k < bytes; k++) KL_MIX(b[k]);
+  if (t->stype != KL_STYPE_DEFAULT)
+    for (int64_t i = 0; i < t->nnz; i++) KL_MIX(t->indices[i]);
+#undef KL_MIX
+  return h;
+}
+
+/* same_everywhere({tensors...}[, x]) -> whether every rank holds the same bits in these
+ * tensors (and the same integer x): one allreduce of a digest. fit skips its broadcast of
+ * the weights and optimizer states when they already agree (after an earlier fit). */
+static int l_same_everywhere(lua_State *L) {
+  need_world(L, "same_everywhere");
+  luaL_checktype(L, 1, LUA_TTABLE);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    h = digest(C->lua_checktensor(L, -1, "same_everywhere"), h);
+    lua_pop(L, 1);
+  }
+  h ^= (uint64_t)luaL_optinteger(L, 2, 0) * 0x9e3779b97f4a7c15ULL;
+  uint64_t v[2] = {h, ~h}, r[2];
+  check_mpi(L, MPI_Allreduce(v, r, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "same_everywhere");
+  /* min == max: every rank's digest is the same (so each rank reaches the same verdict) */
+  lua_pushboolean(L, r[0] == ~r[1]);
+  return 1;
+}
+
 /* allreduce_number(x, op) -> the reduction of a Lua number over the ranks (double). */
 static int l_allreduce_number(lua_State *L) {
   need_world(L, "allreduce_number");
@@ -717,6 +841,7 @@ int luaopen_keras_distributed_mpi(lua_State *L) {
       {"broadcast_into", l_broadcast_into},
       {"allgather", l_allgather},
       {"allreduce_number", l_allreduce_number},
+      {"same_everywhere", l_same_everywhere},
       {"broadcast_number", l_broadcast_number},
       {"attach", l_attach},
       {"detach", l_detach},

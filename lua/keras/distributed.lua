@@ -125,6 +125,11 @@ function D._broadcast_number(x, root)
   if mpi then return mpi.broadcast_number(x, root or 0) end
   return x
 end
+-- Whether every rank holds the same bits in these tensors (and the same integer x).
+function D._same_everywhere(list, x)
+  if mpi then return mpi.same_everywhere(list, x) end
+  return true
+end
 function D._broadcast_into(t, root)
   if mpi then mpi.broadcast_into(t, root or 0) end
 end

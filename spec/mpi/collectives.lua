@@ -69,6 +69,15 @@ local cg = D.allgather(keras.sparse.csr_matrix{data = {r + 1}, indices = {r + 1}
 check(cg.stype == "csr" and same(cg.shape, {n, n}), "allgather csr shape")
 for q = 1, n do check(cg:get(q, q) == q, "allgather csr diag " .. q) end
 
+-- digests: the same bits on every rank, or not (every rank gets the same verdict)
+local dg = keras.full({3, 2}, 1.5)
+check(D._same_everywhere({dg, keras.ones({2})}, 7) == true, "same_everywhere: equal")
+local dg2 = keras.full({3, 2}, r == n - 1 and 1.25 or 1.5)
+check(D._same_everywhere({dg2}) == false, "same_everywhere: one rank differs")
+check(D._same_everywhere({dg}, r) == false, "same_everywhere: the integer differs")
+local rsd = keras.sparse.row_sparse_array{data = keras.ones({1, 2}), indices = {r == 0 and 1 or 2}, shape = {3, 2}}
+check(D._same_everywhere({rsd}) == false, "same_everywhere: other stored rows")
+
 -- numbers
 check(D._allreduce_number(r + 0.5) == tri - n + n * 0.5, "allreduce_number")
 check(D._broadcast_number(r == 0 and 7 or 0) == 7, "broadcast_number")

@@ -65,6 +65,14 @@ check(stats and stats.steps == 2 * 7 and stats.bytes_recv > 0, "the exchange ran
 local m2 = model(7, true)
 m2:fit(X, Y, {batch_size = 16, epochs = 1, verbose = 0, shuffle = false})
 same_everywhere(m2, "unshuffled")
+-- a later fit re-broadcasts only when the ranks differ: perturb one rank, fit 0 new epochs
+-- (initial_epoch = epochs): the start-of-fit sync alone makes them equal again
+if r == n - 1 then
+  local w1 = m2:get_weight_tensors()[1]
+  K.set_value(w1, w1 * 1.5)
+end
+m2:fit(X, Y, {batch_size = 16, epochs = 1, initial_epoch = 1, verbose = 0, shuffle = false})
+same_everywhere(m2, "resynced after one rank changed")
 local ref = model(7, false)
 ref:fit(X, Y, {batch_size = 16, epochs = 1, verbose = 0, shuffle = false})
 local a, b = flat(m2), flat(ref)
