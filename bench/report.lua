@@ -148,6 +148,7 @@ local targets = {
 local function is_ours(impl) return impl:match("^keras%-lua") ~= nil end
 
 local results, order, seen, mems, losses, xchgs = {}, {}, {}, {}, {}, {}
+local rsss, sxchgs = {}, {} -- SHARD (issue 16): peak RSS per rank, sharded exchange
 -- the lines in effect (a later line of a row takes the earlier one's place), for the raw block
 local raw_lines, raw_at = {}, {}
 local function keep_raw(key, line)
@@ -159,7 +160,8 @@ for line in io.lines(raw_path) do
   do
     local k, a, b, c = line:match("^(%u+) (%S+) (%S+) ?(%S*)")
     if k == "RESULT" then keep_raw("R|" .. a .. "|" .. b .. "|" .. c, line)
-    elseif k == "MEM" or k == "XCHG" then keep_raw(k .. "|" .. a .. "|" .. b, line)
+    elseif k == "MEM" or k == "XCHG" or k == "SXCHG" then keep_raw(k .. "|" .. a .. "|" .. b, line)
+    elseif k == "RSS" then keep_raw("RSS|" .. a .. "|" .. b .. "|" .. (line:match("^RSS %S+ %S+ %d+ (%d+)") or ""), line)
     elseif k == "LOSS" then keep_raw(nil, line) end
   end
   local kind, rest = line:match("^(%u+) (.*)$")
@@ -193,6 +195,28 @@ for line in io.lines(raw_path) do
       end
       xchgs[#xchgs + 1] = {wl = wl, impl = impl, np = tonumber(np), sent = tonumber(sent),
                            recv = tonumber(recv), wbytes = tonumber(wb), note = note}
+    end
+  elseif kind == "RSS" then
+    -- RSS <workload> <impl> <ranks> <rank> <peak bytes> <floor bytes> [note]
+    local wl, impl, np, rk, rss, floor, note = rest:match("^(%S+) (%S+) (%d+) (%d+) (%S+) (%S+) ?(.*)$")
+    if wl then
+      for i = #rsss, 1, -1 do
+        local m = rsss[i]
+        if m.wl == wl and m.impl == impl and m.rank == tonumber(rk) then table.remove(rsss, i) end
+      end
+      rsss[#rsss + 1] = {wl = wl, impl = impl, np = tonumber(np), rank = tonumber(rk), rss = tonumber(rss),
+                         floor = tonumber(floor), note = note}
+    end
+  elseif kind == "SXCHG" then
+    -- SXCHG <workload> <impl> <ranks> <sent> <recv> <off-rank sent> <off-rank recv> <W> [note]
+    local wl, impl, np, s, r, os_, or_, wb, note =
+      rest:match("^(%S+) (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$")
+    if wl then
+      for i = #sxchgs, 1, -1 do
+        if sxchgs[i].wl == wl and sxchgs[i].impl == impl then table.remove(sxchgs, i) end
+      end
+      sxchgs[#sxchgs + 1] = {wl = wl, impl = impl, np = tonumber(np), sent = tonumber(s), recv = tonumber(r),
+                             osent = tonumber(os_), orecv = tonumber(or_), wbytes = tonumber(wb), note = note}
     end
   elseif kind == "LOSS" then
     local wl, impl, th, loss, note = rest:match("^(%S+) (%S+) (%d+) (%S+) ?(.*)$")
@@ -297,6 +321,56 @@ if #xchgs > 0 then
     w(string.format("| %s | %d | %s | %s | %s | %s | %.1f | %s |", x.wl, x.np, fmt_b(x.sent),
                     fmt_b(x.recv), fmt_b(x.wbytes), fmt_b(2 * (x.np - 1) / x.np * x.wbytes),
                     x.recv > 0 and 2 * x.wbytes / x.recv or 0, x.note))
+  end
+end
+
+if #rsss > 0 or #sxchgs > 0 then
+  w("")
+  w("## Sharded Embedding (SHARD rows, issue 16): peak RSS per rank, exchange per step")
+  w("")
+  w("peak RSS: each process's VmHWM (/proc/self/status) at the end of the run. floor = the rows")
+  w("the process holds x 64 x 4 B x 3 (table, Adam / SparseAdam m and v) + its ids and labels.")
+  w("`/ np = 1`: this rank's peak over the np = 1 run's (keras-lua rows: over `keras-lua` at")
+  w("np = 1; the peer: over its own np = 1 run). Target (issue 16): a sharded rank at np = 2")
+  w("<= 0.6 x the np = 1 process.")
+  w("")
+  w("| workload | implementation | ranks | rank | peak RSS | floor | RSS / floor | / np = 1 | target | met | notes |")
+  w("|---|---|---|---|---|---|---|---|---|---|---|")
+  local function base(m)
+    local wl1 = m.wl:gsub("%-np%d+$", "-np1")
+    local impl1 = m.impl:match("^keras%-lua") and "keras-lua" or m.impl
+    for _, b in ipairs(rsss) do
+      if b.wl == wl1 and b.impl == impl1 and b.np == 1 then return b end
+    end
+  end
+  for _, m in ipairs(rsss) do
+    local b = base(m)
+    local rel = (b and m.np > 1) and string.format("%.2f", m.rss / b.rss) or ""
+    local target, met = "", ""
+    if m.impl == "keras-lua-sharded" and m.np > 1 then
+      target = "<= 0.6x"
+      met = b and (m.rss / b.rss <= 0.6 and "yes" or "**no**") or "(no np = 1 row)"
+    end
+    w(string.format("| %s | %s | %d | %d | %s | %s | %.2f | %s | %s | %s | %s |", m.wl, m.impl, m.np,
+                    m.rank, fmt_b(m.rss), fmt_b(m.floor), m.rss / m.floor, rel, target, met, m.note))
+  end
+  if #sxchgs > 0 then
+    w("")
+    w("Exchange, rank 0, per step (timed epochs): the shard's counters (forward: 8 B ids out, 256 B")
+    w("rows back; backward: the rows' gradients to their owners; a rank's own ids and rows")
+    w("included, as MPI_Alltoallv copies them) plus the data-parallel hook's (the Dense gradient,")
+    w("counted 2 x its bytes; for the replicated Embedding also its row_sparse gather). off-rank:")
+    w("the part to / from other ranks, counted from the ids. W = table + Dense weights; a dense")
+    w("ring allreduce of the gradients would move 2 (p-1)/p x W each way.")
+    w("")
+    w("| workload | implementation | ranks | sent / step | received / step | off-rank sent | " ..
+      "off-rank received | W (weights) | dense ring 2(p-1)/p W | notes |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for _, x in ipairs(sxchgs) do
+      w(string.format("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |", x.wl, x.impl, x.np,
+                      fmt_b(x.sent), fmt_b(x.recv), fmt_b(x.osent), fmt_b(x.orecv), fmt_b(x.wbytes),
+                      fmt_b(2 * (x.np - 1) / x.np * x.wbytes), x.note))
+    end
   end
 end
 

@@ -55,12 +55,53 @@ describe("bench/run --quick", function()
     assert.equal(2, n)
   end)
 
+  it("runs the sharded-Embedding case (SHARD: np = 1 and 2 under mpirun) when MPI is there", function()
+    local f = io.open(build .. "/lua/keras/distributed_mpi.so")
+    if f then f:close() end
+    if not f or not os.execute("command -v mpirun >/dev/null 2>&1") then
+      assert.truthy(slurp("bench/out/quick-spec.log"):find("SHARD skipped", 1, true))
+      pending("no mpirun or no keras.distributed_mpi in " .. build .. ": SHARD skipped")
+      return
+    end
+    local md = slurp("bench/out/quick/results.md")
+    for _, wl in ipairs({"SHARD-W3-V1e3-np1", "SHARD-W3-V1e3-np2"}) do
+      assert.truthy(md:find("| " .. wl .. " |", 1, true), wl .. " missing from:\n" .. md)
+    end
+    assert.truthy(md:find("## Sharded Embedding", 1, true), md)
+    -- a peak RSS for every rank of every run, and the exchange of both np = 2 runs; the
+    -- sharded one's counters equal the bytes counted from the ids
+    local rss, x = {}, {}
+    for line in io.lines("bench/out/quick/raw.txt") do
+      local wl, impl, np, rk, peak = line:match("^RSS (SHARD%S+) (%S+) (%d+) (%d+) (%S+)")
+      if wl then
+        assert.is_true(tonumber(peak) > 0, line)
+        rss[impl .. "/" .. np .. "/" .. rk] = true
+      end
+      local ximpl, sent, recv = line:match("^SXCHG SHARD%S+ (%S+) 2 (%S+) (%S+)")
+      if ximpl then
+        assert.is_true(tonumber(sent) > 0 and tonumber(recv) > 0, line)
+        x[ximpl] = line
+      end
+    end
+    for _, k in ipairs({"keras-lua/1/0", "keras-lua-sharded/2/0", "keras-lua-sharded/2/1",
+                        "keras-lua-replicated/2/0", "keras-lua-replicated/2/1"}) do
+      assert.is_true(rss[k], "no RSS line for " .. k)
+    end
+    assert.truthy(x["keras-lua-sharded"] and x["keras-lua-sharded"]:find("equal the ids' count", 1, true),
+      tostring(x["keras-lua-sharded"]))
+    assert.truthy(x["keras-lua-replicated"])
+  end)
+
   it("report.lua --seed gives back the lines a report was made from", function()
     local raw, out, raw2, cmds, cmds2 = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
     local f = assert(io.open(raw, "w"))
     f:write("RESULT W3-V1e4 keras-lua 1 0.00123456 5 ours note\n",
             "RESULT W3-V1e4 pytorch 1 0.0098765 5 peer note\n",
-            "XCHG DP-W3-V1e6-np2 keras-lua 2 700000 690000 256000260 gather=5 allreduce=0\n")
+            "XCHG DP-W3-V1e6-np2 keras-lua 2 700000 690000 256000260 gather=5 allreduce=0\n",
+            "RSS SHARD-W3-V8e6-np1 keras-lua 1 0 6000000000 5900000000 np1 floor\n",
+            "RSS SHARD-W3-V8e6-np2 keras-lua-sharded 2 0 3000000000 2950000000 np2 floor\n",
+            "RSS SHARD-W3-V8e6-np2 keras-lua-sharded 2 1 3900000000 2950000000 np2 floor\n",
+            "SXCHG SHARD-W3-V8e6-np2 keras-lua-sharded 2 1331277 1331277 665760 665760 2048000260 ids\n")
     f:close()
     f = assert(io.open(cmds, "w"))
     f:write("bench/run --full\n")
@@ -69,6 +110,11 @@ describe("bench/run --quick", function()
     assert.is_true(os.execute(string.format("lua5.4 bench/report.lua --seed '%s' '%s' '%s'", out, raw2, cmds2)))
     assert.equal(slurp(raw), slurp(raw2))
     assert.equal("bench/run --full\n", slurp(cmds2))
+    -- the SHARD section: each rank's peak against np = 1 (target <= 0.6x), the exchange
+    local full = slurp(out)
+    assert.truthy(full:find("| SHARD-W3-V8e6-np2 | keras-lua-sharded | 2 | 0 | 2.79 GiB | 2.75 GiB | 1.02 | 0.50 | <= 0.6x | yes | np2 floor |", 1, true), full)
+    assert.truthy(full:find("| 2 | 1 | 3.63 GiB | 2.75 GiB | 1.32 | 0.65 | <= 0.6x | **no** |", 1, true), full)
+    assert.truthy(full:find("| SHARD-W3-V8e6-np2 | keras-lua-sharded | 2 | 1.27 MiB | 1.27 MiB | 650.2 KiB | 650.2 KiB | 1.91 GiB | 1.91 GiB | ids |", 1, true), full)
     -- a report without the raw block (older): read back from its table, printing the same
     local md = slurp(out):gsub("\n<!%-%- raw lines.*$", "\n")
     f = assert(io.open(out, "w"))
