@@ -140,6 +140,9 @@ local targets = {
   ["W4b-csrT.dense"] = {pattern = "^pytorch", min = 20},
   ["W4c-rcv1.dense"] = {pattern = "^scipy", min = 3},
   ["W6-load_svmlight"] = {pattern = "^sklearn", min = 5},
+  -- issue 18: W7, logistic regression on wide sparse data, against SGDClassifier
+  ["W7-epoch"] = {pattern = "^sklearn%-SGD", min = 2},
+  ["W7-to-target"] = {pattern = "^sklearn%-SGD", min = 2},
   -- issue 15: the data-parallel step at np = 2 against PyTorch DDP (gloo)
   ["DP-W3-V1e6-np2"] = {pattern = "^pytorch%-DDP", min = 5},
   ["DP-W1-b64-np2"] = {pattern = "^pytorch%-DDP", min = 5},
@@ -376,7 +379,7 @@ end
 
 if #losses > 0 then
   w("")
-  w("## Model quality (W5: training-set log-loss after the timed training)")
+  w("## Model quality (W5: training-set log-loss after the timed training; W7: held-out log-loss)")
   w("")
   w("| workload | implementation | threads | log-loss | notes |")
   w("|---|---|---|---|---|")

@@ -20,7 +20,7 @@ describe("bench/run --quick", function()
     assert.truthy(md:find("Produced by `bench/run --quick --no-peers", 1, true))
     for _, wl in ipairs({"W1-b64", "W1-b1024", "W2-tutorial", "W3-V1e3", "W3-V1e5",
                          "W4a-csr.dense", "W4b-csrT.dense", "W4c-rcv1.dense", "W5-logreg",
-                         "W6-load_svmlight"}) do
+                         "W6-load_svmlight", "W7-epoch"}) do
       assert.truthy(md:find("| " .. wl .. " |", 1, true), wl .. " missing from:\n" .. md)
     end
     -- the memory section: peak RSS measured for W1 and W3
