@@ -87,7 +87,6 @@ function MD.begin_fit(model, p)
     model._dist_plan = p
   end
   -- rank 0's weights, optimizer states and step count everywhere
-  -- (not the shards of sharded Embeddings: each rank holds its own rows)
   -- (not the shards of sharded Embeddings: each rank holds its own rows). Skipped when every
   -- rank already holds the same bits (a later fit): one digest allreduce instead of sending
   -- the weights and states again (768 MB at W3's V = 1e6: seconds).
@@ -104,6 +103,21 @@ function MD.begin_fit(model, p)
     p:set_step_count(D._broadcast_number(p:step_count(), 0))
   end
   return {rank = D.rank(), size = D.size(), plan = p}
+end
+
+-- A model with a sharded Embedding runs every batch's forward on all ranks together (the
+-- rows are exchanged per batch): predict / evaluate over in-memory data check first that every
+-- rank has the same number of batches, and fail on every rank otherwise, rather than leave one
+-- waiting in the exchange.
+function MD.agree_batches(model, fn, n, bs)
+  if #MD.shard_layers(model) == 0 or not D.is_mpi() or D.size() == 1 then return end
+  local nb = (n + bs - 1) // bs
+  local lo, hi = D._allreduce_number(nb, "min"), D._allreduce_number(nb, "max")
+  if lo ~= hi then
+    A.fail("%s: a model with a sharded Embedding runs each batch on every rank together: this " ..
+      "rank has %d batches, the ranks %d to %d (give every rank as many rows, or batches)", fn,
+      nb, math.tointeger(lo) or lo, math.tointeger(hi) or hi)
+  end
 end
 
 -- Callbacks that write files run on rank 0 only.

@@ -686,6 +686,7 @@ function Model:evaluate(x, y, opts)
   if opts.steps ~= nil then fail("%s: steps is for data iterators; in-memory data takes batch_size", fn) end
   local bs = check_positive(fn, "batch_size", opts.batch_size, 32)
   local xs, n = self:_xs(x, fn)
+  MD.agree_batches(self, fn, n, bs)
   local p = self:_train()
   local w
   y, w = self:_targets(y, n, fn, opts.sample_weight, nil)
@@ -704,7 +705,8 @@ function Model:predict(x, opts)
     if #self.outputs > 1 then fail("%s: a model with several outputs predicts on in-memory data", fn) end
     return model_iter.predict(self, self:_infer(), x, bs)
   end
-  local xs = self:_xs(x, fn)
+  local xs, n = self:_xs(x, fn)
+  MD.agree_batches(self, fn, n, bs)
   if #self.outputs > 1 then return {self:_infer():predict(xs, bs)} end -- a tensor an output
   return self:_infer():predict(xs, bs)
 end

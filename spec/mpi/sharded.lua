@@ -126,6 +126,17 @@ check(not ok, "predict refuses it too")
 a:fit(X, Y, {batch_size = 16, epochs = 1, verbose = 0})
 check(maxdiff(before, a:get_weights()[1]) > 0, "training goes on after the error")
 
+-- 3b. predict / evaluate with another number of batches on one rank: refused on every rank
+--     (the exchange runs each batch on all ranks together) instead of a rank left waiting
+local rows_r = r == n - 1 and 20 or 16
+ok, err = pcall(function() return a:predict(X:slice(1, rows_r), {batch_size = 8}) end)
+check(not ok and tostring(err):find("Model.predict: a model with a sharded Embedding runs each batch on every rank together", 1, true) ~= nil,
+  "uneven predict batches are refused everywhere: " .. tostring(err))
+ok, err = pcall(function() return a:evaluate(X:slice(1, rows_r), Y:slice(1, rows_r), {batch_size = 8}) end)
+check(not ok and tostring(err):find("Model.evaluate: a model with a sharded Embedding", 1, true) ~= nil,
+  "uneven evaluate batches are refused everywhere: " .. tostring(err))
+check(a:predict(X:slice(1, 16), {batch_size = 8}).shape[1] == 16, "even batches still predict")
+
 -- 4. not distributed: refused when the table is sharded
 ok, err = pcall(function()
   local m = model(true, nil)
