@@ -109,6 +109,17 @@ int kl_dot_direct_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt);
 void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, uint32_t *flag,
                             void *acc);
 
+/* The listed accumulator of csr^T . G (ops_dot.c), for the plan's listed fused step:
+ * whether a csr with C columns and nnz entries and an N-wide G take it (not the direct one;
+ * C x N values of at most 4 MiB), and the pass itself: the column map's slots as
+ * dot_csrT_spa makes them, without the sort: *list (*nrows columns, in first-touch order)
+ * and *rows (the (nnz + 1) x N values allocated; row s + 1 is column (*list)[s]'s sum, in
+ * entry order from +0, the sorted path's bits); the kept map is left zero. Both buffers are
+ * the caller's (kl_free). KL_ENOMEM leaves nothing allocated. */
+int kl_dot_listed_fits(int64_t C, int64_t nnz, int64_t N, kl_dtype dt);
+kl_status kl_dot_csrT_listed(const kl_tensor *a, const kl_tensor *g, int64_t N, int64_t **list,
+                             void **rows, int64_t *nrows);
+
 /* Helpers shared by kernels (tensor.c). */
 static inline int kl_is_float(kl_dtype d) { return d == KL_FLOAT32 || d == KL_FLOAT64; }
 

@@ -307,6 +307,30 @@ static void flagged_apply(const kl_optimizer *o, kl_tensor *w, void *acc, uint32
   }
 }
 
+void kl_optimizer_update_listed_prechecked(const kl_optimizer *o, kl_tensor *w, const void *g,
+                                           const int64_t *list, int64_t n, kl_tensor **states,
+                                           int64_t t) {
+  /* update_apply's lazy branch with the list for the gradient's indices */
+  const int ns = kl_optimizer_num_states(o);
+  opt_hyper h;
+  resolve_hyper(o, t, &h);
+  const int64_t rows = w->shape[0], rw = kl_row_width(w);
+  const size_t es = kl_dtype_size(w->dtype);
+  void *s0 = ns > 0 ? states[0]->data : NULL, *s1 = ns > 1 ? states[1]->data : NULL;
+  const int64_t pf = rw > 1 ? OPT_PF : (size_t)rows * es > OPT_PF1_MIN_BYTES ? OPT_PF1 : 0;
+#pragma omp parallel if (n * rw >= OPT_PARALLEL_MIN)
+  {
+    int T = omp_get_num_threads(), q = omp_get_thread_num();
+    int64_t i0 = n * q / T, i1 = n * (q + 1) / T;
+    if (w->dtype == KL_FLOAT64)
+      opt_rows_f64(&h, (double *)w->data, (const double *)g, (double *)s0, (double *)s1, rw,
+                   list, i0, i1, pf);
+    else
+      opt_rows_f32(&h, (float *)w->data, (const float *)g, (float *)s0, (float *)s1, rw, list,
+                   i0, i1, pf);
+  }
+}
+
 /* The update proper, after kl_optimizer_update_precheck passed: it cannot fail. */
 static void update_apply(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                          kl_tensor **states, int64_t t) {

@@ -49,6 +49,8 @@ void kl_plan_free(kl_plan *p) {
       kl_tensor_release(p->states[2 * k + 1]);
     }
   }
+  kl_free(p->fused_list); /* a listed fused gradient no update consumed */
+  kl_free(p->fused_lrows);
   kl_pool_close(p->pool); /* after the releases above handed their blocks back */
   kl_free(p->feeds);
   kl_free(p->outputs);
@@ -506,8 +508,16 @@ double kl_plan_loss(const kl_plan *p) { return p && p->fwd_loss ? p->loss_value 
  * left zero, as its contract wants. O(rows), on the failure path only. */
 static void kl_plan_clear_fused(kl_plan *p) {
   if (p->fused_k < 0) return;
-  memset(p->fused_flag, 0, (size_t)p->fused_rows * sizeof *p->fused_flag);
-  memset(p->fused_acc, 0, p->fused_bytes);
+  if (p->fused_list) { /* listed: the plan's own buffers (the kept map is already zero) */
+    kl_free(p->fused_list);
+    kl_free(p->fused_lrows);
+    p->fused_list = NULL;
+    p->fused_lrows = NULL;
+    p->fused_n = 0;
+  } else {
+    memset(p->fused_flag, 0, (size_t)p->fused_rows * sizeof *p->fused_flag);
+    memset(p->fused_acc, 0, p->fused_bytes);
+  }
   p->fused_k = -1;
 }
 
@@ -546,6 +556,12 @@ static kl_status kl_to_stype(kl_tensor **t, kl_stype stype) {
  * flags; the update then walks the weight's rows once (kl_optimizer_update_flagged) and no
  * compact gradient is made (the emission scan and the compact update were 2/3 of a W1
  * step). The same bits as the unfused step: the same sums, the same rule, on the same rows.
+ * A weight too wide for the direct accumulator but of at most 4 MiB (W7's 2^18 x 1 f32,
+ * W5's 10^6 x 1)
+ * takes the listed step instead: kl_dot_csrT_listed sums the touched rows in the column
+ * map's slots, listed in first-touch order, and kl_optimizer_update_listed_prechecked runs
+ * the lazy rule over them in that order: no radix sort, no emission of a compact sorted
+ * gradient (bench/README item 17). The same sums and the same per-row rule: the same bits.
  * One weight a step. Returns 1 when node nd's input i (weight in_id) was done so. */
 static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
                             kl_tensor *const *ins, int nin, const kl_tensor *gout) {
@@ -562,7 +578,8 @@ static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
       !(w->stype == KL_STYPE_DEFAULT || (w->stype == KL_STYPE_ROW_SPARSE && w->nnz == w->shape[0])))
     return 0;
   const int64_t C = w->shape[0], N = w->shape[1];
-  if (!kl_dot_direct_fits(C, a->nnz, N, w->dtype)) return 0;
+  const int listed = kl_dot_listed_fits(C, a->nnz, N, w->dtype);
+  if (!listed && !kl_dot_direct_fits(C, a->nnz, N, w->dtype)) return 0;
   /* the weight's only use in the plan (a shared weight sums several gradients) */
   int uses = 0;
   for (int q = 0; q < p->norder; q++) {
@@ -571,6 +588,18 @@ static int kl_plan_try_fuse(kl_plan *p, const kl_node *nd, int i, int in_id,
     for (int j = 0; j < qn; j++) uses += qi[j] == in_id;
   }
   if (uses != 1) return 0;
+  if (listed) {
+    /* a wider weight (W7: 2^18 rows): the touched rows' sums listed in first-touch order,
+     * updated in that order, no sort and no compact row_sparse gradient */
+    int64_t *list = NULL, n = 0;
+    void *rows = NULL;
+    if (kl_dot_csrT_listed(a, gout, N, &list, &rows, &n) != KL_OK) return 0;
+    p->fused_k = k;
+    p->fused_list = list;
+    p->fused_lrows = rows;
+    p->fused_n = n;
+    return 1;
+  }
   const size_t bytes = (size_t)(C * N) * kl_dtype_size(w->dtype);
   uint32_t *flag = kl_pool_kept_zeroed(KL_KEPT_FUSEFLAG, (size_t)C * sizeof *flag);
   void *acc = flag ? kl_pool_kept_zeroed(KL_KEPT_FUSEACC, bytes) : NULL;
@@ -708,7 +737,14 @@ static kl_status kl_plan_update(kl_plan *p) {
   }
   for (int k = 0; k < p->nweights; k++) {
     kl_tensor *w = p->g->nodes[p->weights[k]].value;
-    if (k == p->fused_k) {
+    if (k == p->fused_k && p->fused_list) {
+      const size_t rb = (size_t)kl_row_width(w) * kl_dtype_size(w->dtype);
+      kl_optimizer_update_listed_prechecked(&p->opt, w, (const char *)p->fused_lrows + rb,
+                                            p->fused_list, p->fused_n, &p->states[2 * k], t);
+      kl_plan_clear_fused(p); /* frees the list and rows */
+      p->fused_steps++;
+      p->fused_listed_steps++;
+    } else if (k == p->fused_k) {
       p->fused_k = -1; /* the update clears the accumulator */
       kl_optimizer_update_flagged_prechecked(&p->opt, w, p->fused_acc, p->fused_flag,
                                              &p->states[2 * k], t);

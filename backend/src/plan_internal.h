@@ -42,6 +42,13 @@ struct kl_plan {
   int64_t fused_rows;
   size_t fused_bytes;
   int64_t fused_steps;    /* updates done fused (for tests) */
+  /* the listed fused step (a wider weight): fused_list (fused_n touched rows, first-touch
+   * order) and fused_lrows (their gradient rows from row 1: kl_dot_csrT_listed), owned by
+   * the plan until the update; fused_list NULL: the flagged step above */
+  int64_t *fused_list;
+  void *fused_lrows;
+  int64_t fused_n;
+  int64_t fused_listed_steps; /* of fused_steps, those listed (for tests) */
   /* Embedding -> mean fusion (kl_embedding_mean): per node, for a fused mean the Embedding
    * node it reads (whose value is then never made), else -1; skip marks those Embeddings. */
   int *bag_src;

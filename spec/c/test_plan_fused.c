@@ -6,7 +6,11 @@
  * The fused path must really run where it applies (the plan's counter) and not where it
  * does not (a dense gradient, a non-lazy optimizer, a weight used twice, too many columns),
  * and after any allocation failure in an epoch the kept buffers are zero and the next epoch
- * is right. */
+ * is right. The listed fused step (a weight too wide for the direct accumulator, at most
+ * 4 MiB: the touched rows' sums listed in first-touch order and updated in that order, no
+ * sort) is held to the same: every rule, f32/f64, 1/3 wide, dense/row_sparse W, at 1 and 2
+ * threads, the kept column map zero after each epoch, its own allocation-failure sweep. */
+#include <omp.h>
 #include <stdlib.h>
 #include "kl/graph.h"
 #include "kl/optim.h"
@@ -110,14 +114,16 @@ static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
   const uint32_t *f = kl_pool_kept_zeroed(KL_KEPT_FUSEFLAG, (size_t)C * sizeof *f);
   const size_t ab = (size_t)(C * N) * kl_dtype_size(dt);
   const unsigned char *a = kl_pool_kept_zeroed(KL_KEPT_FUSEACC, ab);
-  int ok = f && a;
-  for (int64_t c = 0; ok && c < C; c++) ok = f[c] == 0;
+  const uint32_t *m = kl_pool_kept_zeroed(KL_KEPT_COLMAP, (size_t)C * sizeof *m);
+  int ok = f && a && m && !p->fused_list && !p->fused_lrows && p->fused_k < 0;
+  for (int64_t c = 0; ok && c < C; c++) ok = f[c] == 0 && m[c] == 0;
   for (size_t k = 0; ok && k < ab; k++) ok = a[k] == 0;
   kl_pool_leave(prev);
   return ok;
 }
 
-/* Two epochs of fit (batch 16, no shuffle) against the same batches by train_step. */
+/* Two epochs of fit (batch 16, no shuffle) against the same batches by train_step.
+ * want_fused: 0 not fused, 1 fused by the flagged step, 2 by the listed one. */
 static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl_stype wst,
                     kl_stype gst, int twice, int nz, int want_fused) {
   const int64_t R = 100, bs = 16;
@@ -150,15 +156,19 @@ static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl
     ok = same_bits(kl_plan_state(a.p, 0, s), kl_plan_state(b.p, 0, s));
   CHECK(ok);
   if (a.p && b.p) {
-    CHECK((a.p->fused_steps > 0) == want_fused);
+    CHECK((a.p->fused_steps > 0) == (want_fused > 0));
+    CHECK((a.p->fused_listed_steps > 0) == (want_fused == 2));
+    CHECK(a.p->fused_listed_steps == 0 || a.p->fused_listed_steps == a.p->fused_steps);
     CHECK(b.p->fused_steps == 0);
     CHECK(fused_clear(a.p, C, N, dt));
   }
-  if (!ok || (a.p && (a.p->fused_steps > 0) != want_fused))
+  if (!ok || (a.p && ((a.p->fused_steps > 0) != (want_fused > 0) ||
+                      (a.p->fused_listed_steps > 0) != (want_fused == 2))))
     fprintf(stderr, "  case kind=%d mom=%g nest=%d clip=%g dt=%d C=%lld N=%lld wst=%d gst=%d "
-            "twice=%d fused=%lld\n", (int)o->kind, o->momentum, o->nesterov, o->clipvalue,
-            (int)dt, (long long)C, (long long)N, (int)wst, (int)gst, twice,
-            a.p ? (long long)a.p->fused_steps : -1LL);
+            "twice=%d threads=%d fused=%lld listed=%lld\n", (int)o->kind, o->momentum,
+            o->nesterov, o->clipvalue, (int)dt, (long long)C, (long long)N, (int)wst, (int)gst,
+            twice, omp_get_max_threads(), a.p ? (long long)a.p->fused_steps : -1LL,
+            a.p ? (long long)a.p->fused_listed_steps : -1LL);
   free_net(&a);
   free_net(&b);
   kl_tensor_release(x);
@@ -180,9 +190,9 @@ static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, doubl
 
 /* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds, the
  * kept buffers are zero after it, and a fresh epoch on a fresh net matches the reference. */
-static void failure_sweep(void) {
+static void failure_sweep(int64_t C, int listed) {
   kl_optimizer o = opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1);
-  const int64_t C = 60, R = 48;
+  const int64_t R = 48;
   kl_tensor *x = rand_csr(KL_FLOAT32, R, C, 6), *y = NULL;
   int64_t ys[2] = {R, 1};
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
@@ -191,7 +201,7 @@ static void failure_sweep(void) {
   net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
-  CHECK(ref.p && ref.p->fused_steps == 3);
+  CHECK(ref.p && ref.p->fused_steps == 3 && ref.p->fused_listed_steps == (listed ? 3 : 0));
   int failed = 0;
   for (long k = 1; k <= 400; k++) {
     net n = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
@@ -237,8 +247,26 @@ int main(void) {
   compare(&sgd, KL_FLOAT32, 60, 1, DNS, DNS, 0, 6, 0);      /* a dense gradient */
   compare(&nonlazy, KL_FLOAT32, 60, 1, RSP, RSP, 0, 6, 0);  /* not lazy */
   compare(&sgd, KL_FLOAT32, 60, 1, RSP, RSP, 1, 6, 0);      /* W used twice */
-  compare(&sgd, KL_FLOAT32, 5000, 1, RSP, RSP, 0, 6, 0);    /* C > 4 nnz: the slot path */
   compare(&sgd, KL_FLOAT32, 60, 9, RSP, RSP, 0, 6, 0);      /* N > 8 */
-  failure_sweep();
+  /* C > 4 nnz: the listed step (C x N <= 4 MiB), at 1 and 2 threads */
+  const int saved = omp_get_max_threads();
+  for (int th = 1; th <= 2; th++) {
+    omp_set_num_threads(th);
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+      for (int dt = 0; dt < 2; dt++)
+        for (int64_t N = 1; N <= 3; N += 2)
+          for (int ws = 0; ws < 2; ws++)
+            compare(&opts[i], dt ? KL_FLOAT64 : KL_FLOAT32, 5000, N, ws ? RSP : DNS, RSP, 0, 6, 2);
+    compare(&sgd, KL_FLOAT32, 5000, 1, DNS, DNS, 0, 6, 0);     /* a dense gradient */
+    compare(&nonlazy, KL_FLOAT32, 5000, 1, RSP, RSP, 0, 6, 0); /* not lazy */
+    compare(&sgd, KL_FLOAT32, 5000, 1, RSP, RSP, 1, 6, 0);     /* W used twice */
+    /* wider than 4 MiB: the sorted slot path, not fused */
+    compare(&sgd, KL_FLOAT32, 1100000, 1, RSP, RSP, 0, 6, 0);
+    compare(&opts[8], KL_FLOAT64, 550000, 1, RSP, RSP, 0, 6, 0);
+    compare(&opts[8], KL_FLOAT32, 1000000, 1, RSP, RSP, 0, 6, 2); /* W5's width: listed */
+  }
+  omp_set_num_threads(saved);
+  failure_sweep(60, 0);
+  failure_sweep(5000, 1);
   KLTEST_DONE();
 }
