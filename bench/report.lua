@@ -154,6 +154,13 @@ local results, order, seen, mems, losses, xchgs = {}, {}, {}, {}, {}, {}
 local rsss, sxchgs = {}, {} -- SHARD (issue 16): peak RSS per rank, sharded exchange
 -- the lines in effect (a later line of a row takes the earlier one's place), for the raw block
 local raw_lines, raw_at = {}, {}
+-- A LOSS line's row: workload, implementation, threads and note, less a trailing time
+-- ("..., 8.34 s"), so that a later run of the same configuration replaces it (--append)
+local function loss_key(line)
+  local wl, impl, th, note = line:match("^LOSS (%S+) (%S+) (%d+) %S+ ?(.*)$")
+  if not wl then return nil end
+  return "L|" .. wl .. "|" .. impl .. "|" .. th .. "|" .. note:gsub(",? [%d.]+ s$", "")
+end
 local function keep_raw(key, line)
   if key and raw_at[key] then raw_lines[raw_at[key]] = line return end
   raw_lines[#raw_lines + 1] = line
@@ -165,7 +172,7 @@ for line in io.lines(raw_path) do
     if k == "RESULT" then keep_raw("R|" .. a .. "|" .. b .. "|" .. c, line)
     elseif k == "MEM" or k == "XCHG" or k == "SXCHG" then keep_raw(k .. "|" .. a .. "|" .. b, line)
     elseif k == "RSS" then keep_raw("RSS|" .. a .. "|" .. b .. "|" .. (line:match("^RSS %S+ %S+ %d+ (%d+)") or ""), line)
-    elseif k == "LOSS" then keep_raw(nil, line) end
+    elseif k == "LOSS" then keep_raw(loss_key(line), line) end
   end
   local kind, rest = line:match("^(%u+) (.*)$")
   if kind == "RESULT" then
@@ -223,7 +230,17 @@ for line in io.lines(raw_path) do
     end
   elseif kind == "LOSS" then
     local wl, impl, th, loss, note = rest:match("^(%S+) (%S+) (%d+) (%S+) ?(.*)$")
-    if wl then losses[#losses + 1] = {wl = wl, impl = impl, threads = tonumber(th), loss = loss, note = note} end
+    if wl then
+      local key = loss_key(line)
+      for i = #losses, 1, -1 do -- a later run of the same row replaces it, in its place
+        if losses[i].key == key then
+          losses[i] = {wl = wl, impl = impl, threads = tonumber(th), loss = loss, note = note, key = key}
+          key = nil
+          break
+        end
+      end
+      if key then losses[#losses + 1] = {wl = wl, impl = impl, threads = tonumber(th), loss = loss, note = note, key = key} end
+    end
   end
 end
 
