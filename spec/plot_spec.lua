@@ -179,6 +179,19 @@ describe("plot_history (built-in SVG)", function()
     utils.have_gnuplot = saved
     assert.are.equal("plot_history: engine='gnuplot' but gnuplot is not installed (apt-get install gnuplot-nox)", e)
   end)
+
+  it("reads the lists raw: a lying __len is not called (lua_api_fuzz seeds 231, 427: 'attempt to " ..
+     "compare number with string' in utils.lua)", function()
+    local p = out("len.svg")
+    local lying = setmetatable({0.5, 0.25}, {__len = function() return "x" end})
+    assert.are.equal(p, utils.plot_history({loss = lying}, p, {engine = "builtin"}))
+    local svg = slurp(p)
+    assert.truthy(svg:find("<svg", 1, true))
+    os.remove(p)
+    local huge = setmetatable({1, "x"}, {__len = function() return 1e300 end})
+    assert.are.equal("plot_history: history['loss'][2] is a string, not a number",
+      err_of(utils.plot_history, {loss = huge}, p))
+  end)
 end)
 
 describe("plot_history (gnuplot)", function()

@@ -114,6 +114,7 @@ return function(layers, h)
         fail("Dot: axes must be a non-zero integer or a pair of them. Received: axes=%s", repr(ax))
       end
       self.axes_pair = {axis_of(self, ax[1]), axis_of(self, ax[2])}
+      self.axes = {self.axes_pair[1], self.axes_pair[2]} -- not the caller's table
     else
       local a = axis_of(self, ax)
       self.axes_pair = {a, a}

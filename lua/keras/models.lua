@@ -520,6 +520,7 @@ function Model:fit(x, y, opts)
     sample_weight = true, class_weight = true, steps_per_epoch = true, validation_steps = true,
     validation_freq = true})
   self:_require_compiled()
+  local initial_epoch = opts.initial_epoch == nil and 0 or A.int(fn, "initial_epoch", opts.initial_epoch, 0)
   local iter = model_iter.is_iterator(x) and x or nil
   if iter and self.built and #self.outputs > 1 then
     fail("%s: a model with several outputs trains on in-memory data (an iterator yields one y)", fn)
@@ -594,7 +595,16 @@ function Model:fit(x, y, opts)
   list[#list + 1] = progbar
   -- one warning when the loss becomes NaN or inf (before the user's callbacks see that batch)
   list[#list + 1] = callbacks._LossWatch.new(progbar)
-  for _, c in ipairs(MD.callbacks(dctx, opts.callbacks or {}, self)) do list[#list + 1] = c end
+  local user_cbs = opts.callbacks or {}
+  if type(user_cbs) ~= "table" or getmetatable(user_cbs) ~= nil then
+    fail("%s: callbacks must be a list of callbacks. Received: callbacks=%s", fn, A.repr(user_cbs))
+  end
+  for i, c in ipairs(user_cbs) do
+    if not callbacks.is_callback(c) then
+      fail("%s: callbacks[%d] is not a callback (keras.callbacks.*). Received: %s", fn, i, A.repr(c))
+    end
+  end
+  for _, c in ipairs(MD.callbacks(dctx, user_cbs, self)) do list[#list + 1] = c end
   list[#list + 1] = history
   local cbl = callbacks.CallbackList.new(list)
   local shown = {"loss"}
@@ -621,7 +631,7 @@ function Model:fit(x, y, opts)
   want_batches = MD.agree_stop(dctx, want_batches) -- the same on every rank (collectives follow)
   local stream = iter and model_iter.stream(iter, steps) or nil
   cbl:on_train_begin({})
-  for epoch = (opts.initial_epoch or 0) + 1, epochs do
+  for epoch = initial_epoch + 1, epochs do
     if iter and params.samples == nil and not steps then params.samples = epoch_rows() end
     cbl:on_epoch_begin(epoch, {})
     local logs = {}
@@ -746,7 +756,15 @@ function Model:test_on_batch(x, y, w)
   local xs, n = self:_xs(x, fn)
   local sw, cw = batch_weights(self, fn, w)
   if cw ~= nil then fail("%s: class_weight is for training (Keras' test_on_batch takes sample_weight)", fn) end
-  return self:evaluate(xs, y, {batch_size = math.max(n, 1), sample_weight = sw})
+  -- evaluate's in-memory path on one batch, its messages naming test_on_batch
+  self:_require_compiled()
+  local bs = math.max(n, 1)
+  MD.agree_batches(self, fn, n, bs)
+  local p = self:_train()
+  local wt
+  y, wt = self:_targets(y, n, fn, sw, nil)
+  local loss, mt = p:evaluate(xs, y, self:_weighted(with_metrics(self, {batch_size = bs}), wt))
+  return loss, metric_logs(self, {}, mt, "")
 end
 
 -- predict_on_batch(x) -> output tensor

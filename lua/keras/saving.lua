@@ -9,6 +9,7 @@ local optimizers = require("keras.optimizers")
 
 local saving = {}
 local FORMAT = "keras-lua-model/1"
+local OPTIMIZER_CLASSES = {SGD = true, Adam = true, Adagrad = true, RMSprop = true, Ftrl = true}
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
@@ -46,7 +47,10 @@ local config_of = {
   end,
   Flatten = none, GlobalAveragePooling1D = none, GlobalMaxPooling1D = none,
   Add = none, Subtract = none, Multiply = none,
-  Dot = function(l, c) c.axes, c.normalize = l.axes, l.normalize end,
+  Dot = function(l, c)
+    c.axes, c.normalize = l.axes, l.normalize
+    if type(c.axes) == "table" then c.axes = {c.axes[1], c.axes[2]} end -- the caller's to change
+  end,
   Activation = function(l, c) c.activation = l.activation_name end,
   Dropout = function(l, c) c.rate, c.seed = l.rate, l.seed end,
   Concatenate = function(l, c) c.axis = l.axis end,
@@ -80,9 +84,15 @@ end
 
 -- Rebuilds a layer from {class_name=, config=}.
 function saving.layer_from_config(d, where)
-  local cls = type(d) == "table" and layers[d.class_name]
-  if not cls or d.class_name == "InputLayer" then
-    fail("%s: unknown layer class '%s'", where, tostring(type(d) == "table" and d.class_name))
+  where = type(where) == "string" and where or "layer_from_config"
+  if type(d) ~= "table" then
+    fail("%s: a layer must be {class_name=, config=}. Received: %s", where, A.repr(d))
+  end
+  -- a layer class (what layers.define made), not another entry of keras.layers (Input,
+  -- define, activations, ...)
+  local cls = type(d.class_name) == "string" and rawget(layers, d.class_name)
+  if type(cls) ~= "table" or rawget(cls, "class_name") ~= d.class_name or d.class_name == "InputLayer" then
+    fail("%s: unknown layer class %s", where, A.repr(d.class_name))
   end
   local c = {}
   for k, v in pairs(type(d.config) == "table" and d.config or {}) do if v ~= json.null then c[k] = v end end
@@ -198,9 +208,12 @@ end
 -- The layout written before Keras 2's (keras-lua-model/1 files of the first releases):
 -- {class_name=, name=, layers = {{class_name=, config=, inbound = {names}, multi=}}, inputs =
 -- {names}, outputs = {names}}, every layer called once.
-local function from_legacy(arch)
+local function from_legacy(arch, where)
   local layers_, cfg = {}, {name = arch.name, layers = {}, input_layers = {}, output_layers = {}}
   for i, d in ipairs(arch.layers) do
+    if type(d) ~= "table" then
+      fail("%s: layer %d of the architecture is not an object. Received: %s", where, i, A.repr(d))
+    end
     local c = {}
     for k, v in pairs(type(d.config) == "table" and d.config or {}) do c[k] = v end
     if d.class_name == "InputLayer" and type(c.shape) == "table" then
@@ -241,6 +254,12 @@ end
 
 local function functional_from_config(cfg, where)
   local made, outs, order = {}, {}, {}
+  for _, k in ipairs({"input_layers", "output_layers"}) do
+    if cfg[k] ~= nil and type(cfg[k]) ~= "table" then
+      fail("%s: %s must be a list of [layer name, node index, tensor index]. Received: %s", where, k,
+        A.repr(cfg[k]))
+    end
+  end
   for _, d in ipairs(cfg.layers) do
     local name = d.name or (type(d.config) == "table" and d.config.name)
     if type(name) ~= "string" then fail("%s: a layer without a name in the architecture", where) end
@@ -298,11 +317,16 @@ end
 -- A model from Keras 2's {class_name =, config =} (or the legacy layout), with new weights.
 function saving.model_from_architecture(arch, where)
   if type(arch) == "table" and arch.config == nil and type(arch.layers) == "table" then
-    arch = from_legacy(arch)
+    arch = from_legacy(arch, where)
   end
   local cfg = type(arch) == "table" and arch.config
-  if type(cfg) ~= "table" or type(cfg.layers) ~= "table" or #cfg.layers == 0 then
+  if type(cfg) ~= "table" or type(cfg.layers) ~= "table" or rawget(cfg.layers, 1) == nil then
     fail("%s: bad architecture (no layers)", where)
+  end
+  for i, d in ipairs(cfg.layers) do
+    if type(d) ~= "table" then
+      fail("%s: layer %d of the architecture is not an object. Received: %s", where, i, A.repr(d))
+    end
   end
   if arch.class_name == "Sequential" then
     local m = models.Sequential{name = cfg.name}
@@ -349,6 +373,10 @@ end
 local function decode_meta(meta, key, path, fn)
   local ok, v = pcall(json.decode, meta[key])
   if not ok then fail("%s: %s: metadata '%s': %s", fn, path, key, v) end
+  -- every entry keras-lua writes is a JSON object or list
+  if type(v) ~= "table" then
+    fail("%s: %s: metadata '%s' must be a JSON object or list. Received: %s", fn, path, key, A.repr(v))
+  end
   return v
 end
 
@@ -375,6 +403,9 @@ local function set_weights_from(m, by, meta, path, fn)
   end
   local vals = {}
   for i, n in ipairs(names) do
+    if type(n) ~= "string" then
+      fail("%s: %s: metadata 'weight_names' must list strings. Received: entry %d = %s", fn, path, i, A.repr(n))
+    end
     vals[i] = by[n]
     if not vals[i] then fail("%s: %s: weight '%s' is listed but missing", fn, path, n) end
     local want = recs[i].tensor
@@ -408,6 +439,15 @@ end
 
 local function restore_optimizer(m, by, meta, path)
   local st = decode_meta(meta, "optimizer_state", path, "load_model")
+  if type(st.weights) ~= "table" then
+    fail("load_model: %s: metadata 'optimizer_state' has no list of weights", path)
+  end
+  for k, w in ipairs(st.weights) do
+    if type(w) ~= "table" or type(w.name) ~= "string" or math.type(w.n) ~= "integer" then
+      fail("load_model: %s: metadata 'optimizer_state': weight %d must be {name = string, n = integer}. " ..
+        "Received: %s", path, k, A.repr(w))
+    end
+  end
   local p = m:_train()
   local trainable = {}
   for _, w in ipairs(weight_records(m)) do if w.trainable then trainable[#trainable + 1] = w end end
@@ -431,6 +471,44 @@ local function restore_optimizer(m, by, meta, path)
   p:set_step_count(st.step)
 end
 
+-- compile's metrics as the file keeps them: names, keras.metrics objects by their name (as
+-- the log keys); metric functions (and MeanMetricWrapper) cannot be written: they are left
+-- out and named in `dropped` (load_model warns; they used to be saved by their log key,
+-- 'metric_1', which load_model then refused as an unknown metric).
+local function saveable_metrics(m)
+  local metrics_mod = require("keras.metrics")
+  local dropped = {}
+  local function entry(v, i)
+    if type(v) == "string" then return v end
+    if metrics_mod.is_metric(v) and rawget(v, "metric") then return v.name or v.metric end
+    dropped[#dropped + 1] = type(v) == "function" and ("metric_" .. i) or
+      (metrics_mod.is_metric(v) and v.name) or ("metric_" .. i)
+    return nil
+  end
+  local function list(l)
+    if type(l) ~= "table" or metrics_mod.is_metric(l) then return entry(l, 1) end
+    local out = {}
+    for i, v in ipairs(l) do out[#out + 1] = entry(v, i) end
+    return out
+  end
+  if rawget(m, "_outputs_cfg") then -- several outputs: a list, per-output lists or a table by name
+    local ms = m._outputs_cfg.metrics
+    if type(ms) ~= "table" then return {}, dropped end
+    if rawlen(ms) > 0 then
+      local flat = true
+      for _, v in ipairs(ms) do flat = flat and (type(v) ~= "table" or metrics_mod.is_metric(v)) end
+      if flat then return list(ms), dropped end
+      local out = {}
+      for i, v in ipairs(ms) do out[i] = list(v) or {} end
+      return out, dropped
+    end
+    local out = {}
+    for k, v in pairs(ms) do out[k] = list(v) end
+    return out, dropped
+  end
+  return list(rawget(m, "_metric_list") or {}), dropped
+end
+
 -- ------------------------------------------------------------ public
 -- save_model(model, path): architecture, weights, compile config and optimizer state in one
 -- atomic, checksummed file.
@@ -441,11 +519,13 @@ function saving.save_model(m, path)
   local list = {}
   weight_entries(m, list, meta)
   if m.compiled and m.loss_name ~= "custom" then
+    local saved_metrics, dropped = saveable_metrics(m)
     local oc = m.optimizer:get_config()
     local cls = oc.name
     oc.name = nil
     meta.compile = json.encode({optimizer = {class_name = cls, config = oc}, loss = m.loss_name,
-      metrics = m.metric_names or {}, loss_weights = m:_loss_weights_config(),
+      metrics = saved_metrics, dropped_metrics = #dropped > 0 and dropped or nil,
+      loss_weights = m:_loss_weights_config(),
       distributed = m._distributed and (m._distributed.deterministic and {deterministic = true} or true) or nil})
     optimizer_entries(m, list, meta)
   end
@@ -473,17 +553,38 @@ function saving.load_model(path, opts)
   set_weights_from(m, by, meta, path, "load_model")
   if meta.compile then
     local c = decode_meta(meta, "compile", path, "load_model")
-    local ocls = optimizers[c.optimizer.class_name]
-    if not ocls then fail("load_model: %s: unknown optimizer '%s'", path, tostring(c.optimizer.class_name)) end
+    local oname = type(c.optimizer) == "table" and c.optimizer.class_name
+    local ocls = OPTIMIZER_CLASSES[oname] and optimizers[oname]
+    if not ocls then
+      fail("load_model: %s: unknown optimizer %s", path, A.repr(type(c.optimizer) == "table" and oname or c.optimizer))
+    end
     m:compile{optimizer = ocls(c.optimizer.config), loss = c.loss, metrics = c.metrics,
       loss_weights = c.loss_weights, distributed = c.distributed}
+    if type(c.dropped_metrics) == "table" and #c.dropped_metrics > 0 then
+      local names = {}
+      for i, n in ipairs(c.dropped_metrics) do names[i] = tostring(n) end
+      require("keras.utils").warn(string.format("load_model: %s: the metric function(s) %s were not saved " ..
+        "(compile the model again to use them)", path, table.concat(names, ", ")))
+    end
     if meta.optimizer_state then restore_optimizer(m, by, meta, path) end
   end
   m.epoch = 0
   if meta.training then
     local t = decode_meta(meta, "training", path, "load_model")
-    m.epoch, m._epoch = t.epoch or 0, t.epoch or 0
-    if opts.resume and t.rng_state then core.random_set_state(t.rng_state) end
+    local e = t.epoch == nil and 0 or A.toint(t.epoch)
+    if e == nil or e < 0 then
+      fail("load_model: %s: metadata 'training': epoch must be an integer >= 0. Received: epoch=%s", path,
+        A.repr(t.epoch))
+    end
+    if t.rng_state ~= nil and type(t.rng_state) ~= "string" then
+      fail("load_model: %s: metadata 'training': rng_state must be a string. Received: rng_state=%s", path,
+        A.repr(t.rng_state))
+    end
+    m.epoch, m._epoch = e, e
+    if opts.resume and t.rng_state then
+      local ok, err = pcall(core.random_set_state, t.rng_state)
+      if not ok then fail("load_model: %s: metadata 'training': %s", path, tostring(err)) end
+    end
   end
   return m
 end

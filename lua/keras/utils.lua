@@ -33,16 +33,19 @@ local function curves(fn, history)
       type(history)), 0)
   end
   local h = type(history.history) == "table" and history.history or history
-  local names, n = {}, 0
+  -- the lists read raw (a __len or __index of the caller's tables does not run), copied
+  local names, lists, n = {}, {}, 0
   for k, v in pairs(h) do
-    if type(k) == "string" and type(v) == "table" and #v > 0 then
-      for i = 1, #v do
-        if type(v[i]) ~= "number" then
-          error(string.format("%s: history['%s'][%d] is a %s, not a number", fn, k, i, type(v[i])), 0)
+    if type(k) == "string" and type(v) == "table" and rawlen(v) > 0 then
+      local list = {}
+      for i = 1, rawlen(v) do
+        list[i] = rawget(v, i)
+        if type(list[i]) ~= "number" then
+          error(string.format("%s: history['%s'][%d] is a %s, not a number", fn, k, i, type(list[i])), 0)
         end
       end
-      names[#names + 1] = k
-      if #v > n then n = #v end
+      names[#names + 1], lists[k] = k, list
+      if #list > n then n = #list end
     end
   end
   if #names == 0 then error(fn .. ": the history holds no curves (train with fit first)", 0) end
@@ -54,10 +57,10 @@ local function curves(fn, history)
   local x = {}
   local ep = history.history and history.epoch
   for i = 1, n do
-    x[i] = (type(ep) == "table" and #ep == n and type(ep[i]) == "number") and ep[i] or i
+    x[i] = (type(ep) == "table" and rawlen(ep) == n and type(rawget(ep, i)) == "number") and rawget(ep, i) or i
   end
   local series = {}
-  for i, name in ipairs(names) do series[i] = {name = name, values = h[name]} end
+  for i, name in ipairs(names) do series[i] = {name = name, values = lists[name]} end
   return {x = x, series = series}
 end
 

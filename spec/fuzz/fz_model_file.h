@@ -5,10 +5,15 @@
 #include "fuzz_common.h"
 #include "kl/model_file.h"
 
-/* The whole input is the file. A parsed file must hold named, valid tensors and metadata. */
-static int fz_parse_one(const uint8_t *data, size_t size) {
+/* The whole input is the file, parsed as a keras-lua file (flags 0) or as a safetensors file
+ * written elsewhere (KL_MF_FOREIGN: load_weights' mode, __metadata__ and CRCs optional,
+ * F16/BF16 widened, other dtypes skipped). A parsed file must hold named, valid tensors and
+ * metadata; in foreign mode every loaded tensor is F32/F64/I64 (F16/BF16 arrive as F32) and
+ * every skipped entry has a name and a dtype tag. */
+static int fz_parse_one(const uint8_t *data, size_t size, int flags) {
   kl_model_file *f = NULL;
-  kl_status s = kl_model_file_parse("fuzz.safetensors", data, size, &f);
+  kl_status s = flags ? kl_model_file_parse_ex("fuzz.safetensors", data, size, flags, "load_weights", &f)
+                      : kl_model_file_parse("fuzz.safetensors", data, size, &f);
   int bad = 0;
   if (s != KL_OK) {
     bad |= fz_clean_error(s, "model_file_parse");
@@ -34,6 +39,18 @@ static int fz_parse_one(const uint8_t *data, size_t size) {
   }
   for (int i = 0; i < f->nmeta && !bad; i++)
     if (!f->keys[i] || !f->values[i]) bad |= FZ_BUG("metadata %d missing key or value", i);
+  if (flags & KL_MF_FOREIGN) {
+    for (int i = 0; i < f->n && !bad; i++)
+      if (f->tensors[i]->dtype != KL_FLOAT32 && f->tensors[i]->dtype != KL_FLOAT64 &&
+          f->tensors[i]->dtype != KL_INT64)
+        bad |= FZ_BUG("foreign entry %s has dtype %d", f->names[i], (int)f->tensors[i]->dtype);
+    if (f->nskipped < 0 || (f->nskipped > 0 && (!f->skipped || !f->skipped_dtypes)))
+      bad |= FZ_BUG("foreign: %d skipped entries without their lists", f->nskipped);
+    for (int i = 0; i < f->nskipped && !bad; i++)
+      if (!f->skipped[i] || !f->skipped_dtypes[i]) bad |= FZ_BUG("skipped entry %d has no name or dtype", i);
+  } else if (f->nskipped != 0) {
+    bad |= FZ_BUG("a keras-lua file parse skipped %d entries", f->nskipped);
+  }
   kl_model_file_free(f);
   return bad;
 }
@@ -41,7 +58,7 @@ static int fz_parse_one(const uint8_t *data, size_t size) {
 /* Mutated headers nearly always fail their checksum; a second parse with the header's
  * "kl.header_crc32" recomputed lets the fuzzer reach entries, layout and metadata. */
 static int fz_run_model_file(const uint8_t *data, size_t size) {
-  int bad = fz_parse_one(data, size);
+  int bad = fz_parse_one(data, size, 0) | fz_parse_one(data, size, KL_MF_FOREIGN);
   if (bad || size < 8) return bad;
   uint64_t h = 0;
   for (int k = 0; k < 8; k++) h |= (uint64_t)data[k] << (8 * k);
@@ -60,7 +77,7 @@ static int fz_run_model_file(const uint8_t *data, size_t size) {
     char hex[9];
     snprintf(hex, sizeof hex, "%08lx", (unsigned long)kl_crc32(hdr, (size_t)h));
     memcpy(at + 1, hex, 8);
-    bad = fz_parse_one(copy, size);
+    bad = fz_parse_one(copy, size, 0) | fz_parse_one(copy, size, KL_MF_FOREIGN);
   }
   free(copy);
   return bad;

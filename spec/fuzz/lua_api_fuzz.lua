@@ -143,7 +143,66 @@ local function run_seed(seed, ncalls, logpath, mode)
     save_best_only = {true, false}, restore_best_weights = {true, false}, min_delta = {0, 0.1},
   }
   -- keys whose huge values would be a legitimate very long run, not a bug
-  local SMALL_ONLY = {epochs = true, patience = true, num_parts = true, steps_per_epoch = true}
+  local SMALL_ONLY = {epochs = true, patience = true, num_parts = true, steps_per_epoch = true,
+    steps = true, validation_steps = true}
+  -- The options and names of the issue 14-16 APIs: new losses and metrics, merge layers (Dot's
+  -- axes / normalize), Embedding{mask_zero, weights, sharded}, regularizers, trainable,
+  -- ReduceLROnPlateau, optimizer decay and Ftrl's Keras names, sample / class weights,
+  -- label_map / label_offset, several outputs (loss_weights), compile{distributed},
+  -- load_model's resume, metric objects, keras.distributed's op, to_categorical.
+  for _, s in ipairs({"hinge", "squared_hinge", "poisson", "huber", "huber_loss", "auc", "precision",
+      "recall", "top_k_categorical_accuracy", "val_auc", "l1", "l2", "l1_l2", "sum", "mean",
+      "fz_foreign.safetensors", "fz_resume.klm"}) do
+    STRINGS[#STRINGS + 1] = s
+  end
+  for _, k in ipairs({"mask_zero", "weights", "sharded", "kernel_regularizer", "bias_regularizer",
+      "embeddings_regularizer", "trainable", "axes", "normalize", "factor", "min_lr", "cooldown",
+      "decay", "l1_regularization_strength", "l2_regularization_strength", "learning_rate_power",
+      "initial_accumulator_value", "lamda1", "sample_weight", "class_weight", "label_map",
+      "label_offset", "loss_weights", "distributed", "resume", "num_thresholds", "k", "fn", "op",
+      "l1", "l2", "initial_epoch", "validation_freq", "validation_steps", "steps", "num_classes",
+      "foreign"}) do
+    OPT_KEYS[#OPT_KEYS + 1] = k
+  end
+  local function user_loss(a, b) return K.mean(K.square(a - b)) end
+  local function user_metric(a, b) return K.mean(K.abs(a - b)) end
+  local NEW_VALS = {
+    mask_zero = {true, false, 1}, sharded = {true, false, "yes"}, trainable = {true, false, 0},
+    axes = {1, 2, -1, 0, 3, {1, 2}, {2, 2}, {1}, {0 / 0, 1}, "1"}, normalize = {true, false, 1},
+    factor = {0.5, 0.1, 0, 1, 2, -0.5, 0 / 0}, min_lr = {0, 1e-4, -1, 0 / 0}, cooldown = {0, 1, -1, 2.5},
+    decay = {0, 0.01, 1, -1, 0 / 0, math.huge}, l1_regularization_strength = {0, 0.01, -1, 0 / 0},
+    l2_regularization_strength = {0, 0.01, -1, math.huge}, learning_rate_power = {-0.5, 0, 0.5, 1, 0 / 0},
+    initial_accumulator_value = {0.1, 0, -1, 0 / 0}, lamda1 = {0, 0.01, -1},
+    label_offset = {0, 1, -1, 0.5, 0 / 0, math.huge, math.mininteger},
+    label_map = {{[-1] = 0}, {[0] = 1, [1] = 2}, {[1] = 0 / 0}, {x = 1}, {[-1] = "a"}, {}, {[1.5] = 1},
+      {[1] = math.maxinteger}},
+    class_weight = {{[1] = 1, [2] = 2}, {[0] = 1, [1] = 3}, {[1] = 0 / 0}, {[1] = -1}, {x = 1}, {},
+      {[math.maxinteger] = 1}, {[1] = math.huge}, {[2] = 1, [3] = 0}},
+    loss_weights = {{1, 0.5}, {1}, {0 / 0, 1}, {-1, 1}, {a = 1}, 2, {o1 = 1, o2 = 2}},
+    distributed = {true, false, {deterministic = true}, {deterministic = "x"}, {bogus = 1}, 1},
+    resume = {true, false, 1, "yes"}, num_thresholds = {2, 200, 1, 0, -1, 2.5, 4097},
+    k = {1, 2, 5, 0, -1}, op = {"sum", "mean", "max", "min", "prod", 1},
+    l1 = {0, 0.01, -1, 0 / 0, math.huge}, l2 = {0, 0.01, -1, 0 / 0}, initial_epoch = {0, 1, 5, -1},
+    validation_freq = {1, 2, 0, -1}, validation_steps = {1, 2, 0, -1}, steps = {1, 2, 0, -1},
+    num_classes = {1, 2, 3, 0, -1, 2.5}, foreign = {true, false, 1},
+    kernel_regularizer = {keras.regularizers.l2(0.01), keras.regularizers.l1_l2{l1 = 0.01, l2 = 0.1},
+      "l1", "l2", "l1_l2", "nope", {l1 = 1}},
+    fn = {user_metric, function() return nil end, function() error("fuzz: boom from a metric fn") end},
+  }
+  NEW_VALS.bias_regularizer = NEW_VALS.kernel_regularizer
+  NEW_VALS.embeddings_regularizer = NEW_VALS.kernel_regularizer
+  for k, v in pairs(NEW_VALS) do OPT_VALS[k] = v end
+  for _, l in ipairs({"squared_hinge", "poisson", "huber", user_loss, {"mse", "mae"}, {o1 = "mse"}}) do
+    OPT_VALS.loss[#OPT_VALS.loss + 1] = l
+  end
+  for _, m in ipairs({{"auc"}, {"precision", "recall"}, {"top_k_categorical_accuracy"},
+      {user_metric}, {keras.metrics.AUC{num_thresholds = 20}}, {{"mae"}, {"accuracy"}},
+      {keras.metrics.TopKCategoricalAccuracy{k = 1}, "auc"}}) do
+    OPT_VALS.metrics[#OPT_VALS.metrics + 1] = m
+  end
+  for _, o in ipairs({"Ftrl", keras.optimizers.SGD{learning_rate = 0.1, decay = 0.01}}) do
+    OPT_VALS.optimizer[#OPT_VALS.optimizer + 1] = o
+  end
 
   local tensors, sparse_tensors, objects, funcs = {}, {}, {}, {}
   local function add(list, v, name) if v ~= nil then list[#list + 1] = v; names[v] = name end end
@@ -182,6 +241,12 @@ local function run_seed(seed, ncalls, logpath, mode)
     mk("Y[6 labels]", keras.array, {1, 2, 2, 1, 1, 2})
     mk("Y[6x2 onehot]", keras.array, {{1, 0}, {0, 1}, {0, 1}, {1, 0}, {1, 0}, {0, 1}})
     mk("X[6x3 ids]", keras.array, {{1, 2, 0}, {9, 9, 9}, {0, 0, 0}, {3, 4, 5}, {10, 1, 1}, {11, -1, 2}})
+    mk("X[6x1 ids]", keras.array, {{1}, {2}, {0}, {9}, {3}, {4}})
+    mk("Y[6x1 -1/+1]", keras.array, {{-1}, {1}, {1}, {-1}, {1}, {-1}})
+    mk("W[6]", keras.array, {1, 2, 0, 1, 0.5, 1})
+    mk("W[6 nan,-1,inf]", keras.array, {1, 0 / 0, -1, 1, math.huge, 1})
+    mk("W[6x1]", keras.array, {{1}, {2}, {0}, {1}, {0.5}, {1}})
+    mk("W[4 int64]", keras.array, {1, 2, 3, 4}, {dtype = "int64"})
     local c65 = mk("X[6x5 csr]", sparse.rand, {6, 5}, "csr", 0.5, {seed = seed})
     if c65 then sparse_tensors[#sparse_tensors + 1] = c65 end
     mk("T[labels int64]", keras.array, {1, 2, 3, 2}, {dtype = "int64"})
@@ -277,6 +342,59 @@ local function run_seed(seed, ncalls, logpath, mode)
     mko("CB CSVLogger", keras.callbacks.CSVLogger, {filename = "fz_log.csv"})
     mko("CB ModelCheckpoint", keras.callbacks.ModelCheckpoint, {filepath = "fz_{epoch:02d}.klm"})
     mko("keras.cpu()", keras.cpu)
+    -- issue 14-16 objects: merge layers, GlobalMaxPooling1D, Embedding{mask_zero, sharded},
+    -- regularizers, metric objects, ReduceLROnPlateau, models with several outputs, merged
+    -- inputs, new losses / metrics / decay, compile{distributed} (a world of one)
+    mko("Add", L.Add, {})
+    mko("Subtract", L.Subtract, {})
+    mko("Multiply", L.Multiply, {})
+    mko("Dot(axes=1)", L.Dot, {axes = 1})
+    mko("Dot(axes=2,normalize)", L.Dot, {axes = 2, normalize = true})
+    mko("GMP1D", L.GlobalMaxPooling1D, {})
+    mko("Embedding(mask_zero)", L.Embedding, {input_dim = 10, output_dim = 4, mask_zero = true})
+    mko("Embedding(sharded)", L.Embedding, {input_dim = 10, output_dim = 4, sharded = true, sparse_grad = true})
+    mko("Dense(2,l2,weights)", L.Dense, {units = 2, kernel_regularizer = keras.regularizers.l2(0.01),
+      weights = {keras.ones({3, 2}), keras.zeros({2})}})
+    mko("reg l2", keras.regularizers.l2, 0.01)
+    mko("reg l1_l2", keras.regularizers.l1_l2, {l1 = 0.01, l2 = 0.02})
+    mko("metric AUC", keras.metrics.AUC, {num_thresholds = 50})
+    mko("metric TopK", keras.metrics.TopKCategoricalAccuracy, {k = 2})
+    mko("metric fn", keras.metrics.MeanMetricWrapper, {fn = function(a, b) return K.mean(K.abs(a - b)) end,
+      name = "mfn"})
+    mko("CB ReduceLROnPlateau", keras.callbacks.ReduceLROnPlateau, {monitor = "loss", patience = 0,
+      factor = 0.5, min_lr = 1e-4})
+    mko("CB TerminateOnNaN", keras.callbacks.TerminateOnNaN)
+    model("model(2 outputs: mse, scce)", function()
+      local i = L.Input{shape = {3}}
+      local h = L.Dense{units = 4, activation = "relu"}(i)
+      return keras.Model{inputs = i, outputs = {L.Dense{units = 1, name = "o1"}(h),
+        L.Dense{units = 2, activation = "softmax", name = "o2"}(h)}} end,
+      {optimizer = "adam", loss = {"mse", "sparse_categorical_crossentropy"}, loss_weights = {1, 0.5},
+       metrics = {o1 = {"mae"}, o2 = {"accuracy"}}})
+    model("model(Add of 2 inputs, hinge, auc)", function()
+      local a, b = L.Input{shape = {3}}, L.Input{shape = {3}}
+      local s = L.Add{}{L.Dense{units = 2}(a), L.Dense{units = 2}(b)}
+      return keras.Model{inputs = {a, b}, outputs = L.Dense{units = 1, activation = "sigmoid"}(s)} end,
+      {optimizer = keras.optimizers.Adam{learning_rate = 0.01, decay = 0.01}, loss = "hinge",
+       metrics = {"auc", "precision", "recall"}})
+    model("seq(Embedding mask_zero l2,GMP1D,Dense) ftrl", function()
+      return keras.Sequential{L.Input{shape = {3}}, L.Embedding{input_dim = 12, output_dim = 4,
+        mask_zero = true, embeddings_regularizer = keras.regularizers.l2(0.01)},
+        L.GlobalMaxPooling1D{}, L.Dense{units = 1, kernel_regularizer = "l1"}} end,
+      {optimizer = keras.optimizers.Ftrl{l1_regularization_strength = 0.01, learning_rate_power = -0.5},
+       loss = "poisson", metrics = {keras.metrics.AUC{num_thresholds = 10}}})
+    model("seq(Dense,Dense) distributed", function()
+      return keras.Sequential{L.Input{shape = {3}}, L.Dense{units = 2, activation = "tanh"},
+        L.Dense{units = 1}} end,
+      {optimizer = "sgd", loss = "huber", metrics = {function(a, b) return K.mean(K.abs(a - b)) end},
+       distributed = {deterministic = true}})
+    model("model(Dot of 2 Embeddings)", function()
+      local a, b = L.Input{shape = {1}}, L.Input{shape = {1}}
+      local ea = L.Flatten{}(L.Embedding{input_dim = 10, output_dim = 3, sharded = true,
+        sparse_grad = true}(a))
+      local eb = L.Flatten{}(L.Embedding{input_dim = 10, output_dim = 3}(b))
+      return keras.Model{inputs = {a, b}, outputs = L.Dot{axes = 2, normalize = true}{ea, eb}} end,
+      {optimizer = "rmsprop", loss = "squared_hinge"})
     -- a LibSVM file to read
     local f = io.open("fz_data.svm", "w")
     if f then f:write("1 1:0.5 3:2\n0 2:1\n1 1:1 2:1 3:1\n-1\n"); f:close() end
@@ -361,7 +479,8 @@ local function run_seed(seed, ncalls, logpath, mode)
       local v
       if vals and R.chance(0.8) then v = R.pick(vals)
       elseif key == "shape" then v = R.chance(0.7) and {R.int(4), R.int(4)} or draw_shape()
-      elseif key == "data" or key == "label" or key == "indices" or key == "validation_data" then
+      elseif key == "data" or key == "label" or key == "indices" or key == "validation_data" or
+          key == "weights" or key == "sample_weight" then
         v = R.chance(0.5) and R.pick(tensors) or {R.pick(tensors), R.pick(tensors)}
       else v = draw_any(1) end
       if SMALL_ONLY[key] and type(v) == "number" and math.abs(v) > 4 and v == v then v = 3 end
@@ -512,7 +631,7 @@ local function run_seed(seed, ncalls, logpath, mode)
     "compute_output_shape", "create_state", "update", "get", "set", "get_learning_rate",
     "set_learning_rate", "batches", "reset", "next", "num_batches", "close", "on_train_begin",
     "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
-    "set_model", "set_params", "pop", "check_input", "add_weight", "kind"}
+    "set_model", "set_params", "pop", "check_input", "add_weight", "kind", "to_json", "penalty"}
   local function obj_call(mname)
     return function(...)
       local o = R.chance(0.9) and R.pick(objects) or draw_any()
@@ -556,6 +675,501 @@ local function run_seed(seed, ncalls, logpath, mode)
     end)
   end, 2)
 
+  local X_POOL, Y_POOL, W_POOL = {}, {}, {}   -- filled after build_pool
+
+  -- ---------------------------------------------------------- issue 14-16 APIs
+  -- keras.utils, keras.regularizers and keras.distributed join the registered tables;
+  -- keras.distributed only in its world of one (never under an MPI launcher, which would
+  -- start MPI) and without abort (it ends the process: os.exit).
+  funcs_of("utils.", keras.utils)
+  funcs_of("regularizers.", keras.regularizers)
+  local launched = false
+  for _, v in ipairs({"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}) do
+    local s = os.getenv(v)
+    if s and s ~= "" then launched = true end
+  end
+  if not launched then
+    local d = {}
+    for k, v in pairs(keras.distributed) do if k ~= "abort" then d[k] = v end end
+    funcs_of("distributed.", d, 2)
+  end
+
+  -- A node of some shape for the merge layers, with the Inputs it needs and data for them.
+  local function some_node(n)
+    local L = keras.layers
+    local r = R.int(7)
+    if r == 1 or r == 2 then
+      local w = r == 1 and 3 or R.pick({1, 2, 4})
+      local i = L.Input{shape = {w}}
+      return i, {i}, {keras.random.uniform({n, w})}
+    elseif r == 3 then
+      local i = L.Input{shape = {5}, sparse = true}
+      return i, {i}, {sparse.rand({n, 5}, "csr", 0.4, {seed = R.int(100)})}
+    elseif r == 4 then
+      local i = L.Input{shape = {3}}
+      local e = L.Embedding{input_dim = 10, output_dim = R.pick({3, 4}), mask_zero = R.chance(0.5)}(i)
+      local ids = {}
+      for k = 1, n do ids[k] = {R.int(10) - 1, R.int(10) - 1, R.int(10) - 1} end
+      return e, {i}, {keras.array(ids)}
+    elseif r == 5 then
+      local i = L.Input{shape = {3}}
+      return L.Dense{units = 3}(i), {i}, {keras.random.uniform({n, 3})}
+    elseif r == 6 then
+      local o = R.pick(objects)
+      return o, {}, {}
+    end
+    return draw_any(), {}, {}
+  end
+
+  -- a merge layer (Add, Subtract, Multiply, Dot, Concatenate) on 0-3 nodes of any shapes,
+  -- then half the time a model on it trained and run
+  target("merge(nodes)", function(opts)
+    local L = keras.layers
+    local cls = R.pick({"Add", "Subtract", "Multiply", "Dot", "Dot", "Concatenate"})
+    local o = opts
+    if R.chance(0.7) then
+      o = cls == "Dot" and {axes = R.pick(OPT_VALS.axes), normalize = R.chance(0.5)} or {}
+    end
+    local layer = L[cls](o)
+    local n = R.pick({1, 5, 6})
+    local ins, inputs, data = {}, {}, {}
+    local same = R.chance(0.5) and R.pick({1, 3, 4})   -- every input Input{shape = {same}}
+    for i = 1, R.pick({0, 1, 2, 2, 2, 3}) do
+      local node, its, d
+      if same then
+        node = L.Input{shape = {same}}
+        its, d = {node}, {keras.random.uniform({n, same})}
+      else
+        node, its, d = some_node(n)
+      end
+      ins[i] = node
+      for k, v in ipairs(its) do inputs[#inputs + 1] = v; data[#inputs] = d[k] end
+    end
+    local out = layer(R.chance(0.95) and ins or draw_any())
+    if R.chance(0.5) and #inputs > 0 and type(out) == "table" and type(out.shape) == "table" then
+      local m = keras.Model{inputs = inputs, outputs = out}
+      m:compile{optimizer = R.pick({"sgd", "adam"}), loss = R.pick({"mse", "huber", "poisson"})}
+      local ysh = {n}
+      for k = 2, #out.shape do ysh[k] = out.shape[k] end
+      local y = keras.random.uniform(ysh)
+      local x = #data == 1 and data[1] or data
+      local r = R.int(4)
+      if r == 1 then return m:fit(x, y, {epochs = 1, batch_size = R.pick({2, 4}), verbose = 0}) end
+      if r == 2 then return m:train_on_batch(x, y) end
+      if r == 3 then return m:evaluate(x, y) end
+      return m:predict(x)
+    end
+    return out
+  end, 3)
+
+  -- labels for a loss: y for an output of `units` units on n rows
+  local function labels_for(loss, n, units)
+    if loss == "sparse_categorical_crossentropy" then
+      local l = {}
+      for k = 1, n do l[k] = R.int(units) end
+      return keras.array(l)
+    elseif loss == "categorical_crossentropy" then
+      local l = {}
+      for k = 1, n do l[k] = R.int(units) end
+      return keras.utils.to_categorical(l, units)
+    elseif loss == "binary_crossentropy" or loss == "hinge" or loss == "squared_hinge" then
+      local l, neg = {}, (loss ~= "binary_crossentropy" and R.chance(0.5)) and -1 or 0
+      for k = 1, n do
+        l[k] = {}
+        for j = 1, units do l[k][j] = R.chance(0.5) and 1 or neg end
+      end
+      return keras.array(l)
+    end
+    return keras.random.uniform({n, units})
+  end
+  local function pick_or_draw(key) return R.chance(0.85) and R.pick(OPT_VALS[key]) or draw_any(1) end
+
+  -- a fresh model with the issue 14-16 features (Embedding mask_zero / sharded /
+  -- regularizers / weights, the poolings, merged inputs, several outputs, Dense
+  -- regularizers, new losses and metrics, decay, Ftrl's names, distributed) fit with
+  -- sample / class weights and ReduceLROnPlateau, then evaluated, run, configured,
+  -- serialized and reloaded
+  target("model:fit(fresh, issue 14-16)", function(fopts)
+    local L = keras.layers
+    -- most calls are valid throughout (to reach the training loop and what follows); a
+    -- nasty one swaps each choice for a drawn value with probability 1/4
+    local nasty = R.chance(0.35)
+    local function v(valid, key)
+      if nasty and R.chance(0.25) then return pick_or_draw(key) end
+      return valid
+    end
+    local n = R.pick({6, 7, 16})
+    local units = R.pick({1, 1, 2, 3})
+    local loss = R.pick({"mse", "mae", "hinge", "squared_hinge", "poisson", "huber", "binary_crossentropy",
+      "categorical_crossentropy", "sparse_categorical_crossentropy"})
+    local kind = R.int(4)
+    local m, X, Y
+    local act = ({poisson = "sigmoid", binary_crossentropy = "sigmoid",
+      categorical_crossentropy = "softmax", sparse_categorical_crossentropy = "softmax"})[loss]
+    act = act or R.pick({"linear", "tanh"})
+    local function reg()
+      if R.chance(0.6) then return nil end
+      return v(R.pick({keras.regularizers.l2(0.01), keras.regularizers.l1(0.001), "l1", "l2",
+        keras.regularizers.l1_l2{l1 = 0.001, l2 = 0.01}}), "kernel_regularizer")
+    end
+    if kind == 1 then
+      local inp = L.Input{shape = {3}}
+      local e = L.Embedding{input_dim = 10, output_dim = 4, mask_zero = v(R.chance(0.5), "mask_zero"),
+        sharded = v(R.chance(0.3), "sharded"), sparse_grad = R.chance(0.5), embeddings_regularizer = reg(),
+        weights = R.chance(0.2) and v({keras.random.normal({10, 4})}, "weights") or nil}(inp)
+      local p = (R.chance(0.5) and L.GlobalMaxPooling1D or L.GlobalAveragePooling1D){}(e)
+      m = keras.Model{inputs = inp, outputs = L.Dense{units = units, activation = act}(p)}
+      local ids = {}
+      for k = 1, n do ids[k] = {R.int(10) - 1, R.int(10) - 1, (nasty and R.chance(0.1)) and 10 or R.int(10) - 1} end
+      X = keras.array(ids, {dtype = R.chance(0.3) and "int64" or nil})
+    elseif kind == 2 then
+      local a, b = L.Input{shape = {3}}, L.Input{shape = {3}}
+      local cls = R.pick({"Add", "Subtract", "Multiply", "Concatenate", "Dot"})
+      local s = L[cls](cls == "Dot" and {axes = v(R.pick({2, -1, {2, 2}}), "axes"), normalize = R.chance(0.5)} or {}){
+        L.Dense{units = 2, kernel_regularizer = reg()}(a), L.Dense{units = 2}(b)}
+      m = keras.Model{inputs = {a, b}, outputs = L.Dense{units = units, activation = act}(s)}
+      X = {keras.random.uniform({n, 3}), keras.random.uniform({n, 3})}
+    elseif kind == 3 then
+      local x = L.Input{shape = {3}}
+      local h = L.Dense{units = 4, activation = "relu", bias_regularizer = reg()}(x)
+      m = keras.Model{inputs = x, outputs = {L.Dense{units = units, activation = act, name = "o1"}(h),
+        L.Dense{units = 1, name = "o2"}(h)}}
+      X = keras.random.uniform({n, 3})
+    else
+      local sp = R.chance(0.5)
+      local x = sp and L.Input{shape = {5}, sparse = true} or L.Input{shape = {3}}
+      local d = L.Dense{units = units, activation = act, sparse_weight = sp and R.chance(0.5),
+        kernel_regularizer = reg(), bias_regularizer = reg(), trainable = v(R.chance(0.9), "trainable"),
+        weights = R.chance(0.2) and v({keras.ones({sp and 5 or 3, units}), keras.zeros({units})}, "weights") or nil}
+      m = keras.Model{inputs = x, outputs = d(x)}
+      X = sp and sparse.rand({n, 5}, "csr", 0.4, {seed = R.int(100)}) or keras.random.uniform({n, 3})
+    end
+    Y = labels_for(loss, n, units)
+    if kind == 3 then Y = {Y, keras.random.uniform({n, 1})} end
+    local metrics
+    if loss == "binary_crossentropy" then
+      metrics = R.pick({{"auc"}, {"precision", "recall"}, {"accuracy"},
+        {keras.metrics.AUC{num_thresholds = R.pick({2, 7, 200})}}, {"auc", "binary_accuracy", user_metric}})
+    elseif loss == "categorical_crossentropy" then
+      metrics = R.pick({{"top_k_categorical_accuracy"}, {keras.metrics.TopKCategoricalAccuracy{k = R.int(3)}},
+        {"accuracy", user_metric}})
+    elseif loss == "sparse_categorical_crossentropy" then
+      metrics = R.pick({{"accuracy"}, {"sparse_categorical_accuracy"}, nil})
+    else
+      metrics = R.pick({{"mae"}, {user_metric}, {"mse", keras.metrics.MeanMetricWrapper{fn = user_metric,
+        name = "um"}}, nil})
+    end
+    if kind == 3 then metrics = {o1 = metrics, o2 = {"mae"}} end
+    local opt = R.pick({"sgd", "adam", "adagrad", "rmsprop", "ftrl"})
+    if R.chance(0.4) then
+      local cls = R.pick({"SGD", "Adam", "Adagrad", "RMSprop", "Ftrl"})
+      local oo = {learning_rate = 0.05, decay = R.pick({0, 0.01, 0.5})}
+      if cls == "Ftrl" then
+        oo.l1_regularization_strength, oo.l2_regularization_strength = R.pick({0, 0.01}), R.pick({0, 0.1})
+        oo.learning_rate_power, oo.initial_accumulator_value = R.pick({-0.5, 0, -1}), R.pick({0.1, 1})
+        if R.chance(0.3) then oo.lamda1, oo.l1_regularization_strength = 0.01, nil end
+      end
+      if nasty then oo = draw_opts({"learning_rate", "decay", "l1_regularization_strength",
+        "l2_regularization_strength", "learning_rate_power", "initial_accumulator_value", "lamda1"}) end
+      opt = keras.optimizers[cls](oo)
+    end
+    local copts = {optimizer = v(opt, "optimizer"), loss = kind == 3 and {loss, "mse"} or v(loss, "loss"),
+      metrics = v(metrics, "metrics")}
+    if kind == 3 and R.chance(0.5) then copts.loss_weights = v(R.pick({{1, 0.5}, {o1 = 2}}), "loss_weights") end
+    if R.chance(0.3) then copts.distributed = v(R.pick({true, false, {deterministic = true}}), "distributed") end
+    m:compile(copts)
+    local o = {epochs = R.int(2), batch_size = R.pick({2, 4, 32}), verbose = 0, shuffle = R.chance(0.5)}
+    if R.chance(0.4) then
+      o.sample_weight = v(R.chance(0.8) and keras.random.uniform({n}) or keras.ones({n, 1}), "sample_weight")
+    end
+    if R.chance(0.3) and loss:find("entropy") or loss:find("hinge") then
+      o.class_weight = v(R.pick({{[1] = 1, [2] = 2}, {[0] = 0.5, [1] = 2}, {[-1] = 1, [1] = 3},
+        {[1] = 1, [2] = 1, [3] = 0.5}}), "class_weight")
+    end
+    if R.chance(0.4) then
+      o.callbacks = {keras.callbacks.ReduceLROnPlateau(nasty and
+        draw_opts({"monitor", "factor", "patience", "cooldown", "min_lr", "min_delta", "mode", "verbose"}) or
+        {monitor = R.pick({"loss", "val_loss", "auc"}), patience = R.int(2) - 1, factor = R.pick({0.5, 0.1}),
+         cooldown = R.int(2) - 1, min_lr = R.pick({0, 1e-3})})}
+    end
+    if R.chance(0.2) then o.validation_data = {X, Y} end
+    if nasty and type(fopts) == "table" then
+      for k, fv in pairs(fopts) do
+        if k == "epochs" then fv = math.min(tonumber(fv) or 1, 2) end
+        o[k] = fv
+      end
+    end
+    local h = m:fit(X, Y, o)
+    -- afterwards: one of the other entry points, with the new arguments
+    local r = R.int(9)
+    if r == 1 then return m:evaluate(X, Y, R.chance(0.5) and {sample_weight = o.sample_weight} or nil) end
+    if r == 2 then return m:predict(X) end
+    if r == 3 then
+      return m:train_on_batch(X, Y, R.chance(0.5) and {sample_weight = o.sample_weight,
+        class_weight = o.class_weight} or o.sample_weight)
+    end
+    if r == 4 then return m:test_on_batch(X, Y, o.sample_weight) end
+    if r == 5 then return keras.models.model_from_json(m:to_json()) end
+    if r == 6 then return keras.models.model_from_config(m:get_config()) end
+    if r == 7 then
+      m:save("fz_resume.klm")
+      local m2 = keras.models.load_model("fz_resume.klm", {resume = R.chance(0.7) or draw_any(1)})
+      return m2:fit(X, Y, {epochs = (m2.epoch or 0) + 1, initial_epoch = m2.epoch, verbose = 0})
+    end
+    if r == 8 then m:save_weights("fz_w.klm"); return m:load_weights("fz_w.klm") end
+    return h
+  end, 5)
+
+  -- ---- text mutations (JSON architectures, random states)
+  local NASTY_LIT = {"1e999", "-1", "0", "9223372036854775807", "-9223372036854775808", "1.5", "null",
+    "NaN", "[]", "{}", '"x"', "true", "1e308", "-0", "4294967297", "[[[[[[[[1]]]]]]]]", '""'}
+  local CLASS_NAMES = {"Dense", "Dot", "Add", "Subtract", "Multiply", "Embedding", "InputLayer", "Model",
+    "Sequential", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Concatenate", "Lambda", "L1L2", "nope"}
+  local function mutate_text(s)
+    for _ = 1, R.int(3) do
+      local r = R.int(9)
+      local len = #s
+      local pos = len > 0 and R.int(len) or 1
+      if r == 1 then s = s:sub(1, pos - 1)
+      elseif r == 2 then
+        -- a number replaced
+        local hits = {}
+        for a, b in s:gmatch("()%-?%d+%.?%d*[eE]?[%-+]?%d*()") do hits[#hits + 1] = {a, b} end
+        if #hits > 0 then
+          local h = R.pick(hits)
+          s = s:sub(1, h[1] - 1) .. R.pick(NASTY_LIT) .. s:sub(h[2])
+        end
+      elseif r == 3 then
+        -- a string value replaced by a class name or a nasty literal
+        local hits = {}
+        for a, b in s:gmatch('()"[%w_]+"()') do hits[#hits + 1] = {a, b} end
+        if #hits > 0 then
+          local h = R.pick(hits)
+          s = s:sub(1, h[1] - 1) .. (R.chance(0.6) and ('"' .. R.pick(CLASS_NAMES) .. '"') or R.pick(NASTY_LIT)) ..
+            s:sub(h[2])
+        end
+      elseif r == 4 then s = s:sub(1, pos - 1) .. s:sub(pos + 1)
+      elseif r == 5 then s = s:sub(1, pos - 1) .. string.char(R.int(256) - 1) .. s:sub(pos)
+      elseif r == 6 then s = s:sub(1, pos - 1) .. string.rep("[", 300) .. s:sub(pos)
+      elseif r == 7 then s = s:gsub("true", "false", 1)
+      elseif r == 8 then
+        -- a bracketed part doubled
+        local a = s:find("[%[{]", pos)
+        if a then
+          local b = s:find("[%]}]", a)
+          if b then s = s:sub(1, b) .. "," .. s:sub(a, b) .. s:sub(b + 1) end
+        end
+      else s = s .. R.pick(NASTY_LIT) end
+    end
+    return s
+  end
+  local function pool_models()
+    local l = {}
+    for _, o in ipairs(objects) do
+      if type(o) == "table" and type(rawget(o, "compiled")) == "boolean" then l[#l + 1] = o end
+    end
+    return l
+  end
+  local function mutate_table(t, depth)
+    if type(t) ~= "table" or depth > 6 then return end
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    if #keys == 0 then return end
+    local k = R.pick(keys)
+    -- into plain tables only: a value an earlier mutation put there may be a pool object
+    if type(t[k]) == "table" and getmetatable(t[k]) == nil and R.chance(0.7) then
+      return mutate_table(t[k], depth + 1)
+    end
+    local r = R.int(4)
+    if r == 1 then t[k] = nil
+    elseif r == 2 then t[k] = draw_any(1)
+    elseif r == 3 then t[k] = R.pick(CLASS_NAMES)
+    else t[k] = R.pick(BIG) end
+  end
+
+  -- model_from_json of a pool model's architecture, mutated; model_from_config of a mutated config
+  target("models.model_from_json(mutated)", function()
+    local ms = pool_models()
+    local m = R.pick(ms)
+    local ok, js = pcall(m.to_json, m)
+    if not ok or type(js) ~= "string" then js = '{"class_name":"Sequential","config":{"layers":[]}}' end
+    js = mutate_text(js)
+    local m2 = keras.models.model_from_json(js)
+    if R.chance(0.5) and type(m2) == "table" then
+      m2:compile{optimizer = "sgd", loss = "mse"}
+      return m2:predict(R.pick(X_POOL))
+    end
+    return m2
+  end, 3)
+  target("models.model_from_config(mutated)", function()
+    local m = R.pick(pool_models())
+    local cfg = keras.saving.architecture(m)   -- {class_name =, config = get_config()}
+    for _ = 1, R.int(3) do mutate_table(cfg, 0) end
+    return keras.models.model_from_config(cfg)
+  end, 2)
+
+  -- keras.random.set_state of a mutated state, then draws from the generator
+  target("random.set_state(mutated)", function()
+    local s = keras.random.get_state()
+    local r = R.int(7)
+    if r >= 6 then
+      -- a valid state: one hex digit changed, or the state itself after other draws
+      if r == 6 then
+        local pos = R.int(16)
+        s = s:sub(1, pos - 1) .. string.format("%x", R.int(16) - 1) .. s:sub(pos + 1)
+      end
+      keras.random.normal({R.int(5)})
+    elseif r == 1 then s = mutate_text(s)
+    elseif r == 2 then s = s:gsub("%x", "0")
+    elseif r == 3 then s = s:gsub("%x", "f")
+    elseif r == 4 then s = s:sub(1, R.int(#s))
+    else s = draw_any(1) end
+    keras.random.set_state(s)
+    local t = keras.random.uniform({R.int(4), R.int(4)})
+    if R.chance(0.5) then return K.dot(sparse.rand({3, 4}, "csr", 0.5), keras.random.normal({4, 2})) end
+    return t
+  end, 2)
+
+  -- ---- safetensors files: foreign (as Python's safetensors writes them) and keras-lua's
+  -- own with their checksums recomputed after a mutation (the training metadata's epoch and
+  -- random state for load_model{resume = true})
+  local CRC = {}
+  for i = 0, 255 do
+    local c = i
+    for _ = 1, 8 do c = (c & 1) ~= 0 and (0xEDB88320 ~ (c >> 1)) or (c >> 1) end
+    CRC[i] = c
+  end
+  local function crc32(s)
+    local c = 0xFFFFFFFF
+    for i = 1, #s do c = CRC[(c ~ s:byte(i)) & 0xFF] ~ (c >> 8) end
+    return c ~ 0xFFFFFFFF
+  end
+  local function writefile(path, bytes)
+    local f = io.open(path, "wb")
+    if f then f:write(bytes); f:close() end
+  end
+  local function readfile(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  local ST_TAGS = {"F32", "F64", "F16", "BF16", "I32", "I64", "U8", "BOOL", "I8", "F8_E4M3", "X", ""}
+  local ST_SIZE = {F32 = 4, F64 = 8, F16 = 2, BF16 = 2, I32 = 4, I64 = 8, U8 = 1, BOOL = 1, I8 = 1, F8_E4M3 = 1}
+  -- a safetensors file for the weights {name, shape} list, each entry possibly mutated
+  local function foreign_file(specs)
+    local ents, blobs, off = {}, {}, 0
+    local clean = R.chance(0.4)   -- a well-formed file (F16 / BF16 / F64 entries still widened or cast)
+    local function chance(p) return not clean and R.chance(p) end
+    for _, sp in ipairs(specs) do
+      local tag = (clean or R.chance(0.75)) and R.pick({"F32", "F32", "F64", "F16", "BF16"}) or R.pick(ST_TAGS)
+      local shape = {table.unpack(sp.shape)}
+      if chance(0.1) then shape[R.int(#shape + 1)] = R.pick({0, 1, 7, -1, 1 << 40, math.maxinteger}) end
+      local numel = 1
+      for _, d in ipairs(shape) do numel = numel * math.max(0, math.min(d, 64)) end
+      local nb = numel * (ST_SIZE[tag] or 4)
+      if chance(0.08) then nb = math.max(0, nb + R.pick({-1, 1, -4, 8})) end
+      local bytes = {}
+      for k = 1, nb do
+        bytes[k] = string.char((clean or R.chance(0.9)) and ((k % 4 == 0) and 0x3f or 0) or R.int(256) - 1)
+      end
+      local b = table.concat(bytes)
+      local o1, o2 = off, off + #b
+      if chance(0.05) then o1, o2 = R.pick({o2, -1, 0, math.maxinteger}), R.pick({o1, 1e30, -8}) end
+      ents[#ents + 1] = string.format('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%s,%s]}',
+        not chance(0.05) and sp.name or R.pick({"", "x/y", sp.name .. "\0"}), tag,
+        table.concat(shape, ","), tostring(o1), tostring(o2))
+      off = off + #b
+      blobs[#blobs + 1] = b
+    end
+    if R.chance(0.5) then
+      table.insert(ents, R.int(#ents + 1), clean and '"__metadata__":{"format":"pt"}' or
+        R.pick({'"__metadata__":{"format":"pt"}', '"__metadata__":{}',
+        '"__metadata__":{"kl.header_crc32":"00000000"}', '"__metadata__":5', '"__metadata__":{"a":1}'}))
+    end
+    if chance(0.1) and #ents > 0 then ents[#ents + 1] = ents[R.int(#ents)] end   -- a duplicate name
+    local h = "{" .. table.concat(ents, ",") .. "}"
+    if chance(0.15) then h = mutate_text(h) end
+    h = h .. string.rep(" ", (8 - #h % 8) % 8)
+    local hl = #h
+    if chance(0.05) then hl = R.pick({0, 1, #h + 1, 1 << 40, -1, 7}) end
+    local bytes = string.pack("<i8", hl) .. h .. table.concat(blobs)
+    if chance(0.1) then bytes = bytes:sub(1, R.int(#bytes)) end
+    return bytes
+  end
+  target("load_weights(foreign safetensors)", function()
+    local L = keras.layers
+    local m = keras.Sequential{L.Input{shape = {3}}, L.Dense{units = 2, name = "fa"},
+      L.Dense{units = 1, name = "fb"}}
+    local specs = {{name = "fa/kernel", shape = {3, 2}}, {name = "fa/bias", shape = {2}},
+      {name = "fb/kernel", shape = {2, 1}}, {name = "fb/bias", shape = {1}}}
+    if R.chance(0.3) then table.remove(specs, R.int(#specs)) end
+    if R.chance(0.3) then specs[#specs + 1] = {name = "step", shape = {R.int(3)}} end
+    writefile("fz_foreign.safetensors", foreign_file(specs))
+    local r = R.int(6)
+    if r <= 3 then
+      m:load_weights("fz_foreign.safetensors")
+      return m:predict(keras.random.uniform({2, 3}))
+    elseif r == 4 then return core.load_tensors("fz_foreign.safetensors", R.chance(0.8) and
+      {foreign = true, fn = "load_weights"} or draw_opts({"foreign", "fn"}))
+    elseif r == 5 then return keras.models.load_model("fz_foreign.safetensors")
+    end
+    local pm = R.pick(pool_models())
+    return pm:load_weights("fz_foreign.safetensors")
+  end, 3)
+
+  -- a keras-lua model file whose metadata (training epoch and random state, compile, the
+  -- architecture) is mutated with the header checksum recomputed, loaded with resume
+  target("load_model(mutated metadata, resume)", function()
+    local L = keras.layers
+    local m = keras.Sequential{L.Input{shape = {3}}, L.Dense{units = 1}}
+    m:compile{optimizer = R.pick({"sgd", "adam", "ftrl"}), loss = "mse"}
+    local X, Y = keras.random.uniform({4, 3}), keras.random.uniform({4, 1})
+    m:fit(X, Y, {epochs = 1, verbose = 0, batch_size = 2})
+    m:save("fz_resume.klm")
+    local b = readfile("fz_resume.klm")
+    if not b or #b < 8 then return nil end
+    local hl = string.unpack("<i8", b)
+    local h, rest = b:sub(9, 8 + hl), b:sub(9 + hl)
+    local key = R.pick({"training", "compile", "architecture", "format"})
+    -- the value of "key" in __metadata__ is a JSON string holding JSON: mutate inside it
+    local a, e = h:find('"' .. key .. '":"', 1, true)
+    if a then
+      local stop = e + 1
+      while stop <= #h do
+        local ch = h:sub(stop, stop)
+        if ch == "\\" then stop = stop + 2
+        elseif ch == '"' then break
+        else stop = stop + 1 end
+      end
+      local inner = h:sub(e + 1, stop - 1)
+      local r = R.int(4)
+      if r == 1 then inner = mutate_text(inner)
+      elseif r == 2 then inner = inner:gsub('rng_state\\":\\"[^\\]*', 'rng_state\\":\\"' ..
+        R.pick({"", "0 0 0 0 0 0", "zz", "ffffffffffffffff ffffffffffffffff", string.rep("9", 200)}))
+      elseif r == 3 then inner = inner:gsub('epoch\\":%-?%d+', 'epoch\\":' .. R.pick(NASTY_LIT))
+      else inner = R.pick({"x", "{}", "[]", "null", "1", ""}) end
+      inner = inner:gsub('([^\\])"', '%1\\"')
+      h = h:sub(1, e) .. inner .. h:sub(stop)
+    end
+    h = h:gsub("%s+$", "")
+    h = h .. string.rep(" ", (8 - #h % 8) % 8)
+    local ca, ce = h:find('"kl.header_crc32":"', 1, true)
+    if ca then
+      h = h:sub(1, ce) .. "00000000" .. h:sub(ce + 9)
+      h = h:sub(1, ce) .. string.format("%08x", crc32(h)) .. h:sub(ce + 9)
+    end
+    writefile("fz_resume.klm", string.pack("<i8", #h) .. h .. rest)
+    local m2 = keras.models.load_model("fz_resume.klm", {resume = R.chance(0.8)})
+    if R.chance(0.7) then
+      return m2:fit(X, Y, {epochs = math.min((tonumber(m2.epoch) or 0) + 1, 3),
+        initial_epoch = math.min(tonumber(m2.epoch) or 0, 2), verbose = 0, shuffle = true})
+    end
+    return keras.random.uniform({3})
+  end, 2)
+
   -- Argument kinds per target for hinted calls (half the calls): T tensor, X/Y matched
   -- training data, I small integer, N number, S stype, D dtype, H small shape, O options,
   -- L list of tensors, B boolean, F csr fields, R row_sparse fields, C coo fields, P a path.
@@ -583,21 +1197,61 @@ local function run_seed(seed, ncalls, logpath, mode)
     ["optimizers.Ftrl"] = "O:optim", ["K.placeholder"] = "O:Input",
   }
   for _, op in ipairs({"+", "-", "*", "/"}) do HINTS["t" .. op .. "x"] = "T"; HINTS["x" .. op .. "t"] = "N" end
+  -- issue 14-16 entry points (A a loss / metric name or function, W sample weights or
+  -- {sample_weight =, class_weight =}, J a mutated model JSON, G a mutated model config,
+  -- Z a random generator state)
+  local NEW_HINTS = {
+    ["K.argmax"] = "T I", ["t:argmax"] = "I", ["K.one_hot"] = "T I", ["K.minimum"] = "T T",
+    ["K.maximum"] = "T N", ["K.clip"] = "T N N", ["K.pow"] = "T N", ["K.get_value"] = "T",
+    ["K.set_value"] = "T T", ["utils.to_categorical"] = "T I", ["utils.plot_history"] = "O P O",
+    ["metrics.AUC"] = "O:auc", ["metrics.TopKCategoricalAccuracy"] = "O:topk",
+    ["metrics.MeanMetricWrapper"] = "O:mmw", ["metrics.resolve"] = "A A I", ["metrics.names"] = "O A",
+    ["layers.Add"] = "O:merge", ["layers.Subtract"] = "O:merge", ["layers.Multiply"] = "O:merge",
+    ["layers.Dot"] = "O:Dot", ["layers.GlobalMaxPooling1D"] = "O:merge",
+    ["regularizers.l1"] = "N", ["regularizers.l2"] = "N", ["regularizers.l1_l2"] = "O:reg",
+    ["regularizers.L1L2"] = "O:reg", ["regularizers.get"] = "A A A",
+    ["callbacks.ReduceLROnPlateau"] = "O:rlrop", ["optimizers.Adagrad"] = "O:optim",
+    ["optimizers.RMSprop"] = "O:optim", ["obj:penalty"] = "T T",
+    ["models.load_model"] = "P O:load", ["saving.load_model"] = "P O:load",
+    ["models.model_from_json"] = "J", ["saving.model_from_json"] = "J",
+    ["models.model_from_config"] = "G", ["saving.model_from_config"] = "G",
+    ["keras.random.set_state"] = "Z", ["core.random_set_state"] = "Z",
+    ["core.load_tensors"] = "P O:load_tensors",
+    ["distributed.allreduce"] = "T O:allreduce", ["distributed.broadcast"] = "T I",
+    ["distributed.allgather"] = "T", ["data_utils.LibSVMIter"] = "O:libsvmiter",
+    ["obj:train_on_batch"] = "X Y W", ["obj:test_on_batch"] = "X Y W", ["obj:evaluate"] = "X Y O:eval",
+  }
+  for _, l in ipairs({"hinge", "squared_hinge", "poisson", "huber", "mse", "binary_crossentropy"}) do
+    NEW_HINTS["losses." .. l] = "T T"
+  end
+  for k, v in pairs(NEW_HINTS) do HINTS[k] = v end
   for _, u in ipairs({"transpose", "square", "sqrt", "exp", "log", "relu", "sigmoid", "tanh", "abs",
       "negative", "to_dense", "is_sparse", "int_shape"}) do HINTS["K." .. u] = "T" end
-  local X_POOL, Y_POOL = {}, {}   -- filled after build_pool
-  local PATHS = {"fz_out.bin", "fz_model.klm", "fz_data.svm", "/nonexistent/dir/f", tmpdir, ""}
+  local PATHS = {"fz_out.bin", "fz_model.klm", "fz_data.svm", "/nonexistent/dir/f", tmpdir, "",
+    "fz_foreign.safetensors", "fz_resume.klm", "fz_w.klm"}
   local OPTS_FOR = {
-    fit = {"batch_size", "epochs", "verbose", "shuffle", "validation_split", "validation_data"},
+    fit = {"batch_size", "epochs", "verbose", "shuffle", "validation_split", "validation_data",
+      "sample_weight", "class_weight", "callbacks", "initial_epoch", "validation_freq", "steps_per_epoch"},
+    eval = {"batch_size", "verbose", "sample_weight", "steps"},
+    merge = {"name", "trainable", "dtype"}, Dot = {"axes", "normalize", "name"},
+    auc = {"num_thresholds", "name"}, topk = {"k", "name"}, mmw = {"fn", "name"}, reg = {"l1", "l2"},
+    rlrop = {"monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown", "min_lr"},
+    load = {"resume"}, load_tensors = {"foreign", "fn"}, allreduce = {"op"},
+    libsvmiter = {"path", "n_features", "batch_size", "label_map", "label_offset", "num_parts",
+      "part_index", "dtype"},
     dot = {"transpose_a", "transpose_b"}, dtype = {"dtype"}, rand = {"seed", "dtype"},
     random = {"dtype", "mean", "stddev", "low", "high", "seed"}, grad = {"stype"},
     optim = {"learning_rate", "momentum", "nesterov", "weight_decay", "clipvalue", "lazy_update",
-      "beta_1", "beta_2", "epsilon", "rescale_grad"},
-    Dense = {"units", "activation", "use_bias", "sparse_weight", "kernel_initializer", "name"},
-    Embedding = {"input_dim", "output_dim", "input_length", "sparse_grad"},
+      "beta_1", "beta_2", "epsilon", "rescale_grad", "decay", "l1_regularization_strength",
+      "l2_regularization_strength", "learning_rate_power", "initial_accumulator_value", "lamda1"},
+    Dense = {"units", "activation", "use_bias", "sparse_weight", "kernel_initializer", "name",
+      "kernel_regularizer", "bias_regularizer", "weights", "trainable"},
+    Embedding = {"input_dim", "output_dim", "input_length", "sparse_grad", "mask_zero", "weights",
+      "sharded", "embeddings_regularizer"},
     Input = {"shape", "sparse", "dtype", "name"}, Dropout = {"rate", "seed"},
     iter = {"data", "label", "batch_size", "shuffle", "last_batch_handle"},
-    svm = {"n_features", "zero_based", "dtype"}, compile = {"optimizer", "loss", "metrics"},
+    svm = {"n_features", "zero_based", "dtype", "label_map", "label_offset"},
+    compile = {"optimizer", "loss", "metrics", "loss_weights", "distributed"},
   }
   local function hinted(kind)
     local okeys = kind:match("^O:(%w+)$")
@@ -629,6 +1283,26 @@ local function run_seed(seed, ncalls, logpath, mode)
     elseif kind == "R" then return csr_fields("row_sparse")
     elseif kind == "C" then return csr_fields("coo")
     elseif kind == "P" then return R.pick(PATHS)
+    elseif kind == "A" then
+      return R.pick({"mse", "hinge", "huber", "poisson", "auc", "precision", "recall", "accuracy",
+        "top_k_categorical_accuracy", "l1", "l2", "nope", K.square})
+    elseif kind == "W" then
+      if R.chance(0.5) then return R.pick(W_POOL) end
+      return {sample_weight = R.chance(0.7) and R.pick(W_POOL) or draw_any(1),
+        class_weight = R.chance(0.5) and R.pick(OPT_VALS.class_weight) or nil}
+    elseif kind == "J" or kind == "G" then
+      local m = R.pick(pool_models())
+      if kind == "J" then
+        local ok, js = pcall(m.to_json, m)
+        return mutate_text(ok and type(js) == "string" and js or "{}")
+      end
+      local ok, cfg = pcall(m.get_config, m)
+      if not ok then return draw_any() end
+      for _ = 1, R.int(3) do mutate_table(cfg, 0) end
+      return cfg
+    elseif kind == "Z" then
+      local st = keras.random.get_state()
+      return R.chance(0.3) and st or mutate_text(st)
     end
     return draw_any()
   end
@@ -713,6 +1387,15 @@ local function run_seed(seed, ncalls, logpath, mode)
     {"recompile", function(c) return c.m:compile{optimizer = "sgd", loss = "mse"} end},
     {"stop training", function(c) c.m.stop_training = true end},
     {"raise", function() error("fuzz: boom from a lifecycle callback", 0) end},
+    -- issue 14-16: the sample weights closed, the model saved and reloaded with resume (the
+    -- generator's state), its JSON rebuilt, the generator's state set back
+    {"close the sample weights", function(c) close_any(c.sw) end},
+    {"save + load_model(resume)", function(c)
+      c.m:save("fz_lc.klm")
+      return keras.models.load_model("fz_lc.klm", {resume = true})
+    end},
+    {"model_from_json(to_json)", function(c) return keras.models.model_from_json(c.m:to_json()) end},
+    {"random.set_state(get_state)", function() keras.random.set_state(keras.random.get_state()) end},
   }
   local LC_HOOKS = {"on_batch_end", "on_batch_end", "on_batch_begin", "on_epoch_end", "on_epoch_begin",
     "on_train_end"}
@@ -800,6 +1483,13 @@ local function run_seed(seed, ncalls, logpath, mode)
       on_train_end = function() run("on_train_end", 1) end,
     }
     opts.callbacks = {cb}
+    if src == 1 and R.chance(0.3) then
+      c.sw = keras.random.uniform({n})
+      opts.sample_weight = c.sw
+    end
+    if R.chance(0.3) then
+      opts.callbacks[2] = keras.callbacks.ReduceLROnPlateau{monitor = "loss", patience = 0, factor = 0.5}
+    end
     lc_log("fit: %s input, %d rows, %s, batch_size %d, epochs %d, shuffle %s, validation %s",
       sparse_in and "csr" or "dense", n, ({"in memory", "ArrayIterator", "Lua iterator", "LibSVMIter"})[src], bs, opts.epochs, tostring(opts.shuffle), tostring(c.Xv ~= nil))
     local ok, err = pcall(c.m.fit, c.m, fx, fy, opts)
@@ -975,9 +1665,26 @@ local function run_seed(seed, ncalls, logpath, mode)
     local n = names[t]
     if n:find("^X%[") then X_POOL[#X_POOL + 1] = t end
     if n:find("^Y%[") then Y_POOL[#Y_POOL + 1] = t end
+    if n:find("^W%[") then W_POOL[#W_POOL + 1] = t end
   end
   if #X_POOL == 0 then X_POOL = tensors end
   if #Y_POOL == 0 then Y_POOL = tensors end
+  if #W_POOL == 0 then W_POOL = tensors end
+  do
+    -- callbacks lists for fit's options: the pool's callbacks, ReduceLROnPlateau among them
+    local cbs = {}
+    for _, o in ipairs(objects) do
+      if keras.callbacks.is_callback(o) then cbs[#cbs + 1] = o end
+    end
+    OPT_VALS.callbacks = {{}, {R.pick(cbs)}, {R.pick(cbs), R.pick(cbs)}}
+    for _, o in ipairs(cbs) do
+      if names[o] == "CB ReduceLROnPlateau" then
+        OPT_VALS.callbacks[#OPT_VALS.callbacks + 1] = {o}
+        OPT_VALS.callbacks[#OPT_VALS.callbacks + 1] = {o, R.pick(cbs)}
+      end
+    end
+    OPT_VALS.sample_weight = W_POOL
+  end
   sanity("after the pool")
   if mode == "lifecycle" then
     -- the lifecycle sequences, with the plain close / collect / fit targets among them
