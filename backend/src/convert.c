@@ -1,5 +1,6 @@
 /* convert.c: dtype conversion of value buffers and storage-type conversion between all stypes. */
 #include <inttypes.h>
+#include "device_internal.h"
 #include "tensor_internal.h"
 
 kl_status kl_values_check(const char *fn, const void *src, kl_dtype sd, kl_dtype dd, int64_t n) {
@@ -183,10 +184,18 @@ static kl_status kl_rsp_to_csr(const kl_tensor *t, kl_tensor **out) {
   return KL_OK;
 }
 
+static kl_status tostype_host(const kl_tensor *h, void *ud, kl_tensor **out) {
+  return kl_tensor_tostype(h, *(const kl_stype *)ud, out);
+}
+
 kl_status kl_tensor_tostype(const kl_tensor *t, kl_stype stype, kl_tensor **out) {
   *out = NULL;
   KL_CHECK(stype == KL_STYPE_DEFAULT || stype == KL_STYPE_CSR || stype == KL_STYPE_ROW_SPARSE,
            KL_EINVAL, "tostype: invalid stype %d", (int)stype);
+  if (t->device != KL_CPU) {
+    if (stype == t->stype) return kl_tensor_copy(t, out);
+    return kl_device_roundtrip1(t, tostype_host, &stype, out);
+  }
   if (stype == t->stype) return kl_tensor_copy(t, out);
   KL_CHECK(stype != KL_STYPE_CSR || t->ndim == 2, KL_ESHAPE,
            "tostype: csr needs a 2-d tensor, got %d-d", t->ndim);

@@ -1,5 +1,6 @@
 /* copy.c: copies of tensors: copy, astype (dtype change), copyto (into an existing tensor), reshape. */
 #include <inttypes.h>
+#include "device_internal.h"
 #include "tensor_internal.h"
 
 /* Number of values stored in t's data buffer. */
@@ -37,13 +38,19 @@ static kl_status kl_clone_as(const char *fn, const kl_tensor *t, kl_dtype d, kl_
 }
 
 kl_status kl_tensor_copy(const kl_tensor *t, kl_tensor **out) {
+  if (t->device != KL_CPU) return kl_device_clone(t, out);
   return kl_clone_as("copy", t, t->dtype, out);
+}
+
+static kl_status astype_host(const kl_tensor *h, void *ud, kl_tensor **out) {
+  return kl_clone_as("astype", h, *(const kl_dtype *)ud, out);
 }
 
 kl_status kl_tensor_astype(const kl_tensor *t, kl_dtype dtype, kl_tensor **out) {
   *out = NULL;
   KL_CHECK(dtype == KL_FLOAT32 || dtype == KL_FLOAT64 || dtype == KL_INT64, KL_EDTYPE,
            "astype: invalid dtype %d", (int)dtype);
+  if (t->device != KL_CPU) return kl_device_roundtrip1(t, astype_host, &dtype, out);
   return kl_clone_as("astype", t, dtype, out);
 }
 
@@ -56,6 +63,26 @@ static kl_status kl_copy_same_stype(const kl_tensor *s, kl_tensor *dst) {
   return kl_values_convert("copyto", s->data, s->dtype, dst->data, dst->dtype, nval);
 }
 
+/* copyto with either side on a device: through host copies (dst keeps its device). */
+static kl_status copyto_device(const kl_tensor *src, kl_tensor *dst) {
+  kl_tensor *hs = NULL, *hd = NULL, *back = NULL;
+  kl_status st = kl_tensor_to(src, KL_CPU, &hs);
+  if (st == KL_OK) st = kl_tensor_to(dst, KL_CPU, &hd);
+  if (st == KL_OK && hd == dst) { /* dst on the host: convert straight into it */
+    kl_tensor_release(hd);
+    hd = NULL;
+    st = kl_tensor_copyto(hs, dst);
+  } else if (st == KL_OK) {
+    st = kl_tensor_copyto(hs, hd);
+    if (st == KL_OK) st = kl_tensor_to(hd, dst->device, &back);
+    if (st == KL_OK) st = kl_device_assign(dst, back);
+  }
+  kl_tensor_release(hs);
+  kl_tensor_release(hd);
+  kl_tensor_release(back);
+  return st;
+}
+
 kl_status kl_tensor_copyto(const kl_tensor *src, kl_tensor *dst) {
   if (src == dst) return KL_OK;
   if (!kl_same_shape(src, dst)) {
@@ -64,6 +91,7 @@ kl_status kl_tensor_copyto(const kl_tensor *src, kl_tensor *dst) {
                      kl_shape_str(src->ndim, src->shape, a, sizeof a),
                      kl_shape_str(dst->ndim, dst->shape, b, sizeof b));
   }
+  if (src->device != KL_CPU || dst->device != KL_CPU) return copyto_device(src, dst);
   if (src->stype == dst->stype) return kl_copy_same_stype(src, dst);
   kl_tensor *tmp;
   KL_TRY(kl_tensor_tostype(src, dst->stype, &tmp));
@@ -72,7 +100,17 @@ kl_status kl_tensor_copyto(const kl_tensor *src, kl_tensor *dst) {
   return st;
 }
 
+struct reshape_args { int ndim; const int64_t *shape; };
+static kl_status reshape_host(const kl_tensor *h, void *ud, kl_tensor **out) {
+  const struct reshape_args *r = ud;
+  return kl_tensor_reshape(h, r->ndim, r->shape, out);
+}
+
 kl_status kl_tensor_reshape(const kl_tensor *t, int ndim, const int64_t *shape, kl_tensor **out) {
+  if (t->device != KL_CPU) {
+    struct reshape_args r = {ndim, shape};
+    return kl_device_roundtrip1(t, reshape_host, &r, out);
+  }
   char a[160], b[160];
   *out = NULL;
   KL_CHECK(t->stype == KL_STYPE_DEFAULT, KL_ESTYPE,

@@ -1,14 +1,10 @@
 /* ops_internal.h: the op registry's contract between registry.c and the op family files. */
 #ifndef KL_OPS_INTERNAL_H
 #define KL_OPS_INTERNAL_H
+#include "kl/device.h"
 #include "kl/kl.h"
 
-/* A sparse kernel for some input stypes of an op. */
-typedef struct kl_kernel_entry {
-  const char *name;         /* "csr.dense", "csrT.dense", ... (for logs and tests) */
-  kl_supports_fn supports;  /* accepts these inputs? */
-  kl_kernel_fn fn;
-} kl_kernel_entry;
+/* A sparse kernel for some input stypes of an op: kl_kernel_entry (kl/device.h). */
 
 /* One op: inference (which validates), the dense kernel (all inputs dense; required),
  * the sparse kernels (terminated by an entry with fn == NULL; may be NULL) and the

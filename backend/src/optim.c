@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kl/device.h"
 #include "kl/optim.h"
 
 static const char *const kind_names[KL_OPT_COUNT] = {"SGD", "Adam", "Adagrad", "RMSprop", "Ftrl"};
@@ -273,6 +274,11 @@ kl_status kl_optimizer_create_states(const kl_optimizer *o, const kl_tensor *w,
                        (size_t)kl_tensor_numel(states[i]) * kl_dtype_size(w->dtype));
     if (o->kind == KL_OPT_FTRL && i == 1 && o->initial_accumulator_value != 0)
       kl_tensor_fill(states[i], o->initial_accumulator_value);
+    /* a weight on a device gets its states there (made on the host, then moved) */
+    if (w->device != KL_CPU && (s = kl_tensor_move(states[i], w->device)) != KL_OK) {
+      kl_optimizer_release_states(o, states);
+      return s;
+    }
   }
   return KL_OK;
 }

@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include "device_internal.h"
 #include "kl/optim.h"
 #include "optim_internal.h"
 
@@ -193,9 +194,45 @@ static void update_apply(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g
 static void flagged_apply(const kl_optimizer *o, kl_tensor *w, void *acc, uint32_t *flag,
                           kl_tensor **states, int64_t t);
 
+/* The update of a weight on a device (checked): the backend's, else the host's on host
+ * copies written back (counted as a device fallback). */
+static kl_status update_device(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
+                               kl_tensor **states, int64_t t) {
+  const kl_device_backend *be = kl_device_backend_get();
+  if (be && be->opt_update) {
+    kl_status st = be->opt_update(o, w, g, states, t);
+    if (st != KL_EUNSUPPORTED) return st;
+  }
+  int ns = kl_optimizer_num_states(o);
+  kl_tensor *hw = NULL, *hg = NULL, *hs[2] = {NULL, NULL}, *back = NULL;
+  kl_status st = kl_tensor_to(w, KL_CPU, &hw);
+  if (st == KL_OK) st = kl_tensor_to(g, KL_CPU, &hg);
+  for (int i = 0; i < ns && st == KL_OK; i++) st = kl_tensor_to(states[i], KL_CPU, &hs[i]);
+  if (st == KL_OK) update_apply(o, hw, hg, hs, t);
+  /* written back only once every copy is made: a failure leaves the device as it was */
+  kl_tensor *dev[3] = {NULL, NULL, NULL};
+  if (st == KL_OK) st = kl_tensor_to(hw, w->device, &dev[0]);
+  for (int i = 0; i < ns && st == KL_OK; i++) st = kl_tensor_to(hs[i], w->device, &dev[1 + i]);
+  if (st == KL_OK) {
+    kl_device_assign(w, dev[0]);
+    for (int i = 0; i < ns; i++) kl_device_assign(states[i], dev[1 + i]);
+    char what[64];
+    snprintf(what, sizeof what, "%s update", kl_optimizer_kind_name(o->kind));
+    kl_device_note_fallback(what, w->device);
+  }
+  for (int i = 0; i < 3; i++) kl_tensor_release(dev[i]);
+  kl_tensor_release(hw);
+  kl_tensor_release(hg);
+  kl_tensor_release(hs[0]);
+  kl_tensor_release(hs[1]);
+  kl_tensor_release(back);
+  return st;
+}
+
 kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                               kl_tensor **states, int64_t t) {
   KL_TRY(kl_optimizer_update_precheck(o, w, g, states, t, 0));
+  if (w->device != KL_CPU) return update_device(o, w, g, states, t);
   update_apply(o, w, g, states, t);
   return KL_OK;
 }
@@ -203,6 +240,7 @@ kl_status kl_optimizer_update(const kl_optimizer *o, kl_tensor *w, const kl_tens
 kl_status kl_optimizer_update_trusted(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                                       kl_tensor **states, int64_t t) {
   KL_TRY(kl_optimizer_update_precheck(o, w, g, states, t, 1));
+  if (w->device != KL_CPU) return update_device(o, w, g, states, t);
   update_apply(o, w, g, states, t);
   return KL_OK;
 }
@@ -243,6 +281,16 @@ static kl_status check_update(const kl_optimizer *o, const kl_tensor *w, int wit
              kl_optimizer_state_name(o, i));
   }
   KL_CHECK(t >= 1, KL_EINVAL, "%s.update: t must be >= 1. Received: t=%lld", k, (long long)t);
+  {
+    char a[32], b[32];
+    KL_CHECK(!g || g->device == w->device, KL_EINVAL,
+             "%s.update: the gradient is on %s, the weight on %s", k,
+             kl_device_str(g ? g->device : 0, a, sizeof a), kl_device_str(w->device, b, sizeof b));
+    for (int i = 0; i < ns; i++)
+      KL_CHECK(states[i]->device == w->device, KL_EINVAL, "%s.update: state '%s' is on %s, the weight on %s",
+               k, kl_optimizer_state_name(o, i), kl_device_str(states[i]->device, a, sizeof a),
+               kl_device_str(w->device, b, sizeof b));
+  }
   return KL_OK;
 }
 
@@ -252,6 +300,7 @@ static kl_status check_update(const kl_optimizer *o, const kl_tensor *w, int wit
 kl_status kl_optimizer_flagged_precheck(const kl_optimizer *o, const kl_tensor *w,
                                         kl_tensor **states, int64_t t) {
   KL_TRY(check_update(o, w, 0, NULL, states, t));
+  if (w->device != KL_CPU) return kl_device_refuse("flagged update", w);
   const int64_t rows = w->ndim ? w->shape[0] : 1;
   const int w_partial = w->stype == KL_STYPE_ROW_SPARSE && w->nnz < rows;
   KL_CHECK(o->lazy_update && w->ndim >= 1 && !w_partial, KL_EINVAL,
@@ -271,7 +320,17 @@ kl_status kl_optimizer_update_precheck(const kl_optimizer *o, const kl_tensor *w
   KL_CHECK(!(w_partial && !g_sparse), KL_EINDEX,
            "%s.update: a dense gradient needs a weight that stores every row (weight stores "
            "%lld of %lld)", k, (long long)w->nnz, (long long)rows);
-  if (g_sparse && (w_partial || !trusted_rows)) KL_TRY(check_grad_rows(k, g, w, rows, w_partial));
+  if (g_sparse && (w_partial || !trusted_rows)) {
+    if (w->device == KL_CPU) return check_grad_rows(k, g, w, rows, w_partial);
+    /* on a device, the index checks read host copies of the indices */
+    kl_tensor *hg = NULL, *hw = NULL;
+    kl_status st = kl_tensor_to(g, KL_CPU, &hg);
+    if (st == KL_OK) st = kl_tensor_to(w, KL_CPU, &hw);
+    if (st == KL_OK) st = check_grad_rows(k, hg, hw, rows, w_partial);
+    kl_tensor_release(hg);
+    kl_tensor_release(hw);
+    return st;
+  }
   return KL_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "device_internal.h"
 #include "kl/registry.h"
 #include "ops_internal.h"
 
@@ -227,6 +228,62 @@ static kl_status run_fallback(const kl_op_def *d, kl_tensor *const *in, int nin,
   return st;
 }
 
+/* ------------------------------------------------------------- devices */
+
+/* The device backend's kernels of op, or NULL. */
+static const kl_device_opdef *device_opdef(kl_op op) {
+  const kl_device_backend *be = kl_device_backend_get();
+  if (!be || !be->ops || (int)op >= be->nops) return NULL;
+  return be->ops[op];
+}
+
+/* The device kernel of op taking these inputs, or NULL. */
+static const kl_kernel_entry *find_device_kernel(kl_op op, kl_tensor *const *in, int nin,
+                                                 const kl_attrs *a) {
+  const kl_device_opdef *dd = device_opdef(op);
+  if (!dd || !dd->kernels) return NULL;
+  for (const kl_kernel_entry *k = dd->kernels; k->fn; k++)
+    if (!k->supports || k->supports(in, nin, a)) return k;
+  return NULL;
+}
+
+/* Host copies of in[0..nin-1] (NULL entries stay NULL), into a new array. */
+static kl_status inputs_to_host(kl_tensor *const *in, int nin, kl_tensor ***out) {
+  kl_tensor **h = kl_calloc((size_t)(nin > 0 ? nin : 1), sizeof *h);
+  *out = h;
+  if (!h) return KL_ENOMEM;
+  for (int i = 0; i < nin; i++)
+    if (in[i]) KL_TRY(kl_tensor_to(in[i], KL_CPU, &h[i]));
+  return KL_OK;
+}
+
+static void release_all(kl_tensor **t, int n) {
+  if (!t) return;
+  for (int i = 0; i < n; i++) kl_tensor_release(t[i]);
+  kl_free(t);
+}
+
+/* op on device dev: its device kernel, else the host (inputs there, result back), counted. */
+static kl_status run_device(kl_op op, const kl_op_def *d, kl_device dev, kl_tensor *const *in,
+                            int nin, const kl_attrs *a, const kl_meta *om, kl_tensor **res) {
+  KL_TRY(kl_device_check(d->name, dev));
+  const kl_kernel_entry *k = find_device_kernel(op, in, nin, a);
+  if (k) {
+    KL_TRY(k->fn(in, nin, a, res));
+    KL_CHECK((*res)->device == dev, KL_EDEVICE, "%s: internal: kernel %s left its result on the host",
+             d->name, k->name ? k->name : "?");
+    return cast_result(res, om->stype);
+  }
+  kl_tensor **h = NULL, *hr = NULL;
+  kl_status st = inputs_to_host(in, nin, &h);
+  if (st == KL_OK) st = kl_op_run(op, h, nin, a, &hr);
+  if (st == KL_OK) st = kl_tensor_to(hr, dev, res);
+  if (st == KL_OK) kl_device_note_fallback(d->name, dev);
+  kl_tensor_release(hr);
+  release_all(h, nin);
+  return st;
+}
+
 kl_status kl_op_run(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
                     kl_tensor **out) {
   static const kl_attrs none;
@@ -241,10 +298,20 @@ kl_status kl_op_run(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
   *out = NULL;
   for (int i = 0; i < nin; i++)
     KL_CHECK(in[i] != NULL, KL_EINVAL, "%s: input %d is NULL", d->name, i + 1);
+  kl_device dev = KL_CPU;
+  KL_TRY(kl_device_of(d->name, in, nin, &dev));
   if (nin > 8 && !(meta = kl_malloc_n((size_t)nin, sizeof *meta))) return KL_ENOMEM;
   for (int i = 0; i < nin; i++) kl_tensor_meta(in[i], &meta[i]);
   st = d->infer(meta, nin, a, &om);
   if (st != KL_OK) goto done;
+  if (dev != KL_CPU) {
+    st = run_device(op, d, dev, in, nin, a, &om, &res);
+    if (st == KL_OK) {
+      *out = res;
+      res = NULL;
+    }
+    goto done;
+  }
 
   const kl_kernel_entry *k = find_kernel(d, in, nin, a);
   if (k) {
@@ -284,6 +351,42 @@ kl_status kl_op_backward(kl_op op, kl_tensor *const *in, int nin, const kl_attrs
     KL_CHECK(in[j] != NULL, KL_EINVAL, "%s: input %d is NULL", d->name, j + 1);
   *gin = NULL;
   kl_tensor *g = NULL;
+  kl_device dev = KL_CPU;
+  KL_TRY(kl_device_of(d->name, in, nin, &dev));
+  KL_CHECK(gout->device == dev && (!out || out->device == dev), KL_EINVAL,
+           "%s: backward: the gradient is on another device than the inputs", d->name);
+  if (dev != KL_CPU) {
+    KL_TRY(kl_device_check(d->name, dev));
+    const kl_device_opdef *dd = device_opdef(op);
+    kl_status st = KL_OK;
+    if (dd && dd->backward) {
+      st = dd->backward(in, nin, a ? a : &none, out, gout, i, want, &g);
+      if (st != KL_EUNSUPPORTED) {
+        if (st == KL_OK) st = cast_result(&g, want);
+        if (st == KL_OK) *gin = g;
+        else kl_tensor_release(g);
+        return st;
+      }
+      g = NULL;
+    }
+    /* the host's backward on host copies, the gradient copied back */
+    kl_tensor **h = NULL, *ho = NULL, *hg = NULL, *hgin = NULL;
+    st = inputs_to_host(in, nin, &h);
+    if (st == KL_OK && out) st = kl_tensor_to(out, KL_CPU, &ho);
+    if (st == KL_OK) st = kl_tensor_to(gout, KL_CPU, &hg);
+    if (st == KL_OK) st = kl_op_backward(op, h, nin, a, ho, hg, i, want, &hgin);
+    if (st == KL_OK) st = kl_tensor_to(hgin, dev, gin);
+    if (st == KL_OK) {
+      char what[96];
+      snprintf(what, sizeof what, "%s backward", d->name);
+      kl_device_note_fallback(what, dev);
+    }
+    kl_tensor_release(ho);
+    kl_tensor_release(hg);
+    kl_tensor_release(hgin);
+    release_all(h, nin);
+    return st;
+  }
   KL_TRY(d->backward(in, nin, a ? a : &none, out, gout, i, want, &g));
   /* The caller gets the stype it asked for. */
   kl_status st = cast_result(&g, want);

@@ -1,5 +1,6 @@
 /* rows.c: row slicing and row gathering for every stype (minibatches of CSR data). */
 #include <inttypes.h>
+#include "device_internal.h"
 #include "tensor_internal.h"
 
 /* Bytes of one row of values (dense or row_sparse). */
@@ -62,8 +63,22 @@ static kl_status kl_slice_rsp(const kl_tensor *t, int64_t b, int64_t e, kl_tenso
   return KL_OK;
 }
 
+struct rows_args { int64_t a, b; const int64_t *idx; };
+static kl_status slice_host(const kl_tensor *h, void *ud, kl_tensor **out) {
+  const struct rows_args *r = ud;
+  return kl_tensor_slice_rows(h, r->a, r->b, out);
+}
+static kl_status take_host(const kl_tensor *h, void *ud, kl_tensor **out) {
+  const struct rows_args *r = ud;
+  return kl_tensor_take_rows(h, r->idx, r->a, out);
+}
+
 kl_status kl_tensor_slice_rows(const kl_tensor *t, int64_t begin, int64_t end, kl_tensor **out) {
   *out = NULL;
+  if (t->device != KL_CPU) {
+    struct rows_args r = {begin, end, NULL};
+    return kl_device_roundtrip1(t, slice_host, &r, out);
+  }
   KL_CHECK(t->ndim >= 1, KL_ESHAPE, "slice: cannot slice the rows of a 0-d tensor");
   KL_CHECK(begin >= 0 && begin <= end && end <= t->shape[0], KL_EINDEX,
            "slice: rows [%" PRId64 ", %" PRId64 ") out of range for %" PRId64 " rows", begin, end,
@@ -137,6 +152,10 @@ static kl_status kl_take_rsp(const kl_tensor *t, const int64_t *idx, int64_t n, 
 
 kl_status kl_tensor_take_rows(const kl_tensor *t, const int64_t *idx, int64_t n, kl_tensor **out) {
   *out = NULL;
+  if (t->device != KL_CPU) {
+    struct rows_args r = {n, 0, idx};
+    return kl_device_roundtrip1(t, take_host, &r, out);
+  }
   KL_CHECK(t->ndim >= 1, KL_ESHAPE, "take: cannot take the rows of a 0-d tensor");
   KL_CHECK(n >= 0, KL_EINVAL, "take: number of rows %" PRId64 " must be >= 0", n);
   for (int64_t i = 0; i < n; i++)

@@ -1,6 +1,7 @@
 /* tensor.c: tensor construction, reference counting, element access and dtype/stype names. */
 #include <inttypes.h>
 #include <stdio.h>
+#include "device_internal.h"
 #include "tensor_internal.h"
 
 size_t kl_dtype_size(kl_dtype d) { return d == KL_FLOAT32 ? 4 : 8; }
@@ -103,6 +104,7 @@ void kl_tensor_meta(const kl_tensor *t, kl_meta *out) {
   out->stype = t->stype;
   out->ndim = t->ndim;
   memcpy(out->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+  out->device = t->device;
 }
 
 static kl_status kl_dtype_check(const char *fn, kl_dtype d) {
@@ -192,6 +194,7 @@ kl_status kl_tensor_new_rsp(kl_dtype dtype, int ndim, const int64_t *shape, int6
 }
 
 kl_status kl_tensor_reserve(kl_tensor *t, int64_t nnz) {
+  if (t->device != KL_CPU) return kl_tensor_reserve_device(t, nnz);
   KL_CHECK(!t->borrowed, KL_EINVAL, "reserve: the tensor is a view of another's storage");
   KL_CHECK(t->stype != KL_STYPE_DEFAULT, KL_ESTYPE, "reserve: not supported for dense tensors");
   int64_t limit = t->stype == KL_STYPE_CSR ? kl_tensor_numel(t) : t->shape[0];
@@ -224,7 +227,9 @@ kl_tensor *kl_tensor_retain(kl_tensor *t) {
 void kl_tensor_release(kl_tensor *t) {
   if (!t || __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
   kl_tensor *base = t->base;
-  if (!t->borrowed) {
+  if (t->device != KL_CPU) {
+    kl_device_free_storage(t);
+  } else if (!t->borrowed) {
     kl_free(t->data);
     kl_free(t->indices);
   }
@@ -259,6 +264,7 @@ static int64_t kl_offset(const kl_tensor *t, const int64_t *idx, int from) {
 
 kl_status kl_tensor_locate(const kl_tensor *t, const int64_t *idx, int64_t *pos) {
   *pos = -1;
+  if (t->device != KL_CPU) return kl_device_refuse("get", t);
   for (int i = 0; i < t->ndim; i++)
     KL_CHECK(idx[i] >= 0 && idx[i] < t->shape[i], KL_EINDEX,
              "get: index[%d] = %" PRId64 " out of range for dimension %d of size %" PRId64, i,

@@ -1,5 +1,6 @@
 /* tensor_check.c: full O(nnz) validation of CSR and row_sparse invariants, with exact messages. */
 #include <inttypes.h>
+#include "device_internal.h"
 #include "tensor_internal.h"
 
 /* v + b for a message (b is the caller's index base, 0 or 1), saturating at INT64_MAX: an
@@ -77,6 +78,7 @@ static kl_status kl_check_rsp(const kl_tensor *t, const char *fn, int b) {
 
 kl_status kl_tensor_check_format(const kl_tensor *t, const char *fn, int msg_base) {
   int b = msg_base ? 1 : 0;
+  if (t->device != KL_CPU) return kl_device_refuse(fn, t);
   KL_TRY(kl_shape_check(fn, t->ndim, t->shape));
   switch (t->stype) {
     case KL_STYPE_DEFAULT: return KL_OK;

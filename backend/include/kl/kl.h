@@ -79,6 +79,15 @@ long kl_alloc_fail_at(long k);
 typedef enum kl_dtype { KL_FLOAT32 = 0, KL_FLOAT64 = 1, KL_INT64 = 2 } kl_dtype;
 typedef enum kl_stype { KL_STYPE_DEFAULT = 0, KL_STYPE_CSR = 1, KL_STYPE_ROW_SPARSE = 2 } kl_stype;
 
+/* Where a tensor's storage lives: 0 is the host (cpu(0)), so every CPU tensor, zero-filled
+ * header and kl_meta is on the CPU without a word of CPU code changed; KL_DEVICE_CUDA(n)
+ * is CUDA device n (kl/device.h: the device backend, transfers, the per-device registry). */
+typedef int32_t kl_device;
+#define KL_CPU ((kl_device)0)
+#define KL_DEVICE_CUDA(n) ((kl_device)(1 + (n)))
+#define KL_DEVICE_IS_CUDA(d) ((d) > 0)
+#define KL_DEVICE_ORDINAL(d) ((d) > 0 ? (int)(d) - 1 : 0)
+
 #define KL_MAX_NDIM 8
 /* Largest element count of any tensor or buffer (2^48): shapes beyond it are refused. */
 #define KL_MAX_NUMEL ((int64_t)1 << 48)
@@ -107,6 +116,8 @@ typedef struct kl_tensor {
   int borrowed;        /* 1: data and indices lie in base's buffers (a csr batch view);
                         * release leaves them and releases base instead */
   struct kl_tensor *base; /* the tensor whose storage a view borrows (one reference), or NULL */
+  kl_device device;    /* KL_CPU, or the device whose memory data / indptr / indices are in
+                        * (then host code must not read them: kl/device.h) */
 } kl_tensor;
 
 /* A tensor's description without storage (graph nodes, shape inference). */
@@ -115,6 +126,7 @@ typedef struct kl_meta {
   kl_stype stype;
   int ndim;
   int64_t shape[KL_MAX_NDIM];
+  kl_device device;
 } kl_meta;
 
 size_t kl_dtype_size(kl_dtype d);
