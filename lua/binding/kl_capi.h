@@ -11,11 +11,12 @@
 #define KL_CAPI_H
 #include <lua.h>
 
+#include "kl/device.h"
 #include "kl/graph.h"
 #include "kl/kl.h"
 #include "kl/pool.h"
 
-#define KL_CAPI_VERSION 1
+#define KL_CAPI_VERSION 2
 
 typedef struct kl_capi {
   int version;
@@ -56,6 +57,23 @@ typedef struct kl_capi {
   /* appended for Embedding{sharded = true} (distributed/sharded.c) */
   kl_status (*plan_set_node_ext)(kl_plan *p, int node, const kl_node_ext *ext, void *ud);
   void *(*plan_node_ext_ud)(const kl_plan *p, int node);
+  /* appended for the CUDA module (gpu/, kl/device.h) */
+  void (*device_register)(const kl_device_backend *b);
+  kl_status (*tensor_new_dense_on)(kl_device d, kl_dtype dtype, int ndim, const int64_t *shape,
+                                   int zero, kl_tensor **out);
+  kl_status (*tensor_new_csr_on)(kl_device d, kl_dtype dtype, int64_t rows, int64_t cols,
+                                 int64_t nnz, kl_tensor **out);
+  kl_status (*tensor_new_rsp_on)(kl_device d, kl_dtype dtype, int ndim, const int64_t *shape,
+                                 int64_t nrows, kl_tensor **out);
+  kl_status (*tensor_to)(const kl_tensor *t, kl_device d, kl_tensor **out);
+  kl_status (*tensor_reserve)(kl_tensor *t, int64_t nnz);
+  kl_status (*op_run)(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out);
+  kl_status (*op_backward)(kl_op op, kl_tensor *const *in, int nin, const kl_attrs *a,
+                           const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want,
+                           kl_tensor **gin);
+  long (*device_fallback_count)(void);
+  const char *(*device_str)(kl_device d, char *buf, size_t len);
+  void (*warnf)(const char *fmt, ...);
 } kl_capi;
 
 /* The core's API, or NULL (with a Lua error) when keras.core is missing or too old. */

@@ -1,5 +1,6 @@
 /* l_capi.c: core._capi, the table of C entry points companion modules call (kl_capi.h). */
 #include "kl_capi.h"
+#include "kl/registry.h"
 #include "l_graph.h"
 #include "lbind.h"
 
@@ -35,6 +36,17 @@ static const kl_capi kl_capi_table = {
     kl_lua_raise,
     kl_plan_set_node_ext,
     kl_plan_node_ext_ud,
+    kl_device_register,
+    kl_tensor_new_dense_on,
+    kl_tensor_new_csr_on,
+    kl_tensor_new_rsp_on,
+    kl_tensor_to,
+    kl_tensor_reserve,
+    kl_op_run,
+    kl_op_backward,
+    kl_device_fallback_count,
+    kl_device_str,
+    kl_warnf,
 };
 
 void kl_lua_open_capi(lua_State *L) {

@@ -165,6 +165,20 @@ static int l_fallback_count(lua_State *L) {
   return 1;
 }
 
+static int l_device_fallback_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)kl_device_fallback_count());
+  return 1;
+}
+
+/* core.tensor_move(t, device): moves t's storage there in place (a model's weights). */
+static int l_tensor_move(lua_State *L) {
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "to");
+  kl_device d = kl_lua_checkdevice(L, 2, "to");
+  KL_LUA_TRY(L, kl_tensor_move(t, d));
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int l_fallback_reset_warned(lua_State *L) {
   kl_fallback_reset_warned();
   return 0;
@@ -175,7 +189,7 @@ static int l_fallback_reset_warned(lua_State *L) {
 /* Runs a binary operator: tensor op tensor -> tt; tensor op number -> ts (scalar as is, or
  * negated when neg_ts); number op tensor -> st (scalar first). */
 static int arith(lua_State *L, const char *fn, kl_op tt, kl_op ts, int neg_ts, kl_op st) {
-  kl_tensor *x = kl_lua_totensor(L, 1), *y = kl_lua_totensor(L, 2);
+  kl_tensor *x = kl_lua_totensor_any(L, 1), *y = kl_lua_totensor_any(L, 2);
   for (int i = 1; i <= 2; i++) {
     kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, i, KL_TENSOR_MT);
     if (u && !u->t) return kl_lua_fail(L, "%s: operand %d is a closed tensor", fn, i);
@@ -221,7 +235,7 @@ static int l_div(lua_State *L) {
   return arith(L, "divide", KL_OP_DIV, KL_OP_DIV_SCALAR, 0, KL_OP_RDIV_SCALAR);
 }
 static int l_unm(lua_State *L) {
-  kl_tensor *x = kl_lua_checktensor(L, 1, "negative");
+  kl_tensor *x = kl_lua_checktensor_any(L, 1, "negative");
   kl_attrs a;
   memset(&a, 0, sizeof a);
   kl_tensor **slot = kl_lua_newslot(L);
@@ -238,6 +252,8 @@ static const luaL_Reg ops_funcs[] = {
     {"op", l_op},
     {"dispatch_name", l_dispatch_name},
     {"fallback_count", l_fallback_count},
+    {"device_fallback_count", l_device_fallback_count},
+    {"tensor_move", l_tensor_move},
     {"fallback_reset_warned", l_fallback_reset_warned},
     {NULL, NULL},
 };

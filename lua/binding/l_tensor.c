@@ -41,13 +41,16 @@ static int l_tensor_tostring(lua_State *L) {
   }
   luaL_addchar(&b, ' ');
   luaL_addstring(&b, kl_dtype_name(t->dtype));
-  luaL_addstring(&b, " @cpu(0)>");
+  char dev[32];
+  luaL_addstring(&b, " @");
+  luaL_addstring(&b, kl_device_str(t->device, dev, sizeof dev));
+  luaL_addchar(&b, '>');
   luaL_pushresult(&b);
   return 1;
 }
 
 static int l_tensor_len(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "len");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "len");
   if (t->ndim == 0) return kl_lua_fail(L, "len: a 0-d tensor has no rows");
   lua_pushinteger(L, (lua_Integer)t->shape[0]);
   return 1;
@@ -83,7 +86,8 @@ static int push_field(lua_State *L, const kl_tensor *t, const char *key) {
   } else if (strcmp(key, "ndim") == 0) {
     lua_pushinteger(L, t->ndim);
   } else if (strcmp(key, "device") == 0) {
-    lua_pushliteral(L, "cpu(0)");
+    char dev[32];
+    lua_pushstring(L, kl_device_str(t->device, dev, sizeof dev));
   } else if (strcmp(key, "nnz") == 0) {
     lua_pushinteger(L, (lua_Integer)t->nnz);
   } else if (strcmp(key, "data") == 0) {
@@ -131,7 +135,14 @@ static int l_tensor_index(lua_State *L) {
     return 1;
   }
   if (!u->t) return kl_lua_fail(L, "keras.Tensor: tensor is closed (reading field '%s')", key);
-  return push_field(L, u->t, key);
+  const kl_tensor *t = u->t;
+  if (t->device != KL_CPU &&
+      (strcmp(key, "data") == 0 || strcmp(key, "indices") == 0 || strcmp(key, "indptr") == 0)) {
+    kl_tensor **slot = kl_lua_newslot(L); /* the host copy the field's values come from */
+    KL_LUA_TRY(L, kl_tensor_to(t, KL_CPU, slot));
+    t = *slot;
+  }
+  return push_field(L, t, key);
 }
 
 /* __newindex: t.grad = tensor|nil; private keys "_x" go to the extra table (later modules
@@ -165,7 +176,7 @@ static int l_tensor_newindex(lua_State *L) {
 /* ----------------------------------------------------------- methods */
 
 static int m_tostype(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "tostype");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "tostype");
   const char *name = luaL_checkstring(L, 2);
   kl_stype s;
   KL_LUA_TRY(L, kl_stype_parse("tostype", name, &s));
@@ -179,7 +190,7 @@ static int m_tostype(lua_State *L) {
 }
 
 static int m_copy(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "copy");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "copy");
   kl_tensor **slot = kl_lua_newslot(L);
   KL_LUA_TRY(L, kl_tensor_copy(t, slot));
   return 1;
@@ -187,15 +198,15 @@ static int m_copy(lua_State *L) {
 
 /* t:copyto(dst) copies t's values into dst (which keeps its stype) and returns dst. */
 static int m_copyto(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "copyto");
-  kl_tensor *dst = kl_lua_checktensor(L, 2, "copyto");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "copyto");
+  kl_tensor *dst = kl_lua_checktensor_any(L, 2, "copyto");
   KL_LUA_TRY(L, kl_tensor_copyto(t, dst));
   lua_settop(L, 2);
   return 1;
 }
 
 static int m_astype(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "astype");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "astype");
   const char *name = luaL_checkstring(L, 2);
   kl_dtype d;
   if (strcmp(name, "float32") == 0)
@@ -237,8 +248,18 @@ static const kl_tensor *dense_on_stack(lua_State *L, kl_tensor *t) {
   return *slot;
 }
 
+/* t itself when on the host, else a host copy kept on the stack (reading methods of a
+ * device tensor copy it back, as the API says of totable). */
+static kl_tensor *host_on_stack(lua_State *L, int idx, const char *fn) {
+  kl_tensor *t = kl_lua_checktensor_any(L, idx, fn);
+  if (t->device == KL_CPU) return t;
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_tensor_to(t, KL_CPU, slot));
+  return *slot;
+}
+
 static int m_totable(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "totable");
+  kl_tensor *t = host_on_stack(L, 1, "totable");
   const kl_tensor *d = dense_on_stack(L, t);
   int top = lua_gettop(L);
   if (d->ndim == 0) {
@@ -267,7 +288,7 @@ static void push_element(lua_State *L, const kl_tensor *t, const int64_t *idx) {
 }
 
 static int m_item(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "item");
+  kl_tensor *t = host_on_stack(L, 1, "item");
   int64_t n = kl_tensor_numel(t);
   if (n != 1) return kl_lua_fail(L, "item: the tensor has %lld elements, expected 1", (long long)n);
   int64_t idx[KL_MAX_NDIM] = {0};
@@ -277,8 +298,8 @@ static int m_item(lua_State *L) {
 
 /* t:get(i, j, ...) with 1-based indices, one per dimension. */
 static int m_get(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "get");
   int nargs = lua_gettop(L) - 1;
+  kl_tensor *t = host_on_stack(L, 1, "get");
   if (nargs != t->ndim)
     return kl_lua_fail(L, "get: expected %d indices for a %d-d tensor, got %d", t->ndim, t->ndim,
                        nargs);
@@ -299,7 +320,7 @@ static int m_get(lua_State *L) {
 /* t:slice(first, last): rows first..last (1-based, inclusive), keeping the stype.
  * last = first - 1 gives zero rows. */
 static int m_slice(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "slice");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "slice");
   if (t->ndim == 0) return kl_lua_fail(L, "slice: a 0-d tensor has no rows");
   int64_t first = kl_lua_checkint(L, 2, "slice", "first");
   int64_t last = lua_isnoneornil(L, 3) ? t->shape[0] : kl_lua_checkint(L, 3, "slice", "last");
@@ -313,7 +334,7 @@ static int m_slice(lua_State *L) {
 
 /* t:reshape(shape): dense only; one dim may be -1 (inferred). */
 static int m_reshape(lua_State *L) {
-  kl_tensor *t = kl_lua_checktensor(L, 1, "reshape");
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "reshape");
   if (t->stype != KL_STYPE_DEFAULT)
     return kl_lua_fail(L, "reshape: not supported for %s tensors (convert with "
                           "tostype('default') first)", kl_stype_name(t->stype));
@@ -362,7 +383,21 @@ static int m_reshape(lua_State *L) {
   return 1;
 }
 
+/* t:to(device): t itself when it is there, else a copy on that device. */
+static int m_to(lua_State *L) {
+  kl_tensor *t = kl_lua_checktensor_any(L, 1, "to");
+  kl_device d = kl_lua_checkdevice(L, 2, "to");
+  if (t->device == d) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  kl_tensor **slot = kl_lua_newslot(L);
+  KL_LUA_TRY(L, kl_tensor_to(t, d, slot));
+  return 1;
+}
+
 static const luaL_Reg tensor_methods[] = {
+    {"to", m_to},
     {"tostype", m_tostype}, {"copy", m_copy},       {"copyto", m_copyto}, {"astype", m_astype},
     {"totable", m_totable}, {"item", m_item},       {"get", m_get},       {"slice", m_slice},
     {"reshape", m_reshape}, {NULL, NULL},

@@ -33,12 +33,33 @@ void kl_lua_push_tensor(lua_State *L, kl_tensor *t) {
   }
 }
 
-kl_tensor *kl_lua_totensor(lua_State *L, int idx) {
+kl_tensor *kl_lua_totensor_any(lua_State *L, int idx) {
   kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, idx, KL_TENSOR_MT);
   return u ? u->t : NULL;
 }
 
+/* The host-only accessors: a device tensor is an error here, never a pointer host code
+ * would read (kl/device.h); the device-aware call sites use the _any variants. */
+static void refuse_device(lua_State *L, const kl_tensor *t, const char *fn) {
+  if (t && t->device != KL_CPU) {
+    kl_device_refuse(fn, t);
+    kl_lua_fail(L, "%s", kl_errmsg());
+  }
+}
+
+kl_tensor *kl_lua_totensor(lua_State *L, int idx) {
+  kl_tensor *t = kl_lua_totensor_any(L, idx);
+  refuse_device(L, t, "keras");
+  return t;
+}
+
 kl_tensor *kl_lua_checktensor(lua_State *L, int idx, const char *fn) {
+  kl_tensor *t = kl_lua_checktensor_any(L, idx, fn);
+  refuse_device(L, t, fn);
+  return t;
+}
+
+kl_tensor *kl_lua_checktensor_any(lua_State *L, int idx, const char *fn) {
   kl_lua_tensor *u = (kl_lua_tensor *)luaL_testudata(L, idx, KL_TENSOR_MT);
   if (!u) {
     const char *tn = luaL_typename(L, idx);
@@ -48,6 +69,28 @@ kl_tensor *kl_lua_checktensor(lua_State *L, int idx, const char *fn) {
   }
   if (!u->t) kl_lua_fail(L, "%s: tensor is closed", fn);
   return u->t;
+}
+
+kl_device kl_lua_checkdevice(lua_State *L, int idx, const char *fn) {
+  /* a keras device table (keras.cpu(), keras.gpu(n)) */
+  const char *type = NULL;
+  lua_Integer id = 0;
+  int ok = 0;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_getfield(L, idx, "device_type");
+    lua_getfield(L, idx, "device_id");
+    type = lua_tostring(L, -2);
+    int isint = 0;
+    id = lua_tointegerx(L, -1, &isint);
+    ok = type && isint;
+    lua_pop(L, 2);
+  }
+  if (ok && strcmp(type, "cpu") == 0 && id == 0) return KL_CPU;
+  if (ok && strcmp(type, "gpu") == 0 && id >= 0 && id < 65536) return KL_DEVICE_CUDA((int)id);
+  if (ok) kl_lua_fail(L, "%s: invalid device %s(%lld)", fn, type, (long long)id);
+  kl_lua_fail(L, "%s: expected a device (keras.cpu() or keras.gpu(n)), got %s", fn,
+              luaL_typename(L, idx));
+  return KL_CPU;
 }
 
 void kl_lua_close_tensor(lua_State *L, int idx) {

@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "kl/device.h"
 #include "kl/kl.h"
 
 /* The one metatable of every tensor, whatever its stype. */
@@ -48,7 +49,16 @@ kl_tensor **kl_lua_newslot(lua_State *L);
 void kl_lua_push_tensor(lua_State *L, kl_tensor *t);
 /* The open tensor at idx, or a Lua error "bad argument #arg to 'fn' (keras.Tensor expected,
  * got table)" / "fn: tensor is closed". */
+/* The tensor at idx, on the host: a tensor on a device is an error ("fn: the tensor is on
+ * gpu(0); copy it to the host first ..."), so no host code reads device memory. */
 kl_tensor *kl_lua_checktensor(lua_State *L, int idx, const char *fn);
+/* The same on any device (call sites that only dispatch ops or copy through the host). */
+kl_tensor *kl_lua_checktensor_any(lua_State *L, int idx, const char *fn);
+/* kl_lua_totensor on any device. */
+kl_tensor *kl_lua_totensor_any(lua_State *L, int idx);
+/* A device from a keras device table ({device_type = "cpu"|"gpu", device_id = n}), for
+ * fn's argument idx. */
+kl_device kl_lua_checkdevice(lua_State *L, int idx, const char *fn);
 /* The tensor at idx if it is an open keras.Tensor, else NULL (no error). */
 kl_tensor *kl_lua_totensor(lua_State *L, int idx);
 /* Releases the tensor of the userdata at idx now (idempotent). */

@@ -96,15 +96,42 @@ function keras.set_default_device(d)
 end
 function keras.default_device() return default_device end
 
--- t:to(device): tensors live on cpu(0) only for now, so this returns t itself.
-core.tensor_methods.to = function(t, d)
-  if not is_device(d) then
-    error("to: expected a device (keras.cpu() or keras.gpu(n)), got " .. type(d), 0)
+-- t:to(device) is core's (lua/binding/l_tensor.c): t itself when it is there, else a copy
+-- on that device (kl_tensor_to). Host fallbacks of ops run for a device (kl/device.h).
+keras.device_fallback_count = core.device_fallback_count
+
+-- Constructors take {device = d} (default: keras.default_device()): made on the host, then
+-- copied there. The options table is not changed.
+local function on_device(make, nopt)
+  return function(...)
+    local args = table.pack(...)
+    local opts = args[nopt]
+    local d = default_device
+    if type(opts) == "table" and opts.device ~= nil then
+      d = opts.device
+      if not is_device(d) then
+        error(string.format("device: expected a device (keras.cpu() or keras.gpu(n)), got %s",
+                            tostring(d)), 2)
+      end
+      local o = {}
+      for k, v in pairs(opts) do if k ~= "device" then o[k] = v end end
+      args[nopt] = o
+    end
+    local t = make(table.unpack(args, 1, args.n))
+    if d.device_type ~= "cpu" then t = t:to(d) end
+    return t
   end
-  if d.device_type ~= "cpu" then
-    error("to: device " .. tostring(d) .. " is not available (tensors live on cpu(0))", 0)
-  end
-  return t
+end
+keras.array = on_device(core.array, 2)
+keras.zeros = on_device(core.zeros, 2)
+keras.ones = on_device(core.ones, 2)
+keras.full = on_device(core.full, 3)
+-- range(first, last[, step][, opts]): the options table is the last argument
+keras.range = function(...)
+  local n = select("#", ...)
+  local last = n > 0 and select(n, ...) or nil
+  if type(last) == "table" then return on_device(core.range, n)(...) end
+  return on_device(core.range, n + 1)(...)
 end
 
 -- ------------------------------------------------------------ submodules
