@@ -374,6 +374,8 @@ kl_pool *kl_pool_enter(kl_pool *p) {
 
 void kl_pool_leave(kl_pool *prev) { kl_current = prev; }
 
+kl_pool *kl_pool_current(void) { return kl_current; }
+
 void *kl_pool_kept_zeroed(int slot, size_t bytes) {
   kl_pool *p = kl_current;
   if (!p || slot < 0 || slot >= KL_POOL_NKEPT || bytes > kl_max_block()) return NULL;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "kltest.h"
 #include "kltest_ops.h"
+#include "kl/pool.h"
 #include "kl/registry.h"
 #include "ops_internal.h"
 
@@ -520,7 +521,66 @@ static void test_alloc_failures(void) {
   kl_tensor_release(r30);
 }
 
+/* Bit-for-bit equality of two tensors of the same stype (indices and values). */
+static int same_bits(const kl_tensor *x, const kl_tensor *y) {
+  if (!x || !y || x->stype != y->stype || x->nnz != y->nnz || x->dtype != y->dtype) return 0;
+  int64_t nv = x->stype == KL_STYPE_ROW_SPARSE ? x->nnz * kl_row_width(x) : x->nnz;
+  if (x->stype != KL_STYPE_DEFAULT &&
+      memcmp(x->indices, y->indices, (size_t)x->nnz * sizeof(int64_t)) != 0)
+    return 0;
+  return memcmp(x->data, y->data, (size_t)nv * kl_dtype_size(x->dtype)) == 0;
+}
+
+/* The chooser (ops_dot.c's table): outside a plan step csr^T . b takes the sorted path;
+ * inside one (a current pool) the direct accumulator for few columns, the column map for
+ * many, the sorted path past N = 8: each the same bits as the sorted path. */
+static void test_chooser(void) {
+  kl_rng g;
+  kl_rng_seed(&g, 7);
+  kl_pool *pool = NULL;
+  CHECK_OK(kl_pool_new(&pool));
+  if (!pool) return; /* pools disabled (KL_NO_POOL=1): only the sorted path exists */
+  const struct {
+    int64_t R, C, N;
+    kl_stype bs;
+    const char *in_pool;
+  } cases[] = {
+      {50, 300, 1, KL_STYPE_DEFAULT, "csrT.direct"},
+      {50, 300, 8, KL_STYPE_DEFAULT, "csrT.direct"},
+      {50, 300, 4, KL_STYPE_ROW_SPARSE, "csrT.direct"},
+      {60, 3000000, 1, KL_STYPE_DEFAULT, "csrT.spa"},
+      {60, 3000000, 3, KL_STYPE_ROW_SPARSE, "csrT.spa"},
+      {50, 300, 9, KL_STYPE_DEFAULT, "csrT.dense"},
+      {50, 300, 9, KL_STYPE_ROW_SPARSE, "csrT.row_sparse"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+    for (int dt = 0; dt < 2; dt++) {
+      kl_tensor *a = rnd(KL_STYPE_CSR, dt, cases[c].R, cases[c].C, cases[c].C > 1000 ? 1e-4 : 0.05, &g);
+      kl_tensor *b = rnd(cases[c].bs, dt, cases[c].R, cases[c].N, 0.7, &g);
+      kl_tensor *in[2] = {a, b};
+      kl_attrs at = {0};
+      at.transpose_a = 1;
+      const char *outside = kl_op_dispatch_name(KL_OP_DOT, in, 2, &at);
+      CHECK(strcmp(outside, cases[c].bs == KL_STYPE_DEFAULT ? "csrT.dense" : "csrT.row_sparse") == 0);
+      kl_tensor *ref = run_dot(a, b, 1, 0), *o = NULL;
+      kl_pool *prev = kl_pool_enter(pool);
+      const char *inside = kl_op_dispatch_name(KL_OP_DOT, in, 2, &at);
+      CHECK_OK(kl_op_run(KL_OP_DOT, in, 2, &at, &o));
+      kl_pool_leave(prev);
+      CHECK(strcmp(inside, cases[c].in_pool) == 0);
+      CHECK(same_bits(o, ref));
+      if (strcmp(inside, cases[c].in_pool) != 0 || !same_bits(o, ref))
+        fprintf(stderr, "  chooser case %zu dt %d: %s (want %s)\n", c, dt, inside, cases[c].in_pool);
+      kl_tensor_release(o);
+      kl_tensor_release(ref);
+      kl_tensor_release(a);
+      kl_tensor_release(b);
+    }
+  kl_pool_close(pool);
+}
+
 int main(void) {
+  test_chooser();
   test_exact_dense();
   test_tutorial_csrT();
   test_exact_sparse();

@@ -58,6 +58,8 @@ void kl_pool_close(kl_pool *p);
  * pass to kl_pool_leave. A closed pool, or one owned by another thread, installs NULL. */
 kl_pool *kl_pool_enter(kl_pool *p);
 void kl_pool_leave(kl_pool *prev);
+/* This thread's current pool (NULL: none): whether kept scratch can be asked for. */
+kl_pool *kl_pool_current(void);
 
 /* Turns pool creation on or off for later kl_pool_new calls (existing pools keep working);
  * returns the previous setting. Results do not depend on it: it exists to prove that. */
