@@ -1,14 +1,14 @@
-/* l_cuda.c: keras.cuda, the CUDA module (build/lua/keras/cuda.so): device queries now; the
- * device kernels (gpu/k_*.cu) and the caching allocator are linked in for the device
- * backend to come (gpu/README.md).
+/* l_cuda.c: keras.cuda, the CUDA module (build/lua/keras/cuda.so): opens the device backend
+ * (dev_backend.c) and registers it with the core when a device exists, and answers the
+ * device queries of keras/init.lua and the specs.
  *
- * Built only when CMake enables CUDA, as its own module: core.so never links the CUDA
- * runtime, cuBLAS or cuSPARSE. keras/init.lua loads it on the first GPU request
- * (keras.num_gpus, keras.gpu), so a CPU-only program never maps them. It reaches the backend
- * through core._capi (lua/binding/kl_capi.h), never through a second copy of it. No CUDA
- * library handle is created before a device is known to exist (cuSPARSE would print on
- * stderr without one). */
-#include <cuda_runtime.h>
+ * The same source builds the real module (the CUDA runtime behind cuda_vendor_real.c) and
+ * the emulated one (-DKL_CUDA=EMULATE, or <build>/lua-emu/keras/cuda.so in the default
+ * build: cuda_vendor_emu.c, the kernels host-emulated); it includes no CUDA header. core.so
+ * never links the CUDA runtime, cuBLAS or cuSPARSE: keras/init.lua loads this module on the
+ * first GPU request (keras.num_gpus, keras.gpu), so a CPU-only program never maps them. It
+ * reaches the backend through core._capi (lua/binding/kl_capi.h), never through a second
+ * copy of it. No CUDA library handle is created before a device is known to exist. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,60 +17,61 @@
 
 #include "cuda_alloc.h"
 #include "cuda_vendor.h"
+#include "dev_backend.h"
 #include "kl_capi.h"
 #include "kl_cuda.h"
+#include "kl_cuda_dev.h"
+
+#ifndef KL_CUDA_ARCHS
+#define KL_CUDA_ARCHS "emulated"
+#endif
 
 static const kl_capi *C; /* the core's API (set at luaopen) */
 
-/* The device count, preset to 0 (cudaGetDeviceCount leaves it untouched on failure). */
-static kl_status device_count(int *n) {
-  *n = 0;
-  kl_status st = kl_cuda_check_rt((int)cudaGetDeviceCount(n), "cudaGetDeviceCount");
-  if (st != KL_OK) *n = 0;
-  else if (*n == 0)
-    st = C->seterr(KL_ENODEV, "no CUDA device: cudaGetDeviceCount found none");
-  return st;
+static const char *status_name(kl_status st) {
+  return st == KL_OK ? "KL_OK" : st == KL_ENODEV ? "KL_ENODEV"
+         : st == KL_ENOMEM ? "KL_ENOMEM" : st == KL_EINVAL ? "KL_EINVAL" : "KL_EDEVICE";
 }
 
 /* cuda.device_count() -> n, or 0, reason, status name ("KL_ENODEV", ...) when none. */
 static int l_device_count(lua_State *L) {
-  int n;
-  kl_status st = device_count(&n);
+  int n = kl_cuda_backend_count();
   lua_pushinteger(L, n);
-  if (st == KL_OK) return 1;
-  lua_pushstring(L, C->errmsg());
-  lua_pushstring(L, st == KL_ENODEV ? "KL_ENODEV" : st == KL_ENOMEM ? "KL_ENOMEM" : "KL_EDEVICE");
+  if (n > 0) return 1;
+  lua_pushstring(L, kl_cuda_backend_reason());
+  lua_pushstring(L, "KL_ENODEV");
   return 3;
 }
 
 /* Device n's ordinal checked against the count; raises "no CUDA device: ..." or the range. */
 static int check_device(lua_State *L, int idx) {
   lua_Integer d = luaL_checkinteger(L, idx);
-  int n;
-  kl_status st = device_count(&n);
-  if (st != KL_OK) return C->lua_raise(L, st);
+  int n = kl_cuda_backend_count();
+  if (n == 0) return luaL_error(L, "%s", kl_cuda_backend_reason());
   if (d < 0 || d >= n)
     return luaL_error(L, "cuda: device %d out of range (%d GPU(s) present)", (int)d, n);
   return (int)d;
 }
 
-/* cuda.device_info(n) -> {name=, total_memory=, major=, minor=, multiprocessors=} */
+/* cuda.device_info(n) -> {name=, total_memory=, major=, minor=, multiprocessors=, emulated=} */
 static int l_device_info(lua_State *L) {
   int d = check_device(L, 1);
-  struct cudaDeviceProp p;
-  kl_status st = kl_cuda_check_rt((int)cudaGetDeviceProperties(&p, d), "cudaGetDeviceProperties");
+  kl_cuda_rt_props p;
+  kl_status st = kl_cuda_rt_device_props(d, &p);
   if (st != KL_OK) return C->lua_raise(L, st);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushstring(L, p.name);
   lua_setfield(L, -2, "name");
-  lua_pushinteger(L, (lua_Integer)p.totalGlobalMem);
+  lua_pushinteger(L, (lua_Integer)p.total_memory);
   lua_setfield(L, -2, "total_memory");
   lua_pushinteger(L, p.major);
   lua_setfield(L, -2, "major");
   lua_pushinteger(L, p.minor);
   lua_setfield(L, -2, "minor");
-  lua_pushinteger(L, p.multiProcessorCount);
+  lua_pushinteger(L, p.multiprocessors);
   lua_setfield(L, -2, "multiprocessors");
+  lua_pushboolean(L, kl_cuda_rt_emulated());
+  lua_setfield(L, -2, "emulated");
   return 1;
 }
 
@@ -85,43 +86,61 @@ static int l_error_message(lua_State *L) {
   else if (strcmp(lib, "cublas") == 0) st = kl_cuda_check_cublas(code, "op");
   else if (strcmp(lib, "cusparse") == 0) st = kl_cuda_check_cusparse(code, "op");
   else return luaL_argerror(L, 1, "'runtime', 'cublas' or 'cusparse' expected");
-  lua_pushstring(L, st == KL_OK ? "KL_OK" : st == KL_ENODEV ? "KL_ENODEV"
-                                    : st == KL_ENOMEM ? "KL_ENOMEM" : "KL_EDEVICE");
+  lua_pushstring(L, status_name(st));
   lua_pushstring(L, st == KL_OK ? "" : C->errmsg());
   return 2;
 }
 
-/* cuda.versions() -> {runtime=, driver=, architectures=} (driver 0: none installed). */
+/* cuda.versions() -> {runtime=, driver=, architectures=, emulated=} (driver 0: none
+ * installed; all 0 and architectures "emulated" in the emulated module). */
 static int l_versions(lua_State *L) {
   int rt = 0, drv = 0;
-  (void)cudaRuntimeGetVersion(&rt);
-  (void)cudaDriverGetVersion(&drv); /* 0 without a driver */
-  lua_createtable(L, 0, 3);
+  kl_cuda_rt_versions(&rt, &drv);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, rt);
   lua_setfield(L, -2, "runtime");
   lua_pushinteger(L, drv);
   lua_setfield(L, -2, "driver");
   lua_pushstring(L, KL_CUDA_ARCHS); /* "75 80 86 89 90" */
   lua_setfield(L, -2, "architectures");
+  lua_pushboolean(L, kl_cuda_rt_emulated());
+  lua_setfield(L, -2, "emulated");
   return 1;
 }
 
-static void *host_malloc(void *ud, size_t b) { return ((const kl_capi *)ud)->malloc_(b); }
-static void host_free(void *ud, void *p) { ((const kl_capi *)ud)->free_(p); }
+static void push_stats(lua_State *L, const kl_cuda_alloc_stats *s) {
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, (lua_Integer)s->in_use_bytes);
+  lua_setfield(L, -2, "in_use_bytes");
+  lua_pushinteger(L, (lua_Integer)s->cached_bytes);
+  lua_setfield(L, -2, "cached_bytes");
+  lua_pushinteger(L, s->in_use_blocks);
+  lua_setfield(L, -2, "in_use_blocks");
+  lua_pushinteger(L, s->cached_blocks);
+  lua_setfield(L, -2, "cached_blocks");
+  lua_pushinteger(L, s->dev_mallocs);
+  lua_setfield(L, -2, "dev_mallocs");
+  lua_pushinteger(L, s->dev_frees);
+  lua_setfield(L, -2, "dev_frees");
+  lua_pushinteger(L, s->cache_hits);
+  lua_setfield(L, -2, "cache_hits");
+  lua_pushinteger(L, s->oom_retries);
+  lua_setfield(L, -2, "oom_retries");
+}
 
-/* cuda.alloc_probe(n, bytes...) -> stats: allocates each size on device n through the
- * caching allocator, frees them, allocates them again (served from the cache), and releases
- * everything; the allocator's counters after. tools/gpu-check runs it on a real device. */
+/* cuda.alloc_probe(n, bytes...) -> stats: allocates each size on device n through a caching
+ * allocator of its own, frees them, allocates them again (served from the cache), and
+ * releases everything; the allocator's counters after. tools/gpu-check runs it on a real
+ * device. */
 static int l_alloc_probe(lua_State *L) {
   int d = check_device(L, 1), top = lua_gettop(L);
-  kl_status st = kl_cuda_check_rt((int)cudaSetDevice(d), "cudaSetDevice");
-  if (st != KL_OK) return C->lua_raise(L, st);
   kl_cuda_vendor v;
-  kl_cuda_vendor_real(&v, (void *)C, host_malloc, host_free);
+  kl_cuda_dev_vendor(d, &v);
   kl_cuda_alloc *a = kl_cuda_alloc_new(&v);
   if (!a) return C->lua_raise(L, C->seterr(KL_ENOMEM, "cuda.alloc_probe: out of memory"));
   void *ptr[16] = {NULL};
   int n = top - 1 > 16 ? 16 : top - 1;
+  kl_status st = KL_OK;
   for (int round = 0; round < 2 && st == KL_OK; round++) {
     for (int i = 0; i < n && st == KL_OK; i++)
       st = kl_cuda_alloc_malloc(a, &ptr[i], (size_t)lua_tointeger(L, i + 2));
@@ -136,25 +155,65 @@ static int l_alloc_probe(lua_State *L) {
   kl_status ds = kl_cuda_alloc_destroy(a);
   if (st == KL_OK) st = ds;
   if (st != KL_OK) return C->lua_raise(L, st);
-  lua_createtable(L, 0, 4);
-  lua_pushinteger(L, s.dev_mallocs);
-  lua_setfield(L, -2, "dev_mallocs");
-  lua_pushinteger(L, s.cache_hits);
-  lua_setfield(L, -2, "cache_hits");
-  lua_pushinteger(L, (lua_Integer)s.cached_bytes);
-  lua_setfield(L, -2, "cached_bytes");
-  lua_pushinteger(L, s.oom_retries);
-  lua_setfield(L, -2, "oom_retries");
+  push_stats(L, &s);
+  return 1;
+}
+
+/* cuda.memory_stats(n) -> the counters of device n's caching allocator (the one its tensors
+ * use): in_use_bytes, cached_bytes, in_use_blocks, cached_blocks, dev_mallocs, dev_frees,
+ * cache_hits, oom_retries. */
+static int l_memory_stats(lua_State *L) {
+  int d = check_device(L, 1);
+  kl_cuda_alloc_stats s;
+  kl_status st = kl_cuda_dev_stats(KL_DEVICE_CUDA(d), &s);
+  if (st != KL_OK) return C->lua_raise(L, st);
+  push_stats(L, &s);
+  return 1;
+}
+
+/* cuda.empty_cache(n): gives device n's cached free blocks back to the device. */
+static int l_empty_cache(lua_State *L) {
+  int d = check_device(L, 1);
+  kl_status st = kl_cuda_dev_empty_cache(KL_DEVICE_CUDA(d));
+  if (st != KL_OK) return C->lua_raise(L, st);
+  return 0;
+}
+
+/* cuda.synchronize(n): waits for everything queued on device n. */
+static int l_synchronize(lua_State *L) {
+  int d = check_device(L, 1);
+  kl_status st = kl_cuda_dev_synchronize(KL_DEVICE_CUDA(d));
+  if (st != KL_OK) return C->lua_raise(L, st);
+  return 0;
+}
+
+/* cuda.claimed_ops() -> {[op name] = true, ...}: the ops the CUDA table has kernels for (the
+ * specs assert that these never fall back to the host). */
+static int l_claimed_ops(lua_State *L) {
+  lua_newtable(L);
+  for (int op = 0; op < KL_OP_COUNT; op++) {
+    const char *name = kl_cuda_op_name((kl_op)op);
+    if (!name || !kl_cuda_op_claimed((kl_op)op)) continue;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, name);
+  }
   return 1;
 }
 
 int luaopen_keras_cuda(lua_State *L) {
   C = kl_capi_get(L);
-  kl_cuda_seterr = C->seterr; /* the gpu code's messages become the core's kl_errmsg */
+  int n = 0;
+  /* registers the device backend when a device exists; without one the reason is kept for
+   * device_count and keras.gpu ("no CUDA device: <the runtime's reason>") */
+  (void)kl_cuda_backend_open(C, &n);
   static const luaL_Reg fns[] = {
       {"device_count", l_device_count}, {"device_info", l_device_info},
       {"error_message", l_error_message}, {"versions", l_versions},
-      {"alloc_probe", l_alloc_probe},   {NULL, NULL}};
+      {"alloc_probe", l_alloc_probe},   {"memory_stats", l_memory_stats},
+      {"empty_cache", l_empty_cache},   {"synchronize", l_synchronize},
+      {"claimed_ops", l_claimed_ops},   {NULL, NULL}};
   luaL_newlib(L, fns);
+  lua_pushboolean(L, kl_cuda_rt_emulated());
+  lua_setfield(L, -2, "emulated");
   return 1;
 }

@@ -1,7 +1,8 @@
 -- gpu_spec.lua: keras.num_gpus / keras.gpu and the CUDA module keras.cuda (gpu/l_cuda.c):
 -- loaded on the first GPU request only, core.so free of CUDA libraries, "no CUDA device:
 -- <the runtime's reason>" without a device, and the status mapping of the CUDA libraries.
--- What needs a device reports itself pending ("skipped: ...") here, never passed.
+-- What needs a device reports itself pending ("skipped: ...") here, never passed. The same
+-- spec runs against the emulated module (lua-emu/gpu_spec: cuda.emulated, one device).
 local keras = require("keras")
 
 local build = os.getenv("KL_BUILD_DIR") or "build"
@@ -78,7 +79,9 @@ describe("keras.cuda", function()
       {cuda.error_message("runtime", 2)})
     assert.are.same({"KL_EDEVICE", "op: CUDA error 999: unknown error"},
       {cuda.error_message("runtime", 999)})
-    assert.are.same({"KL_ENOMEM", "op: cuBLAS error 3: the resource allocation failed"},
+    -- the emulated module has no cuBLAS / cuSPARSE: their statuses say so
+    local emu = cuda.emulated and " (emulated)" or ""
+    assert.are.same({"KL_ENOMEM", "op: cuBLAS error 3: the resource allocation failed" .. emu},
       {cuda.error_message("cublas", 3)})
     local st, m = cuda.error_message("cusparse", 2)
     assert.are.equal("KL_ENOMEM", st)
@@ -89,9 +92,14 @@ describe("keras.cuda", function()
 
   it("reports its versions and architectures", function()
     local v = cuda.versions()
-    assert.is_true(v.runtime >= 12000)
+    assert.are.equal(cuda.emulated, v.emulated)
     assert.are.equal("integer", math.type(v.driver))
-    assert.truthy(v.architectures:find("%d%d"))
+    if cuda.emulated then
+      assert.are.same({0, 0, "emulated"}, {v.runtime, v.driver, v.architectures})
+    else
+      assert.is_true(v.runtime >= 12000)
+      assert.truthy(v.architectures:find("%d%d"))
+    end
   end)
 
   it("queries a device, or fails with the no-device message", function()
@@ -104,6 +112,8 @@ describe("keras.cuda", function()
     end
     local info = cuda.device_info(0)
     assert.is_true(info.total_memory > 0 and #info.name > 0)
+    assert.are.equal(cuda.emulated, info.emulated)
+    if cuda.emulated then assert.are.equal("keras-lua emulated device", info.name) end
     local s = cuda.alloc_probe(0, 1000, 5000, 3145728)
     assert.are.equal(3, s.dev_mallocs) -- the second round came from the cache
     assert.are.equal(3, s.cache_hits)
