@@ -1,9 +1,11 @@
 /* plan.c: compiled plans: node order, forward, reverse-mode backward, the training step. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "device_internal.h"
 #include "ops_internal.h"
 #include "optim_internal.h"
 #include "plan_internal.h"
@@ -49,6 +51,7 @@ void kl_plan_free(kl_plan *p) {
       kl_tensor_release(p->states[2 * k + 1]);
     }
   }
+  kl_tensor_release(p->dev_one);
   kl_free(p->fused_list); /* a listed fused gradient no update consumed */
   kl_free(p->fused_lrows);
   kl_pool_close(p->pool); /* after the releases above handed their blocks back */
@@ -148,6 +151,18 @@ static kl_status kl_plan_check_spec(const kl_graph *g, const kl_plan_spec *s) {
   }
   KL_CHECK(s->nweights == 0 || s->loss >= 0, KL_EINVAL, "plan: weights given without a loss");
   if (s->optimizer) KL_TRY(kl_optimizer_check(s->optimizer));
+  KL_TRY(kl_device_check("plan", s->device));
+  for (int k = 0; s->optimizer && k < s->nweights; k++) { /* trained: where the step runs */
+    const kl_node *nd = &g->nodes[s->weights[k]];
+    if (nd->kind != KL_NODE_VARIABLE || nd->value->device == s->device) continue;
+    char a[32], b[32];
+    return kl_seterr(KL_EINVAL,
+                     "plan: weights[%d]%s%s%s is on %s and the plan on %s: move the weight "
+                     "there first (kl_tensor_move; Lua: model:compile{device = ...})",
+                     k + 1, nd->name ? " ('" : "", nd->name ? nd->name : "",
+                     nd->name ? "')" : "", kl_device_str(nd->value->device, a, sizeof a),
+                     kl_device_str(s->device, b, sizeof b));
+  }
   return KL_OK;
 }
 
@@ -252,7 +267,8 @@ static kl_status kl_plan_find_bags(kl_plan *p) {
   p->bag_skip = kl_calloc(un, 1);
   if (!p->bag_src || !p->bag_skip) return KL_ENOMEM;
   for (int i = 0; i < p->nnodes; i++) p->bag_src[i] = -1;
-  if (!kl_fuse_enabled()) return KL_OK;
+  /* kl_embedding_mean is a host kernel: a device plan runs the two ops */
+  if (!kl_fuse_enabled() || p->device != KL_CPU) return KL_OK;
   for (int q = 0; q < p->norder; q++) {
     const int id = p->order[q];
     const kl_node *nd = &g->nodes[id];
@@ -301,6 +317,7 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
   p->nnodes = g->n;
   p->loss = spec->loss;
   p->fused_k = -1;
+  p->device = spec->device;
   kl_status st = kl_plan_layout(p, spec);
   if (st == KL_OK) st = kl_plan_find_bags(p);
   if (st == KL_OK && spec->optimizer) {
@@ -309,7 +326,8 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
     for (int k = 0; k < p->nweights && st == KL_OK; k++)
       st = kl_optimizer_create_states(&p->opt, g->nodes[p->weights[k]].value, &p->states[2 * k]);
   }
-  if (st == KL_OK) st = kl_pool_new(&p->pool);
+  /* the pool serves host buffers of host steps: a device plan's buffers are the device's */
+  if (st == KL_OK && p->device == KL_CPU) st = kl_pool_new(&p->pool);
   if (st != KL_OK) {
     kl_plan_free(p);
     return st;
@@ -331,9 +349,11 @@ static void kl_plan_clear_values(kl_plan *p) {
   p->fwd_loss = 0;
 }
 
-/* The fed tensor for placeholder nd, converted to its dtype and stype when they differ.
- * *out holds a new reference. */
-static kl_status kl_plan_feed(const kl_node *nd, int k, kl_tensor *t, kl_tensor **out) {
+/* The fed tensor for placeholder nd, converted to its dtype and stype when they differ and
+ * copied to the plan's device dev when it is elsewhere (a host batch fed to a device plan:
+ * the conversions run on the host first). *out holds a new reference. */
+static kl_status kl_plan_feed(const kl_node *nd, int k, kl_tensor *t, kl_device dev,
+                              kl_tensor **out) {
   const kl_meta *m = &nd->meta;
   char b1[96], b2[96];
   KL_CHECK(t != NULL, KL_EINVAL, "forward: feed %d ('%s') is missing", k,
@@ -359,8 +379,25 @@ static kl_status kl_plan_feed(const kl_node *nd, int k, kl_tensor *t, kl_tensor 
     if (st != KL_OK) return st;
     cur = c;
   }
+  if (cur->device != dev) {
+    kl_tensor *c = NULL;
+    kl_status st = kl_tensor_to(cur, dev, &c);
+    kl_tensor_release(cur);
+    if (st != KL_OK) return st;
+    cur = c;
+  }
   *out = cur;
   return KL_OK;
+}
+
+/* Fills the host mask m (dense) with inverted dropout's 0 / 1 / (1 - rate) from rng. */
+static void kl_dropout_fill(kl_tensor *m, double rate, kl_rng *rng) {
+  int64_t n = kl_tensor_numel(m);
+  double keep = 1.0 / (1.0 - rate);
+  KL_DISPATCH(m->dtype, T, {
+    T *md = (T *)m->data;
+    for (int64_t i = 0; i < n; i++) md[i] = (T)(kl_rng_uniform(rng) < rate ? 0.0 : keep);
+  });
 }
 
 /* Inverted dropout of x (dense) with a fresh mask drawn from rng (kept in *mask). */
@@ -373,13 +410,75 @@ static kl_status kl_dropout_fwd(const kl_tensor *x, double rate, kl_rng *rng, kl
     KL_TRY(kl_tensor_new_dense(x->dtype, x->ndim, x->shape, &m));
     *mask = m;
   }
-  int64_t n = kl_tensor_numel(x);
-  double keep = 1.0 / (1.0 - rate);
-  KL_DISPATCH(x->dtype, T, {
-    T *md = (T *)m->data;
-    for (int64_t i = 0; i < n; i++) md[i] = (T)(kl_rng_uniform(rng) < rate ? 0.0 : keep);
-  });
+  kl_dropout_fill(m, rate, rng);
   return kl_mul_dense(x, m, out);
+}
+
+/* The same on a device: the mask is drawn on the host (the same generator, the same draws)
+ * and copied to x's device, where x * mask runs through the registry (KL_OP_MUL: the same
+ * product as kl_mul_dense). One host buffer and one copy a step: a device generator would
+ * remove both (issue 17). */
+static kl_status kl_dropout_fwd_device(kl_tensor *x, double rate, kl_rng *rng, kl_tensor **mask,
+                                       kl_tensor **out) {
+  kl_tensor *hm = NULL, *dm = NULL;
+  KL_TRY(kl_tensor_new_dense(x->dtype, x->ndim, x->shape, &hm));
+  kl_dropout_fill(hm, rate, rng);
+  kl_status st = kl_tensor_to(hm, x->device, &dm);
+  kl_tensor_release(hm);
+  if (st != KL_OK) return st;
+  kl_tensor_release(*mask);
+  *mask = dm;
+  kl_tensor *in[2] = {x, dm};
+  return kl_op_run(KL_OP_MUL, in, 2, NULL, out);
+}
+
+/* x * mask (a dropout's backward): kl_mul_dense on the host, KL_OP_MUL on a device. */
+static kl_status kl_plan_mul_mask(const kl_plan *p, const kl_tensor *x, kl_tensor *mask,
+                                  kl_tensor **out) {
+  if (p->device == KL_CPU) return kl_mul_dense(x, mask, out);
+  kl_tensor *in[2] = {(kl_tensor *)x, mask};
+  return kl_op_run(KL_OP_MUL, in, 2, NULL, out);
+}
+
+/* A dense reshape. On a device the copy stays there (kl_tensor_reshape would copy through
+ * the host): the checks read only the description. */
+static kl_status kl_plan_reshape(const kl_tensor *x, int ndim, const int64_t *shape,
+                                 kl_tensor **out) {
+  if (x->device == KL_CPU) return kl_tensor_reshape(x, ndim, shape, out);
+  char a[160], b[160];
+  *out = NULL;
+  KL_CHECK(x->stype == KL_STYPE_DEFAULT, KL_ESTYPE,
+           "reshape: not supported for %s tensors; convert with tostype('default') first",
+           kl_stype_name(x->stype));
+  KL_TRY(kl_shape_check("reshape", ndim, shape));
+  KL_CHECK(kl_shape_numel(ndim, shape) == kl_tensor_numel(x), KL_ESHAPE,
+           "reshape: cannot reshape (%s) into (%s): %lld elements vs %lld",
+           kl_shape_str(x->ndim, x->shape, a, sizeof a), kl_shape_str(ndim, shape, b, sizeof b),
+           (long long)kl_tensor_numel(x), (long long)kl_shape_numel(ndim, shape));
+  kl_tensor *c = NULL;
+  KL_TRY(kl_device_clone(x, &c));
+  c->ndim = ndim;
+  memset(c->shape, 0, sizeof c->shape);
+  if (ndim) memcpy(c->shape, shape, (size_t)ndim * sizeof *shape);
+  *out = c;
+  return KL_OK;
+}
+
+/* The value of variable or constant node id when it is not on the plan's device: a copy
+ * there (made each forward: a variable that is only read, or only differentiated), or an
+ * error for a trained weight (its update runs where the plan runs). */
+static kl_status kl_plan_place(const kl_plan *p, int id, kl_tensor **out) {
+  const kl_node *nd = &p->g->nodes[id];
+  if (p->wslot[id] >= 0 && p->has_opt) {
+    char a[32], b[32];
+    return kl_seterr(KL_EINVAL,
+                     "forward: weight %d%s%s%s is on %s and the plan on %s (it was moved or "
+                     "replaced after the plan was made: compile the model again)",
+                     p->wslot[id] + 1, nd->name ? " ('" : "", nd->name ? nd->name : "",
+                     nd->name ? "')" : "", kl_device_str(nd->value->device, a, sizeof a),
+                     kl_device_str(p->device, b, sizeof b));
+  }
+  return kl_tensor_to(nd->value, p->device, out);
 }
 
 /* Node id's input values into ins[0..nin-1]: the hook's substitutes where it made some. */
@@ -412,6 +511,7 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
   switch (nd->kind) {
     case KL_NODE_VARIABLE:
     case KL_NODE_CONSTANT:
+      if (nd->value->device != p->device) return kl_plan_place(p, id, &p->vals[id]);
       p->vals[id] = kl_tensor_retain(nd->value);
       return KL_OK;
     case KL_NODE_PLACEHOLDER:
@@ -434,7 +534,7 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
       const kl_tensor *x = p->vals[nd->in0];
       int64_t shape[KL_MAX_NDIM];
       KL_TRY(kl_reshape_resolve("reshape", kl_tensor_numel(x), nd->rs_ndim, nd->rs_shape, shape));
-      KL_TRY(kl_tensor_reshape(x, nd->rs_ndim, shape, &out));
+      KL_TRY(kl_plan_reshape(x, nd->rs_ndim, shape, &out));
       break;
     }
     case KL_NODE_CAST:
@@ -450,7 +550,9 @@ static kl_status kl_plan_eval_node(kl_plan *p, int id, int training) {
         x = d;
       }
       if (training && nd->rate > 0.0) {
-        kl_status st = kl_dropout_fwd(x, nd->rate, &p->rngs[id], &p->masks[id], &out);
+        kl_status st = p->device == KL_CPU
+                           ? kl_dropout_fwd(x, nd->rate, &p->rngs[id], &p->masks[id], &out)
+                           : kl_dropout_fwd_device(x, nd->rate, &p->rngs[id], &p->masks[id], &out);
         kl_tensor_release(x);
         if (st != KL_OK) return st;
       } else {
@@ -472,7 +574,7 @@ kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int wan
   for (int k = 0; k < p->nfeeds; k++) {
     int id = p->feeds[k];
     if (!p->need_out[id] && !(want_loss && p->need_loss[id])) continue;
-    KL_TRY(kl_plan_feed(&p->g->nodes[id], k, feeds ? feeds[k] : NULL, &p->vals[id]));
+    KL_TRY(kl_plan_feed(&p->g->nodes[id], k, feeds ? feeds[k] : NULL, p->device, &p->vals[id]));
   }
   for (int i = 0; i < p->norder; i++) {
     int id = p->order[i];
@@ -480,9 +582,18 @@ kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int wan
     if (p->g->nodes[id].kind == KL_NODE_PLACEHOLDER) continue;
     KL_TRY(kl_plan_eval_node(p, id, training));
   }
+  double lv = NAN;
+  if (want_loss && p->device == KL_CPU) {
+    lv = kl_tensor_data_at(p->vals[p->loss], 0);
+  } else if (want_loss) { /* the 0-d loss: one small copy to the host */
+    kl_tensor *h = NULL;
+    KL_TRY(kl_tensor_to(p->vals[p->loss], KL_CPU, &h));
+    lv = kl_tensor_data_at(h, 0);
+    kl_tensor_release(h);
+  }
   p->fwd_done = 1;
   p->fwd_loss = want_loss;
-  p->loss_value = want_loss ? kl_tensor_data_at(p->vals[p->loss], 0) : NAN;
+  p->loss_value = lv;
   return KL_OK;
 }
 
@@ -654,17 +765,34 @@ static kl_status kl_plan_backprop_node(kl_plan *p, int id) {
       KL_TRY(kl_op_backward(nd->op, ins, nin, &nd->attrs, p->vals[id], gout, i, want, &gin));
       if (p->ext && p->ext[id]) KL_TRY(kl_plan_ext_backward(p, id, i, &gin));
     } else if (nd->kind == KL_NODE_RESHAPE) {
-      KL_TRY(kl_tensor_reshape(gout, ins[0]->ndim, ins[0]->shape, &gin));
+      KL_TRY(kl_plan_reshape(gout, ins[0]->ndim, ins[0]->shape, &gin));
     } else if (nd->kind == KL_NODE_CAST) { /* the gradient of a cast is the gradient */
       KL_TRY(kl_tensor_copy(gout, &gin));
     } else { /* dropout */
       if (p->masks[id])
-        KL_TRY(kl_mul_dense(gout, p->masks[id], &gin));
+        KL_TRY(kl_plan_mul_mask(p, gout, p->masks[id], &gin));
       else
         KL_TRY(kl_tensor_copy(gout, &gin));
     }
     KL_TRY(kl_grad_accumulate(&p->grads[in_id], gin));
   }
+  return KL_OK;
+}
+
+/* A device plan's seed gradient (ones shaped like the loss value lv, on the device): made
+ * once on the host and copied there, then kept (kl_grad_accumulate copies a shared dense
+ * tensor before it adds into it, and nothing adds into the loss's gradient). */
+static kl_status kl_plan_device_one(kl_plan *p, const kl_tensor *lv) {
+  kl_tensor *o = p->dev_one;
+  if (o && o->dtype == lv->dtype && kl_same_shape(o, lv)) return KL_OK;
+  kl_tensor *h = NULL, *d = NULL;
+  KL_TRY(kl_tensor_new_dense(lv->dtype, lv->ndim, lv->shape, &h));
+  kl_tensor_fill(h, 1.0);
+  kl_status st = kl_tensor_to(h, p->device, &d);
+  kl_tensor_release(h);
+  if (st != KL_OK) return st;
+  kl_tensor_release(p->dev_one);
+  p->dev_one = d;
   return KL_OK;
 }
 
@@ -674,8 +802,13 @@ kl_status kl_plan_backward(kl_plan *p) {
   KL_CHECK(p->fwd_done && p->fwd_loss, KL_EINVAL, "backward: run a forward with the loss first");
   kl_plan_clear_grads(p);
   const kl_tensor *lv = p->vals[p->loss];
-  KL_TRY(kl_tensor_new_dense(lv->dtype, lv->ndim, lv->shape, &p->grads[p->loss]));
-  kl_tensor_fill(p->grads[p->loss], 1.0);
+  if (p->device == KL_CPU) {
+    KL_TRY(kl_tensor_new_dense(lv->dtype, lv->ndim, lv->shape, &p->grads[p->loss]));
+    kl_tensor_fill(p->grads[p->loss], 1.0);
+  } else {
+    KL_TRY(kl_plan_device_one(p, lv));
+    p->grads[p->loss] = kl_tensor_retain(p->dev_one);
+  }
   for (int i = p->norder - 1; i >= 0; i--) {
     int id = p->order[i];
     if (!p->needs_grad[id] || !p->grads[id]) continue;
@@ -699,9 +832,9 @@ kl_status kl_plan_backward(kl_plan *p) {
     p->grads[id] = NULL;
     if (!gk) { /* the loss does not depend on this weight: a zero gradient */
       if (p->gstype[k] == KL_STYPE_ROW_SPARSE)
-        KL_TRY(kl_tensor_new_rsp(w->dtype, w->ndim, w->shape, 0, &gk));
+        KL_TRY(kl_tensor_new_rsp_on(p->device, w->dtype, w->ndim, w->shape, 0, &gk));
       else
-        KL_TRY(kl_tensor_new_dense(w->dtype, w->ndim, w->shape, &gk));
+        KL_TRY(kl_tensor_new_dense_on(p->device, w->dtype, w->ndim, w->shape, 1, &gk));
     }
     kl_status st = kl_to_stype(&gk, p->gstype[k]);
     if (st != KL_OK) {
@@ -722,7 +855,10 @@ kl_tensor *kl_plan_grad(const kl_plan *p, int k) {
  * update is checked before the first is written, and an update that passed its check cannot
  * fail (it allocates nothing), so a failed step leaves weights, states and the step count as
  * they were. */
+static kl_status kl_plan_update_device(kl_plan *p);
+
 static kl_status kl_plan_update(kl_plan *p) {
+  if (p->device != KL_CPU) return kl_plan_update_device(p);
   int64_t t = p->step + 1;
   for (int k = 0; k < p->nweights; k++) {
     const kl_tensor *w = p->g->nodes[p->weights[k]].value;
@@ -757,9 +893,83 @@ static kl_status kl_plan_update(kl_plan *p) {
   return KL_OK;
 }
 
+/* The update of a device plan (no fused weight: a device plan has none). Every weight's
+ * update is checked first, as on the host. Then:
+ * - with a backend update (kl_device_backend.opt_update), each weight is updated in place
+ *   on the device through kl_optimizer_update_trusted (the backend's kernel, or for a case
+ *   it does not cover the host's on copies, written back whole). A weight's update is all
+ *   or nothing, but a device error (KL_EDEVICE, or device memory running out inside the
+ *   backend) in weight k's update leaves weights 0..k-1 updated: that cannot be rolled back
+ *   without a copy of every weight and state a step. The step then fails, the step count
+ *   stays, and the model's weights are those of a partial step (reload or retrain).
+ * - without one (every update is the host's), the whole step is staged: host copies of each
+ *   weight, gradient and states, kl_optimizer_update_trusted on them, the results copied to
+ *   new device buffers; only when every weight's result is there do the weights and states
+ *   take them (kl_device_assign: a swap of buffers, which cannot fail). Any failure leaves
+ *   every weight and state as it was: the step is all or nothing, as on the host. */
+static kl_status kl_plan_update_device(kl_plan *p) {
+  const int64_t t = p->step + 1;
+  const int ns = kl_optimizer_num_states(&p->opt);
+  for (int k = 0; k < p->nweights; k++) {
+    const kl_tensor *w = p->g->nodes[p->weights[k]].value;
+    KL_TRY(kl_optimizer_update_precheck(&p->opt, w, p->wgrad[k], &p->states[2 * k], t, 1));
+    KL_CHECK(!w->borrowed, KL_EINVAL, "update: weight %d is a view of another's storage", k + 1);
+  }
+  const kl_device_backend *be = kl_device_backend_get();
+  if (be && be->opt_update) {
+    for (int k = 0; k < p->nweights; k++)
+      KL_TRY(kl_optimizer_update_trusted(&p->opt, p->g->nodes[p->weights[k]].value, p->wgrad[k],
+                                         &p->states[2 * k], t));
+    p->step = t;
+    return KL_OK;
+  }
+  /* staged[k * 3]: weight k's new value on the device, then its new states */
+  kl_tensor **staged = kl_calloc((size_t)(p->nweights > 0 ? p->nweights : 1) * 3, sizeof *staged);
+  if (!staged) return KL_ENOMEM;
+  kl_status st = KL_OK;
+  for (int k = 0; k < p->nweights && st == KL_OK; k++) {
+    kl_tensor *w = p->g->nodes[p->weights[k]].value;
+    kl_tensor *hw = NULL, *hg = NULL, *hs[2] = {NULL, NULL};
+    st = kl_tensor_to(w, KL_CPU, &hw);
+    if (st == KL_OK) st = kl_tensor_to(p->wgrad[k], KL_CPU, &hg);
+    for (int i = 0; i < ns && st == KL_OK; i++) st = kl_tensor_to(p->states[2 * k + i], KL_CPU, &hs[i]);
+    if (st == KL_OK) st = kl_optimizer_update_trusted(&p->opt, hw, hg, hs, t);
+    if (st == KL_OK) st = kl_tensor_to(hw, w->device, &staged[3 * k]);
+    for (int i = 0; i < ns && st == KL_OK; i++) st = kl_tensor_to(hs[i], w->device, &staged[3 * k + 1 + i]);
+    kl_tensor_release(hw);
+    kl_tensor_release(hg);
+    kl_tensor_release(hs[0]);
+    kl_tensor_release(hs[1]);
+  }
+  if (st == KL_OK) {
+    char what[64];
+    snprintf(what, sizeof what, "%s update", kl_optimizer_kind_name(p->opt.kind));
+    for (int k = 0; k < p->nweights; k++) {
+      kl_tensor *w = p->g->nodes[p->weights[k]].value;
+      /* (the checks above and the copies' descriptions make these swaps succeed) */
+      kl_device_assign(w, staged[3 * k]);
+      for (int i = 0; i < ns; i++) kl_device_assign(p->states[2 * k + i], staged[3 * k + 1 + i]);
+      kl_device_note_fallback(what, w->device);
+    }
+    p->step = t;
+  }
+  for (int i = 0; i < 3 * p->nweights; i++) kl_tensor_release(staged[i]); /* the old buffers */
+  kl_free(staged);
+  return st;
+}
+
 void kl_plan_drop_step(kl_plan *p) {
   kl_plan_clear_values(p);
   kl_plan_clear_grads(p);
+}
+
+/* Gradient hooks (distributed training) read the gradients on the host. */
+static kl_status kl_plan_refuse_hook(const kl_plan *p, const char *fn) {
+  char b[32];
+  return kl_seterr(KL_EUNSUPPORTED,
+                   "%s: a gradient hook (distributed training) on a plan on %s is not supported "
+                   "yet (NCCL / CUDA-aware MPI): train on the CPU",
+                   fn, kl_device_str(p->device, b, sizeof b));
 }
 
 kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) {
@@ -778,13 +988,17 @@ kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss) 
   memcpy(p->rngs + nr, p->rngs, nr * sizeof *p->rngs);
   kl_status st = kl_plan_run(p, feeds, 1, 1);
   if (st == KL_OK) st = kl_plan_backward(p);
-  if (st == KL_OK && p->grad_hook) st = p->grad_hook(p->grad_hook_ud, p, p->wgrad, p->nweights);
+  if (st == KL_OK && p->grad_hook)
+    st = p->device == KL_CPU ? p->grad_hook(p->grad_hook_ud, p, p->wgrad, p->nweights)
+                             : kl_plan_refuse_hook(p, "train_step");
   if (st == KL_OK) st = kl_plan_update(p);
   if (st != KL_OK) memcpy(p->rngs, p->rngs + nr, nr * sizeof *p->rngs);
   kl_pool_leave(prev);
   if (st == KL_OK && loss) *loss = p->loss_value;
   return st;
 }
+
+kl_device kl_plan_device(const kl_plan *p) { return p ? p->device : KL_CPU; }
 
 kl_tensor *kl_plan_weight(const kl_plan *p, int k) {
   if (!p || k < 0 || k >= p->nweights) return NULL;
@@ -866,6 +1080,7 @@ kl_status kl_plan_train_step_empty(kl_plan *p) {
   KL_CHECK(p != NULL, KL_EINVAL, "train_step: plan is NULL");
   KL_CHECK(p->has_opt, KL_EINVAL, "train_step: the plan has no optimizer");
   KL_CHECK(p->grad_hook != NULL, KL_EINVAL, "train_step: an empty step needs a gradient hook");
+  if (p->device != KL_CPU) return kl_plan_refuse_hook(p, "train_step");
   kl_pool *prev = kl_pool_enter(p->pool);
   kl_plan_drop_step(p);
   kl_status st = KL_OK;
@@ -907,6 +1122,13 @@ kl_status kl_plan_set_node_ext(kl_plan *p, int node, const kl_node_ext *ext, voi
            "plan_set_node_ext: node %d has %d inputs (at most %d)", node, nd->nin,
            KL_NODE_EXT_MAXIN);
   KL_CHECK(!ext || ext->forward, KL_EINVAL, "plan_set_node_ext: ext->forward is NULL");
+  if (ext && p->device != KL_CPU) {
+    char b[32];
+    return kl_seterr(KL_EUNSUPPORTED,
+                     "plan_set_node_ext: a node hook (a sharded Embedding) on a plan on %s is "
+                     "not supported yet: train on the CPU",
+                     kl_device_str(p->device, b, sizeof b));
+  }
   if (!p->ext) {
     if (!ext) return KL_OK;
     p->ext = kl_calloc((size_t)p->nnodes, sizeof *p->ext);

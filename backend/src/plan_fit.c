@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kl/device.h"
 #include "kl/layers.h"
 #include "plan_internal.h"
 #include "tensor_internal.h"
@@ -35,6 +36,12 @@ static kl_status kl_check_data(const kl_plan *p, const char *fn, kl_tensor *cons
   for (int i = 0; i < nx; i++) {
     KL_CHECK(x[i] != NULL, KL_EINVAL, "%s: input %d is NULL", fn, i);
     KL_CHECK(x[i]->ndim >= 1, KL_ESHAPE, "%s: input %d is a scalar; rows expected", fn, i);
+  }
+  /* The data stays on the host (its batches are sliced, and its labels checked, there); a
+   * device plan copies each batch to its device. */
+  for (int i = 0; i < nx + 1 + nextra; i++) {
+    const kl_tensor *t = i < nx ? x[i] : i == nx ? y : extra[i - nx - 1];
+    if (t && t->device != KL_CPU) return kl_device_refuse(fn, t);
   }
   *n = x[0]->shape[0];
   for (int i = 1; i < nx; i++)
@@ -195,8 +202,9 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     }
     if (st != KL_OK) goto done;
     double l = 0.0;
-    /* Nothing reads a fit step's gradients: its update may take them fused (plan.c). */
-    p->fuse_ok = train;
+    /* Nothing reads a fit step's gradients: its update may take them fused (plan.c), on the
+     * host only. */
+    p->fuse_ok = train && p->device == KL_CPU;
     if (train)
       st = kl_plan_train_step(p, feeds, &l);
     else {
@@ -207,6 +215,12 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     if (st != KL_OK) goto done;
     for (int m = 0; m < o->nmetrics && st == KL_OK; m++) {
       const kl_tensor *out = kl_plan_output(p, o->metric_outputs ? o->metric_outputs[m] : 0);
+      kl_tensor *hout = NULL; /* a device plan's output: read through a host copy */
+      if (out->device != KL_CPU) {
+        st = kl_tensor_to(out, KL_CPU, &hout);
+        if (st != KL_OK) break;
+        out = hout;
+      }
       if (o->metrics[m] == KL_EPOCH_OUTPUT_MEAN) {
         msum[m] += kl_tensor_data_at(out, 0) * (double)(e - b);
         mcount[m] += e - b;
@@ -214,6 +228,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
         st = kl_metric_acc_update(&macc[m],
                                   feeds[nx + (o->metric_targets ? o->metric_targets[m] : 0)], out);
       }
+      kl_tensor_release(hout);
     }
     if (st != KL_OK) goto done;
     for (int i = 0; i < nd; i++) {
@@ -331,8 +346,15 @@ kl_status kl_plan_predict_outputs(kl_plan *p, kl_tensor *const *x, int nx, int64
     for (int i = 0; i < nx && st == KL_OK; i++) st = kl_tensor_slice_rows(x[i], b, e, &feeds[i]);
     if (st == KL_OK) st = kl_plan_run(p, feeds, 0, 0);
     for (int k = 0; k < nout && st == KL_OK; k++) {
-      st = kl_tensor_tostype(kl_plan_output(p, k), KL_STYPE_DEFAULT, &dense);
+      const kl_tensor *o = kl_plan_output(p, k);
+      kl_tensor *host = NULL; /* a device plan's output: to the host, then made dense there */
+      if (o->device != KL_CPU) {
+        st = kl_tensor_to(o, KL_CPU, &host);
+        o = host;
+      }
+      if (st == KL_OK) st = kl_tensor_tostype(o, KL_STYPE_DEFAULT, &dense);
       if (st == KL_OK) st = kl_predict_store(dense, n, b, e - b, &outs[k]);
+      kl_tensor_release(host);
       kl_tensor_release(dense);
       dense = NULL;
     }

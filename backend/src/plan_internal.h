@@ -29,7 +29,12 @@ struct kl_plan {
   kl_tensor **ins;        /* scratch: one node's inputs (as many as the widest node has) */
   int fwd_done, fwd_loss; /* the last forward ran; it computed the loss */
   double loss_value;
-  kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off */
+  kl_pool *pool;          /* buffers of training steps (kl/pool.h); NULL when pools are off
+                           * and for a device plan */
+  kl_device device;       /* where the plan computes (kl_plan_spec.device); KL_CPU: the host
+                           * paths, fused steps and pool included */
+  kl_tensor *dev_one;     /* a device plan's seed gradient of the loss (ones, on the device),
+                           * made by the first backward and kept */
   /* The fused step (fit only): the weight whose gradient csr^T . G was left in the pool's
    * kept accumulator for its update (no compact gradient made), or -1. */
   kl_grad_hook_fn grad_hook; /* between backward and update (kl_plan_set_grad_hook) */

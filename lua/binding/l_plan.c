@@ -56,7 +56,7 @@ static int *read_ids(lua_State *L, int opts, const char *key, const kl_graph *g,
 
 static int l_plan_new(lua_State *L) {
   static const char *const allowed[] = {"feeds", "outputs", "loss", "weights", "grad_stypes",
-                                        "optimizer", NULL};
+                                        "optimizer", "device", NULL};
   kl_graph *g = kl_lua_checkgraph(L, 1, "plan_new");
   luaL_checktype(L, 2, LUA_TTABLE);
   kl_lua_checkopts(L, 2, "plan_new", allowed);
@@ -89,13 +89,16 @@ static int l_plan_new(lua_State *L) {
                   luaL_typename(L, -1));
   }
   lua_pop(L, 1); /* the options table still references the optimizer */
+  kl_device dev = KL_CPU; /* device = keras.gpu(n): the plan computes there (kl/graph.h) */
+  if (lua_getfield(L, 2, "device") != LUA_TNIL) dev = kl_lua_checkdevice(L, lua_gettop(L), "plan_new");
+  lua_pop(L, 1);
   kl_lua_plan *u = (kl_lua_plan *)lua_newuserdatauv(L, sizeof *u, 1);
   u->p = NULL;
   u->nfeeds = nf, u->noutputs = no, u->nweights = nw;
   luaL_setmetatable(L, KL_PLAN_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
-  kl_plan_spec s = {feeds, nf, outputs, no, loss, weights, nw, has_gst ? gst : NULL, opt};
+  kl_plan_spec s = {feeds, nf, outputs, no, loss, weights, nw, has_gst ? gst : NULL, opt, dev};
   KL_LUA_TRY(L, kl_plan_new(g, &s, &u->p));
   return 1;
 }
@@ -186,6 +189,10 @@ static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, int spec,
                               kl_tensor *const *feeds, const char *fn) {
   if (!lua_istable(L, idx)) kl_lua_fail(L, "%s: metrics must be a list of names", fn);
   lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  /* A device plan's outputs are read through host copies, made once each and owned by the
+   * table at `hosts` (so that an error raised below frees them). */
+  lua_createtable(L, u->noutputs, 0);
+  const int hosts = lua_gettop(L);
   lua_createtable(L, 0, (int)len);
   for (lua_Integer i = 1; i <= len; i++) {
     lua_Integer ko = spec_int(L, spec, "outputs", i, 1, fn);
@@ -195,6 +202,18 @@ static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, int spec,
                   (long long)i, (long long)ko, u->noutputs, (long long)kt, u->nfeeds);
     const kl_tensor *out = kl_plan_output(u->p, (int)ko - 1), *y = feeds[kt - 1];
     if (!out || !y) kl_lua_fail(L, "%s: metrics need an output and a target", fn);
+    if (out->device != KL_CPU) {
+      if (lua_rawgeti(L, hosts, ko) == LUA_TNIL) {
+        lua_pop(L, 1);
+        kl_tensor *h = NULL;
+        KL_LUA_TRY(L, kl_tensor_to(out, KL_CPU, &h));
+        kl_lua_push_tensor(L, h);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, hosts, ko);
+      }
+      out = kl_lua_totensor(L, -1);
+      lua_pop(L, 1); /* the table at hosts keeps it */
+    }
     if (lua_istable(L, spec) && lua_getfield(L, spec, "keys") != LUA_TNIL) {
       lua_rawgeti(L, -1, i); /* the key, then the metric under it */
       lua_remove(L, -2);
@@ -235,6 +254,7 @@ static void push_step_metrics(lua_State *L, kl_lua_plan *u, int idx, int spec,
     lua_pushnumber(L, v);
     lua_settable(L, -3); /* the name is the key */
   }
+  lua_remove(L, hosts); /* the result table is left on top */
 }
 
 /* p:train_step({x..., y}[, metrics[, spec]]) -> loss[, {metric = value}]: one C call for

@@ -177,7 +177,8 @@ function M.train(self, weights, stypes)
   self._wfeeds, self._wfeed = {}, nil
   for j, o in ipairs(self.outputs) do self._wfeeds[j] = {_wfeed = wfeeds[j], _wdtype = o.dtype} end
   local p = core.plan_new(gs.g, {feeds = feeds, outputs = outs, loss = loss_id,
-    weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
+    weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c,
+    device = rawget(self, "device")}) -- (compile{device =}: models.lua)
   self.optimizer:_bind(p)
   require("keras.model_dist").attach_shards(self, p)
   self._train_plan = p

@@ -174,16 +174,76 @@ end
 
 function Model:_build_from() end
 
--- ------------------------------------------------------------ compile
-local function check_device(d)
+-- ------------------------------------------------------------ devices
+-- The host, as the binding takes a device ({device_type =, device_id =}).
+local HOST = {device_type = "cpu", device_id = 0}
+local function device_name(d) return d.device_type .. "(" .. tostring(d.device_id) .. ")" end
+
+-- compile's / load_model's device: nil for the host (nil, "cpu", keras.cpu()), else a GPU
+-- that exists (keras.gpu(n)'s checks, named after fn).
+local function check_device(fn, d)
   if d == nil or d == "cpu" then return nil end
-  local keras_devices = type(d) == "table" and d.device_type
-  if not keras_devices then fail("Model.compile: device must be keras.cpu() or keras.gpu(n)") end
-  if d.device_type ~= "cpu" then
-    fail("Model.compile: device %s is not supported for training yet (use keras.cpu())", tostring(d))
+  if type(d) ~= "table" or (d.device_type ~= "cpu" and d.device_type ~= "gpu")
+      or math.type(d.device_id) ~= "integer" then
+    fail("%s: device must be keras.cpu() or keras.gpu(n). Received: device=%s", fn, A.repr(d))
   end
-  return d
+  if d.device_type == "cpu" then
+    if d.device_id ~= 0 then fail("%s: invalid device %s", fn, device_name(d)) end
+    return nil
+  end
+  local ok, err = pcall(require("keras").gpu, d.device_id)
+  if not ok then fail("%s: %s", fn, tostring(err)) end
+  return err
 end
+
+-- What a model on a GPU cannot be yet: distributed (its gradient exchange and sharded
+-- Embeddings run over MPI on the host).
+local function check_device_model(self, fn, dev, dist)
+  if not dev then return end
+  if dist then
+    fail("%s: a distributed model on a GPU is not supported yet (NCCL / CUDA-aware MPI): " ..
+      "use device = keras.cpu()", fn)
+  end
+  for _, l in ipairs(self._all_layers or self._seq or self.layers or {}) do
+    if rawget(l, "sharded") then
+      fail("%s: layer '%s' is a sharded Embedding (its rows are exchanged over MPI on the host): " ..
+        "on a GPU it is not supported yet (use device = keras.cpu())", fn, tostring(l.name))
+    end
+  end
+end
+
+-- Moves every weight of the model (trainable or not) to its device (model.device, the host
+-- when nil) in place: the tensors keep their identity, so graphs, layers and the caller's
+-- handles see them there. Plans are made after it (_train, _infer).
+function Model:_place_weights()
+  local dev = rawget(self, "device") or HOST
+  local name = device_name(dev)
+  for _, l in ipairs(self:_weight_layers()) do
+    for _, w in ipairs(l:weight_records()) do
+      if w.tensor.device ~= name then core.tensor_move(w.tensor, dev) end
+    end
+  end
+end
+
+-- Sets the model's device (load_model{device =} of a model saved uncompiled): its weights
+-- move there and its plans are made again.
+function Model:_set_device(d, fn)
+  local dev = check_device(fn, d)
+  check_device_model(self, fn, dev, rawget(self, "_distributed"))
+  self.device = dev
+  self._train_plan, self._infer_plan = nil, nil
+  self:_place_weights()
+end
+
+-- A tensor of the model (a weight, a state, an output) as a host tensor: itself on the host
+-- (copy: a copy there too), else a host copy.
+local function on_host(t, copy)
+  if t.device ~= "cpu(0)" then return t:to(HOST) end
+  return copy and t:copy() or t
+end
+models._on_host = on_host
+
+-- ------------------------------------------------------------ compile
 
 -- compile{optimizer=, loss=, metrics={...}, loss_weights=, device=}; with several outputs,
 -- loss, loss_weights and metrics per output (model_outputs.lua).
@@ -192,6 +252,11 @@ function Model:compile(opts)
     device = true, loss_weights = true, distributed = true})
   if opts.optimizer == nil then fail("Model.compile: optimizer is required") end
   if opts.loss == nil then fail("Model.compile: loss is required") end
+  -- device = keras.gpu(n): the weights move there now (in place), the optimizer states are
+  -- made there, and the whole step runs there; keras.cpu() (the default) brings them back
+  local dev = check_device("Model.compile", opts.device)
+  local dist = MD.parse("Model.compile", opts.distributed) -- data-parallel fit (model_dist)
+  check_device_model(self, "Model.compile", dev, dist)
   self.optimizer = optimizers.get(opts.optimizer)
   self._outputs_cfg, self._log_keys, self._mtargets, self._loss_weight = nil, nil, nil, nil
   if self.built and #self.outputs > 1 then
@@ -199,10 +264,11 @@ function Model:compile(opts)
   else
     self:_compile_one(opts)
   end
-  self.device = check_device(opts.device)
-  self._distributed = MD.parse("Model.compile", opts.distributed) -- data-parallel fit (model_dist)
+  self.device = dev
+  self._distributed = dist
   self.compiled = true
-  self._train_plan = nil
+  self._train_plan, self._infer_plan = nil, nil
+  self:_place_weights()
   -- layer.trainable as Keras reads it: at compile (a later change waits for the next compile)
   self._trainable_at = {}
   for _, l in ipairs(self._all_layers or self._seq or self.layers) do self._trainable_at[l] = l.trainable end
@@ -274,6 +340,7 @@ end
 -- The training plan (feeds: inputs..., target; output 0: the model output).
 function Model:_train()
   if self._train_plan then return self._train_plan end
+  self:_place_weights() -- (weights made or replaced since compile)
   if #self.outputs > 1 then
     if not self._outputs_cfg then fail("Model: compile the model again: it has %d outputs now", #self.outputs) end
     return MO.train(self, self:_trainable_weights())
@@ -310,7 +377,7 @@ function Model:_train()
     S.new_node(gs, target, {}), out, 2)
   self._canon, self._mplan = mp.keys, mp
   local p = core.plan_new(gs.g, {feeds = feeds, outputs = {out.id, table.unpack(mp.nodes)}, loss = loss_id,
-    weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c})
+    weights = weights, grad_stypes = stypes, optimizer = self.optimizer._c, device = self.device})
   self.optimizer:_bind(p)
   MD.attach_shards(self, p) -- sharded Embeddings exchange rows over MPI
   self._train_plan, self._scce = p, scce
@@ -340,11 +407,12 @@ end
 
 function Model:_infer()
   if not self._infer_plan then
+    self:_place_weights()
     local feeds = {}
     for i, n in ipairs(self.inputs) do feeds[i] = n.id end
     local outs = {}
     for j, o in ipairs(self.outputs) do outs[j] = o.id end
-    self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = outs})
+    self._infer_plan = core.plan_new(self.gs.g, {feeds = feeds, outputs = outs, device = self.device})
     MD.attach_shards(self, self._infer_plan, true)
   end
   return self._infer_plan
@@ -772,10 +840,10 @@ function Model:predict_on_batch(x)
   local xs = self:_xs(x, "Model.predict_on_batch")
   local outs = self:_infer():forward(xs, false)
   if #self.outputs > 1 then
-    for j, t in ipairs(outs) do outs[j] = t:copy() end
+    for j, t in ipairs(outs) do outs[j] = on_host(t, true) end
     return outs
   end
-  return outs[1]:copy()
+  return on_host(outs[1], true)
 end
 
 -- ------------------------------------------------------------ weights
@@ -783,10 +851,11 @@ function Model:_weight_layers()
   return self._all_layers or self.layers
 end
 
+-- get_weights(): copies of the weights, on the host (a model on a GPU copies them back).
 function Model:get_weights()
   local r = {}
   for _, l in ipairs(self:_weight_layers()) do
-    for _, t in ipairs(l:get_weights()) do r[#r + 1] = t end
+    for _, t in ipairs(l:get_weights()) do r[#r + 1] = on_host(t) end
   end
   return r
 end
@@ -807,6 +876,8 @@ function Model:set_weights(list)
     k = k + #l.weights
     if #part > 0 then l:set_weights(part) end
   end
+  -- a row_sparse weight is replaced by a new host tensor (Layer:set_weights): to the device
+  if rawget(self, "device") then self:_place_weights() end
 end
 
 -- model.weights: every weight tensor, layer by layer.

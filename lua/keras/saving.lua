@@ -354,10 +354,11 @@ end
 
 -- The tensors and metadata of the weights: names "layer/short" (unique in the model).
 -- A sharded Embedding's table (or an optimizer state of it), gathered on rank 0 (nil on the
--- other ranks, which write nothing); any other tensor as it is.
+-- other ranks, which write nothing); a tensor on a device (a model compiled for a GPU)
+-- copied to the host; any other tensor as it is.
 local function whole(t, like)
   like = like or t
-  if not like._sharded then return t end
+  if not like._sharded then return models._on_host(t) end
   return require("keras.distributed")._module().shard_gather(t, like._shard_V, 0)
 end
 
@@ -536,14 +537,15 @@ function saving.save_model(m, path)
   if require("keras.model_dist").writes(m) then core.save_tensors(path, list, meta) end
 end
 
--- load_model(path[, {resume = false}]) -> model (compiled, with its optimizer state, when it
--- was saved so). model.epoch: the epochs the saved model had trained (0 when unknown). With
+-- load_model(path[, {resume = false, device = keras.cpu()}]) -> model (compiled, with its
+-- optimizer state, when it was saved so; with device = keras.gpu(n) its weights, states
+-- and steps on that device, as compile{device =}). model.epoch: the epochs the saved model had trained (0 when unknown). With
 -- resume = true the random generator is also set to its state at the save, so that
 -- model:fit(x, y, {initial_epoch = model.epoch, epochs = E}) draws the shuffles the
 -- uninterrupted run drew (and, distributed, at any number of ranks: rank 0's draws decide).
 function saving.load_model(path, opts)
   if type(path) ~= "string" then fail("load_model: path must be a string (got %s)", type(path)) end
-  opts = A.check_opts("load_model", opts, {resume = true})
+  opts = A.check_opts("load_model", opts, {resume = true, device = true})
   local by, meta = file_tensors(path, "load_model")
   if meta.architecture == nil then
     fail("load_model: %s: the file holds weights only (saved by save_weights): build the model and call load_weights", path)
@@ -559,7 +561,7 @@ function saving.load_model(path, opts)
       fail("load_model: %s: unknown optimizer %s", path, A.repr(type(c.optimizer) == "table" and oname or c.optimizer))
     end
     m:compile{optimizer = ocls(c.optimizer.config), loss = c.loss, metrics = c.metrics,
-      loss_weights = c.loss_weights, distributed = c.distributed}
+      loss_weights = c.loss_weights, distributed = c.distributed, device = opts.device}
     if type(c.dropped_metrics) == "table" and #c.dropped_metrics > 0 then
       local names = {}
       for i, n in ipairs(c.dropped_metrics) do names[i] = tostring(n) end
@@ -567,6 +569,8 @@ function saving.load_model(path, opts)
         "(compile the model again to use them)", path, table.concat(names, ", ")))
     end
     if meta.optimizer_state then restore_optimizer(m, by, meta, path) end
+  elseif opts.device ~= nil then -- an uncompiled model: predicts there
+    m:_set_device(opts.device, "load_model")
   end
   m.epoch = 0
   if meta.training then

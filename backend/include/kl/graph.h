@@ -71,9 +71,21 @@ typedef struct kl_plan_spec {
   const int *weights; int nweights; /* variables to differentiate / train */
   const kl_stype *grad_stypes;      /* per weight: DEFAULT or ROW_SPARSE (may be NULL) */
   const kl_optimizer *optimizer;    /* copied; NULL: no training */
+  /* Where the plan computes (kl/device.h): KL_CPU (0, the default of a zero-filled spec) or
+   * a device. The trained weights must already be there (kl_tensor_move), and the optimizer
+   * states are made there. Feeds may be host tensors: each is copied to the device at the
+   * step; other variables and constants not on the device are copied to it at each forward.
+   * Outputs (kl_plan_output), gradients and states stay on the device; the loss is read with
+   * one small copy to the host; fit / evaluate read the metrics' outputs through host copies
+   * and predict returns host tensors. A device plan never takes the CPU-only paths: the fused
+   * csr^T step, the Embedding -> mean fusion and the buffer pool (kl/pool.h). Gradient and
+   * node hooks (distributed training) are refused on a device. */
+  kl_device device;
 } kl_plan_spec;
 
 kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out);
+/* The device the plan computes on (kl_plan_spec.device); KL_CPU for NULL. */
+kl_device kl_plan_device(const kl_plan *p);
 void kl_plan_free(kl_plan *p); /* drops one reference (see kl_graph_free); NULL-safe */
 kl_plan *kl_plan_retain(kl_plan *p); /* returns p; NULL-safe */
 /* Turns the plan's op fusions (an Embedding whose only use is a mean over its ids' axis,
@@ -142,7 +154,11 @@ void *kl_plan_node_ext_ud(const kl_plan *p, int node);
  * on them and the update follows, so this rank takes part in the same collectives and
  * applies the same aggregated step as the others. Needs a hook. */
 kl_status kl_plan_train_step_empty(kl_plan *p);
-/* One training step: forward (training), backward, optimizer update of every weight. */
+/* One training step: forward (training), backward, optimizer update of every weight. All or
+ * nothing: a failed step leaves weights, optimizer states, the step count and the dropout
+ * generators as they were. On a device this holds when the updates are the host's (no
+ * backend update); with the backend's in-place update, a device error in one weight's update
+ * leaves the weights updated before it changed (plan.c, kl_plan_update_device). */
 kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss);
 /* Optimizer state access (model files, set_weights): state s of weight k (borrowed). */
 int kl_plan_num_states(const kl_plan *p, int k);
