@@ -13,6 +13,7 @@
  * (the count of unique ids stays on the device; the sum launches over the npos bound). */
 #include <math.h>
 
+#include "kl_cuda_layers.h"
 #include "kl_cuda_rt.h"
 
 #define EMB_ALIGN 256
@@ -107,15 +108,17 @@ static __global__ void k_emb_starts(const int64_t *key, const int64_t *head,
   }
 }
 
+/* Position p's gradient row is g's row p / bag (bag 1: Embedding's own; L: the fused mean's
+ * per-sample row). */
 template <typename T>
 __global__ void k_emb_segsum(const int64_t *pos, const int64_t *gs, const int64_t *nu,
-                             const T *g, int64_t npos, int64_t D, T *vals) {
+                             const T *g, int64_t npos, int64_t bag, int64_t D, T *vals) {
   const int64_t n_u = *nu;
   KL_GRID_LOOP(e, npos * D) {
     const int64_t u = e / D, j = e - u * D;
     if (u >= n_u) continue;
     T acc = (T)0; /* +0 + the first row, as the CPU: 0 + -0 is +0 */
-    for (int64_t t = gs[u]; t < gs[u + 1]; t++) acc = acc + g[pos[t] * D + j];
+    for (int64_t t = gs[u]; t < gs[u + 1]; t++) acc = acc + g[(pos[t] / bag) * D + j];
     vals[e] = acc;
   }
 }
@@ -192,9 +195,22 @@ extern "C" kl_status kl_cuda_embedding_backward(kl_dtype ids_dt, const void *ids
                                                 int64_t D, void *scratch, int64_t *rows,
                                                 void *vals, int64_t *nu, int64_t *bad,
                                                 kl_cuda_stream s) {
+  return kl_cuda_embedding_bag_backward(ids_dt, ids, npos, 1, dt, g, V, D, scratch, rows, vals,
+                                        nu, bad, s);
+}
+
+extern "C" kl_status kl_cuda_embedding_bag_backward(kl_dtype ids_dt, const void *ids,
+                                                    int64_t npos, int64_t bag, kl_dtype dt,
+                                                    const void *g, int64_t V, int64_t D,
+                                                    void *scratch, int64_t *rows, void *vals,
+                                                    int64_t *nu, int64_t *bad,
+                                                    kl_cuda_stream s) {
   const char *fn = "cuda embedding_backward";
   kl_status st = emb_args(fn, ids_dt, npos, dt, V, D);
   if (st != KL_OK) return st;
+  if (npos > 0 && (bag < 1 || npos % bag != 0))
+    return kl_cuda_seterr(KL_ESHAPE, "%s: bag %lld does not divide npos=%lld", fn,
+                          (long long)bag, (long long)npos);
   KL_LAUNCH(k_emb_set, 1, 1, s, bad, npos);
   if ((st = kl_cuda_launched(fn)) != KL_OK) return st;
   KL_LAUNCH(k_emb_set, 1, 1, s, nu, (int64_t)0);
@@ -228,9 +244,120 @@ extern "C" kl_status kl_cuda_embedding_backward(kl_dtype ids_dt, const void *ids
   if ((st = kl_cuda_launched(fn)) != KL_OK || D == 0) return st;
   if (dt == KL_FLOAT32)
     KL_LAUNCH(k_emb_segsum<float>, kl_cuda_blocks(npos * D), KL_CUDA_BLOCK, s, pos, gs, nu,
-              (const float *)g, npos, D, (float *)vals);
+              (const float *)g, npos, bag, D, (float *)vals);
   else
     KL_LAUNCH(k_emb_segsum<double>, kl_cuda_blocks(npos * D), KL_CUDA_BLOCK, s, pos, gs, nu,
-              (const double *)g, npos, D, (double *)vals);
+              (const double *)g, npos, bag, D, (double *)vals);
+  return kl_cuda_launched(fn);
+}
+
+/* ------------------------------------------------------------------ the fused mean */
+
+/* layers/embedding.c's masked_scale: 1 / sample b's ids that are not 0 (bad ids, flagged
+ * apart, count as padding here), or 0 without any. */
+template <typename I>
+__device__ __forceinline__ double emb_masked_scale(const I *ids, int64_t b, int64_t L,
+                                                   int64_t V) {
+  int64_t c = 0;
+  for (int64_t l = 0; l < L; l++) {
+    int64_t id = 0;
+    c += emb_id<I>(ids[b * L + l], V, &id) && id != 0;
+  }
+  return c > 0 ? 1.0 / (double)c : 0.0;
+}
+
+/* One thread a (sample, feature): EMB_MEAN_ROWS's acc[j] over the sample's ids in order. */
+template <typename T, typename I>
+__global__ void k_emb_mean(const I *ids, int64_t n, int64_t L, const T *w, int64_t V,
+                           int64_t D, int masked, double scale, T *y) {
+  KL_GRID_LOOP(e, n * D) {
+    const int64_t b = e / D, j = e - b * D;
+    double acc = 0;
+    for (int64_t l = 0; l < L; l++) {
+      int64_t id = 0;
+      if (emb_id<I>(ids[b * L + l], V, &id) && id > 0) acc += w[(id - 1) * D + j];
+    }
+    y[e] = (T)(acc * (masked ? emb_masked_scale<I>(ids, b, L, V) : scale));
+  }
+}
+
+template <typename T, typename I>
+__global__ void k_emb_mean_scale(const I *ids, int64_t n, int64_t L, int64_t V, const T *g,
+                                 int64_t D, int masked, double scale, T *gs) {
+  KL_GRID_LOOP(e, n * D) {
+    const int64_t b = e / D;
+    gs[e] = (T)((double)g[e] * (masked ? emb_masked_scale<I>(ids, b, L, V) : scale));
+  }
+}
+
+template <typename T, typename I>
+static void launch_mean(const void *ids, int64_t n, int64_t L, const void *w, int64_t V,
+                        int64_t D, int masked, double scale, void *y, kl_cuda_stream s) {
+  auto kern = &k_emb_mean<T, I>;
+  KL_LAUNCH(kern, kl_cuda_blocks(n * D), KL_CUDA_BLOCK, s, (const I *)ids, n, L, (const T *)w,
+            V, D, masked, scale, (T *)y);
+}
+
+template <typename T, typename I>
+static void launch_mean_scale(const void *ids, int64_t n, int64_t L, int64_t V, const void *g,
+                              int64_t D, int masked, double scale, void *gs, kl_cuda_stream s) {
+  auto kern = &k_emb_mean_scale<T, I>;
+  KL_LAUNCH(kern, kl_cuda_blocks(n * D), KL_CUDA_BLOCK, s, (const I *)ids, n, L, V,
+            (const T *)g, D, masked, scale, (T *)gs);
+}
+
+extern "C" kl_status kl_cuda_embedding_mean(kl_dtype ids_dt, const void *ids, int64_t n,
+                                            int64_t L, kl_dtype dt, const void *w, int64_t V,
+                                            int64_t D, int masked, void *y, int64_t *bad,
+                                            kl_cuda_stream s) {
+  const char *fn = "cuda embedding_mean";
+  kl_status st = emb_args(fn, ids_dt, n, dt, V, D);
+  if (st == KL_OK && (L < 0 || (L > 0 && n > INT64_MAX / L)))
+    st = kl_cuda_seterr(KL_ESHAPE, "%s: bad sizes n=%lld L=%lld", fn, (long long)n, (long long)L);
+  if (st != KL_OK) return st;
+  const int64_t npos = n * L;
+  const double scale = 1.0 / (double)L; /* L == 0: NaN, as the mean of nothing */
+  KL_LAUNCH(k_emb_set, 1, 1, s, bad, npos);
+  if ((st = kl_cuda_launched(fn)) != KL_OK) return st;
+  if (npos > 0) {
+    if (ids_dt == KL_INT64) launch_check<int64_t>(ids, npos, V, bad, s);
+    else if (ids_dt == KL_FLOAT32) launch_check<float>(ids, npos, V, bad, s);
+    else launch_check<double>(ids, npos, V, bad, s);
+    if ((st = kl_cuda_launched(fn)) != KL_OK) return st;
+  }
+  if (n * D == 0) return KL_OK;
+  if (dt == KL_FLOAT32) {
+    if (ids_dt == KL_INT64) launch_mean<float, int64_t>(ids, n, L, w, V, D, masked, scale, y, s);
+    else if (ids_dt == KL_FLOAT32) launch_mean<float, float>(ids, n, L, w, V, D, masked, scale, y, s);
+    else launch_mean<float, double>(ids, n, L, w, V, D, masked, scale, y, s);
+  } else {
+    if (ids_dt == KL_INT64) launch_mean<double, int64_t>(ids, n, L, w, V, D, masked, scale, y, s);
+    else if (ids_dt == KL_FLOAT32) launch_mean<double, float>(ids, n, L, w, V, D, masked, scale, y, s);
+    else launch_mean<double, double>(ids, n, L, w, V, D, masked, scale, y, s);
+  }
+  return kl_cuda_launched(fn);
+}
+
+extern "C" kl_status kl_cuda_embedding_mean_scale(kl_dtype ids_dt, const void *ids, int64_t n,
+                                                  int64_t L, kl_dtype dt, const void *g,
+                                                  int64_t D, int masked, void *gs,
+                                                  kl_cuda_stream s) {
+  const char *fn = "cuda embedding_mean_scale";
+  /* V only bounds the ids for the masked count: a bad id was refused before this runs */
+  kl_status st = emb_args(fn, ids_dt, n, dt, 0, D);
+  if (st == KL_OK && (L < 0 || (L > 0 && n > INT64_MAX / L)))
+    st = kl_cuda_seterr(KL_ESHAPE, "%s: bad sizes n=%lld L=%lld", fn, (long long)n, (long long)L);
+  if (st != KL_OK || n * D == 0) return st;
+  const double scale = 1.0 / (double)L;
+  const int64_t V = INT64_MAX;
+  if (dt == KL_FLOAT32) {
+    if (ids_dt == KL_INT64) launch_mean_scale<float, int64_t>(ids, n, L, V, g, D, masked, scale, gs, s);
+    else if (ids_dt == KL_FLOAT32) launch_mean_scale<float, float>(ids, n, L, V, g, D, masked, scale, gs, s);
+    else launch_mean_scale<float, double>(ids, n, L, V, g, D, masked, scale, gs, s);
+  } else {
+    if (ids_dt == KL_INT64) launch_mean_scale<double, int64_t>(ids, n, L, V, g, D, masked, scale, gs, s);
+    else if (ids_dt == KL_FLOAT32) launch_mean_scale<double, float>(ids, n, L, V, g, D, masked, scale, gs, s);
+    else launch_mean_scale<double, double>(ids, n, L, V, g, D, masked, scale, gs, s);
+  }
   return kl_cuda_launched(fn);
 }
