@@ -266,6 +266,41 @@ static kl_status be_opt_update(const kl_optimizer *o, kl_tensor *w, const kl_ten
   return st;
 }
 
+/* The op table the backend registers: kl_cuda_ops()'s, less the ops named in the
+ * environment's KERAS_LUA_CUDA_DISABLE_OPS ("add,dot": their device kernels are left out, so
+ * they run on the host, counted; to bisect a kernel, and for the specs of the fallback). */
+static const kl_device_opdef *be_ops[KL_OP_COUNT];
+
+static void be_ops_init(void) {
+  int n = 0;
+  const kl_device_opdef *const *t = kl_cuda_ops(&n);
+  for (int i = 0; i < KL_OP_COUNT; i++) be_ops[i] = i < n ? t[i] : NULL;
+  const char *env = getenv("KERAS_LUA_CUDA_DISABLE_OPS");
+  if (!env) return;
+  const char *p = env;
+  while (*p) {
+    size_t len = strcspn(p, ", ");
+    if (len > 0) {
+      int found = 0;
+      for (int i = 0; i < KL_OP_COUNT; i++) {
+        const char *name = kl_cuda_op_name((kl_op)i);
+        if (name && strlen(name) == len && strncmp(name, p, len) == 0) {
+          be_ops[i] = NULL;
+          found = 1;
+        }
+      }
+      if (!found && kl_cuda_capi)
+        kl_cuda_capi->warnf("KERAS_LUA_CUDA_DISABLE_OPS: unknown op '%.*s'", (int)len, p);
+    }
+    p += len;
+    p += strspn(p, ", ");
+  }
+}
+
+int kl_cuda_backend_op_enabled(kl_op op) {
+  return (int)op >= 0 && op < KL_OP_COUNT && be_ops[op] != NULL;
+}
+
 static kl_device_backend be_backend = {
     "cuda", be_count, be_alloc, be_free, be_copy, be_memset0, kl_cuda_dev_synchronize, NULL, 0,
     be_opt_update};
@@ -292,7 +327,9 @@ kl_status kl_cuda_backend_open(const kl_capi *c, int *ndev) {
     be_open_status = st;
     be_opened = 1;
     be_backend.name = kl_cuda_rt_emulated() ? "cuda (emulated)" : "cuda";
-    be_backend.ops = kl_cuda_ops(&be_backend.nops);
+    be_ops_init();
+    be_backend.ops = be_ops;
+    be_backend.nops = KL_OP_COUNT;
     if (n > 0) c->device_register(&be_backend);
   }
   kl_status st = be_open_status;

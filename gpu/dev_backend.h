@@ -40,6 +40,12 @@ kl_status kl_cuda_dev_empty_cache(kl_device d);
  * (keras.cuda's alloc_probe). */
 void kl_cuda_dev_vendor(int dev, kl_cuda_vendor *v);
 
+/* Whether the registered table has device kernels for op: kl_cuda_op_claimed, less the ops
+ * named in the environment's KERAS_LUA_CUDA_DISABLE_OPS when the backend opened
+ * (comma-separated op names: their kernels are left out, so they run on the host, counted:
+ * to bisect a device kernel, and for the specs of the host fallback). */
+int kl_cuda_backend_op_enabled(kl_op op);
+
 /* The registry's name of op ("dot", "add", ... as kl_op_name; NULL when out of range), so
  * the module can list the ops the CUDA table claims without linking the backend. */
 const char *kl_cuda_op_name(kl_op op);

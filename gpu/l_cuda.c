@@ -187,13 +187,14 @@ static int l_synchronize(lua_State *L) {
   return 0;
 }
 
-/* cuda.claimed_ops() -> {[op name] = true, ...}: the ops the CUDA table has kernels for (the
- * specs assert that these never fall back to the host). */
+/* cuda.claimed_ops() -> {[op name] = true, ...}: the ops the CUDA table has kernels for, as
+ * registered (less KERAS_LUA_CUDA_DISABLE_OPS): the specs assert that these never fall back
+ * to the host. */
 static int l_claimed_ops(lua_State *L) {
   lua_newtable(L);
   for (int op = 0; op < KL_OP_COUNT; op++) {
     const char *name = kl_cuda_op_name((kl_op)op);
-    if (!name || !kl_cuda_op_claimed((kl_op)op)) continue;
+    if (!name || !kl_cuda_backend_op_enabled((kl_op)op)) continue;
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, name);
   }

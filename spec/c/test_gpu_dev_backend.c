@@ -69,7 +69,13 @@ static void test_registered(void) {
   const kl_device_backend *be = kl_device_backend_get();
   CHECK(be != NULL && be->count() >= 1 && be->opt_update != NULL);
   CHECK(be && strcmp(be->name, GPU_DEV_EMULATED ? "cuda (emulated)" : "cuda") == 0);
-  CHECK(be && be->nops == KL_OP_COUNT && be->ops == kl_cuda_ops(&(int){0}));
+  int nops = 0;
+  const kl_device_opdef *const *table = kl_cuda_ops(&nops);
+  CHECK(be && be->nops == KL_OP_COUNT && nops == KL_OP_COUNT);
+  for (int op = 0; be && op < KL_OP_COUNT; op++) {
+    CHECK(be->ops[op] == table[op]); /* no KERAS_LUA_CUDA_DISABLE_OPS here */
+    CHECK(kl_cuda_backend_op_enabled((kl_op)op) == kl_cuda_op_claimed((kl_op)op));
+  }
   CHECK_OK(kl_device_check("test", GPU0));
   CHECK(kl_cuda_backend_count() == be->count() && kl_cuda_backend_reason()[0] == '\0');
   /* opening again: the same result */
@@ -389,8 +395,33 @@ static void test_emu_devices(void) {
   kl_tensor_release(b);
   kl_tensor_release(h);
   CHECK(gpu_dev_in_use(GPU0) == 0 && gpu_dev_in_use(KL_DEVICE_CUDA(1)) == 0);
+  /* KERAS_LUA_CUDA_DISABLE_OPS leaves the named ops' kernels out: they fall back, counted */
+  kl_set_warn_handler(on_warn, NULL);
+  setenv("KERAS_LUA_CUDA_DISABLE_OPS", "add, multiply,bogus", 1);
+  int w0 = nwarn;
+  CHECK_OK(reopen(1));
+  unsetenv("KERAS_LUA_CUDA_DISABLE_OPS");
+  CHECK(nwarn == w0 + 1 && strstr(lastwarn, "KERAS_LUA_CUDA_DISABLE_OPS: unknown op 'bogus'"));
+  const kl_device_backend *be = kl_device_backend_get();
+  CHECK(be && be->ops[KL_OP_ADD] == NULL && be->ops[KL_OP_MUL] == NULL);
+  CHECK(!kl_cuda_backend_op_enabled(KL_OP_ADD) && !kl_cuda_backend_op_enabled(KL_OP_MUL));
+  CHECK(kl_cuda_backend_op_enabled(KL_OP_SUB) == kl_cuda_op_claimed(KL_OP_SUB));
+  kl_tensor *x = sample(KL_FLOAT64, KL_STYPE_DEFAULT, 3, 4, 0), *dx = NULL, *hout = NULL;
+  out = NULL;
+  CHECK_OK(kl_tensor_to(x, GPU0, &dx));
+  kl_tensor *din[2] = {dx, dx}, *hin[2] = {x, x};
+  long f0 = gpu_dev_fallbacks();
+  CHECK_OK(kl_op_run(KL_OP_ADD, din, 2, NULL, &out));
+  CHECK_OK(kl_op_run(KL_OP_ADD, hin, 2, NULL, &hout));
+  CHECK(gpu_dev_fallbacks() == f0 + 1 && out->device == GPU0 && gpu_dev_equals(out, hout));
+  CHECK(strstr(lastwarn, "add on gpu(0) has no device kernel; computed on the host") != NULL);
+  kl_set_warn_handler(NULL, NULL);
+  kl_tensor *list[] = {x, dx, out, hout};
+  for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
   CHECK_OK(reopen(1));
   CHECK(kl_cuda_emu_live_bytes(0) == 0 && kl_cuda_emu_live_bytes(1) == 0);
+  for (int op = 0; op < KL_OP_COUNT; op++)
+    CHECK(kl_cuda_backend_op_enabled((kl_op)op) == kl_cuda_op_claimed((kl_op)op));
 }
 
 /* A full device: the request fails with the allocator's message; cached blocks are given
