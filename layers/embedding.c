@@ -5,6 +5,19 @@
 #include "layers_util.h"
 #include "tensor_internal.h"
 
+/* The row loops below (the fused mean's sums and the weight gradient's) are built for AVX2
+ * and for the baseline on x86-64 Linux with GCC, the one to run chosen at load (ifunc), as
+ * the optimizer's row loops (backend/src/optim_rows.h): the same correctly rounded adds in
+ * the same order at any vector width (no FMA), hence the same bits. */
+#ifndef KL_EMB_CLONES
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define KL_EMB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KL_EMB_CLONES
+#endif
+#endif
+
 /* Output elements below this count are gathered on one thread. */
 #define EMB_PAR_MIN 32768
 
@@ -163,27 +176,77 @@ void kl_lu_radix_sort(int64_t *key, int64_t *pos, int64_t *tk, int64_t *tp, int6
   }
 }
 
-/* gout's row for position p: its own row (Embedding), or, for the fused Embedding -> mean
- * over the bag ids of a sample (bag > 0), that sample's row (already scaled by 1/bag). */
-#define EMB_ROW_ADD(T, FIRST)                                                          \
-  {                                                                                    \
-    const int64_t p_ = pos[t];                                                         \
-    const T *restrict gr = gd + (size_t)(bag > 0 ? p_ / bag : p_) * (size_t)D;         \
-    for (int64_t j = 0; j < D; j++) row[j] = (FIRST ? (T)0 : row[j]) + gr[j];          \
+/* 32-byte vectors (GCC vector extensions; two SSE registers each in the baseline clone). */
+typedef float emb_v8f __attribute__((vector_size(32)));
+typedef float emb_v4f __attribute__((vector_size(16)));
+typedef double emb_v4d __attribute__((vector_size(32)));
+/* ... as unaligned memory (rows of any D start anywhere) */
+typedef float emb_v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float emb_v4f_u __attribute__((vector_size(16), aligned(4), may_alias));
+typedef double emb_v4d_u __attribute__((vector_size(32), aligned(8), may_alias));
+
+/* row[0..D) = the sum, from +0 in t order, of gout's rows for positions pos[t0..t1): a
+ * position's own row (Embedding), or, for the fused Embedding -> mean over the bag ids of a
+ * sample (bag > 0), that sample's row (already scaled by 1/bag). The first row is added to
+ * +0 (not copied: 0 + -0 is +0), so a row_sparse result needs no zero fill first. Columns
+ * in register tiles of NV vectors of LANES (64, 32, 16, 8 f32 / 32, 16, 8, 4 f64 wide), the
+ * rest one at a time: row is written once; each element is the same sum in the same order
+ * whatever the tile. */
+#define EMB_SUM_TILE(S, T, VT, VU, LANES, NV)                                                     \
+  static inline __attribute__((always_inline)) void emb_sum_tile_##S##_##NV(                  \
+      T *restrict row, const T *restrict gd, const int64_t *restrict pos, int64_t t0,        \
+      int64_t t1, int64_t bag, int64_t D, int64_t n0) {                                      \
+    VT acc[NV];                                                                              \
+    for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                           \
+    for (int64_t t = t0; t < t1; t++) {                                                      \
+      const int64_t p_ = pos[t];                                                             \
+      const T *restrict gr = gd + (size_t)(bag > 0 ? p_ / bag : p_) * (size_t)D + n0;        \
+      for (int q = 0; q < NV; q++) acc[q] += *(const VU *)(gr + q * (LANES));                \
+    }                                                                                        \
+    for (int q = 0; q < NV; q++) *(VU *)(row + n0 + q * (LANES)) = acc[q];                   \
   }
-#define EMB_SUM_ROWS(T)                                                              \
+#define EMB_SUM_ROW(S, T, VT, VU, LANES)                                                      \
+  EMB_SUM_TILE(S, T, VT, VU, LANES, 8)                                                        \
+  EMB_SUM_TILE(S, T, VT, VU, LANES, 4)                                                        \
+  EMB_SUM_TILE(S, T, VT, VU, LANES, 2)                                                        \
+  EMB_SUM_TILE(S, T, VT, VU, LANES, 1)                                                        \
+  KL_EMB_CLONES static void emb_sum_row_##S(T *restrict row, const T *restrict gd,           \
+                                            const int64_t *restrict pos, int64_t t0,          \
+                                            int64_t t1, int64_t bag, int64_t D) {             \
+    int64_t n0 = 0;                                                                          \
+    for (; n0 + 8 * (LANES) <= D; n0 += 8 * (LANES))                                         \
+      emb_sum_tile_##S##_8(row, gd, pos, t0, t1, bag, D, n0);                                \
+    if (n0 + 4 * (LANES) <= D) {                                                             \
+      emb_sum_tile_##S##_4(row, gd, pos, t0, t1, bag, D, n0);                                \
+      n0 += 4 * (LANES);                                                                     \
+    }                                                                                        \
+    if (n0 + 2 * (LANES) <= D) {                                                             \
+      emb_sum_tile_##S##_2(row, gd, pos, t0, t1, bag, D, n0);                                \
+      n0 += 2 * (LANES);                                                                     \
+    }                                                                                        \
+    if (n0 + (LANES) <= D) {                                                                 \
+      emb_sum_tile_##S##_1(row, gd, pos, t0, t1, bag, D, n0);                                \
+      n0 += (LANES);                                                                         \
+    }                                                                                        \
+    for (; n0 < D; n0++) {                                                                   \
+      T acc = 0;                                                                             \
+      for (int64_t t = t0; t < t1; t++) {                                                    \
+        const int64_t p_ = pos[t];                                                           \
+        acc += gd[(size_t)(bag > 0 ? p_ / bag : p_) * (size_t)D + n0];                       \
+      }                                                                                      \
+      row[n0] = acc;                                                                         \
+    }                                                                                        \
+  }
+EMB_SUM_ROW(f32, float, emb_v8f, emb_v8f_u, 8)
+EMB_SUM_ROW(f64, double, emb_v4d, emb_v4d_u, 4)
+#define EMB_SUM_ROWS(T, S)                                                           \
   {                                                                                  \
     const T *gd = (const T *)g->data;                                                \
     T *od = (T *)o->data;                                                            \
     _Pragma("omp parallel for schedule(static) if (m * D >= EMB_PAR_MIN)")           \
-    for (int64_t u = 0; u < nu; u++) {                                               \
-      T *restrict row = od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D;       \
-      /* the first row is added to +0 (not copied: 0 + -0 is +0), so a row_sparse     \
-       * result needs no zero fill first */                                            \
-      int64_t t = gs[u];                                                             \
-      EMB_ROW_ADD(T, 1)                                                              \
-      for (t = gs[u] + 1; t < gs[u + 1]; t++) EMB_ROW_ADD(T, 0)                      \
-    }                                                                                \
+    for (int64_t u = 0; u < nu; u++)                                                 \
+      emb_sum_row_##S(od + (size_t)(dense ? key[gs[u]] - 1 : u) * (size_t)D, gd, pos, \
+                      gs[u], gs[u + 1], bag, D);                                     \
   }
 
 /* Weight gradient: row k-1 gets the sum of gout's rows at the positions holding id k,
@@ -226,9 +289,9 @@ static kl_status emb_weight_grad(const kl_tensor *ids, const kl_tensor *w, const
   }
   if (st != KL_OK) goto done;
   if (w->dtype == KL_FLOAT32)
-    EMB_SUM_ROWS(float)
+    EMB_SUM_ROWS(float, f32)
   else
-    EMB_SUM_ROWS(double)
+    EMB_SUM_ROWS(double, f64)
 done:
   kl_free(buf);
   if (st != KL_OK) {
@@ -279,33 +342,89 @@ int kl_embedding_mean_applies(const kl_tensor *ids, const kl_tensor *w) {
 
 /* y[b, :] = mean over l of weight row ids[b, l] - 1 (zeros for padding): the sum in double
  * from +0 in l order, times 1/L (masked: 1 / the count of ids not 0, or 0 without any),
- * rounded once, as mean (masked_mean) over Embedding's output computes it,
- * so the same bits without the (n, L, D) output. */
-#define EMB_MEAN_ROWS(T)                                                                    \
+ * rounded once, as mean (masked_mean) over Embedding's output computes it, so the same bits
+ * without the (n, L, D) output. The columns are summed in register tiles of 32, 16, 8 and 4
+ * doubles (then one at a time), each tile over the sample's ids; the first tile's pass
+ * fetches the next sample's rows (whole rows, one an id), the later ones find the sample's
+ * rows in L1. */
+#define EMB_MEAN_TILE(S, T, VIN, VINU, NV)                                                          \
+  static inline __attribute__((always_inline)) void emb_mean_tile_##S##_##NV(                 \
+      const T *restrict W, const int64_t *restrict id, int64_t L, int64_t D, int64_t n0,     \
+      const int64_t *restrict nx, int64_t npf, double sc, T *restrict y) {                   \
+    emb_v4d acc[NV];                                                                         \
+    for (int q = 0; q < NV; q++) acc[q] = (emb_v4d){0};                                      \
+    for (int64_t l = 0; l < L; l++) {                                                        \
+      if (l < npf && nx[l] > 0)                                                              \
+        for (size_t c = 0; c < (size_t)D * sizeof(T); c += 64)                               \
+          __builtin_prefetch((const char *)(W + (size_t)(nx[l] - 1) * (size_t)D) + c);        \
+      if (id[l] > 0) { /* padding adds nothing: a sum from +0 is never -0 */                 \
+        const T *restrict r = W + (size_t)(id[l] - 1) * (size_t)D + n0;                       \
+        for (int q = 0; q < NV; q++)                                                         \
+          acc[q] += __builtin_convertvector(*(const VINU *)(r + 4 * q), emb_v4d);            \
+      }                                                                                      \
+    }                                                                                        \
+    for (int q = 0; q < NV; q++) *(VINU *)(y + n0 + 4 * q) = __builtin_convertvector(acc[q] * sc, VIN); \
+  }
+#define EMB_MEAN_ROW(S, T, VIN, VINU)                                                         \
+  EMB_MEAN_TILE(S, T, VIN, VINU, 8)                                                           \
+  EMB_MEAN_TILE(S, T, VIN, VINU, 4)                                                           \
+  EMB_MEAN_TILE(S, T, VIN, VINU, 2)                                                           \
+  EMB_MEAN_TILE(S, T, VIN, VINU, 1)                                                           \
+  /* sample row y[0..D) from its L ids id[0..L) (validated: 0 <= id <= V); nx[0..npf): the   \
+   * next sample's ids, whose rows the first tile's pass fetches, one an id */                \
+  KL_EMB_CLONES static void emb_mean_row_##S(const T *restrict W, const int64_t *restrict id, \
+                                             int64_t L, int64_t D, const int64_t *nx,        \
+                                             int64_t npf, double sc, T *restrict y) {        \
+    int64_t n0 = 0;                                                                          \
+    for (; n0 + 32 <= D; n0 += 32, npf = 0)                                                  \
+      emb_mean_tile_##S##_8(W, id, L, D, n0, nx, npf, sc, y);                                \
+    if (n0 + 16 <= D) {                                                                      \
+      emb_mean_tile_##S##_4(W, id, L, D, n0, nx, npf, sc, y);                                \
+      n0 += 16;                                                                              \
+      npf = 0;                                                                               \
+    }                                                                                        \
+    if (n0 + 8 <= D) {                                                                       \
+      emb_mean_tile_##S##_2(W, id, L, D, n0, nx, npf, sc, y);                                \
+      n0 += 8;                                                                               \
+      npf = 0;                                                                               \
+    }                                                                                        \
+    if (n0 + 4 <= D) {                                                                       \
+      emb_mean_tile_##S##_1(W, id, L, D, n0, nx, npf, sc, y);                                \
+      n0 += 4;                                                                               \
+      npf = 0;                                                                               \
+    }                                                                                        \
+    for (int64_t l = 0; l < npf; l++) /* D < 4: no tile fetched them */                       \
+      if (nx[l] > 0) __builtin_prefetch(W + (size_t)(nx[l] - 1) * (size_t)D);                \
+    for (; n0 < D; n0++) {                                                                   \
+      double acc = 0;                                                                        \
+      for (int64_t l = 0; l < L; l++)                                                        \
+        if (id[l] > 0) acc += (double)W[(size_t)(id[l] - 1) * (size_t)D + n0];               \
+      y[n0] = (T)(acc * sc);                                                                 \
+    }                                                                                        \
+  }
+EMB_MEAN_ROW(f32, float, emb_v4f, emb_v4f_u)
+EMB_MEAN_ROW(f64, double, emb_v4d, emb_v4d_u)
+
+/* The ids of sample b and of the next one as int64 (scratch: 2 L a thread; ids of another
+ * dtype are converted, int64 ones read in place), then its row. */
+#define EMB_MEAN_ROWS(T, S)                                                                 \
   {                                                                                         \
     const T *restrict W = (const T *)w->data;                                               \
     T *restrict y = (T *)o->data;                                                           \
-    _Pragma("omp parallel") {                                                               \
-      double *restrict acc = scratch + (size_t)omp_get_thread_num() * (size_t)D;            \
+    _Pragma("omp parallel if (npos * D >= EMB_PAR_MIN)") {                                  \
+      int64_t *restrict buf = idbuf + (size_t)omp_get_thread_num() * (size_t)(2 * L);        \
       _Pragma("omp for schedule(static)")                                                   \
       for (int64_t b = 0; b < n; b++) {                                                     \
-        for (int64_t j = 0; j < D; j++) acc[j] = 0;                                         \
-        for (int64_t l = 0; l < L; l++) {                                                   \
-          const int64_t p = b * L + l;                                                      \
-          if (p + EMB_PF < npos) {                                                          \
-            const int64_t nx = id_at(ids, p + EMB_PF);                                      \
-            if (nx > 0 && nx <= V)                                                          \
-              for (size_t c = 0; c < (size_t)D * sizeof(T); c += 64)                        \
-                __builtin_prefetch((const char *)(W + (size_t)(nx - 1) * (size_t)D) + c);    \
-          }                                                                                 \
-          const int64_t id = id_at(ids, p);                                                 \
-          if (id > 0) { /* padding adds nothing: a sum from +0 is never -0 */               \
-            const T *restrict r = W + (size_t)(id - 1) * (size_t)D;                          \
-            for (int64_t j = 0; j < D; j++) acc[j] += r[j];                                 \
-          }                                                                                 \
+        const int64_t p0 = b * L, npf = b + 1 < n ? L : 0;                                  \
+        const int64_t *id = buf, *nx = buf + L;                                             \
+        if (i64) {                                                                          \
+          id = (const int64_t *)ids->data + p0;                                             \
+          nx = id + L;                                                                      \
+        } else {                                                                            \
+          for (int64_t q = 0; q < L + npf; q++) buf[q] = id_at(ids, p0 + q);                \
         }                                                                                   \
         const double sc_ = masked ? masked_scale(ids, b, L) : scale;                        \
-        for (int64_t j = 0; j < D; j++) y[b * D + j] = (T)(acc[j] * sc_);                   \
+        emb_mean_row_##S(W, id, L, D, nx, npf, sc_, y + b * D);                             \
       }                                                                                     \
     }                                                                                       \
   }
@@ -331,19 +450,20 @@ kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_a
   const double scale = 1.0 / (double)L; /* L == 0: NaN, as the mean of nothing */
   KL_TRY(ids_check(ids, V));
   const size_t nt = (size_t)omp_get_max_threads();
-  double *scratch = kl_malloc_n((size_t)(D > 0 ? D : 1) * (nt > 0 ? nt : 1), sizeof *scratch);
-  if (!scratch) return KL_ENOMEM;
+  const int i64 = ids->dtype == KL_INT64;
+  int64_t *idbuf = kl_malloc_n((size_t)(L > 0 ? 2 * L : 1) * (nt > 0 ? nt : 1), sizeof *idbuf);
+  if (!idbuf) return KL_ENOMEM;
   int64_t shp[2] = {n, D};
   kl_tensor *o = NULL;
   kl_status st = kl_tensor_new_dense_uninit(w->dtype, 2, shp, &o); /* every element set */
   if (st == KL_OK) {
     if (w->dtype == KL_FLOAT32)
-      EMB_MEAN_ROWS(float)
+      EMB_MEAN_ROWS(float, f32)
     else
-      EMB_MEAN_ROWS(double)
+      EMB_MEAN_ROWS(double, f64)
     *out = o;
   }
-  kl_free(scratch);
+  kl_free(idbuf);
   return st;
 }
 

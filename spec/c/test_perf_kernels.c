@@ -1,0 +1,304 @@
+/* test_perf_kernels.c: the kernels of the issue-18 performance work give the bits their
+ * contracts state, at 1 and 2 threads and whichever clone (AVX2 or baseline) the CPU runs:
+ * - csr . dense / row_sparse (the gathers, 64-column tiles): each output element the sum
+ *   in entry order from 0 of value x b element, rounded as float (double) arithmetic does,
+ *   against a scalar loop here, for widths that take every tile and the leftover path;
+ * - csr^T . dense (the sorted path's gathers): each output row the sum over its column's
+ *   entries in entry order;
+ * - the fused Embedding -> mean forward (kl_embedding_mean): each sample's row the sum in
+ *   double from +0 in id order, times 1/L, rounded once; and its backward's weight gradient
+ *   (row k: the sum, in position order from +0, of the scaled sample rows of the positions
+ *   holding id k);
+ * - sum / mean reductions over an axis: each output the sum in double in index order.
+ * Each kernel's result is also compared between 1 and 2 threads, bit for bit. */
+#include <omp.h>
+#include <stdlib.h>
+#include "kltest.h"
+#include "kl/registry.h"
+#include "ops_internal.h"
+
+kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
+                            int masked, kl_tensor **out);
+kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
+                                     const kl_attrs *a, int masked, const kl_tensor *gout,
+                                     kl_stype want, kl_tensor **gin);
+
+static int same_bytes(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+
+static kl_tensor *rnd_csr(kl_dtype dt, int64_t r, int64_t c, double density, kl_rng *g) {
+  kl_tensor *t = NULL;
+  int64_t sh[2] = {r, c};
+  CHECK_OK(kl_sparse_rand(KL_STYPE_CSR, dt, 2, sh, density, g, &t));
+  if (!t) exit(2);
+  return t;
+}
+
+static kl_tensor *rnd_dense(kl_dtype dt, int64_t r, int64_t c, kl_rng *g) {
+  kl_tensor *t = NULL;
+  int64_t sh[2] = {r, c};
+  CHECK_OK(kl_tensor_new_dense(dt, 2, sh, &t));
+  if (!t) exit(2);
+  CHECK_OK(kl_tensor_fill_uniform(t, -1, 1, g));
+  return t;
+}
+
+/* The scalar reference of csr (M x K) . b (K x N, dense, or row_sparse storing rows
+ * bi[0..bn) ascending): y[i, n] = sum over row i's entries j in order, from 0, of
+ * v[j] * b[col j, n] (entries whose row b lacks add nothing). */
+#define REF_CSR_X(T)                                                                     \
+  static void ref_csr_x_##T(const kl_tensor *a, const kl_tensor *b, T *y) {            \
+    const int64_t M = a->shape[0], N = b->shape[1];                                       \
+    const T *av = a->data, *bv = b->data;                                                 \
+    for (int64_t i = 0; i < M; i++)                                                       \
+      for (int64_t n = 0; n < N; n++) {                                                   \
+        T acc = 0;                                                                        \
+        for (int64_t j = a->indptr[i]; j < a->indptr[i + 1]; j++) {                       \
+          int64_t r = a->indices[j];                                                      \
+          if (b->stype == KL_STYPE_ROW_SPARSE) {                                          \
+            int64_t q = -1;                                                               \
+            for (int64_t p = 0; p < b->nnz; p++)                                          \
+              if (b->indices[p] == r) q = p;                                              \
+            if (q < 0) continue;                                                          \
+            r = q;                                                                        \
+          }                                                                               \
+          const T prod = av[j] * bv[r * N + n];                                           \
+          acc = acc + prod;                                                               \
+        }                                                                                 \
+        y[i * N + n] = acc;                                                               \
+      }                                                                                   \
+  }
+REF_CSR_X(float)
+REF_CSR_X(double)
+
+/* csr^T . G (a: R x C, G: R x N dense) -> the touched columns' rows, column ascending, each
+ * the sum over the column's entries in entry (row-major) order from 0. */
+#define REF_CSRT(T)                                                                      \
+  static int64_t ref_csrT_##T(const kl_tensor *a, const kl_tensor *g, int64_t *cols,    \
+                              T *y) {                                                     \
+    const int64_t R = a->shape[0], C = a->shape[1], N = g->shape[1];                      \
+    const T *av = a->data, *gv = g->data;                                                 \
+    int64_t U = 0;                                                                        \
+    for (int64_t c = 0; c < C; c++) {                                                     \
+      int touched = 0;                                                                    \
+      for (int64_t n = 0; n < N; n++) {                                                   \
+        T acc = 0;                                                                        \
+        for (int64_t i = 0; i < R; i++)                                                   \
+          for (int64_t j = a->indptr[i]; j < a->indptr[i + 1]; j++)                       \
+            if (a->indices[j] == c) {                                                     \
+              const T prod = av[j] * gv[i * N + n];                                       \
+              acc = acc + prod;                                                           \
+              touched = 1;                                                                \
+            }                                                                             \
+        y[U * N + n] = acc;                                                               \
+      }                                                                                   \
+      if (touched) cols[U++] = c;                                                         \
+    }                                                                                     \
+    return U;                                                                             \
+  }
+REF_CSRT(float)
+REF_CSRT(double)
+
+static void test_csr_dense_bits(void) {
+  static const int64_t widths[] = {1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 24, 31, 32, 33, 48,
+                                   63, 64, 65, 80, 96, 100, 127, 128, 130, 200};
+  const int saved = omp_get_max_threads();
+  kl_rng g;
+  kl_rng_seed(&g, 18);
+  for (int d = 0; d < 2; d++) {
+    const kl_dtype dt = d ? KL_FLOAT64 : KL_FLOAT32;
+    const size_t es = kl_dtype_size(dt);
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+      const int64_t N = widths[w], M = 37, K = 300;
+      kl_tensor *a = rnd_csr(dt, M, K, 0.08, &g), *b = rnd_dense(dt, K, N, &g);
+      void *ref = calloc((size_t)(M * N), es);
+      if (d) ref_csr_x_double(a, b, ref);
+      else ref_csr_x_float(a, b, ref);
+      kl_tensor *o[2] = {NULL, NULL};
+      for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        CHECK_OK(kl_dot(a, b, 0, 0, &o[t]));
+      }
+      omp_set_num_threads(saved);
+      for (int t = 0; t < 2; t++) {
+        const int ok = o[t] && same_bytes(o[t]->data, ref, (size_t)(M * N) * es);
+        if (!ok) fprintf(stderr, "csr . dense %s N=%lld threads=%d: not the entry-order sums\n",
+                         kl_dtype_name(dt), (long long)N, t + 1);
+        CHECK(ok);
+      }
+      /* a row_sparse b storing every third row (a binary search a nonzero) */
+      kl_tensor *bs = NULL;
+      CHECK_OK(kl_tensor_new_rsp(dt, 2, b->shape, (K + 2) / 3, &bs));
+      if (bs) {
+        for (int64_t p = 0; p < bs->nnz; p++) {
+          bs->indices[p] = 3 * p;
+          memcpy((char *)bs->data + (size_t)(p * N) * es, (char *)b->data + (size_t)(3 * p * N) * es,
+                 (size_t)N * es);
+        }
+        if (d) ref_csr_x_double(a, bs, ref);
+        else ref_csr_x_float(a, bs, ref);
+        kl_tensor *os = NULL;
+        omp_set_num_threads(2);
+        CHECK_OK(kl_dot(a, bs, 0, 0, &os));
+        omp_set_num_threads(saved);
+        CHECK(os && same_bytes(os->data, ref, (size_t)(M * N) * es));
+        kl_tensor_release(os);
+        kl_tensor_release(bs);
+      }
+      for (int t = 0; t < 2; t++) kl_tensor_release(o[t]);
+      free(ref);
+      kl_tensor_release(a);
+      kl_tensor_release(b);
+    }
+  }
+}
+
+static void test_csrT_dense_bits(void) {
+  static const int64_t widths[] = {1, 3, 8, 16, 33, 64, 65, 128, 131};
+  const int saved = omp_get_max_threads();
+  kl_rng g;
+  kl_rng_seed(&g, 19);
+  for (int d = 0; d < 2; d++) {
+    const kl_dtype dt = d ? KL_FLOAT64 : KL_FLOAT32;
+    const size_t es = kl_dtype_size(dt);
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+      const int64_t N = widths[w], R = 60, C = 90;
+      kl_tensor *a = rnd_csr(dt, R, C, 0.1, &g), *gt = rnd_dense(dt, R, N, &g);
+      int64_t *cols = calloc((size_t)C, sizeof *cols);
+      void *ref = calloc((size_t)(C * N), es);
+      const int64_t U = d ? ref_csrT_double(a, gt, cols, ref) : ref_csrT_float(a, gt, cols, ref);
+      for (int t = 0; t < 2; t++) {
+        kl_tensor *o = NULL;
+        omp_set_num_threads(t + 1);
+        CHECK_OK(kl_dot(a, gt, 1, 0, &o)); /* outside a plan: the sorted path */
+        omp_set_num_threads(saved);
+        const int ok = o && o->stype == KL_STYPE_ROW_SPARSE && o->nnz == U &&
+                       same_bytes(o->indices, cols, (size_t)U * sizeof *cols) &&
+                       same_bytes(o->data, ref, (size_t)(U * N) * es);
+        if (!ok) fprintf(stderr, "csr^T . dense %s N=%lld threads=%d: not the entry-order sums\n",
+                         kl_dtype_name(dt), (long long)N, t + 1);
+        CHECK(ok);
+        kl_tensor_release(o);
+      }
+      free(cols);
+      free(ref);
+      kl_tensor_release(a);
+      kl_tensor_release(gt);
+    }
+  }
+}
+
+/* ids (n x L) in [0, V] (0: padding, ~1 in 8), as int64 or float32 */
+static kl_tensor *rnd_ids(int64_t n, int64_t L, int64_t V, kl_dtype dt, kl_rng *g) {
+  kl_tensor *t = NULL;
+  int64_t sh[2] = {n, L};
+  CHECK_OK(kl_tensor_new_dense(dt, 2, sh, &t));
+  if (!t) exit(2);
+  for (int64_t p = 0; p < n * L; p++) {
+    int64_t id = (int64_t)(kl_rng_uniform(g) * (double)(V + 1));
+    if (id > V) id = V;
+    if (kl_rng_uniform(g) < 0.125) id = 0;
+    kl_tensor_data_set(t, p, (double)id);
+  }
+  return t;
+}
+
+/* The scalar references of the fused Embedding -> mean: forward y (n x D), and the weight
+ * gradient's rows (ascending ids, padding left out) for gout g. */
+#define REF_EMB(T)                                                                         \
+  static void ref_emb_mean_##T(const kl_tensor *ids, const kl_tensor *w, int masked, T *y) { \
+    const int64_t n = ids->shape[0], L = ids->shape[1], D = w->shape[1];                    \
+    const T *W = w->data;                                                                   \
+    for (int64_t b = 0; b < n; b++) {                                                       \
+      int64_t cnt = 0;                                                                      \
+      for (int64_t l = 0; l < L; l++) cnt += kl_tensor_data_at(ids, b * L + l) != 0;        \
+      const double sc = masked ? (cnt ? 1.0 / (double)cnt : 0.0) : 1.0 / (double)L;         \
+      for (int64_t j = 0; j < D; j++) {                                                     \
+        double acc = 0;                                                                     \
+        for (int64_t l = 0; l < L; l++) {                                                   \
+          const int64_t id = (int64_t)kl_tensor_data_at(ids, b * L + l);                    \
+          if (id > 0) acc += (double)W[(id - 1) * D + j];                                    \
+        }                                                                                   \
+        y[b * D + j] = (T)(acc * sc);                                                       \
+      }                                                                                     \
+    }                                                                                       \
+  }                                                                                         \
+  static int64_t ref_emb_grad_##T(const kl_tensor *ids, const kl_tensor *w, int masked,    \
+                                  const T *g, int64_t *rows, T *y) {                        \
+    const int64_t n = ids->shape[0], L = ids->shape[1], V = w->shape[0], D = w->shape[1];   \
+    int64_t U = 0;                                                                          \
+    for (int64_t k = 1; k <= V; k++) {                                                      \
+      int hit = 0;                                                                          \
+      for (int64_t j = 0; j < D; j++) {                                                     \
+        T acc = 0;                                                                          \
+        for (int64_t p = 0; p < n * L; p++) {                                               \
+          if ((int64_t)kl_tensor_data_at(ids, p) != k) continue;                            \
+          const int64_t b = p / L;                                                          \
+          int64_t cnt = 0;                                                                  \
+          for (int64_t l = 0; l < L; l++) cnt += kl_tensor_data_at(ids, b * L + l) != 0;    \
+          const double sc = masked ? (cnt ? 1.0 / (double)cnt : 0.0) : 1.0 / (double)L;     \
+          const T gs = (T)((double)g[b * D + j] * sc);                                      \
+          acc = acc + gs;                                                                   \
+          hit = 1;                                                                          \
+        }                                                                                   \
+        y[U * D + j] = acc;                                                                 \
+      }                                                                                     \
+      if (hit) rows[U++] = k - 1;                                                           \
+    }                                                                                       \
+    return U;                                                                               \
+  }
+REF_EMB(float)
+REF_EMB(double)
+
+static void test_embedding_mean_bits(void) {
+  static const int64_t dims[] = {1, 3, 4, 7, 8, 16, 20, 31, 32, 33, 64, 65, 100, 129};
+  const int saved = omp_get_max_threads();
+  kl_rng g;
+  kl_rng_seed(&g, 20);
+  for (int d = 0; d < 2; d++) {
+    const kl_dtype dt = d ? KL_FLOAT64 : KL_FLOAT32;
+    const size_t es = kl_dtype_size(dt);
+    for (size_t k = 0; k < sizeof dims / sizeof *dims; k++)
+      for (int masked = 0; masked < 2; masked++) {
+        const int64_t D = dims[k], n = 41, L = 1 + (int64_t)(k % 6) * 4, V = 50;
+        kl_tensor *ids = rnd_ids(n, L, V, k % 2 ? KL_FLOAT32 : KL_INT64, &g);
+        kl_tensor *w = rnd_dense(dt, V, D, &g), *go = rnd_dense(dt, n, D, &g);
+        void *ref = calloc((size_t)(n * D), es), *gref = calloc((size_t)(V * D), es);
+        int64_t *rows = calloc((size_t)V, sizeof *rows);
+        if (d) ref_emb_mean_double(ids, w, masked, ref);
+        else ref_emb_mean_float(ids, w, masked, ref);
+        const int64_t U = d ? ref_emb_grad_double(ids, w, masked, go->data, rows, gref)
+                            : ref_emb_grad_float(ids, w, masked, go->data, rows, gref);
+        for (int t = 0; t < 2; t++) {
+          kl_tensor *y = NULL, *gw = NULL;
+          omp_set_num_threads(t + 1);
+          CHECK_OK(kl_embedding_mean(ids, w, NULL, masked, &y));
+          CHECK_OK(kl_embedding_mean_backward(ids, w, NULL, masked, go, KL_STYPE_ROW_SPARSE, &gw));
+          omp_set_num_threads(saved);
+          const int ok = y && same_bytes(y->data, ref, (size_t)(n * D) * es);
+          const int gok = gw && gw->nnz == U && same_bytes(gw->indices, rows, (size_t)U * sizeof *rows) &&
+                          same_bytes(gw->data, gref, (size_t)(U * D) * es);
+          if (!ok || !gok)
+            fprintf(stderr, "embedding mean %s D=%lld L=%lld masked=%d threads=%d: %s%s\n",
+                    kl_dtype_name(dt), (long long)D, (long long)L, masked, t + 1,
+                    ok ? "" : "forward not the id-order sums ", gok ? "" : "gradient not the position-order sums");
+          CHECK(ok);
+          CHECK(gok);
+          kl_tensor_release(y);
+          kl_tensor_release(gw);
+        }
+        free(ref);
+        free(gref);
+        free(rows);
+        kl_tensor_release(ids);
+        kl_tensor_release(w);
+        kl_tensor_release(go);
+      }
+  }
+}
+
+int main(void) {
+  test_csr_dense_bits();
+  test_csrT_dense_bits();
+  test_embedding_mean_bits();
+  KLTEST_DONE();
+}
