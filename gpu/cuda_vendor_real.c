@@ -1,9 +1,7 @@
 /* cuda_vendor_real.c: the vendor layer over the CUDA runtime (cuda_vendor.h), for the real
  * keras/cuda.so only (static cudart). Every call's status is checked and mapped by
  * kl_cuda_check_rt; nothing aborts. */
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <cusparse.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,16 +17,10 @@ _Static_assert(cudaErrorInsufficientDriver == KL_CUDA_RT_INSUFFICIENT_DRIVER,
 _Static_assert(cudaErrorNoDevice == KL_CUDA_RT_NO_DEVICE, "cudaErrorNoDevice");
 _Static_assert(cudaErrorIllegalAddress == KL_CUDA_RT_ILLEGAL_ADDRESS, "cudaErrorIllegalAddress");
 _Static_assert(cudaErrorUnknown == KL_CUDA_RT_UNKNOWN, "cudaErrorUnknown");
-_Static_assert(CUBLAS_STATUS_ALLOC_FAILED == 3, "CUBLAS_STATUS_ALLOC_FAILED");
-_Static_assert(CUSPARSE_STATUS_ALLOC_FAILED == 2, "CUSPARSE_STATUS_ALLOC_FAILED");
 
 const char *kl_cuda_rt_errstr(int err) { return cudaGetErrorString((cudaError_t)err); }
-const char *kl_cuda_cublas_errstr(int status) {
-  return cublasGetStatusString((cublasStatus_t)status);
-}
-const char *kl_cuda_cusparse_errstr(int status) {
-  return cusparseGetErrorString((cusparseStatus_t)status);
-}
+/* kl_cuda_cublas_errstr / kl_cuda_cusparse_errstr: cuda_blas_real.c, which loads cuBLAS and
+ * cuSPARSE at their first use (this module links neither). */
 
 int kl_cuda_rt_emulated(void) { return 0; }
 

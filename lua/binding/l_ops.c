@@ -146,6 +146,32 @@ static int l_op(lua_State *L) {
   return 1;
 }
 
+/* core.op_backward(name, {inputs...}, gout, i, want[, attrs]): the gradient of the op's
+ * output with respect to input i (1-based) given gout, as the stype want ("default",
+ * "row_sparse", "csr"): kl_op_backward, on the inputs' device (the GPU specs compare it
+ * with the CPU's). */
+static int l_op_backward(lua_State *L) {
+  kl_op op = check_op(L, 1);
+  const char *fn = lua_tostring(L, 1);
+  int n;
+  lua_settop(L, 6);
+  kl_tensor *gout = kl_lua_checktensor_any(L, 3, fn);
+  lua_Integer i = luaL_checkinteger(L, 4);
+  kl_stype want;
+  KL_LUA_TRY(L, kl_stype_parse(fn, luaL_checkstring(L, 5), &want));
+  kl_tensor **in = check_inputs(L, 2, fn, &n); /* at 7 */
+  if (i < 1 || i > n) kl_lua_fail(L, "%s: backward: input %lld out of range 1..%d", fn, (long long)i, n);
+  kl_attrs a;
+  check_attrs(L, 6, fn, in, &a);
+  kl_tensor *out = NULL;
+  KL_LUA_TRY(L, kl_op_run(op, in, n, &a, &out));
+  kl_tensor **slot = kl_lua_newslot(L);
+  kl_status st = kl_op_backward(op, in, n, &a, out, gout, (int)i - 1, want, slot);
+  kl_tensor_release(out);
+  KL_LUA_TRY(L, st);
+  return 1;
+}
+
 /* core.dispatch_name(name, {inputs...}[, attrs]): which kernel kl_op_run would use. */
 static int l_dispatch_name(lua_State *L) {
   kl_op op = check_op(L, 1);
@@ -250,6 +276,7 @@ static const luaL_Reg arith_meta[] = {
 
 static const luaL_Reg ops_funcs[] = {
     {"op", l_op},
+    {"op_backward", l_op_backward},
     {"dispatch_name", l_dispatch_name},
     {"fallback_count", l_fallback_count},
     {"device_fallback_count", l_device_fallback_count},
