@@ -42,6 +42,13 @@ typedef struct opt_hyper {
 
 /* Below this many elements an update runs on one thread (thread start-up would dominate). */
 #define OPT_PARALLEL_MIN ((int64_t)1 << 16)
+/* ... except the lazy 1-wide rows of a rule with a square root and a divide (Adagrad, Adam,
+ * RMSprop, Ftrl: ~2.5-3 ns a row; W7's ~19,000 rows a step, W5's): split from this many
+ * rows. Rows are split in static halves: a row is one thread's, the same bits at any count. */
+#define OPT_PARALLEL_MIN1 ((int64_t)4096)
+static inline int rows_parallel(const opt_hyper *h, int64_t n, int64_t rw) {
+  return n * rw >= OPT_PARALLEL_MIN || (rw == 1 && h->kind != KL_OPT_SGD && n >= OPT_PARALLEL_MIN1);
+}
 
 /* Everything the row loops need, typed-erased (es = element size in bytes). */
 typedef struct opt_job {
@@ -377,7 +384,7 @@ void kl_optimizer_update_listed_prechecked(const kl_optimizer *o, kl_tensor *w, 
   const size_t es = kl_dtype_size(w->dtype);
   void *s0 = ns > 0 ? states[0]->data : NULL, *s1 = ns > 1 ? states[1]->data : NULL;
   const int64_t pf = rw > 1 ? OPT_PF : (size_t)rows * es > OPT_PF1_MIN_BYTES ? OPT_PF1 : 0;
-#pragma omp parallel if (n * rw >= OPT_PARALLEL_MIN)
+#pragma omp parallel if (rows_parallel(&h, n, rw))
   {
     int T = omp_get_num_threads(), q = omp_get_thread_num();
     int64_t i0 = n * q / T, i1 = n * (q + 1) / T;
@@ -424,7 +431,7 @@ static void update_apply(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g
      * when the weight does not fit in L2 (W5: 19 k of 10^6 rows a step; W1's 10^4 stay). */
     const int64_t pf = j.rw > 1 ? OPT_PF
                        : (size_t)rows * j.es > OPT_PF1_MIN_BYTES ? OPT_PF1 : 0;
-#pragma omp parallel if (n * j.rw >= OPT_PARALLEL_MIN)
+#pragma omp parallel if (rows_parallel(&j.h, n, j.rw))
     {
       int T = omp_get_num_threads(), t = omp_get_thread_num();
       int64_t i0 = n * t / T, i1 = n * (t + 1) / T;

@@ -2,20 +2,25 @@
  * contracts state, at 1 and 2 threads and whichever clone (AVX2 or baseline) the CPU runs:
  * - csr . dense / row_sparse (the gathers, 64-column tiles): each output element the sum
  *   in entry order from 0 of value x b element, rounded as float (double) arithmetic does,
- *   against a scalar loop here, for widths that take every tile and the leftover path;
+ *   against a scalar loop here, for widths that take every tile and the leftover path; and
+ *   csr . vector (four rows side by side, split over the threads from 4,096 entries);
  * - csr^T . dense (the sorted path's gathers): each output row the sum over its column's
  *   entries in entry order;
  * - the fused Embedding -> mean forward (kl_embedding_mean): each sample's row the sum in
  *   double from +0 in id order, times 1/L, rounded once; and its backward's weight gradient
  *   (row k: the sum, in position order from +0, of the scaled sample rows of the positions
  *   holding id k);
- * - sum / mean reductions over an axis: each output the sum in double in index order.
+ * - the lazy update of many 1-wide rows (a Dense(1) kernel), sorted (a row_sparse
+ *   gradient) or listed in any order (the plan's listed step), for every rule, with enough
+ *   rows to split over the threads: each row the bits of the non-lazy update's rule on it.
  * Each kernel's result is also compared between 1 and 2 threads, bit for bit. */
 #include <omp.h>
 #include <stdlib.h>
 #include "kltest.h"
+#include "kl/optim.h"
 #include "kl/registry.h"
 #include "ops_internal.h"
+#include "optim_internal.h"
 
 kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_attrs *a,
                             int masked, kl_tensor **out);
@@ -149,6 +154,36 @@ static void test_csr_dense_bits(void) {
       kl_tensor_release(a);
       kl_tensor_release(b);
     }
+  }
+}
+
+/* csr . vector at the sizes that split the rows over the threads (four rows at a time), with
+ * a vector in cache and one larger than L2 (prefetched), rows of unequal lengths. */
+static void test_csr_vector_bits(void) {
+  static const int64_t shapes[][2] = {{1001, 5000}, {1003, 120000}, {6, 70000}, {4, 9000}};
+  const int saved = omp_get_max_threads();
+  kl_rng g;
+  kl_rng_seed(&g, 22);
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    const int64_t M = shapes[k][0], K = shapes[k][1];
+    kl_tensor *a = rnd_csr(KL_FLOAT32, M, K, k >= 2 ? 0.01 : 20.0 / (double)K, &g);
+    kl_tensor *b = rnd_dense(KL_FLOAT32, K, 1, &g);
+    float *ref = calloc((size_t)M, sizeof *ref);
+    ref_csr_x_float(a, b, ref);
+    for (int t = 0; t < 2; t++) {
+      kl_tensor *o = NULL;
+      omp_set_num_threads(t + 1);
+      CHECK_OK(kl_dot(a, b, 0, 0, &o));
+      omp_set_num_threads(saved);
+      const int ok = o && same_bytes(o->data, ref, (size_t)M * sizeof *ref);
+      if (!ok) fprintf(stderr, "csr . vector %lld x %lld threads=%d: not the entry-order sums\n",
+                       (long long)M, (long long)K, t + 1);
+      CHECK(ok);
+      kl_tensor_release(o);
+    }
+    free(ref);
+    kl_tensor_release(a);
+    kl_tensor_release(b);
   }
 }
 
@@ -296,9 +331,164 @@ static void test_embedding_mean_bits(void) {
   }
 }
 
+/* ---------------------------------------------------------------- lazy 1-wide rows */
+
+typedef struct rule_cfg {
+  kl_opt_kind kind;
+  double lr, momentum, wd, clip, rescale, lr_power;
+  int nesterov;
+} rule_cfg;
+
+static kl_tensor *vec1(kl_dtype dt, int64_t R, kl_rng *g, double lo, double hi) {
+  kl_tensor *t = NULL;
+  int64_t sh[2] = {R, 1};
+  CHECK_OK(kl_tensor_new_dense(dt, 2, sh, &t));
+  if (!t) exit(2);
+  CHECK_OK(kl_tensor_fill_uniform(t, lo, hi, g));
+  return t;
+}
+
+static kl_tensor *copy_of(const kl_tensor *t) {
+  kl_tensor *c = NULL;
+  CHECK_OK(kl_tensor_copy(t, &c));
+  if (!c) exit(2);
+  return c;
+}
+
+/* R x 1 weight, n distinct rows of gradient: lazy (sorted row_sparse gradient), listed
+ * (the same rows shuffled) and non-lazy (the scalar rule on every row; absent rows get a
+ * zero gradient) from the same start, three steps; the present rows must agree bit for bit
+ * (weight and states), and the listed update equal the lazy one everywhere. */
+static void check_rows1(const rule_cfg *c, kl_dtype dt, int64_t R, int64_t n, int threads,
+                        kl_rng *g) {
+  const int saved = omp_get_max_threads();
+  const size_t es = kl_dtype_size(dt);
+  kl_optimizer o;
+  CHECK_OK(kl_optimizer_init(&o, c->kind));
+  o.learning_rate = c->lr;
+  o.momentum = c->momentum;
+  o.nesterov = c->nesterov;
+  o.weight_decay = c->wd;
+  o.clipvalue = c->clip;
+  o.rescale_grad = c->rescale;
+  if (c->kind == KL_OPT_FTRL) {
+    o.lr_power = c->lr_power;
+    if (c->wd > 0) {
+      o.lamda1 = 0.05;
+      o.beta = 0.5;
+    }
+  }
+  const int ns = kl_optimizer_num_states(&o);
+  kl_tensor *w0 = vec1(dt, R, g, -1, 1), *st0[2] = {NULL, NULL};
+  CHECK_OK(kl_optimizer_create_states(&o, w0, st0));
+  for (int i = 0; i < ns; i++) CHECK_OK(kl_tensor_fill_uniform(st0[i], 0.01, 1, g));
+  kl_tensor *wl = copy_of(w0), *wn = copy_of(w0), *wt = copy_of(w0);
+  kl_tensor *sl[2] = {NULL, NULL}, *sn[2] = {NULL, NULL}, *stl[2] = {NULL, NULL};
+  for (int i = 0; i < ns; i++) {
+    sl[i] = copy_of(st0[i]);
+    sn[i] = copy_of(st0[i]);
+    stl[i] = copy_of(st0[i]);
+  }
+  /* n distinct rows: every (R / n)-th, sorted; the list: the same rows shuffled */
+  int64_t *rows = malloc((size_t)n * sizeof *rows), *perm = malloc((size_t)n * sizeof *perm);
+  for (int64_t k = 0; k < n; k++) rows[k] = k * (R / n) + (k % 3 == 1);
+  for (int64_t k = 0; k < n; k++) perm[k] = k;
+  for (int64_t k = n - 1; k > 0; k--) {
+    int64_t q = (int64_t)(kl_rng_uniform(g) * (double)(k + 1)), x = perm[k];
+    if (q > k) q = k;
+    perm[k] = perm[q];
+    perm[q] = x;
+  }
+  int64_t *list = malloc((size_t)n * sizeof *list);
+  char *gl = malloc((size_t)n * es);
+  for (int64_t t = 1; t <= 3; t++) {
+    kl_tensor *gr = NULL, *gd = NULL;
+    int64_t sh[2] = {R, 1};
+    CHECK_OK(kl_tensor_new_rsp(dt, 2, sh, n, &gr));
+    if (!gr) exit(2);
+    memcpy(gr->indices, rows, (size_t)n * sizeof *rows);
+    for (int64_t k = 0; k < n; k++)
+      kl_tensor_data_set(gr, k, t == 2 && k == 5 ? 50.0 : 2 * kl_rng_uniform(g) - 1);
+    CHECK_OK(kl_tensor_tostype(gr, KL_STYPE_DEFAULT, &gd));
+    for (int64_t k = 0; k < n; k++) {
+      list[k] = rows[perm[k]];
+      memcpy(gl + (size_t)k * es, (char *)gr->data + (size_t)perm[k] * es, es);
+    }
+    omp_set_num_threads(threads);
+    o.lazy_update = 1;
+    CHECK_OK(kl_optimizer_update(&o, wl, gr, sl, t));
+    CHECK_OK(kl_optimizer_flagged_precheck(&o, wt, stl, t));
+    kl_optimizer_update_listed_prechecked(&o, wt, gl, list, n, stl, t);
+    o.lazy_update = 0;
+    CHECK_OK(kl_optimizer_update(&o, wn, gd, sn, t));
+    omp_set_num_threads(saved);
+    kl_tensor_release(gr);
+    kl_tensor_release(gd);
+  }
+  int ok = 1;
+  for (int64_t k = 0; k < n; k++) {
+    const size_t off = (size_t)rows[k] * es;
+    ok &= same_bytes((char *)wl->data + off, (char *)wn->data + off, es);
+    for (int i = 0; i < ns; i++) ok &= same_bytes((char *)sl[i]->data + off, (char *)sn[i]->data + off, es);
+  }
+  int lok = same_bytes(wl->data, wt->data, (size_t)R * es);
+  for (int i = 0; i < ns; i++) lok &= same_bytes(sl[i]->data, stl[i]->data, (size_t)R * es);
+  if (!ok || !lok)
+    fprintf(stderr, "1-wide lazy rows, %s %s %lld of %lld rows, %d threads: %s%s\n",
+            kl_optimizer_kind_name(c->kind), kl_dtype_name(dt), (long long)n, (long long)R,
+            threads, ok ? "" : "lazy != the scalar rule ", lok ? "" : "listed != lazy");
+  CHECK(ok);
+  CHECK(lok);
+  free(rows);
+  free(perm);
+  free(list);
+  free(gl);
+  kl_tensor_release(w0);
+  kl_tensor_release(wl);
+  kl_tensor_release(wn);
+  kl_tensor_release(wt);
+  for (int i = 0; i < ns; i++) {
+    kl_tensor_release(st0[i]);
+    kl_tensor_release(sl[i]);
+    kl_tensor_release(sn[i]);
+    kl_tensor_release(stl[i]);
+  }
+}
+
+static void test_rows1_bits(void) {
+  static const rule_cfg cfgs[] = {
+      {KL_OPT_SGD, 0.1, 0, 0, 0, 1, -0.5, 0},
+      {KL_OPT_SGD, 0.1, 0.9, 0.1, 0.3, 2, -0.5, 1},
+      {KL_OPT_ADAM, 0.01, 0, 0, 0, 1, -0.5, 0},
+      {KL_OPT_ADAM, 0.01, 0, 0.05, 0.5, 0.5, -0.5, 0},
+      {KL_OPT_ADAGRAD, 0.1, 0, 0, 0, 1, -0.5, 0},
+      {KL_OPT_ADAGRAD, 0.1, 0, 0.05, 0.5, 0.5, -0.5, 0},
+      {KL_OPT_RMSPROP, 0.01, 0, 0, 0, 1, -0.5, 0},
+      {KL_OPT_RMSPROP, 0.01, 0, 0.05, 0.5, 0.5, -0.5, 0},
+      {KL_OPT_FTRL, 0.1, 0, 0, 0, 1, -0.5, 0},
+      {KL_OPT_FTRL, 0.1, 0, 0.1, 0.5, 2, -0.7, 0},
+  };
+  kl_rng g;
+  kl_rng_seed(&g, 21);
+  for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++)
+    for (int d = 0; d < 2; d++) {
+      const kl_dtype dt = d ? KL_FLOAT64 : KL_FLOAT32;
+      check_rows1(&cfgs[c], dt, 300, 53, 1, &g);
+      check_rows1(&cfgs[c], dt, 300, 5, 1, &g);
+      /* enough rows for the update to split over the threads: 1-wide rows of a rule with a
+       * square root from 4,096, any rule from 65,536 */
+      check_rows1(&cfgs[c], dt, 20000, 5001, 1, &g);
+      check_rows1(&cfgs[c], dt, 20000, 5001, 2, &g);
+      check_rows1(&cfgs[c], dt, 300000, 70001, 1, &g);
+      check_rows1(&cfgs[c], dt, 300000, 70001, 2, &g);
+    }
+}
+
 int main(void) {
   test_csr_dense_bits();
+  test_csr_vector_bits();
   test_csrT_dense_bits();
   test_embedding_mean_bits();
+  test_rows1_bits();
   KLTEST_DONE();
 }
