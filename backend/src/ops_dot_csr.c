@@ -6,58 +6,43 @@
 #include "ops_dot_gather.h"
 
 
-/* csr . f32 vector: rows [i0, i1) (at most 4) of y = a . x, each the sum of its entries'
- * products in entry order from +0. The rows' sums are independent chains of dependent adds
- * (an add waits on the last: ~3-4 cycles an entry on one row, and W1's rows of ~100 entries
- * are longer than the core looks ahead), so for a vector in cache four rows advance side by
- * side over their common length, then each finishes alone: the same sums, the same bits,
- * up to four adds in flight (W1's batch: 4.6 -> 3.1 us). A vector larger than L2 (pf: its
- * entries KL_PF1 ahead are fetched) keeps one row at a time: there the misses bound it, and
- * four rows' prefetches measured slower (W7's batch: 16.0 -> 18.8 us). */
+/* csr . f32 vector: rows [i0, i1) of y = a . x, each the sum of its entries' products in
+ * entry order from +0 (gather's N == 1 sum). A batch's entries come from DRAM (W1's X is
+ * 120 MB, W7's 470 MB, read once an epoch), and a sum waits on its entries: the entry
+ * stream (indices and values) is fetched KL_DOT1_PFS entries ahead, a line at a time (W1's
+ * forward, a batch of 64, over an epoch: 13.9-18.7 -> 10.4-11.3 ms). With pf (a vector
+ * larger than L2) the vector's entries KL_PF1 ahead are fetched too. (Four rows summed side
+ * by side, four add chains, measured 4.6 -> 3.1 us on a batch in cache but 13.4 -> 18.8 ms
+ * over an epoch streamed from DRAM: not kept.) */
+#define KL_DOT1_PFS 256
 #define KL_DOT1_PAR_MIN 4096
 static inline void dot1_rows(const void *av, const int64_t *restrict ci, const void *xv,
                              const int64_t *restrict ip, int64_t i0, int64_t i1, int64_t nnz,
                              int pf, void *yv) {
   const float *restrict v = av, *restrict x = xv;
   float *restrict y = yv;
-#define KL_DOT1_PF(j) __builtin_prefetch(x + ci[(j) + KL_PF1 < nnz ? (j) + KL_PF1 : (j)])
-  if (i1 - i0 == 4 && !pf) {
-    int64_t j0 = ip[i0], j1 = ip[i0 + 1], j2 = ip[i0 + 2], j3 = ip[i0 + 3];
-    const int64_t e0 = j1, e1 = j2, e2 = j3, e3 = ip[i0 + 4];
-    int64_t n = e0 - j0;
-    if (e1 - j1 < n) n = e1 - j1;
-    if (e2 - j2 < n) n = e2 - j2;
-    if (e3 - j3 < n) n = e3 - j3;
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (int64_t k = 0; k < n; k++, j0++, j1++, j2++, j3++) {
-      a0 += v[j0] * x[ci[j0]];
-      a1 += v[j1] * x[ci[j1]];
-      a2 += v[j2] * x[ci[j2]];
-      a3 += v[j3] * x[ci[j3]];
-    }
-    for (; j0 < e0; j0++) a0 += v[j0] * x[ci[j0]];
-    for (; j1 < e1; j1++) a1 += v[j1] * x[ci[j1]];
-    for (; j2 < e2; j2++) a2 += v[j2] * x[ci[j2]];
-    for (; j3 < e3; j3++) a3 += v[j3] * x[ci[j3]];
-    y[i0] = a0;
-    y[i0 + 1] = a1;
-    y[i0 + 2] = a2;
-    y[i0 + 3] = a3;
-    return;
-  }
   for (int64_t i = i0; i < i1; i++) {
     float acc = 0;
     const int64_t e = ip[i + 1];
     if (pf)
       for (int64_t j = ip[i]; j < e; j++) {
-        KL_DOT1_PF(j);
+        if ((j & 7) == 0) {
+          __builtin_prefetch(ci + j + KL_DOT1_PFS);
+          __builtin_prefetch(v + j + KL_DOT1_PFS);
+        }
+        __builtin_prefetch(x + ci[j + KL_PF1 < nnz ? j + KL_PF1 : j]);
         acc += v[j] * x[ci[j]];
       }
     else
-      for (int64_t j = ip[i]; j < e; j++) acc += v[j] * x[ci[j]];
+      for (int64_t j = ip[i]; j < e; j++) {
+        if ((j & 7) == 0) {
+          __builtin_prefetch(ci + j + KL_DOT1_PFS);
+          __builtin_prefetch(v + j + KL_DOT1_PFS);
+        }
+        acc += v[j] * x[ci[j]];
+      }
     y[i] = acc;
   }
-#undef KL_DOT1_PF
 }
 
 /* csr (M x K) . dense or row_sparse (K x N, or a K vector) -> dense M x N (or M).
@@ -101,16 +86,16 @@ kl_status kl_dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_ten
     if (N == 1 && !map && dt == KL_FLOAT32) {
       /* csr . vector (every Dense(1) forward: W1, W2, W5, W7): every entry's row of b
        * exists, so no per-entry check; each row the same sequential sum as gather's N == 1
-       * path, four rows at a time (dot1_rows). A vector that stays in cache (W1's 10,000
-       * weights) needs no prefetch (it was 5 of 12 instructions an entry); a larger one
-       * (W5's 10^6) is gathered from DRAM. Rows are split over the threads from
-       * KL_DOT1_PAR_MIN entries (W1's 6,400 a batch of 64, W7's 20,000), in static blocks of
-       * four: a row is one thread's sum whatever the count. */
+       * path (dot1_rows). A vector that stays in cache (W1's 10,000 weights) needs no
+       * prefetch of its entries (it was 5 of 12 instructions an entry); a larger one (W5's
+       * 10^6) is gathered from DRAM. Rows are split over the threads from KL_DOT1_PAR_MIN
+       * entries (W1's 6,400 a batch of 64, W7's 20,000), in static blocks: a row is one
+       * thread's sum whatever the count. */
       const int pf = (size_t)b->shape[0] * sizeof(float) > KL_PF_MIN_BYTES;
-      const int64_t nb = (M + 3) / 4;
-      KL_PRAGMA(omp parallel for schedule(static) if (nnz + M >= KL_DOT1_PAR_MIN && nb > 1))
-      for (int64_t q = 0; q < nb; q++)
-        dot1_rows(av, rows, B, ip, 4 * q, 4 * q + 4 < M ? 4 * q + 4 : M, nnz, pf, y);
+      KL_PRAGMA(omp parallel if (nnz + M >= KL_DOT1_PAR_MIN && M > 1)) {
+        const int T = omp_get_num_threads(), t = omp_get_thread_num();
+        dot1_rows(av, rows, B, ip, M * t / T, M * (t + 1) / T, nnz, pf, y);
+      }
     } else {
       KL_PRAGMA(omp parallel for schedule(static) if ((nnz + M) * N > KL_PAR_MIN))
       for (int64_t i = 0; i < M; i++)

@@ -3,8 +3,8 @@
  * - "tt": 1,000 train_step steps of train_testutil.h's sparse Dense (f64, 16 units, lazy
  *   Adam); 1 vs 2 threads agree within 1e-6 relative;
  * - "linear": fit epochs of a wide Dense(1) on csr input (f32, W7's shape scaled down: the
- *   forward's rows split over the threads from 4,096 entries a batch, four rows side by
- *   side; the listed fused step; lazy Adagrad's 1-wide rows split from 4,096 rows);
+ *   forward's rows split over the threads from 4,096 entries a batch; the listed fused
+ *   step; lazy Adagrad's 1-wide rows split from 4,096 rows);
  * - "bag": fit epochs of Embedding -> mean -> Dense(1) (W3's shape: the plan's fused bag,
  *   its forward and weight gradient split over the samples and rows, lazy Adam's 64-wide
  *   rows split over the threads).

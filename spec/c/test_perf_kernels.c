@@ -3,7 +3,7 @@
  * - csr . dense / row_sparse (the gathers, 64-column tiles): each output element the sum
  *   in entry order from 0 of value x b element, rounded as float (double) arithmetic does,
  *   against a scalar loop here, for widths that take every tile and the leftover path; and
- *   csr . vector (four rows side by side, split over the threads from 4,096 entries);
+ *   csr . vector (its entry stream prefetched, split over the threads from 4,096 entries);
  * - csr^T . dense (the sorted path's gathers): each output row the sum over its column's
  *   entries in entry order;
  * - the fused Embedding -> mean forward (kl_embedding_mean): each sample's row the sum in
@@ -157,7 +157,7 @@ static void test_csr_dense_bits(void) {
   }
 }
 
-/* csr . vector at the sizes that split the rows over the threads (four rows at a time), with
+/* csr . vector at the sizes that split the rows over the threads (static halves), with
  * a vector in cache and one larger than L2 (prefetched), rows of unequal lengths. */
 static void test_csr_vector_bits(void) {
   static const int64_t shapes[][2] = {{1001, 5000}, {1003, 120000}, {6, 70000}, {4, 9000}};
