@@ -74,7 +74,7 @@ static int l_graph_placeholder(lua_State *L) {
 
 static int l_graph_variable(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "variable");
-  kl_tensor *t = kl_lua_checktensor(L, 2, "variable");
+  kl_tensor *t = kl_lua_checktensor_any(L, 2, "variable");
   int trainable = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
   const char *name = luaL_optstring(L, 4, NULL);
   int id;
@@ -85,7 +85,7 @@ static int l_graph_variable(lua_State *L) {
 
 static int l_graph_constant(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "constant");
-  kl_tensor *t = kl_lua_checktensor(L, 2, "constant");
+  kl_tensor *t = kl_lua_checktensor_any(L, 2, "constant");
   int id;
   KL_LUA_TRY(L, kl_graph_constant(g, t, &id));
   lua_pushinteger(L, id + 1);
@@ -232,7 +232,7 @@ static int l_graph_value(lua_State *L) {
 static int l_graph_set_value(lua_State *L) {
   kl_graph *g = kl_lua_checkgraph(L, 1, "set_value");
   int id = check_node(L, 2, g, "set_value", "id");
-  kl_tensor *t = kl_lua_checktensor(L, 3, "set_value");
+  kl_tensor *t = kl_lua_checktensor_any(L, 3, "set_value");
   KL_LUA_TRY(L, kl_graph_set_value(g, id, t));
   return 0;
 }

@@ -151,7 +151,7 @@ static int l_tensor_newindex(lua_State *L) {
   luaL_checkudata(L, 1, KL_TENSOR_MT);
   const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (key && strcmp(key, "grad") == 0) {
-    if (!lua_isnil(L, 3) && !kl_lua_totensor(L, 3))
+    if (!lua_isnil(L, 3) && !kl_lua_totensor_any(L, 3))
       return kl_lua_fail(L, "keras.Tensor: grad must be a tensor or nil (got %s)",
                          luaL_typename(L, 3));
     lua_pushvalue(L, 3);

@@ -33,6 +33,12 @@ end
 
 local grad_stypes = {default = true, row_sparse = true}
 
+-- t's device as a device table (t.device is its name: "cpu(0)", "gpu(1)").
+local function device_of(t)
+  local kind, id = tostring(t.device):match("^(%a+)%((%d+)%)$")
+  return {device_type = kind or "cpu", device_id = math.tointeger(tonumber(id or 0))}
+end
+
 -- t:attach_grad{stype="default"|"row_sparse"}: t's gradient is written to t.grad by a later
 -- loss:backward(); t.grad starts as zeros of that stype.
 local function attach_grad(t, opts)
@@ -64,11 +70,15 @@ local function attach_grad(t, opts)
       "or row_sparse tensor, e.g. t:tostype(\"default\"))", 0)
   end
   t._grad_stype = st
+  local grad
   if st == "row_sparse" then
-    t.grad = core.sparse_zeros("row_sparse", t.shape, {dtype = t.dtype})
+    grad = core.sparse_zeros("row_sparse", t.shape, {dtype = t.dtype})
   else
-    t.grad = core.zeros(t.shape, {dtype = t.dtype})
+    grad = core.zeros(t.shape, {dtype = t.dtype})
   end
+  local dev = device_of(t)
+  if dev.device_type ~= "cpu" then grad = grad:to(dev) end -- the gradient lives with t
+  t.grad = grad
   return t
 end
 
@@ -87,18 +97,25 @@ local function backward(loss)
   local m = g:meta(id)
   if m.ndim ~= 0 then id = g:op("sum", {id}, {}) end
   local weights, stypes, tensors = {}, {}, {}
+  local dev
   for _, t in ipairs(rec.leaf_list) do
     if t._grad_stype then
       tensors[#tensors + 1] = t
       weights[#weights + 1] = rec.leaves[t]
       stypes[#stypes + 1] = t._grad_stype
+      if dev and t.device ~= dev then
+        error(string.format("backward: the tensors with attach_grad() are on different devices " ..
+          "(%s and %s)", dev, t.device), 0)
+      end
+      dev = t.device
     end
   end
   if #weights == 0 then
     error("backward: no tensor with attach_grad() was used in the recorded computation", 0)
   end
+  -- the backward runs where the attached tensors live (a device plan copies the others there)
   local p = core.plan_new(g, {feeds = {}, outputs = {}, loss = id, weights = weights,
-    grad_stypes = stypes})
+    grad_stypes = stypes, device = device_of(tensors[1])})
   p:forward({}, true)
   local grads = p:backward()
   for k, t in ipairs(tensors) do t.grad = grads[k] end

@@ -309,9 +309,15 @@ function layers._loss_nodes(list, seen)
   return r
 end
 
+local HOST = {device_type = "cpu", device_id = 0}
+
+-- Copies on the host (Keras' numpy arrays), wherever the weights live.
 function Layer:get_weights()
   local r = {}
-  for i, w in ipairs(self._weights) do r[i] = w.tensor:copy() end
+  for i, w in ipairs(self._weights) do
+    local t = w.tensor
+    r[i] = t.device == "cpu(0)" and t:copy() or t:to(HOST)
+  end
   return r
 end
 

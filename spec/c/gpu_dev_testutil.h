@@ -121,7 +121,7 @@ static int gpu_dev_same_host(const kl_tensor *a, const kl_tensor *b) {
 }
 
 /* Whether the device tensor d holds host tensor h's values (its host copy compared). */
-static int gpu_dev_equals(const kl_tensor *d, const kl_tensor *h) {
+static inline int gpu_dev_equals(const kl_tensor *d, const kl_tensor *h) {
   kl_tensor *c = NULL;
   if (kl_tensor_to(d, KL_CPU, &c) != KL_OK) return 0;
   int ok = c->device == KL_CPU && gpu_dev_same_host(c, h);
@@ -137,6 +137,6 @@ static int64_t gpu_dev_in_use(kl_device d) {
 }
 
 /* Host fallbacks of ops on a device so far (the tests assert no change for claimed ops). */
-static long gpu_dev_fallbacks(void) { return kl_device_fallback_count(); }
+static inline long gpu_dev_fallbacks(void) { return kl_device_fallback_count(); }
 
 #endif

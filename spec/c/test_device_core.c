@@ -189,8 +189,10 @@ static void test_dispatch(void) {
   CHECK_OK(kl_op_backward(KL_OP_DOT, din, 2, NULL, out, out, 1, KL_STYPE_ROW_SPARSE, &dg));
   CHECK_OK(kl_op_backward(KL_OP_DOT, hin2, 2, NULL, hres, hres, 1, KL_STYPE_ROW_SPARSE, &hg));
   CHECK(dg->device == FAKEDEV && dg->stype == KL_STYPE_ROW_SPARSE && dev_equals(dg, hg));
-  CHECK_ERR(kl_op_backward(KL_OP_DOT, din, 2, NULL, out, hres, 1, KL_STYPE_ROW_SPARSE, &hg),
+  kl_tensor *bad = NULL;
+  CHECK_ERR(kl_op_backward(KL_OP_DOT, din, 2, NULL, out, hres, 1, KL_STYPE_ROW_SPARSE, &bad),
             KL_EINVAL, "another device");
+  CHECK(bad == NULL);
   kl_set_warn_handler(NULL, NULL);
   kl_tensor *list[] = {a, b, da, db, hout, c, dc, w, dw, out, hres, dg, hg};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
