@@ -69,6 +69,70 @@ static kl_status new_result(kl_tensor *const *in, int nin, const kl_attrs *a, in
   return kl_tensor_new_dense(om.dtype, om.ndim, om.shape, out);
 }
 
+/* The column sums below are built for AVX2 and for the baseline on x86-64 Linux with GCC,
+ * the one to run chosen at load (ifunc), as the optimizer's row loops: each sum the same
+ * correctly rounded adds in the same order at any vector width, hence the same bits. */
+#ifndef KL_RED_CLONES
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define KL_RED_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KL_RED_CLONES
+#endif
+#endif
+typedef double red_v4d __attribute__((vector_size(32)));
+typedef float red_v4f __attribute__((vector_size(16)));
+typedef float red_v4f_u __attribute__((vector_size(16), aligned(4), may_alias));
+typedef double red_v4d_u __attribute__((vector_size(32), aligned(8), may_alias));
+
+/* y[i] = (T)(scale * sum over k < n, in k order from +0 in double, of p[k*inner + i]) for i
+ * in [i0, i1): columns in register tiles of NV vectors of 4 doubles (32, 16, 8, 4 wide),
+ * then one at a time; each column's sum is the same whatever the tile. */
+#define KL_RED_TILE(T, S, VIN, VINU, NV)                                                     \
+  static inline __attribute__((always_inline)) void red_tile_##S##_##NV(                     \
+      const T *restrict p, int64_t n, int64_t inner, int64_t i, double scale,              \
+      T *restrict y) {                                                                      \
+    red_v4d acc[NV];                                                                        \
+    for (int q = 0; q < NV; q++) acc[q] = (red_v4d){0};                                     \
+    for (int64_t k = 0; k < n; k++)                                                         \
+      for (int q = 0; q < NV; q++)                                                          \
+        acc[q] += __builtin_convertvector(*(const VINU *)(p + k * inner + i + 4 * q), red_v4d); \
+    for (int q = 0; q < NV; q++)                                                            \
+      *(VINU *)(y + i + 4 * q) = __builtin_convertvector(acc[q] * scale, VIN);              \
+  }
+#define KL_RED_COLS(T, S, VIN, VINU)                                                         \
+  KL_RED_TILE(T, S, VIN, VINU, 8)                                                            \
+  KL_RED_TILE(T, S, VIN, VINU, 4)                                                            \
+  KL_RED_TILE(T, S, VIN, VINU, 2)                                                            \
+  KL_RED_TILE(T, S, VIN, VINU, 1)                                                            \
+  KL_RED_CLONES static void red_cols_##S(const T *restrict p, int64_t n, int64_t inner,     \
+                                         int64_t i0, int64_t i1, double scale,              \
+                                         T *restrict y) {                                   \
+    int64_t i = i0;                                                                         \
+    for (; i + 32 <= i1; i += 32) red_tile_##S##_8(p, n, inner, i, scale, y);               \
+    if (i + 16 <= i1) {                                                                     \
+      red_tile_##S##_4(p, n, inner, i, scale, y);                                           \
+      i += 16;                                                                              \
+    }                                                                                       \
+    if (i + 8 <= i1) {                                                                      \
+      red_tile_##S##_2(p, n, inner, i, scale, y);                                           \
+      i += 8;                                                                               \
+    }                                                                                       \
+    if (i + 4 <= i1) {                                                                      \
+      red_tile_##S##_1(p, n, inner, i, scale, y);                                           \
+      i += 4;                                                                               \
+    }                                                                                       \
+    for (; i < i1; i++) {                                                                   \
+      double s = 0;                                                                         \
+      for (int64_t k = 0; k < n; k++) s += p[k * inner + i];                                \
+      y[i] = (T)(s * scale);                                                                \
+    }                                                                                       \
+  }
+KL_RED_COLS(float, f32, red_v4f, red_v4f_u)
+KL_RED_COLS(double, f64, red_v4d, red_v4d_u)
+
+#define KL_RED_TILE_MAXB ((size_t)1 << 20)
+
 /* y[o*inner + i] = scale * sum_k x[(o*n + k)*inner + i], for a dense block. acc (inner
  * doubles per thread) is scratch. Threads split i (large blocks) or o (inner == 1, or many
  * small blocks), never k. */
@@ -86,30 +150,30 @@ static kl_status new_result(kl_tensor *const *in, int nin, const kl_attrs *a, in
       return;                                                                               \
     }                                                                                       \
     if (outer > 1 && n * inner <= KL_PAR_MIN && outer * n * inner > KL_PAR_MIN) {          \
-      /* many small blocks (W3's mean over 20 ids of 256 x 20 x 64): threads split o, each  \
-       * with its own acc row; every y element is still one thread's sum in k order */      \
-      KL_PRAGMA(omp parallel) {                                                             \
-        double *restrict a_ = acc + (size_t)omp_get_thread_num() * (size_t)inner;            \
-        KL_PRAGMA(omp for schedule(static))                                                 \
-        for (int64_t o = 0; o < outer; o++) {                                               \
-          const T *restrict p = x + o * n * inner;                                          \
-          for (int64_t i = 0; i < inner; i++) a_[i] = 0;                                    \
-          for (int64_t k = 0; k < n; k++)                                                   \
-            for (int64_t i = 0; i < inner; i++) a_[i] += p[k * inner + i];                  \
-          for (int64_t i = 0; i < inner; i++) y[o * inner + i] = (T)(a_[i] * scale);        \
-        }                                                                                   \
-      }                                                                                     \
+      /* many small blocks (a mean over 20 ids of 256 x 20 x 64): threads split o; every   \
+       * y element is still one thread's sum in k order */                                  \
+      KL_PRAGMA(omp parallel for schedule(static))                                          \
+      for (int64_t o = 0; o < outer; o++)                                                   \
+        red_cols_##S(x + o * n * inner, n, inner, 0, inner, scale, y + o * inner);          \
       return;                                                                               \
     }                                                                                       \
+    /* large blocks: threads split i; a block of at most KL_RED_TILE_MAXB bytes (it stays  \
+     * in L2 while each tile walks its k rows) by register tiles, a larger one row by row   \
+     * into acc (sequential reads) */                                                        \
+    const int tiles = (size_t)(n * inner) * sizeof(T) <= KL_RED_TILE_MAXB;                  \
     for (int64_t o = 0; o < outer; o++) {                                                   \
       const T *restrict p = x + o * n * inner;                                              \
       KL_PRAGMA(omp parallel if (n * inner > KL_PAR_MIN)) {                                 \
         int64_t T_ = omp_get_num_threads(), t_ = omp_get_thread_num();                      \
         int64_t i0 = inner * t_ / T_, i1 = inner * (t_ + 1) / T_;                           \
-        for (int64_t i = i0; i < i1; i++) acc[i] = 0;                                       \
-        for (int64_t k = 0; k < n; k++)                                                     \
-          for (int64_t i = i0; i < i1; i++) acc[i] += p[k * inner + i];                     \
-        for (int64_t i = i0; i < i1; i++) y[o * inner + i] = (T)(acc[i] * scale);           \
+        if (tiles) {                                                                        \
+          red_cols_##S(p, n, inner, i0, i1, scale, y + o * inner);                          \
+        } else {                                                                            \
+          for (int64_t i = i0; i < i1; i++) acc[i] = 0;                                     \
+          for (int64_t k = 0; k < n; k++)                                                   \
+            for (int64_t i = i0; i < i1; i++) acc[i] += p[k * inner + i];                   \
+          for (int64_t i = i0; i < i1; i++) y[o * inner + i] = (T)(acc[i] * scale);         \
+        }                                                                                   \
       }                                                                                     \
     }                                                                                       \
   }

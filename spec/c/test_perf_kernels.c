@@ -10,6 +10,8 @@
  *   double from +0 in id order, times 1/L, rounded once; and its backward's weight gradient
  *   (row k: the sum, in position order from +0, of the scaled sample rows of the positions
  *   holding id k);
+ * - sum / mean over an axis of a dense tensor: each output the sum in double in index
+ *   order, scaled, rounded once;
  * - the lazy update of many 1-wide rows (a Dense(1) kernel), sorted (a row_sparse
  *   gradient) or listed in any order (the plan's listed step), for every rule, with enough
  *   rows to split over the threads: each row the bits of the non-lazy update's rule on it.
@@ -495,11 +497,68 @@ static void test_rows1_bits(void) {
     }
 }
 
+/* ---------------------------------------------------------------- reductions over an axis */
+
+/* sum / mean over axis 1 of dense (outer, n, inner): each output the double sum in k order
+ * from +0, scaled, rounded once, at 1 and 2 threads: the register-tile column sums (many
+ * small blocks, and blocks up to 1 MiB split over the threads) and the row-streaming loop
+ * (larger blocks). */
+static void test_reduce_bits(void) {
+  static const int64_t shapes[][3] = {
+      {300, 20, 64}, {300, 20, 33}, {257, 7, 100}, {1000, 20, 1}, {40, 9, 3},  /* small blocks */
+      {1, 700, 64},  {2, 300, 131}, {1, 40, 1000}, {3, 9, 4097},               /* large, tiled */
+      {1, 300, 1201}, {2, 1100, 300}};                                          /* > 1 MiB */
+  const int saved = omp_get_max_threads();
+  kl_rng g;
+  kl_rng_seed(&g, 23);
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+    for (int d = 0; d < 2; d++) {
+      const kl_dtype dt = d ? KL_FLOAT64 : KL_FLOAT32;
+      const int64_t outer = shapes[k][0], n = shapes[k][1], inner = shapes[k][2];
+      int64_t sh[3] = {outer, n, inner};
+      kl_tensor *x = NULL;
+      CHECK_OK(kl_tensor_new_dense(dt, 3, sh, &x));
+      if (!x) exit(2);
+      CHECK_OK(kl_tensor_fill_uniform(x, -1, 1, &g));
+      for (int mean = 0; mean < 2; mean++) {
+        kl_attrs a;
+        memset(&a, 0, sizeof a);
+        a.has_axis = 1;
+        a.axis = 1;
+        kl_tensor *o[2] = {NULL, NULL}, *in[1] = {x};
+        for (int t = 0; t < 2; t++) {
+          omp_set_num_threads(t + 1);
+          CHECK_OK(kl_op_run(mean ? KL_OP_MEAN : KL_OP_SUM, in, 1, &a, &o[t]));
+        }
+        omp_set_num_threads(saved);
+        int ok = o[0] && o[1];
+        for (int64_t q = 0; ok && q < outer; q++)
+          for (int64_t i = 0; ok && i < inner; i++) {
+            double s = 0;
+            for (int64_t j = 0; j < n; j++) s += kl_tensor_data_at(x, (q * n + j) * inner + i);
+            s *= mean ? 1.0 / (double)n : 1.0;
+            const double want = d ? s : (double)(float)s;
+            ok = kl_tensor_data_at(o[0], q * inner + i) == want &&
+                 kl_tensor_data_at(o[1], q * inner + i) == want;
+          }
+        if (!ok)
+          fprintf(stderr, "%s over axis 1 of (%lld, %lld, %lld) %s: not the k-order sums\n",
+                  mean ? "mean" : "sum", (long long)outer, (long long)n, (long long)inner,
+                  kl_dtype_name(dt));
+        CHECK(ok);
+        kl_tensor_release(o[0]);
+        kl_tensor_release(o[1]);
+      }
+      kl_tensor_release(x);
+    }
+}
+
 int main(void) {
   test_csr_dense_bits();
   test_csr_vector_bits();
   test_csrT_dense_bits();
   test_embedding_mean_bits();
   test_rows1_bits();
+  test_reduce_bits();
   KLTEST_DONE();
 }
