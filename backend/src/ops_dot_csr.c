@@ -15,7 +15,7 @@
  * by side, four add chains, measured 4.6 -> 3.1 us on a batch in cache but 13.4 -> 18.8 ms
  * over an epoch streamed from DRAM: not kept.) */
 #define KL_DOT1_PFS 256
-#define KL_DOT1_PAR_MIN 4096
+#define KL_DOT1_PAR_MIN 16384
 static inline void dot1_rows(const void *av, const int64_t *restrict ci, const void *xv,
                              const int64_t *restrict ip, int64_t i0, int64_t i1, int64_t nnz,
                              int pf, void *yv) {
@@ -89,8 +89,11 @@ kl_status kl_dot_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_ten
        * path (dot1_rows). A vector that stays in cache (W1's 10,000 weights) needs no
        * prefetch of its entries (it was 5 of 12 instructions an entry); a larger one (W5's
        * 10^6) is gathered from DRAM. Rows are split over the threads from KL_DOT1_PAR_MIN
-       * entries (W1's 6,400 a batch of 64, W7's 20,000), in static blocks: a row is one
-       * thread's sum whatever the count. */
+       * entries (W7's 20,000 a batch of 512; was 32,768), in static halves: a row is one
+       * thread's sum whatever the count. W1's batch of 64 (6,400 entries, ~8 us streamed
+       * from DRAM) stays on one thread: split from 4,096 its epoch measured 32.1 ms at 1
+       * thread and 34.2 ms at 2 on a quiet box (the stream is bandwidth-bound; a region
+       * costs ~0.7 us there, tens of us when another process holds the other core). */
       const int pf = (size_t)b->shape[0] * sizeof(float) > KL_PF_MIN_BYTES;
       KL_PRAGMA(omp parallel if (nnz + M >= KL_DOT1_PAR_MIN && M > 1)) {
         const int T = omp_get_num_threads(), t = omp_get_thread_num();

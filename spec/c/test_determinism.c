@@ -3,7 +3,7 @@
  * - "tt": 1,000 train_step steps of train_testutil.h's sparse Dense (f64, 16 units, lazy
  *   Adam); 1 vs 2 threads agree within 1e-6 relative;
  * - "linear": fit epochs of a wide Dense(1) on csr input (f32, W7's shape scaled down: the
- *   forward's rows split over the threads from 4,096 entries a batch; the listed fused
+ *   forward's rows split over the threads from 16,384 entries a batch; the listed fused
  *   step; lazy Adagrad's 1-wide rows split from 4,096 rows);
  * - "bag": fit epochs of Embedding -> mean -> Dense(1) (W3's shape: the plan's fused bag,
  *   its forward and weight gradient split over the samples and rows, lazy Adam's 64-wide
@@ -49,7 +49,7 @@ static int child_tt(void) {
 }
 
 /* The "linear" and "bag" models: sizes, and the bytes of weights they write. */
-enum { LIN_C = 60000, LIN_R = 4096, LIN_NZ = 20, LIN_BS = 512 };
+enum { LIN_C = 200000, LIN_R = 4096, LIN_NZ = 60, LIN_BS = 512 };
 enum { BAG_V = 3000, BAG_D = 64, BAG_L = 20, BAG_N = 2048, BAG_BS = 256 };
 #define LIN_BYTES ((size_t)(LIN_C + 1) * sizeof(float))
 #define BAG_BYTES ((size_t)(BAG_V * BAG_D + BAG_D + 1) * sizeof(float))
@@ -62,9 +62,9 @@ static int write_t(const kl_tensor *t) {
   return 0;
 }
 
-/* x (R x C csr, NZ distinct random columns a row, f32) . W (C x 1, row_sparse storing every
- * row) + b -> mse vs y; lazy Adagrad; 3 fit epochs of batches of 512 (~10,000 entries,
- * ~9,000 touched rows a batch: the listed fused step). Writes W then b. */
+/* x (R x C csr, 20..NZ distinct random columns a row, f32) . W (C x 1, row_sparse storing
+ * every row) + b -> mse vs y; lazy Adagrad; 3 fit epochs of batches of 512 (~20,000
+ * entries, ~19,000 touched rows a batch: the listed fused step). Writes W then b. */
 static int child_linear(void) {
   kl_rng r;
   kl_rng_seed(&r, 77);
@@ -72,8 +72,8 @@ static int child_linear(void) {
   kl_tensor *x = NULL, *y = NULL, *wd = NULL, *w = NULL, *b = NULL;
   if (!ip || !ix) return 2;
   ip[0] = 0;
-  for (int64_t i = 0; i < LIN_R; i++) { /* rows of 5..NZ entries at increasing columns */
-    const int64_t n = 5 + (i * 7) % (LIN_NZ - 4);
+  for (int64_t i = 0; i < LIN_R; i++) { /* rows of 20..NZ entries at increasing columns */
+    const int64_t n = 20 + (i * 7) % (LIN_NZ - 19);
     int64_t c = (int64_t)(kl_rng_uniform(&r) * 100);
     for (int64_t k = 0; k < n; k++) {
       ix[ip[i] + k] = c;

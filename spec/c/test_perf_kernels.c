@@ -3,7 +3,7 @@
  * - csr . dense / row_sparse (the gathers, 64-column tiles): each output element the sum
  *   in entry order from 0 of value x b element, rounded as float (double) arithmetic does,
  *   against a scalar loop here, for widths that take every tile and the leftover path; and
- *   csr . vector (its entry stream prefetched, split over the threads from 4,096 entries);
+ *   csr . vector (its entry stream prefetched, split over the threads from 16,384 entries);
  * - csr^T . dense (the sorted path's gathers): each output row the sum over its column's
  *   entries in entry order;
  * - the fused Embedding -> mean forward (kl_embedding_mean): each sample's row the sum in
