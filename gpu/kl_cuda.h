@@ -110,23 +110,6 @@ kl_status kl_cuda_embedding_backward(kl_dtype ids_dt, const void *ids, int64_t n
                                      void *scratch, int64_t *rows, void *vals, int64_t *nu,
                                      int64_t *bad, kl_cuda_stream s);
 
-/* ------------------------------------------------------------------ elementwise */
-
-/* out[i] = a[i * (na == n)] op b[i * (nb == n)] for i < n (na and nb are n or 1: same
- * shapes, or one side a single value); op: KL_OP_ADD, SUB, MUL, DIV, MINIMUM, MAXIMUM; dt
- * float32, float64, or int64 (not DIV). The CPU's expressions (NaN rules of min / max). */
-kl_status kl_cuda_ew_binary(kl_op op, kl_dtype dt, const void *a, int64_t na, const void *b,
-                            int64_t nb, void *out, int64_t n, kl_cuda_stream s);
-/* out[i] = x[i] op s for the scalar ops ADD_SCALAR, MUL_SCALAR, DIV_SCALAR, RSUB_SCALAR,
- * RDIV_SCALAR, MINIMUM_SCALAR, MAXIMUM_SCALAR (the scalar cast to dt first, as the CPU). */
-kl_status kl_cuda_ew_scalar(kl_op op, kl_dtype dt, const void *x, double scalar, void *out,
-                            int64_t n, kl_cuda_stream s);
-/* out[i] = op(x[i]): NEG, SQUARE, ABS, RELU (float or int64), SQRT (float, through double
- * as the CPU). Ops whose device math differs from glibc (exp, log, tanh, sigmoid, pow) have
- * no kernel here yet: KL_EUNSUPPORTED. */
-kl_status kl_cuda_ew_unary(kl_op op, kl_dtype dt, const void *x, void *out, int64_t n,
-                           kl_cuda_stream s);
-
 #ifdef __cplusplus
 }
 #endif
