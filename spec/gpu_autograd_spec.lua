@@ -7,22 +7,12 @@
 -- move); on a GPU within RTOL (a device's reductions may round differently). Without a device
 -- it reports itself pending, never passed.
 local keras = require("keras")
+local gs = require("gpu_support")
 local K = keras.backend
 
 local RTOL = 1e-5
-local ngpus = keras.num_gpus()
 
-local function close(a, b, what)
-  local ta = a:to(keras.cpu()):tostype("default"):reshape({-1}):totable()
-  local tb = b:tostype("default"):reshape({-1}):totable()
-  assert.are.equal(#tb, #ta, what)
-  for i = 1, #ta do
-    local d = math.abs(ta[i] - tb[i]) / math.max(1, math.abs(tb[i]))
-    if not (d <= RTOL) then
-      error(string.format("%s: entry %d: %.9g (gpu) vs %.9g (cpu)", what, i, ta[i], tb[i]), 2)
-    end
-  end
-end
+local function close(a, b, what) gs.close(a, b, RTOL, what) end
 
 -- Runs f(x, w) recorded with w attached (stype st) on the device given, returns w.grad.
 local function grad_of(f, x, w, st, dev)
@@ -34,14 +24,7 @@ local function grad_of(f, x, w, st, dev)
   return wd.grad, wd
 end
 
-if ngpus == 0 then
-  describe("autograd on a GPU", function()
-    it("needs a CUDA device", function()
-      pending("skipped: no GPU (keras.num_gpus() == 0: no CUDA module, or no device)")
-    end)
-  end)
-  return
-end
+if gs.pending_without_device(_ENV, "autograd on a GPU", "needs a CUDA device") then return end
 
 describe("autograd on a GPU", function()
   local gpu = keras.gpu(0)

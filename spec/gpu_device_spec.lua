@@ -12,32 +12,22 @@
 -- pending with the reason, never passed.
 local keras = require("keras")
 local support = require("support")
+local gs = require("gpu_support")
 local core = keras.core
 
-local ngpu = keras.num_gpus()
-
--- Why there is no GPU: the module's reason, or that this build has no module.
-local function no_gpu_reason()
-  if not package.searchpath("keras.cuda", package.cpath) then
-    return "keras-lua was built without CUDA (KL_CUDA=OFF or no nvcc)"
-  end
-  local _, reason = require("keras.cuda").device_count()
-  return reason or "no CUDA device"
-end
-
-if ngpu == 0 then
-  describe("tensors on a GPU", function()
-    it("need a device", function() pending("skipped: " .. no_gpu_reason()) end)
-    it("a GPU request says why there is none", function()
-      local ok, err = pcall(keras.gpu, 0)
-      assert.is_false(ok)
-      assert.truthy(tostring(err):find("^gpu: "), err)
-      pending("skipped: " .. no_gpu_reason())
-    end)
-  end)
+if gs.pending_without_device(_ENV, "tensors on a GPU", "need a device",
+    function(reason)
+      it("a GPU request says why there is none", function()
+        local ok, err = pcall(keras.gpu, 0)
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("^gpu: "), err)
+        pending(reason)
+      end)
+    end) then
   return
 end
 
+local ngpu = keras.num_gpus()
 local cuda = require("keras.cuda")
 local g = keras.gpu(0)
 local cpu = keras.cpu()
@@ -234,24 +224,11 @@ describe("ops on gpu(0)", function()
   end)
 end)
 
--- A child lua5.4 with the same module paths; extra_env before the command. Returns its output
--- (stdout and stderr).
-local function run_child(src, extra_env)
-  local path = support.write_script(src)
-  local env = string.format("LUA_PATH_5_4='%s' LUA_CPATH_5_4='%s' %s", package.path,
-                            package.cpath, extra_env or "")
-  local f = assert(io.popen(env .. " lua5.4 " .. path .. " 2>&1"))
-  local out = f:read("a")
-  f:close()
-  os.remove(path)
-  return out
-end
-
 describe("an op without a device kernel", function()
   -- KERAS_LUA_CUDA_DISABLE_OPS leaves the named ops' kernels out of the registered table
   -- (gpu/dev_backend.c), so add runs on the host whatever the CUDA table claims
   it("runs on the host: the CPU's result, on the device, counted, warned once", function()
-    local out = run_child([[
+    local out = gs.run_child([[
 local keras = require("keras")
 local core, g = keras.core, keras.gpu(0)
 assert(not require("keras.cuda").claimed_ops().add, "add is still claimed")

@@ -15,33 +15,20 @@
 -- of each). Without a device (keras.num_gpus() == 0) it reports itself pending with the
 -- reason, never passed.
 local keras = require("keras")
+local gs = require("gpu_support")
 local K = keras.backend
 local L = keras.layers
 
 local RTOL = 1e-4
-local ngpus = keras.num_gpus()
 
 local tmp = os.tmpname()
 os.remove(tmp)
 local function path(name) return tmp .. "_gpu_fit_" .. name end
 
--- |a - b| <= RTOL * max(1, |b|) elementwise (host tensors or numbers); returns the worst
--- relative difference seen.
+-- |a - b| <= RTOL * max(1, |b|) elementwise (tensors or numbers).
 local function close(a, b, what)
-  local ta = type(a) == "number" and {a} or a:tostype("default"):reshape({-1}):totable()
-  local tb = type(b) == "number" and {b} or b:tostype("default"):reshape({-1}):totable()
-  assert.are.equal(#tb, #ta, what)
-  local worst = 0
-  for i = 1, #ta do
-    local d = math.abs(ta[i] - tb[i]) / math.max(1, math.abs(tb[i]))
-    if not (d <= RTOL) then
-      error(string.format("%s: entry %d: %.9g (gpu) vs %.9g (cpu), relative %.3g > %g", what, i,
-        ta[i], tb[i], d, RTOL), 2)
-    end
-    if d > worst then worst = d end
-  end
+  local worst = gs.close(a, b, RTOL, what)
   if os.getenv("KL_GPU_FIT_VERBOSE") then io.stderr:write(string.format("%s: worst relative %.3g\n", what, worst)) end
-  return worst
 end
 
 local function weights_close(g, c, what)
@@ -54,14 +41,7 @@ local function weights_close(g, c, what)
   end
 end
 
-if ngpus == 0 then
-  describe("a model on a GPU", function()
-    it("trains, evaluates, predicts, saves and loads", function()
-      pending("skipped: no GPU (keras.num_gpus() == 0: no CUDA module, or no device)")
-    end)
-  end)
-  return
-end
+if gs.pending_without_device(_ENV, "a model on a GPU", "trains, evaluates, predicts, saves and loads") then return end
 
 -- The sparse linear regression tutorial (examples/sparse_linear_regression.lua): 1000 x 100
 -- CSR at density 0.01, y = X . (1..100), Dense(1) with a row_sparse kernel, SGD momentum.

@@ -13,18 +13,9 @@
 -- their own order: |gpu - cpu| <= tol (1 + |cpu|), tol 1e-4 (float32) / 1e-12 (float64); the
 -- stored rows of a row_sparse result exactly. Without a device every case is pending.
 local keras = require("keras")
+local gs = require("gpu_support")
 local sparse = keras.sparse
 local core = keras.core
-
-local ngpu = keras.num_gpus()
-
-local function no_gpu_reason()
-  if not package.searchpath("keras.cuda", package.cpath) then
-    return "keras-lua was built without CUDA (KL_CUDA=OFF or no nvcc)"
-  end
-  local _, reason = require("keras.cuda").device_count()
-  return reason or "no CUDA device"
-end
 
 -- The load cost (issue 17): keras.num_gpus() loads keras.cuda but neither cuBLAS nor
 -- cuSPARSE (gpu/cuda_blas_real.c opens them by dlopen at their first use); a library that
@@ -32,54 +23,38 @@ end
 describe("keras.cuda's cuBLAS and cuSPARSE", function()
   local real = package.searchpath("keras.cuda", package.cpath) ~= nil and
     not require("keras.cuda").versions().emulated
-  it("are not loaded by keras.num_gpus()", function()
-    if not real then
-      pending("skipped: no real keras.cuda in this build (the emulated one links no CUDA library)")
-      return
-    end
-    -- this process may have used them already (a dot on a GPU): ask a fresh one
-    local lua = arg and arg[-1] or "lua5.4"
-    local p = assert(io.popen(lua .. [[ -e 'require("keras").num_gpus(); ]] ..
-      [[local f = io.open("/proc/self/maps"); local m = f and f:read("a") or "no maps"; ]] ..
-      [[io.write(tostring(m:find("libcublas", 1, true)), " ", tostring(m:find("libcusparse", 1, true)), " ", ]] ..
-      [[tostring(package.loaded["keras.cuda"] ~= nil), " ", tostring(m:find("cuda.so", 1, true) ~= nil))' 2>&1]]))
-    local out = p:read("a")
-    p:close()
-    assert.are.equal("nil nil true true", out)
-  end)
-  it("missing: the status strings fall back to the headers' names, no crash", function()
-    if not real then
-      pending("skipped: no real keras.cuda in this build")
-      return
-    end
-    local lua = arg and arg[-1] or "lua5.4"
-    local p = assert(io.popen("KERAS_LUA_CUBLAS=/nonexistent/libcublas.so.13 " ..
-      "KERAS_LUA_CUSPARSE=libc.so.6 " .. lua .. [[ -e 'require("keras").num_gpus(); ]] ..
-      [[local c = require("keras.cuda"); print(select(2, c.error_message("cublas", 3))); ]] ..
-      [[print(select(2, c.error_message("cusparse", 3)))' 2>&1]]))
-    local out = p:read("a")
-    p:close()
-    assert.are.equal("op: cuBLAS error 3: CUBLAS_STATUS_ALLOC_FAILED\n" ..
-      "op: cuSPARSE error 3: CUSPARSE_STATUS_INVALID_VALUE\n", out)
-  end)
+  -- it(name): src's output in a fresh lua5.4 (this process may have used the libraries
+  -- already: a dot on a GPU) with env is want; pending without the real module.
+  local function in_child(name, src, env, want)
+    it(name, function()
+      if not real then
+        pending("skipped: no real keras.cuda in this build (the emulated one links no CUDA library)")
+        return
+      end
+      assert.are.equal(want, gs.run_child(src, env))
+    end)
+  end
+  in_child("are not loaded by keras.num_gpus()", [[
+require("keras").num_gpus()
+local f = io.open("/proc/self/maps")
+local m = f and f:read("a") or "no maps"
+io.write(tostring(m:find("libcublas", 1, true)), " ", tostring(m:find("libcusparse", 1, true)), " ",
+  tostring(package.loaded["keras.cuda"] ~= nil), " ", tostring(m:find("cuda.so", 1, true) ~= nil))
+]], nil, "nil nil true true")
+  in_child("missing: the status strings fall back to the headers' names, no crash", [[
+require("keras").num_gpus()
+local c = require("keras.cuda")
+print(select(2, c.error_message("cublas", 3)))
+print(select(2, c.error_message("cusparse", 3)))
+]], "KERAS_LUA_CUBLAS=/nonexistent/libcublas.so.13 KERAS_LUA_CUSPARSE=libc.so.6",
+    "op: cuBLAS error 3: CUBLAS_STATUS_ALLOC_FAILED\nop: cuSPARSE error 3: CUSPARSE_STATUS_INVALID_VALUE\n")
 end)
 
-if ngpu == 0 then
-  describe("dot on a GPU", function()
-    it("needs a device", function() pending("skipped: " .. no_gpu_reason()) end)
-  end)
-  return
-end
+if gs.pending_without_device(_ENV, "dot on a GPU", "needs a device") then return end
 
-local gpu, cpu = keras.gpu(0), keras.cpu()
+local gpu = keras.gpu(0)
 local emulated = require("keras.cuda").device_info(0).emulated
-
--- a small LCG: the same values on every run
-local seed = 12345
-local function urand()
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed / 2147483648
-end
+local urand = gs.lcg(12345)
 
 -- A host tensor of shape, dtype and stype: a fraction density of non-zero values in
 -- [-2, 2), a few of them -0, inf, -inf or NaN when special.
@@ -90,63 +65,34 @@ local function sample(shape, dtype, stype, density, special)
   if n == 0 then
     t = keras.zeros(shape, {dtype = dtype})
   else
-    local function fill(d)
-      local r = {}
-      for i = 1, shape[d] do
-        if d == #shape then
-          local v = 0.0
-          if urand() < density then
-            v = urand() * 4 - 2
-            if special and urand() < 0.03 then
-              local u = urand()
-              v = u < 0.4 and -0.0 or u < 0.6 and math.huge or u < 0.8 and -math.huge or 0 / 0
-            end
-          end
-          r[i] = v
-        else
-          r[i] = fill(d + 1)
+    t = keras.array(gs.tab(shape, function()
+      local v = 0.0
+      if urand() < density then
+        v = urand() * 4 - 2
+        if special and urand() < 0.03 then
+          local u = urand()
+          v = u < 0.4 and -0.0 or u < 0.6 and math.huge or u < 0.8 and -math.huge or 0 / 0
         end
       end
-      return r
-    end
-    t = keras.array(fill(1), {dtype = dtype})
+      return v
+    end), {dtype = dtype})
   end
   if stype ~= "default" then t = sparse.cast_storage(t, stype) end
   return t
 end
 
-local function flat(t)
-  local d = t:tostype("default")
-  if d.ndim == 0 then return {d:item()} end
-  return d:reshape({-1}):totable()
-end
-
-local function same(x, y, dtype)
-  if x ~= x or y ~= y then return x ~= x and y ~= y end
-  if emulated then return x == y and (x ~= 0 or 1 / x == 1 / y) end
-  if x == math.huge or x == -math.huge or y == math.huge or y == -math.huge then return x == y end
+-- On a GPU, cuBLAS and cuSPARSE sum in their own order: finite values within tol (1 + |cpu|).
+local function near(dtype)
+  if emulated then return nil end
   local tol = dtype == "float32" and 1e-4 or 1e-12
-  return math.abs(x - y) <= tol * (1 + math.abs(y))
+  return function(x, y)
+    if x ~= x or y ~= y or math.abs(x) == math.huge or math.abs(y) == math.huge then return false end
+    return math.abs(x - y) <= tol * (1 + math.abs(y))
+  end
 end
 
 -- The device tensor d against the host tensor c (stype, shape, rows, values).
-local function check_same(d, c, what)
-  assert.are.equal("gpu(0)", d.device, what)
-  local h = d:to(cpu)
-  assert.are.equal(c.stype, h.stype, what)
-  assert.are.same(c.shape, h.shape, what)
-  assert.are.equal(c.dtype, h.dtype, what)
-  if c.stype == "row_sparse" then
-    assert.are.same(c.indices:totable(), h.indices:totable(), what .. ": stored rows")
-  end
-  local hv, cv = flat(h), flat(c)
-  assert.are.equal(#cv, #hv, what)
-  for i = 1, #cv do
-    if not same(hv[i], cv[i], c.dtype) then
-      error(string.format("%s: value %d: %.17g (gpu) vs %.17g (cpu)", what, i, hv[i], cv[i]), 2)
-    end
-  end
-end
+local function check_same(d, c, what) gs.same(d, c, what, near(c.dtype)) end
 
 local A_KINDS = {
   {stype = "default", ndim = 2}, {stype = "default", ndim = 1}, {stype = "default", ndim = 3},
@@ -175,84 +121,63 @@ local function label(dtype, ak, bk, ta, tb, M, K, N)
     ta and "^T" or "", bk.stype, bk.ndim, tb and "^T" or "", M, K, N)
 end
 
-describe("dot on keras.gpu(0)", function()
-  it("gives the CPU's result for every stype combination, with no host fallback", function()
-    local nok, nerr = 0, 0
-    for _, dtype in ipairs({"float32", "float64"}) do
-      for si, sz in ipairs(SIZES) do
-        local M, K, N = sz[1], sz[2], sz[3]
-        for ai, ak in ipairs(A_KINDS) do
-          for bi, bk in ipairs(B_KINDS) do
-            for _, ta in ipairs({false, true}) do
-              for _, tb in ipairs({false, true}) do
-                local as, bs = shapes(ak, bk, ta, tb, M, K, N)
-                local dens = ({0.5, 0.1, 1.0})[(si + ai + bi) % 3 + 1]
-                local a = sample(as, dtype, ak.stype, dens, true)
-                local b = sample(bs, dtype, bk.stype, dens, true)
-                local attrs = {transpose_a = ta, transpose_b = tb}
-                local what = label(dtype, ak, bk, ta, tb, M, K, N)
-                local okc, c = pcall(core.op, "dot", {a, b}, attrs)
-                local ad, bd = a:to(gpu), b:to(gpu)
-                local f0 = keras.device_fallback_count()
-                local okd, d = pcall(core.op, "dot", {ad, bd}, attrs)
-                assert.are.equal(f0, keras.device_fallback_count(), what .. ": host fallback")
-                assert.are.equal(okc, okd, what .. ": " .. tostring(okc and d or c))
-                if okc then
-                  check_same(d, c, what)
-                  nok = nok + 1
-                else
-                  assert.are.equal(tostring(c), tostring(d), what)
-                  nerr = nerr + 1
-                end
-              end
+-- f(a, b, attrs, dtype, what) for every case: each dtype, size, a kind, b kind and
+-- transpose_a / transpose_b, a and b drawn from the stream.
+local function each_case(f)
+  for _, dtype in ipairs({"float32", "float64"}) do
+    for si, sz in ipairs(SIZES) do
+      local M, K, N = sz[1], sz[2], sz[3]
+      for ai, ak in ipairs(A_KINDS) do
+        for bi, bk in ipairs(B_KINDS) do
+          for _, ta in ipairs({false, true}) do
+            for _, tb in ipairs({false, true}) do
+              local as, bs = shapes(ak, bk, ta, tb, M, K, N)
+              local dens = ({0.5, 0.1, 1.0})[(si + ai + bi) % 3 + 1]
+              local a = sample(as, dtype, ak.stype, dens, true)
+              local b = sample(bs, dtype, bk.stype, dens, true)
+              f(a, b, {transpose_a = ta, transpose_b = tb}, dtype, label(dtype, ak, bk, ta, tb, M, K, N))
             end
           end
         end
       end
     end
+  end
+end
+
+describe("dot on keras.gpu(0)", function()
+  it("gives the CPU's result for every stype combination, with no host fallback", function()
+    local nok, nerr = 0, 0
+    each_case(function(a, b, attrs, _, what)
+      local okc, c, d = gs.op_both("dot", {a, b}, attrs, what)
+      if okc then
+        check_same(d, c, what)
+        nok = nok + 1
+      else
+        nerr = nerr + 1
+      end
+    end)
     assert.is_true(nok > 300 and nerr > 30, nok .. " results, " .. nerr .. " errors")
   end)
 
   it("gives the CPU's gradients (as dense and as row_sparse), with no host fallback", function()
     local n = 0
-    for _, dtype in ipairs({"float32", "float64"}) do
-      for si, sz in ipairs(SIZES) do
-        local M, K, N = sz[1], sz[2], sz[3]
-        for ai, ak in ipairs(A_KINDS) do
-          for bi, bk in ipairs(B_KINDS) do
-            for _, ta in ipairs({false, true}) do
-              for _, tb in ipairs({false, true}) do
-                local as, bs = shapes(ak, bk, ta, tb, M, K, N)
-                local dens = ({0.5, 0.1, 1.0})[(si + ai + bi) % 3 + 1]
-                local a = sample(as, dtype, ak.stype, dens, true)
-                local b = sample(bs, dtype, bk.stype, dens, true)
-                local attrs = {transpose_a = ta, transpose_b = tb}
-                local ok, out = pcall(core.op, "dot", {a, b}, attrs)
-                if ok then
-                  local g = out.ndim == 0 and keras.array(urand() * 2 - 1, {dtype = dtype})
-                    or sample(out.shape, dtype, "default", 0.8, true)
-                  local ad, bd, gd = a:to(gpu), b:to(gpu), g:to(gpu)
-                  for i, x in ipairs({a, b}) do
-                    if x.stype ~= "csr" then
-                      for _, want in ipairs({"default", "row_sparse"}) do
-                        local what = label(dtype, ak, bk, ta, tb, M, K, N) ..
-                          string.format(": gradient of input %d as %s", i, want)
-                        local c = core.op_backward("dot", {a, b}, g, i, want, attrs)
-                        local f0 = keras.device_fallback_count()
-                        local d = core.op_backward("dot", {ad, bd}, gd, i, want, attrs)
-                        assert.are.equal(f0, keras.device_fallback_count(), what .. ": host fallback")
-                        check_same(d, c, what)
-                        n = n + 1
-                      end
-                    end
-                  end
-                end
-              end
-            end
+    each_case(function(a, b, attrs, dtype, label_ab)
+      local ok, out = pcall(core.op, "dot", {a, b}, attrs)
+      if not ok then return end
+      local g = out.ndim == 0 and keras.array(urand() * 2 - 1, {dtype = dtype})
+        or sample(out.shape, dtype, "default", 0.8, true)
+      for i, x in ipairs({a, b}) do
+        if x.stype ~= "csr" then
+          for _, want in ipairs({"default", "row_sparse"}) do
+            local what = label_ab .. string.format(": gradient of input %d as %s", i, want)
+            local okg, c, d = gs.backward_both("dot", {a, b}, g, i, want, attrs, what)
+            assert.is_true(okg, what)
+            check_same(d, c, what)
+            n = n + 1
           end
         end
       end
-    end
+    end)
     assert.is_true(n > 800, n .. " gradients")
   end)
 
@@ -262,44 +187,32 @@ describe("dot on keras.gpu(0)", function()
       local x = sparse.rand({64, 5000}, "csr", 0.002, {seed = 7, dtype = dtype})
       local w = sample({5000, 16}, dtype, "default", 1.0, false)
       local g = sample({64, 16}, dtype, "default", 1.0, false)
-      local cw = core.op_backward("dot", {x, w}, g, 2, "row_sparse")
-      local f0 = keras.device_fallback_count()
-      local dw = core.op_backward("dot", {x:to(gpu), w:to(gpu)}, g:to(gpu), 2, "row_sparse")
-      assert.are.equal(f0, keras.device_fallback_count())
+      local ok, cw, dw = gs.backward_both("dot", {x, w}, g, 2, "row_sparse", nil, dtype .. " csr^T . gout")
+      assert.is_true(ok)
       assert.are.equal("row_sparse", dw.stype)
       assert.is_true(#cw.indices:totable() > 0)
       check_same(dw, cw, dtype .. " csr^T . gout")
       -- csr^T . W (transpose_a): the weight gradient is csr . gout, dense
       local wt = sample({64, 16}, dtype, "default", 1.0, false)
       local gt = sample({5000, 16}, dtype, "default", 1.0, false)
-      local at = {transpose_a = true}
-      local ct = core.op_backward("dot", {x, wt}, gt, 2, "default", at)
-      local dt = core.op_backward("dot", {x:to(gpu), wt:to(gpu)}, gt:to(gpu), 2, "default", at)
+      local okt, ct, dt = gs.backward_both("dot", {x, wt}, gt, 2, "default", {transpose_a = true},
+        dtype .. " csr . gout")
+      assert.is_true(okt)
       check_same(dt, ct, dtype .. " csr . gout")
-      assert.are.equal(f0, keras.device_fallback_count())
     end
   end)
 
   it("refuses what the CPU refuses, with the CPU's message", function()
     local a = sparse.rand({3, 4}, "csr", 0.5, {seed = 1})
     local w = keras.ones({4, 2})
-    local ad, wd = a:to(gpu), w:to(gpu)
     local g = keras.ones({3, 2})
-    -- no gradient with respect to the csr input
-    local okc, ec = pcall(core.op_backward, "dot", {a, w}, g, 1, "default")
-    local okd, ed = pcall(core.op_backward, "dot", {ad, wd}, g:to(gpu), 1, "default")
-    assert.is_false(okc)
-    assert.is_false(okd)
-    assert.are.equal(tostring(ec), tostring(ed))
+    -- no gradient with respect to the csr input (both refuse it with the same message)
+    local ok, _, ed = gs.backward_both("dot", {a, w}, g, 1, "default", nil, "the csr input")
+    assert.is_false(ok)
     assert.truthy(tostring(ed):find("no gradient with respect to the csr input a", 1, true))
     -- a gout of the wrong size
-    local bad = keras.ones({3, 3})
-    okc, ec = pcall(core.op_backward, "dot", {a, w}, bad, 2, "default")
-    okd, ed = pcall(core.op_backward, "dot", {ad, wd}, bad:to(gpu), 2, "default")
-    assert.is_false(okc)
-    assert.is_false(okd)
-    assert.are.equal(tostring(ec), tostring(ed))
+    assert.is_false((gs.backward_both("dot", {a, w}, keras.ones({3, 3}), 2, "default", nil, "gout 3 x 3")))
     -- mixed devices
-    assert.has_error(function() core.op("dot", {ad, w}) end)
+    assert.has_error(function() core.op("dot", {a:to(gpu), w}) end)
   end)
 end)

@@ -10,29 +10,14 @@
 -- sparse categorical crossentropy, poisson), compared within LOG_TOL relative (CUDA's log
 -- is within 1 ulp of glibc's, not equal to it). On this machine the device is the emulated
 -- one (lua-emu/gpu_ops_layers_spec: the kernels host-emulated), where all of it is exact.
--- Without a device (keras.num_gpus() == 0) it reports itself pending with the reason.
+-- Without a device (keras.num_gpus() == 0) it reports itself pending with the reason. The
+-- helpers it shares with the other GPU specs are in spec/gpu_support.lua.
 local keras = require("keras")
-local core = keras.core
+local gs = require("gpu_support")
 
-local ngpu = keras.num_gpus()
-
-local function no_gpu_reason()
-  if not package.searchpath("keras.cuda", package.cpath) then
-    return "keras-lua was built without CUDA (KL_CUDA=OFF or no nvcc)"
-  end
-  local _, reason = require("keras.cuda").device_count()
-  return reason or "no CUDA device"
-end
-
-if ngpu == 0 then
-  describe("the layer ops on a GPU", function()
-    it("need a device", function() pending("skipped: " .. no_gpu_reason()) end)
-  end)
-  return
-end
+if gs.pending_without_device(_ENV, "the layer ops on a GPU", "need a device") then return end
 
 local cuda = require("keras.cuda")
-local gpu, cpu = keras.gpu(0), keras.cpu()
 local LOG_TOL = {float32 = 3e-7, float64 = 1e-12}
 local LOG_LOSSES = {binary_crossentropy = true, categorical_crossentropy = true,
   sparse_categorical_crossentropy = true, poisson = true}
@@ -42,126 +27,34 @@ local LOSSES = {"mean_squared_error", "mean_absolute_error", "binary_crossentrop
 local MINE = {"bias_add", "embedding", "masked_mean", "global_max_pool", "reg_terms"}
 for _, l in ipairs(LOSSES) do MINE[#MINE + 1] = l end
 
--- A deterministic stream in [0, 1).
-local seed = 20261206
-local function rnd()
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed / 2147483648
-end
-local function irand(n) return math.floor(rnd() * n) end -- 0 .. n - 1
-
--- A nested table of the given shape, entries f(flat index 1..).
-local function tab(shape, f)
-  local k = 0
-  local function build(d)
-    local t = {}
-    for i = 1, shape[d] do
-      if d == #shape then
-        k = k + 1
-        t[i] = f(k)
-      else
-        t[i] = build(d + 1)
-      end
-    end
-    return t
-  end
-  return build(1)
-end
-
-local function host(t) return t.device == "cpu(0)" and t or t:to(cpu) end
-
-local function flat(t)
-  local h = host(t)
-  if h.ndim == 0 then return {h:item()} end
-  local d = h:tostype("default")
-  local n = 1
-  for _, s in ipairs(d.shape) do n = n * s end
-  if n == 0 then return {} end
-  return d:reshape({-1}):totable()
-end
-
-local function bits_equal(x, y)
-  if x ~= x then return y ~= y end
-  return x == y and (x ~= 0 or 1 / x == 1 / y)
-end
-
--- a (from the device) against b (the CPU's): stype, dtype, shape, row_sparse rows, values
--- bit for bit, or within tol (relative to max(1, |b|)) when tol is given.
-local function same(a, b, what, tol)
-  assert.are.equal("gpu(0)", a.device, what)
-  assert.are.equal(b.stype, a.stype, what)
-  assert.are.equal(b.dtype, a.dtype, what)
-  assert.are.same(b.shape, a.shape, what)
-  if b.stype == "row_sparse" then
-    assert.are.same(host(b).indices:totable(), host(a).indices:totable(), what .. " rows")
-  end
-  local x, y = flat(a), flat(b)
-  assert.are.equal(#y, #x, what)
-  for i = 1, #y do
-    local ok = bits_equal(x[i], y[i]) or
-      (tol and math.abs(x[i] - y[i]) <= tol * math.max(1, math.abs(y[i])))
-    if not ok then
-      error(string.format("%s: entry %d: %.17g (gpu) vs %.17g (cpu)", what, i, x[i], y[i]), 2)
-    end
-  end
-end
+local rnd, irand = gs.lcg(20261206)
+local tab, flat, var, bits_equal = gs.tab, gs.flat, gs.var, gs.bits_equal
 
 -- op on the host tensors and on their device copies: the same result, no fallback.
 local function check_op(name, inputs, attrs, what, tol)
-  local want = core.op(name, inputs, attrs)
-  local din = {}
-  for i, t in ipairs(inputs) do din[i] = t:to(gpu) end
-  local f0 = keras.device_fallback_count()
-  local got = core.op(name, din, attrs)
-  assert.are.equal(f0, keras.device_fallback_count(), what .. ": a host fallback")
-  same(got, want, what, tol)
+  local ok, want, got = gs.op_both(name, inputs, attrs, what)
+  assert.is_true(ok, what)
+  gs.same(got, want, what, gs.within(tol))
   return got, want
 end
 
 -- The same failure on the host and on the device, with the same message.
 local function check_error(name, inputs, attrs, what)
-  local ok, cerr = pcall(core.op, name, inputs, attrs)
-  assert.is_false(ok, what)
-  local din = {}
-  for i, t in ipairs(inputs) do din[i] = t:to(gpu) end
-  local ok2, gerr = pcall(core.op, name, din, attrs)
-  assert.is_false(ok2, what)
-  assert.are.equal(tostring(cerr), tostring(gerr), what)
+  assert.is_false((gs.op_both(name, inputs, attrs, what)), what)
 end
 
 -- build(g, dev) -> {feeds = {nodes}, values = {host tensors}, weights = {nodes}, loss = node}
 -- (variables on dev), run as a plan on the CPU and on gpu(0): the losses and the weights'
 -- gradients (as grad_stypes asks) of both, compared; no host fallback on the device.
 local function check_grads(build, grad_stypes, what, loss_tol)
-  local res = {}
-  for _, dev in ipairs{cpu, gpu} do
-    local g = core.graph_new()
-    local s = build(g, dev)
-    local p = core.plan_new(g, {feeds = s.feeds, outputs = {s.loss}, loss = s.loss,
-      weights = s.weights, grad_stypes = grad_stypes, device = dev == gpu and gpu or nil})
-    local f0 = keras.device_fallback_count()
-    p:forward(s.values, true)
-    local r = {loss = p:loss(), grads = p:backward()}
-    assert.are.equal(f0, keras.device_fallback_count(), what .. ": a host fallback")
-    res[#res + 1] = r
-  end
-  local c, d = res[1], res[2]
+  local c, d = gs.plan_grads(build, grad_stypes, what)
   if loss_tol then
     assert.is_true(math.abs(d.loss - c.loss) <= loss_tol * math.max(1, math.abs(c.loss)),
       what .. string.format(": loss %.17g vs %.17g", d.loss, c.loss))
   else
     assert.is_true(bits_equal(d.loss, c.loss), what .. string.format(": loss %.17g vs %.17g", d.loss, c.loss))
   end
-  for k = 1, #c.grads do same(d.grads[k], c.grads[k], what .. " gradient " .. k) end
-end
-
--- A trainable variable holding a copy of host tensor t, moved to dev (a plan's weights must
--- be on its device: compile{device =} moves them the same way).
-local function var(g, t, dev)
-  local c = t:copy()
-  local n = g:variable(c, true)
-  if dev == gpu then core.tensor_move(c, gpu) end
-  return n
+  for k = 1, #c.grads do gs.same(d.grads[k], c.grads[k], what .. " gradient " .. k) end
 end
 
 local function values(shape, lo, hi, dtype, special)
@@ -182,18 +75,9 @@ local function ids(shape, V, pad, dtype)
 end
 
 describe("the layer ops on gpu(0)", function()
-  local f_start
+  gs.no_fallback_around(setup, teardown, "a layer op fell back to the host")
 
-  setup(function() f_start = keras.device_fallback_count() end)
-
-  teardown(function()
-    assert.are.equal(f_start, keras.device_fallback_count(), "a layer op fell back to the host")
-  end)
-
-  it("are all claimed by the CUDA table", function()
-    local claimed = cuda.claimed_ops()
-    for _, name in ipairs(MINE) do assert.is_true(claimed[name] == true, name) end
-  end)
+  it("are all claimed by the CUDA table", function() gs.assert_claimed(MINE) end)
 
   it("bias_add: forward and both gradients (dense and row_sparse bias)", function()
     for _, dt in ipairs{"float32", "float64"} do

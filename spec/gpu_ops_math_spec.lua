@@ -14,29 +14,15 @@
 -- TRANS_TOL relative to max(1, |cpu|): CUDA's libm is within 1-2 ulp of glibc's, not equal
 -- to it. On this machine the device is the emulated one (lua-emu/gpu_ops_math_spec: the kernels
 -- host-emulated, glibc's libm), where all of it is exact. Without a device
--- (keras.num_gpus() == 0) it reports itself pending with the reason.
+-- (keras.num_gpus() == 0) it reports itself pending with the reason. The helpers it shares
+-- with the other GPU specs are in spec/gpu_support.lua.
 local keras = require("keras")
+local gs = require("gpu_support")
 local core = keras.core
 
-local ngpu = keras.num_gpus()
-
-local function no_gpu_reason()
-  if not package.searchpath("keras.cuda", package.cpath) then
-    return "keras-lua was built without CUDA (KL_CUDA=OFF or no nvcc)"
-  end
-  local _, reason = require("keras.cuda").device_count()
-  return reason or "no CUDA device"
-end
-
-if ngpu == 0 then
-  describe("the math ops on a GPU", function()
-    it("need a device", function() pending("skipped: " .. no_gpu_reason()) end)
-  end)
-  return
-end
+if gs.pending_without_device(_ENV, "the math ops on a GPU", "need a device") then return end
 
 local cuda = require("keras.cuda")
-local gpu, cpu = keras.gpu(0), keras.cpu()
 local EMULATED = cuda.device_info(0).emulated
 local TRANS_TOL = {float32 = 2e-6, float64 = 1e-12}
 local MINE = {"add", "subtract", "multiply", "divide", "minimum", "maximum", "add_scalar",
@@ -48,31 +34,8 @@ local TRANS = {exp = true, log = true, sigmoid = true, tanh = true, softmax = tr
 local DTYPES = {"float32", "float64", "int64"}
 local STYPES = {"default", "csr", "row_sparse"}
 
--- A deterministic stream in [0, 1).
-local seed = 20261207
-local function rnd()
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed / 2147483648
-end
-local function irand(n) return math.floor(rnd() * n) end -- 0 .. n - 1
-
--- A nested table of the given shape, entries f(flat index 1..).
-local function tab(shape, f)
-  local k = 0
-  local function build(d)
-    local t = {}
-    for i = 1, shape[d] do
-      if d == #shape then
-        k = k + 1
-        t[i] = f(k)
-      else
-        t[i] = build(d + 1)
-      end
-    end
-    return t
-  end
-  return build(1)
-end
+local rnd, irand = gs.lcg(20261207)
+local tab, same, bits_equal = gs.tab, gs.same, gs.bits_equal
 
 -- A host tensor of the given shape, dtype and stype: values in [-3, 3) (int64: integers in
 -- [-20, 20]), a fraction zeros of zeros (rows of zeros for row_sparse), and with special
@@ -105,49 +68,8 @@ local function values(shape, dtype, stype, zeros, special)
   return t
 end
 
-local function host(t) return t.device == "cpu(0)" and t or t:to(cpu) end
-
-local function flat(t)
-  local h = host(t)
-  if h.ndim == 0 then return {h:item()} end
-  local d = h:tostype("default")
-  local n = 1
-  for _, s in ipairs(d.shape) do n = n * s end
-  if n == 0 then return {} end
-  return d:reshape({-1}):totable()
-end
-
-local function bits_equal(x, y)
-  if x ~= x then return y ~= y end
-  return x == y and (x ~= 0 or 1 / x == 1 / y)
-end
-
--- a (from the device) against b (the CPU's): stype, dtype, shape, the stored pattern, values
--- bit for bit, or within tol (relative to max(1, |b|)) when tol is given.
-local function same(a, b, what, tol)
-  assert.are.equal("gpu(0)", a.device, what)
-  assert.are.equal(b.stype, a.stype, what)
-  assert.are.equal(b.dtype, a.dtype, what)
-  assert.are.same(b.shape, a.shape, what)
-  local ha, hb = host(a), host(b)
-  if b.stype ~= "default" then
-    assert.are.equal(hb.nnz, ha.nnz, what .. " nnz")
-    assert.are.same(hb.indices:totable(), ha.indices:totable(), what .. " indices")
-    if b.stype == "csr" then
-      assert.are.same(hb.indptr:totable(), ha.indptr:totable(), what .. " indptr")
-    end
-  end
-  local x, y = flat(ha), flat(hb)
-  assert.are.equal(#y, #x, what)
-  for i = 1, #y do
-    local ok = bits_equal(x[i], y[i]) or
-      (tol and x[i] == x[i] and math.abs(x[i] - y[i]) <= tol * math.max(1, math.abs(y[i])))
-    if not ok then
-      error(string.format("%s: entry %d: %.17g (gpu) vs %.17g (cpu)", what, i, x[i], y[i]), 2)
-    end
-  end
-end
-
+-- The tolerance of op name's values on this device: nil (bit for bit) but on a GPU for the
+-- ops through CUDA's libm.
 local function tol_for(name, dtype)
   if EMULATED or not TRANS[name] then return nil end
   return TRANS_TOL[dtype]
@@ -156,40 +78,21 @@ end
 -- op on the host tensors and on their device copies: the same result (or the same error
 -- and message), no fallback. Returns the host result or nil.
 local function check_op(name, inputs, attrs, what)
-  local ok, want = pcall(core.op, name, inputs, attrs)
-  local din = {}
-  for i, t in ipairs(inputs) do din[i] = t:to(gpu) end
-  local f0 = keras.device_fallback_count()
-  local ok2, got = pcall(core.op, name, din, attrs)
-  assert.are.equal(f0, keras.device_fallback_count(), what .. ": a host fallback")
-  assert.are.equal(ok, ok2, what .. ": " .. tostring(ok2 and want or got))
-  if not ok then
-    assert.are.equal(tostring(want), tostring(got), what)
-    return nil
-  end
-  same(got, want, what, tol_for(name, inputs[1].dtype))
+  local ok, want, got = gs.op_both(name, inputs, attrs, what)
+  if not ok then return nil end
+  same(got, want, what, gs.within(tol_for(name, inputs[1].dtype)))
   return want
-end
-
--- A trainable variable holding a copy of host tensor t, moved to dev.
-local function var(g, t, dev)
-  local c = t:copy()
-  local n = g:variable(c, true)
-  if dev == gpu then core.tensor_move(c, gpu) end
-  return n
 end
 
 -- The gradients of loss = sum(op(inputs) * c) (c a fixed dense tensor: the op's gout) with
 -- respect to the inputs listed in wrt (the others constants), as grad_stypes asks, through
 -- a plan on the CPU and one on gpu(0): the same loss and gradients, no host fallback.
 local function check_grads(name, inputs, attrs, wrt, grad_stypes, c, what)
-  local res = {}
-  for _, dev in ipairs{cpu, gpu} do
-    local g = core.graph_new()
+  local h, d = gs.plan_grads(function(g, dev)
     local nodes, weights = {}, {}
     for i, t in ipairs(inputs) do
       if wrt[i] then
-        nodes[i] = var(g, t, dev)
+        nodes[i] = gs.var(g, t, dev)
         weights[#weights + 1] = nodes[i]
       else
         nodes[i] = g:constant(t)
@@ -197,56 +100,52 @@ local function check_grads(name, inputs, attrs, wrt, grad_stypes, c, what)
     end
     local y = g:op(name, nodes, attrs)
     local cn = g:constant(c)
-    local loss = g:op("sum", {g:op("multiply", {y, cn})})
-    local p = core.plan_new(g, {feeds = {}, outputs = {loss}, loss = loss, weights = weights,
-      grad_stypes = grad_stypes, device = dev == gpu and gpu or nil})
-    local f0 = keras.device_fallback_count()
-    p:forward({}, true)
-    local r = {loss = p:loss(), grads = p:backward()}
-    assert.are.equal(f0, keras.device_fallback_count(), what .. ": a host fallback")
-    res[#res + 1] = r
-  end
-  local h, d = res[1], res[2]
+    return {feeds = {}, values = {}, weights = weights,
+      loss = g:op("sum", {g:op("multiply", {y, cn})})}
+  end, grad_stypes, what)
   local tol = tol_for(name, inputs[1].dtype)
   assert.is_true(bits_equal(d.loss, h.loss) or
     (tol ~= nil and math.abs(d.loss - h.loss) <= 1e-5 * math.max(1, math.abs(h.loss))),
     what .. string.format(": loss %.17g (gpu) vs %.17g (cpu)", d.loss, h.loss))
-  for k = 1, #h.grads do same(d.grads[k], h.grads[k], what .. " gradient " .. k, tol) end
+  for k = 1, #h.grads do same(d.grads[k], h.grads[k], what .. " gradient " .. k, gs.within(tol)) end
 end
 
 -- core.op_backward on the host and on the device (the binding's direct backward, when it
 -- has one): the gradient of input i as the stype want, from gout c.
 local function check_backward(name, inputs, attrs, i, want, c, what)
   if not core.op_backward then return end
-  local ok, hg = pcall(core.op_backward, name, inputs, c, i, want, attrs)
-  local din = {}
-  for k, t in ipairs(inputs) do din[k] = t:to(gpu) end
-  local f0 = keras.device_fallback_count()
-  local ok2, dg = pcall(core.op_backward, name, din, c:to(gpu), i, want, attrs)
-  assert.are.equal(f0, keras.device_fallback_count(), what .. ": a host fallback")
-  assert.are.equal(ok, ok2, what .. ": " .. tostring(ok2 and hg or dg))
-  if ok then
-    same(dg, hg, what, tol_for(name, inputs[1].dtype))
-  else
-    assert.are.equal(tostring(hg), tostring(dg), what)
-  end
+  local ok, hg, dg = gs.backward_both(name, inputs, c, i, want, attrs, what)
+  if ok then same(dg, hg, what, gs.within(tol_for(name, inputs[1].dtype))) end
 end
 
 local function shape_str(s) return "(" .. table.concat(s, ",") .. ")" end
 
 describe("the math ops on gpu(0)", function()
-  local f_start
+  gs.no_fallback_around(setup, teardown, "a math op fell back to the host")
 
-  setup(function() f_start = keras.device_fallback_count() end)
-
-  teardown(function()
-    assert.are.equal(f_start, keras.device_fallback_count(), "a math op fell back to the host")
+  it("are compared strictly: a last-bit change, -0 for +0, a moved stored row all fail", function()
+    local gpu = keras.gpu(0)
+    local x = keras.array({{1.5, 0, -2}, {0, 0, 0}, {0.25, 3, 0}}, {dtype = "float64"})
+    gs.same(x:to(gpu), x, "itself")
+    local function rejects(b, near)
+      assert.has_error(function() gs.same(x:to(gpu), b, "changed", near) end)
+    end
+    rejects(x + keras.array({{2 ^ -52, 0, 0}, {0, 0, 0}, {0, 0, 0}}, {dtype = "float64"}))
+    rejects(keras.array({{1.5, -0.0, -2}, {0, 0, 0}, {0.25, 3, 0}}, {dtype = "float64"}))
+    rejects(keras.array({{1.5, 0, -2}, {0, 0, 0}, {0.25, 0 / 0, 0}}, {dtype = "float64"}))
+    rejects(keras.array({{1.5, 0, -2}, {0, 0, 0}, {0.25, 3, 0}}, {dtype = "float32"}))
+    rejects(x * 1.001, gs.within(1e-4))
+    gs.same(x:to(gpu), x * (1 + 1e-6), "within", gs.within(1e-5))
+    local r = x:tostype("row_sparse")
+    gs.same(r:to(gpu), r, "row_sparse itself")
+    local z = keras.sparse.row_sparse_array{data = {{1.5, 0, -2}, {0, 0, 0}, {0.25, 3, 0}},
+      indices = {1, 2, 3}, shape = {3, 3}, dtype = "float64"} -- the same values, a zero row stored
+    assert.has_error(function() gs.same(r:to(gpu), z, "an explicit zero row") end)
+    assert.has_error(function() gs.close(x:to(gpu), x * 1.001, 1e-4, "close") end)
+    assert.are.equal(0, gs.close(x:to(gpu), x, 0, "close"))
   end)
 
-  it("are all claimed by the CUDA table", function()
-    local claimed = cuda.claimed_ops()
-    for _, name in ipairs(MINE) do assert.is_true(claimed[name] == true, name) end
-  end)
+  it("are all claimed by the CUDA table", function() gs.assert_claimed(MINE) end)
 
   it("add, subtract, multiply, divide, minimum, maximum: every stype pair, broadcasting",
     function()
