@@ -17,6 +17,7 @@
 #ifndef GPU_DEV_TESTUTIL_H
 #define GPU_DEV_TESTUTIL_H
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -99,6 +100,14 @@ static int gpu_dev_start(const char *name) {
   return 0;
 }
 
+/* The next value in [0, 1) of the xorshift64 stream *state (each test seeds its own). */
+static inline double gpu_dev_urand(uint64_t *state) {
+  *state ^= *state << 13;
+  *state ^= *state >> 7;
+  *state ^= *state << 17;
+  return (double)(*state >> 11) / 9007199254740992.0;
+}
+
 /* Whether two doubles are the same value (NaN equals NaN: a GPU returns its canonical NaN). */
 static int gpu_dev_same_num(double x, double y) {
   return x == y ? (x != 0 || signbit(x) == signbit(y)) : (isnan(x) && isnan(y));
@@ -136,7 +145,70 @@ static int64_t gpu_dev_in_use(kl_device d) {
   return s.in_use_blocks;
 }
 
+/* The end of a test on the device backend: no device block in use, the backend closed and
+ * unregistered, and (emulated) no device memory left. */
+static inline void gpu_dev_finish(void) {
+  CHECK(gpu_dev_in_use(GPU0) == 0);
+  CHECK_OK(kl_cuda_backend_close());
+  CHECK(kl_device_backend_get() == NULL);
+#if GPU_DEV_EMULATED
+  CHECK(kl_cuda_emu_live_bytes(0) == 0);
+#endif
+}
+
 /* Host fallbacks of ops on a device so far (the tests assert no change for claimed ops). */
 static inline long gpu_dev_fallbacks(void) { return kl_device_fallback_count(); }
+
+#if GPU_DEV_EMULATED
+/* What gpu_dev_fault_sweep counted. */
+typedef struct gpu_dev_sweep {
+  long ncalls;      /* runtime calls of one run without a failure */
+  int failures;     /* runs that reported the injected failure */
+  int recovered[2]; /* runs that succeeded although a call k <= ncalls failed: [0] with out of
+                     * memory (the allocator's retry), [1] with an illegal address */
+} gpu_dev_sweep;
+
+/* The emulated runtime's fault sweep: run(ctx, &res) once (the reference), then with its k-th
+ * runtime call failing, for every k up to one past the last, with out of memory and with an
+ * illegal address. Each run starts from an empty cache (so that it makes the same calls) and
+ * either gives the reference's values or fails with that error's status and message and
+ * *res NULL; no device memory is left in use after any run. The caller checks the counts. */
+static inline gpu_dev_sweep gpu_dev_fault_sweep(kl_status (*run)(void *ctx, kl_tensor **res),
+                                                void *ctx) {
+  gpu_dev_sweep sw = {0, 0, {0, 0}};
+  kl_tensor *ref = NULL, *res = NULL;
+  CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
+  const long c0 = kl_cuda_emu_calls();
+  CHECK_OK(run(ctx, &ref));
+  sw.ncalls = kl_cuda_emu_calls() - c0;
+  const int errs[2] = {KL_CUDA_RT_OUT_OF_MEMORY, KL_CUDA_RT_ILLEGAL_ADDRESS};
+  for (int e = 0; e < 2; e++)
+    for (long k = 1; k <= sw.ncalls + 1; k++) {
+      CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
+      kl_cuda_emu_fail_at(k, errs[e]);
+      kl_status st = run(ctx, &res);
+      kl_cuda_emu_fail_at(0, 0);
+      if (st == KL_OK) {
+        CHECK(res && gpu_dev_same_host(res, ref));
+        if (k <= sw.ncalls) sw.recovered[e]++;
+      } else {
+        sw.failures++;
+        CHECK(res == NULL);
+        if (errs[e] == KL_CUDA_RT_ILLEGAL_ADDRESS)
+          CHECK(st == KL_EDEVICE &&
+                strstr(kl_errmsg(), "CUDA error 700: an illegal memory access") != NULL);
+        else
+          CHECK(st == KL_ENOMEM && strstr(kl_errmsg(), "out of memory") != NULL);
+      }
+      kl_tensor_release(res);
+      res = NULL;
+      kl_cuda_alloc_stats s;
+      CHECK_OK(kl_cuda_dev_stats(GPU0, &s));
+      CHECK(s.in_use_blocks == 0 && kl_cuda_emu_live_bytes(0) == s.cached_bytes);
+    }
+  kl_tensor_release(ref);
+  return sw;
+}
+#endif
 
 #endif

@@ -108,6 +108,35 @@ static inline int gpu_same(const char *label, kl_dtype dt, const void *a, const 
   return 1;
 }
 
+/* n values of dtype dt at device address d (after the kernels in flight) equal host values h
+ * as gpu_same has it. */
+static inline int gpu_same_on_dev(const char *label, kl_dtype dt, const void *d, const void *h,
+                                  int64_t n) {
+  size_t b = (size_t)n * kl_dtype_size(dt);
+  void *c = malloc(b + 1);
+  if (!c) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  dev_sync();
+  to_host(c, d, b);
+  int ok = gpu_same(label, dt, c, h, n);
+  free(c);
+  return ok;
+}
+
+/* A row_sparse result on the device (n stored rows at drows, n x width values of dtype dt at
+ * dvals) equal host tensor ref's stored rows and values ("<label> rows" / "<label> values"). */
+static inline int gpu_same_rsp_on_dev(const char *label, kl_dtype dt, const int64_t *drows,
+                                      const void *dvals, int64_t n, int64_t width,
+                                      const kl_tensor *ref) {
+  char l2[320];
+  snprintf(l2, sizeof l2, "%s rows", label);
+  int ok = n == ref->nnz && gpu_same_on_dev(l2, KL_INT64, drows, ref->indices, n);
+  snprintf(l2, sizeof l2, "%s values", label);
+  return ok && gpu_same_on_dev(l2, dt, dvals, ref->data, n * width);
+}
+
 static uint64_t gpu_rng = 0x9e3779b97f4a7c15ULL;
 static inline double gpu_urand(double lo, double hi) {
   gpu_rng = gpu_rng * 6364136223846793005ULL + 1442695040888963407ULL;

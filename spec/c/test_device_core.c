@@ -11,14 +11,7 @@
 #include "kl/registry.h"
 #include "kltest.h"
 #include "kltest_fakedev.h"
-
-static int nwarn = 0;
-static char lastwarn[512];
-static void on_warn(const char *msg, void *ud) {
-  (void)ud;
-  nwarn++;
-  snprintf(lastwarn, sizeof lastwarn, "%s", msg);
-}
+#include "kltest_warn.h"
 
 static kl_tensor *dense2(kl_dtype dt, int64_t r, int64_t c, double base) {
   int64_t shape[2] = {r, c};
@@ -156,7 +149,7 @@ static void test_move(void) {
 }
 
 static void test_dispatch(void) {
-  kl_set_warn_handler(on_warn, NULL);
+  kl_set_warn_handler(kltest_on_warn, NULL);
   kl_tensor *a = dense2(KL_FLOAT32, 3, 4, 0), *b = dense2(KL_FLOAT32, 3, 4, 7);
   kl_tensor *da = NULL, *db = NULL, *out = NULL, *hout = NULL;
   CHECK_OK(kl_tensor_to(a, FAKEDEV, &da));
@@ -165,16 +158,16 @@ static void test_dispatch(void) {
   CHECK_ERR(kl_op_run(KL_OP_ADD, mixed, 2, NULL, &out), KL_EINVAL,
             "add: inputs on different devices: input 1 on cpu(0), input 2 on gpu(0)");
   long f0 = kl_device_fallback_count();
-  int w0 = nwarn;
+  int w0 = kltest_nwarn;
   kl_tensor *in[2] = {da, db}, *hin[2] = {a, b};
   CHECK_OK(kl_op_run(KL_OP_ADD, in, 2, NULL, &out));
   CHECK_OK(kl_op_run(KL_OP_ADD, hin, 2, NULL, &hout));
   CHECK(out->device == FAKEDEV && dev_equals(out, hout));
   CHECK(kl_device_fallback_count() == f0 + 1);
-  CHECK(nwarn == w0 + 1 && strstr(lastwarn, "add on gpu(0) has no device kernel") != NULL);
+  CHECK(kltest_nwarn == w0 + 1 && strstr(kltest_lastwarn, "add on gpu(0) has no device kernel") != NULL);
   kl_tensor_release(out);
   CHECK_OK(kl_op_run(KL_OP_ADD, in, 2, NULL, &out)); /* warned once */
-  CHECK(nwarn == w0 + 1 && kl_device_fallback_count() == f0 + 2);
+  CHECK(kltest_nwarn == w0 + 1 && kl_device_fallback_count() == f0 + 2);
   kl_tensor_release(out);
   /* csr . dense on the device: the host's csr kernel, result on the device */
   kl_tensor *c = csr_sample(), *dc = NULL, *w = dense2(KL_FLOAT32, 4, 2, 1), *dw = NULL;

@@ -18,22 +18,10 @@
 #include <stdlib.h>
 
 #include "gpu_dev_testutil.h"
-
-static int nwarn = 0;
-static char lastwarn[512];
-static void on_warn(const char *msg, void *ud) {
-  (void)ud;
-  nwarn++;
-  snprintf(lastwarn, sizeof lastwarn, "%s", msg);
-}
+#include "kltest_warn.h"
 
 static uint64_t rng = 88172645463325252ULL;
-static double urand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return gpu_dev_urand(&rng); }
 
 /* A host tensor of dtype dt and stype st, shape (r, c), about half its entries non-zero;
  * float values include -0, inf and NaN when special. */
@@ -168,7 +156,7 @@ static void test_allocator(void) {
 /* An op on device tensors: on the device, the host's values; no host fallback when the CUDA
  * table claims the op, one counted fallback (and one warning) when it does not. */
 static void test_dispatch(void) {
-  kl_set_warn_handler(on_warn, NULL);
+  kl_set_warn_handler(kltest_on_warn, NULL);
   kl_tensor *a = sample(KL_FLOAT32, KL_STYPE_DEFAULT, 6, 5, 0);
   kl_tensor *b = sample(KL_FLOAT32, KL_STYPE_DEFAULT, 6, 5, 0);
   kl_tensor *da = NULL, *db = NULL, *out = NULL, *hout = NULL;
@@ -186,7 +174,7 @@ static void test_dispatch(void) {
     CHECK(out && out->device == GPU0 && gpu_dev_equals(out, hout));
     CHECK(gpu_dev_fallbacks() == f0 + (kl_cuda_op_claimed(ops[i]) ? 0 : 1));
     if (!kl_cuda_op_claimed(ops[i]))
-      CHECK(strstr(lastwarn, "has no device kernel; computed on the host") != NULL);
+      CHECK(strstr(kltest_lastwarn, "has no device kernel; computed on the host") != NULL);
     kl_tensor_release(out);
     kl_tensor_release(hout);
     out = hout = NULL;
@@ -349,11 +337,11 @@ static void test_errors(void) {
   CHECK_ERR(kl_cuda_dev_alloc(KL_DEVICE_CUDA(n), 10, &p), KL_ENODEV, "out of range");
   CHECK(p == NULL);
   /* a free of memory the allocator did not hand out: reported, nothing changes */
-  kl_set_warn_handler(on_warn, NULL);
-  int w0 = nwarn;
+  kl_set_warn_handler(kltest_on_warn, NULL);
+  int w0 = kltest_nwarn;
   int64_t x = 0;
   kl_cuda_dev_free(GPU0, &x);
-  CHECK(nwarn == w0 + 1 && strstr(lastwarn, "not an allocated block") != NULL);
+  CHECK(kltest_nwarn == w0 + 1 && strstr(kltest_lastwarn, "not an allocated block") != NULL);
   kl_set_warn_handler(NULL, NULL);
   kl_tensor_release(h);
 }
@@ -396,12 +384,12 @@ static void test_emu_devices(void) {
   kl_tensor_release(h);
   CHECK(gpu_dev_in_use(GPU0) == 0 && gpu_dev_in_use(KL_DEVICE_CUDA(1)) == 0);
   /* KERAS_LUA_CUDA_DISABLE_OPS leaves the named ops' kernels out: they fall back, counted */
-  kl_set_warn_handler(on_warn, NULL);
+  kl_set_warn_handler(kltest_on_warn, NULL);
   setenv("KERAS_LUA_CUDA_DISABLE_OPS", "subtract, divide,bogus", 1);
-  int w0 = nwarn;
+  int w0 = kltest_nwarn;
   CHECK_OK(reopen(1));
   unsetenv("KERAS_LUA_CUDA_DISABLE_OPS");
-  CHECK(nwarn == w0 + 1 && strstr(lastwarn, "KERAS_LUA_CUDA_DISABLE_OPS: unknown op 'bogus'"));
+  CHECK(kltest_nwarn == w0 + 1 && strstr(kltest_lastwarn, "KERAS_LUA_CUDA_DISABLE_OPS: unknown op 'bogus'"));
   const kl_device_backend *be = kl_device_backend_get();
   CHECK(be && be->ops[KL_OP_SUB] == NULL && be->ops[KL_OP_DIV] == NULL);
   CHECK(!kl_cuda_backend_op_enabled(KL_OP_SUB) && !kl_cuda_backend_op_enabled(KL_OP_DIV));
@@ -415,7 +403,7 @@ static void test_emu_devices(void) {
   CHECK_OK(kl_op_run(KL_OP_SUB, hin, 2, NULL, &hout));
   CHECK(gpu_dev_fallbacks() == f0 + 1 && out->device == GPU0 && gpu_dev_equals(out, hout));
   /* the first fallback of subtract on gpu(0) in this process: warned */
-  CHECK(strstr(lastwarn, "subtract on gpu(0) has no device kernel; computed on the host") != NULL);
+  CHECK(strstr(kltest_lastwarn, "subtract on gpu(0) has no device kernel; computed on the host") != NULL);
   kl_set_warn_handler(NULL, NULL);
   kl_tensor *list[] = {x, dx, out, hout};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
@@ -467,6 +455,16 @@ static kl_status scenario(kl_tensor *hx, kl_tensor *hw, kl_tensor *hg, const kl_
   return st;
 }
 
+typedef struct sweep_ctx {
+  kl_tensor *hx, *hw, *hg;
+  const kl_optimizer *o;
+} sweep_ctx;
+
+static kl_status sweep_run(void *ctx, kl_tensor **res) {
+  const sweep_ctx *c = ctx;
+  return scenario(c->hx, c->hw, c->hg, c->o, res);
+}
+
 /* Every runtime call of the scenario failing in turn, with out of memory and with an illegal
  * address: each a clean status with the runtime's message, no device memory left behind;
  * with no failure, the result of a run without injection. */
@@ -476,48 +474,19 @@ static void test_emu_fault_sweep(void) {
   o.lazy_update = 0;
   kl_tensor *hx = sample(KL_FLOAT32, KL_STYPE_DEFAULT, 8, 4, 0);
   kl_tensor *hw = make_weight(KL_FLOAT32, 0, 8, 4), *hg = make_grad(KL_FLOAT32, 1, 8, 4);
-  kl_tensor *ref = NULL, *res = NULL;
-  /* each run starts from an empty cache, so that it makes the same runtime calls */
-  CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-  long c0 = kl_cuda_emu_calls();
-  CHECK_OK(scenario(hx, hw, hg, &o, &ref));
-  const long ncalls = kl_cuda_emu_calls() - c0;
-  CHECK(ncalls >= 8);
-  kl_set_warn_handler(on_warn, NULL); /* the fallback's warning, if any, stays quiet */
-  const int errs[2] = {KL_CUDA_RT_OUT_OF_MEMORY, KL_CUDA_RT_ILLEGAL_ADDRESS};
-  int failures = 0, recovered = 0;
-  for (int e = 0; e < 2; e++)
-    for (long k = 1; k <= ncalls + 1; k++) {
-      CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-      kl_cuda_emu_fail_at(k, errs[e]);
-      kl_status st = scenario(hx, hw, hg, &o, &res);
-      kl_cuda_emu_fail_at(0, 0);
-      if (st == KL_OK) {
-        /* past the last call; or a device allocation out of memory that the allocator
-         * recovered from by releasing its cache and trying again */
-        CHECK(res && gpu_dev_same_host(res, ref));
-        CHECK(k == ncalls + 1 || errs[e] == KL_CUDA_RT_OUT_OF_MEMORY);
-        if (k <= ncalls) recovered++;
-      } else {
-        failures++;
-        CHECK(res == NULL);
-        if (errs[e] == KL_CUDA_RT_ILLEGAL_ADDRESS) {
-          CHECK(st == KL_EDEVICE && strstr(kl_errmsg(), "CUDA error 700: an illegal memory access") != NULL);
-        } else {
-          CHECK(st == KL_ENOMEM && strstr(kl_errmsg(), "out of memory") != NULL);
-        }
-      }
-      kl_tensor_release(res);
-      res = NULL;
-      kl_cuda_alloc_stats s;
-      CHECK_OK(kl_cuda_dev_stats(GPU0, &s));
-      CHECK(s.in_use_blocks == 0 && kl_cuda_emu_live_bytes(0) == s.cached_bytes);
-    }
-  CHECK(failures + recovered == 2 * ncalls && recovered < ncalls);
+  sweep_ctx c = {hx, hw, hg, &o};
+  kl_set_warn_handler(kltest_on_warn, NULL); /* the fallback's warning, if any, stays quiet */
+  gpu_dev_sweep sw = gpu_dev_fault_sweep(sweep_run, &c);
+  CHECK(sw.ncalls >= 8);
+  /* a success before the last call only from a device allocation out of memory that the
+   * allocator recovered from by releasing its cache and trying again */
+  CHECK(sw.recovered[1] == 0);
+  CHECK(sw.failures + sw.recovered[0] == 2 * sw.ncalls && sw.recovered[0] < sw.ncalls);
   printf("fault sweep: %ld runtime calls, each failed with 2 errors: %d failures reported, "
-         "%d out-of-memory recovered by the allocator's retry\n", ncalls, failures, recovered);
+         "%d out-of-memory recovered by the allocator's retry\n", sw.ncalls, sw.failures,
+         sw.recovered[0]);
   kl_set_warn_handler(NULL, NULL);
-  kl_tensor *list[] = {hx, hw, hg, ref};
+  kl_tensor *list[] = {hx, hw, hg};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
 }
 #endif
@@ -537,11 +506,6 @@ int main(void) {
   test_emu_out_of_memory();
   test_emu_fault_sweep();
 #endif
-  CHECK(gpu_dev_in_use(GPU0) == 0);
-  CHECK_OK(kl_cuda_backend_close());
-  CHECK(kl_device_backend_get() == NULL);
-#if GPU_DEV_EMULATED
-  CHECK(kl_cuda_emu_live_bytes(0) == 0);
-#endif
+  gpu_dev_finish();
   KLTEST_DONE();
 }

@@ -27,12 +27,7 @@
 #include "gpu_dev_testutil.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static double urand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return gpu_dev_urand(&rng); }
 
 /* ------------------------------------------------------------------ interpreters */
 
@@ -397,7 +392,6 @@ int main(void) {
   }
   test_gemm_run();
   test_spmm_run();
-  CHECK(gpu_dev_in_use(GPU0) == 0);
-  CHECK_OK(kl_cuda_backend_close());
+  gpu_dev_finish();
   KLTEST_DONE();
 }

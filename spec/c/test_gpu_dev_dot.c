@@ -28,12 +28,7 @@
 #include "gpu_dev_testutil.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
-static double urand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return gpu_dev_urand(&rng); }
 
 static int special_on = 1;
 
@@ -297,6 +292,11 @@ static kl_status scenario(kl_tensor *ha, kl_tensor *hw, kl_tensor *hg, kl_tensor
   return st;
 }
 
+static kl_status sweep_run(void *ctx, kl_tensor **res) {
+  kl_tensor **h = ctx;
+  return scenario(h[0], h[1], h[2], res);
+}
+
 static void test_fault_sweep(void) {
   int64_t as[2] = {12, 9}, ws[2] = {9, 4}, gs[2] = {12, 4};
   special_on = 0;
@@ -304,40 +304,13 @@ static void test_fault_sweep(void) {
   kl_tensor *hw = sample(KL_FLOAT32, KL_STYPE_DEFAULT, 2, ws, 1.0);
   kl_tensor *hg = sample(KL_FLOAT32, KL_STYPE_DEFAULT, 2, gs, 1.0);
   special_on = 1;
-  kl_tensor *ref = NULL, *res = NULL;
-  CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-  const long c0 = kl_cuda_emu_calls();
-  CHECK_OK(scenario(ha, hw, hg, &ref));
-  const long ncalls = kl_cuda_emu_calls() - c0;
-  CHECK(ncalls >= 10);
-  const int errs[2] = {KL_CUDA_RT_OUT_OF_MEMORY, KL_CUDA_RT_ILLEGAL_ADDRESS};
-  int failures = 0;
-  for (int e = 0; e < 2; e++)
-    for (long k = 1; k <= ncalls + 1; k++) {
-      CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-      kl_cuda_emu_fail_at(k, errs[e]);
-      kl_status st = scenario(ha, hw, hg, &res);
-      kl_cuda_emu_fail_at(0, 0);
-      if (st == KL_OK) {
-        CHECK(res && gpu_dev_same_host(res, ref));
-      } else {
-        failures++;
-        CHECK(res == NULL);
-        if (errs[e] == KL_CUDA_RT_ILLEGAL_ADDRESS)
-          CHECK(st == KL_EDEVICE && strstr(kl_errmsg(), "CUDA error 700") != NULL);
-        else
-          CHECK(st == KL_ENOMEM && strstr(kl_errmsg(), "out of memory") != NULL);
-      }
-      kl_tensor_release(res);
-      res = NULL;
-      kl_cuda_alloc_stats s;
-      CHECK_OK(kl_cuda_dev_stats(GPU0, &s));
-      CHECK(s.in_use_blocks == 0 && kl_cuda_emu_live_bytes(0) == s.cached_bytes);
-    }
-  CHECK(failures > ncalls);
+  kl_tensor *ctx[3] = {ha, hw, hg};
+  gpu_dev_sweep sw = gpu_dev_fault_sweep(sweep_run, ctx);
+  CHECK(sw.ncalls >= 10);
+  CHECK(sw.failures > sw.ncalls);
   printf("fault sweep: %ld runtime calls x 2 errors: %d failures reported, nothing leaked\n",
-         ncalls, failures);
-  kl_tensor *list[] = {ha, hw, hg, ref};
+         sw.ncalls, sw.failures);
+  kl_tensor *list[] = {ha, hw, hg};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
 }
 #endif
@@ -351,10 +324,6 @@ int main(void) {
 #if GPU_DEV_EMULATED
   test_fault_sweep();
 #endif
-  CHECK(gpu_dev_in_use(GPU0) == 0);
-  CHECK_OK(kl_cuda_backend_close());
-#if GPU_DEV_EMULATED
-  CHECK(kl_cuda_emu_live_bytes(0) == 0);
-#endif
+  gpu_dev_finish();
   KLTEST_DONE();
 }

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 
 #include "gpu_dev_testutil.h"
+#include "kltest_fitpair.h"
 #include "kl/layers.h"
 #include "plan_internal.h"
 
@@ -63,18 +64,6 @@ static double worst = 0; /* worst relative difference of the current model */
 enum { W1, EMB };
 static const char *wl_name[2] = {"keras-mxnet (W1)", "embedding (W3)"};
 
-typedef struct model {
-  kl_graph *g;
-  kl_plan *p;
-  kl_tensor *w[6];
-  int nw;
-  int x, pred, loss;
-} model;
-
-typedef struct data {
-  kl_tensor *x, *y;
-} data;
-
 static kl_tensor *dense2(kl_dtype dt, int64_t r, int64_t c) {
   int64_t s[2] = {r, c};
   kl_tensor *t = NULL;
@@ -83,10 +72,10 @@ static kl_tensor *dense2(kl_dtype dt, int64_t r, int64_t c) {
   return t;
 }
 
-static data make_data(int wl, kl_dtype dt, uint64_t seed) {
+static kt_data make_data(int wl, kl_dtype dt, uint64_t seed) {
   kl_rng r;
   kl_rng_seed(&r, seed);
-  data d = {NULL, NULL};
+  kt_data d = {NULL, NULL};
   if (wl == W1) { /* keras.sparse.rand({R1, C1}, "csr", 0.01); y = X . (1..C1) / C1 */
     int64_t s[2] = {R1, C1};
     CHECK_OK(kl_sparse_rand(KL_STYPE_CSR, dt, 2, s, 0.01, &r, &d.x));
@@ -112,17 +101,6 @@ static data make_data(int wl, kl_dtype dt, uint64_t seed) {
   return d;
 }
 
-static void free_data(data *d) {
-  kl_tensor_release(d->x);
-  kl_tensor_release(d->y);
-}
-
-static int op2(kl_graph *g, kl_op op, int a, int b) {
-  int in[2] = {a, b}, id = -1;
-  CHECK_OK(kl_graph_op(g, op, in, 2, NULL, &id));
-  return id;
-}
-
 static int op1(kl_graph *g, kl_op op, int a, const kl_attrs *at) {
   int id = -1;
   CHECK_OK(kl_graph_op(g, op, &a, 1, at, &id));
@@ -131,8 +109,8 @@ static int op1(kl_graph *g, kl_op op, int a, const kl_attrs *at) {
 
 /* A trained variable made on the host from seed (normal(0, sd), or zeros when sd == 0), as
  * row_sparse when rsp (every row stored), moved to dev (compile{device = ...}). */
-static int weight(model *m, kl_dtype dt, int64_t r, int64_t c, double sd, int rsp, uint64_t seed,
-                  kl_device dev, const char *name) {
+static int weight(kt_model *m, kl_dtype dt, int64_t r, int64_t c, double sd, int rsp,
+                  uint64_t seed, kl_device dev, const char *name) {
   kl_rng g;
   kl_rng_seed(&g, seed);
   kl_tensor *t = dense2(dt, r, c);
@@ -145,15 +123,11 @@ static int weight(model *m, kl_dtype dt, int64_t r, int64_t c, double sd, int rs
     t = s;
     CHECK(t && t->nnz == r); /* every row stored: the device updates it in place */
   }
-  if (dev != KL_CPU) CHECK_OK(kl_tensor_move(t, dev));
-  int id = -1;
-  CHECK_OK(kl_graph_variable(m->g, t, 1, name, &id));
-  m->w[m->nw++] = t;
-  return id;
+  return kt_variable(m, t, dev, name);
 }
 
-static model build(int wl, kl_dtype dt, const kl_optimizer *o, kl_device dev, uint64_t seed) {
-  model m;
+static kt_model build(int wl, kl_dtype dt, const kl_optimizer *o, kl_device dev, uint64_t seed) {
+  kt_model m;
   memset(&m, 0, sizeof m);
   CHECK_OK(kl_graph_new(&m.g));
   if (!m.g) exit(2);
@@ -166,11 +140,11 @@ static model build(int wl, kl_dtype dt, const kl_optimizer *o, kl_device dev, ui
     CHECK_OK(kl_graph_placeholder(m.g, &mx, "x", &m.x));
     int w = weight(&m, dt, C1, 1, 0.01, 1, seed, dev, "kernel");
     int b = weight(&m, dt, 1, 0, 0, 0, seed + 1, dev, "bias");
-    m.pred = op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, m.x, w), b);
+    m.pred = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, m.x, w), b);
     ws[nws] = w, gst[nws++] = KL_STYPE_ROW_SPARSE;
     ws[nws++] = b;
     CHECK_OK(kl_graph_placeholder(m.g, &my, "y", &y));
-    m.loss = op2(m.g, KL_OP_LOSS_MSE, y, m.pred);
+    m.loss = kt_op2(m.g, KL_OP_LOSS_MSE, y, m.pred);
   } else {
     kl_meta mx = {KL_INT64, KL_STYPE_DEFAULT, 2, {-1, L2}};
     CHECK_OK(kl_graph_placeholder(m.g, &mx, "ids", &m.x));
@@ -185,25 +159,21 @@ static model build(int wl, kl_dtype dt, const kl_optimizer *o, kl_device dev, ui
     CHECK_OK(kl_graph_op(m.g, KL_OP_EMBEDDING, in, 2, &ea, &emb));
     ma.has_axis = 1, ma.axis = 1;
     int mean = op1(m.g, KL_OP_MEAN, emb, &ma);
-    int h = op1(m.g, KL_OP_RELU, op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, mean, w1), b1), NULL);
+    int h1 = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, mean, w1), b1);
+    int h = op1(m.g, KL_OP_RELU, h1, NULL);
     CHECK_OK(kl_graph_dropout(m.g, h, 0.25, 9, &dr));
-    m.pred = op1(m.g, KL_OP_SIGMOID, op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, dr, w2), b2), NULL);
+    int z = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, dr, w2), b2);
+    m.pred = op1(m.g, KL_OP_SIGMOID, z, NULL);
     ws[nws] = e, gst[nws++] = KL_STYPE_ROW_SPARSE;
     ws[nws++] = w1, ws[nws++] = b1, ws[nws++] = w2, ws[nws++] = b2;
     CHECK_OK(kl_graph_placeholder(m.g, &my, "y", &y));
-    m.loss = op2(m.g, KL_OP_LOSS_BCE, y, m.pred);
+    m.loss = kt_op2(m.g, KL_OP_LOSS_BCE, y, m.pred);
   }
   int feeds[2] = {m.x, y}, outs[2] = {m.pred, m.loss};
   kl_plan_spec spec = {feeds, 2, outs, 2, m.loss, ws, nws, gst, o, dev};
   CHECK_OK(kl_plan_new(m.g, &spec, &m.p));
   if (!m.p) exit(2);
   return m;
-}
-
-static void free_model(model *m) {
-  kl_plan_free(m->p);
-  kl_graph_free(m->g);
-  for (int k = 0; k < m->nw; k++) kl_tensor_release(m->w[k]);
 }
 
 /* ------------------------------------------------------------ comparisons */
@@ -254,21 +224,17 @@ static int near_acc(double g, double h, int64_t n) {
 
 static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) {
   const uint64_t seed = 20261207 + (uint64_t)wl;
-  data d = make_data(wl, dt, seed);
+  kt_data d = make_data(wl, dt, seed);
   const int64_t n = wl == W1 ? R1 : R2;
   worst = 0;
   long fb0 = gpu_dev_fallbacks();
-  model c = build(wl, dt, o, KL_CPU, seed), g = build(wl, dt, o, GPU0, seed);
+  kt_model c = build(wl, dt, o, KL_CPU, seed), g = build(wl, dt, o, GPU0, seed);
   CHECK(kl_plan_device(g.p) == GPU0 && kl_plan_device(c.p) == KL_CPU);
   int metrics[2] = {wl == W1 ? KL_METRIC_MAE : KL_METRIC_BINARY_ACCURACY, KL_EPOCH_OUTPUT_MEAN};
   int mouts[2] = {0, 1}, ok = 1, acc = wl == EMB;
   kl_rng rc, rg;
-  kl_rng_seed(&rc, seed ^ 77);
-  kl_rng_seed(&rg, seed ^ 77);
-  kl_epoch_opts oc = {.batch_size = BATCH, .shuffle = 1, .rng = &rc, .nmetrics = 2,
-                      .metrics = metrics, .metric_outputs = mouts};
-  kl_epoch_opts og = oc;
-  og.rng = &rg;
+  kl_epoch_opts oc, og;
+  kt_epoch_pair(seed ^ 77, BATCH, 2, metrics, mouts, &rc, &rg, &oc, &og);
   double first = 0, last = 0;
   for (int e = 0; e < EPOCHS; e++) {
     double lc = 0, lg = 1, mc[2] = {0, 0}, mg[2] = {1, 1};
@@ -339,9 +305,9 @@ static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) {
   kl_plan_free(ig);
   kl_tensor_release(pc);
   kl_tensor_release(pg);
-  free_model(&c);
-  free_model(&g);
-  free_data(&d);
+  kt_model_free(&c);
+  kt_model_free(&g);
+  kt_data_free(&d);
   CHECK(gpu_dev_in_use(GPU0) == 0); /* every device block back in the cache */
 }
 
@@ -402,9 +368,6 @@ int main(void) {
   compare_fit(EMB, KL_FLOAT32, &adam);
   kl_optimizer sgd2 = opt(KL_OPT_SGD, 0, 0.1, 0.9);
   compare_fit(EMB, KL_FLOAT32, &sgd2);
-  CHECK_OK(kl_cuda_backend_close());
-#if GPU_DEV_EMULATED
-  CHECK(kl_cuda_emu_live_bytes(0) == 0);
-#endif
+  gpu_dev_finish();
   KLTEST_DONE();
 }

@@ -500,6 +500,8 @@ static kl_status scen_run(const scen *s, kl_tensor **res) {
   return st;
 }
 
+static kl_status sweep_run(void *ctx, kl_tensor **res) { return scen_run(ctx, res); }
+
 static void test_fault_sweep(void) {
   int64_t s2[2] = {12, 9}, s3[2] = {12, 5};
   scen sc[6];
@@ -520,40 +522,11 @@ static void test_fault_sweep(void) {
   for (int64_t k = 0; k < m; k++) ((int64_t *)ids->data)[k] = k % 4;
   sc[5] = (scen){"one_hot", KL_OP_ONE_HOT, {ids}, 1, {0}};
   sc[5].at.ival = 4;
-  const int errs[2] = {KL_CUDA_RT_OUT_OF_MEMORY, KL_CUDA_RT_ILLEGAL_ADDRESS};
   for (int s = 0; s < 6; s++) {
-    kl_tensor *ref = NULL, *res = NULL;
-    CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-    const long c0 = kl_cuda_emu_calls();
-    CHECK_OK(scen_run(&sc[s], &ref));
-    const long ncalls = kl_cuda_emu_calls() - c0;
-    int failures = 0;
-    for (int e = 0; e < 2; e++)
-      for (long k = 1; k <= ncalls + 1; k++) {
-        CHECK_OK(kl_cuda_dev_empty_cache(GPU0));
-        kl_cuda_emu_fail_at(k, errs[e]);
-        kl_status st = scen_run(&sc[s], &res);
-        kl_cuda_emu_fail_at(0, 0);
-        if (st == KL_OK) {
-          CHECK(res && gpu_dev_same_host(res, ref));
-        } else {
-          failures++;
-          CHECK(res == NULL);
-          if (errs[e] == KL_CUDA_RT_ILLEGAL_ADDRESS)
-            CHECK(st == KL_EDEVICE && strstr(kl_errmsg(), "CUDA error 700") != NULL);
-          else
-            CHECK(st == KL_ENOMEM && strstr(kl_errmsg(), "out of memory") != NULL);
-        }
-        kl_tensor_release(res);
-        res = NULL;
-        kl_cuda_alloc_stats stt;
-        CHECK_OK(kl_cuda_dev_stats(GPU0, &stt));
-        CHECK(stt.in_use_blocks == 0 && kl_cuda_emu_live_bytes(0) == stt.cached_bytes);
-      }
-    CHECK(failures > ncalls);
+    gpu_dev_sweep sw = gpu_dev_fault_sweep(sweep_run, &sc[s]);
+    CHECK(sw.failures > sw.ncalls);
     printf("fault sweep %s: %ld runtime calls x 2 errors: %d failures, nothing leaked\n",
-           sc[s].name, ncalls, failures);
-    kl_tensor_release(ref);
+           sc[s].name, sw.ncalls, sw.failures);
     for (int i = 0; i < sc[s].nin; i++) kl_tensor_release(sc[s].in[i]);
   }
 }
@@ -576,10 +549,6 @@ int main(void) {
 #if GPU_DEV_EMULATED
   test_fault_sweep();
 #endif
-  CHECK(gpu_dev_in_use(GPU0) == 0);
-  CHECK_OK(kl_cuda_backend_close());
-#if GPU_DEV_EMULATED
-  CHECK(kl_cuda_emu_live_bytes(0) == 0);
-#endif
+  gpu_dev_finish();
   KLTEST_DONE();
 }

@@ -125,17 +125,6 @@ static void dcsr_free(dcsr d) {
   dev_free(d.v);
 }
 
-/* Values of a device buffer of n elements against the host's. */
-static int same_dev(const char *label, kl_dtype dt, const void *dptr, const void *host,
-                    int64_t n) {
-  size_t b = (size_t)n * kl_dtype_size(dt);
-  void *h = malloc(b + 1);
-  to_host(h, dptr, b);
-  int ok = gpu_same(label, dt, h, host, n);
-  free(h);
-  return ok;
-}
-
 /* --------------------------------------------------------------- csr . b (gather) */
 
 static void case_csr_x(const char *what, kl_tensor *a, kl_tensor *b) {
@@ -160,7 +149,7 @@ static void case_csr_x(const char *what, kl_tensor *a, kl_tensor *b) {
   CHECK_OK(kl_cuda_dot_csr_gather(dt, M, N, d.ip, d.ix, d.v, a->nnz, dbi, bsp ? b->nnz : 0, dB,
                                   scr, dout, NULL));
   dev_sync();
-  CHECK(same_dev(label, dt, dout, out->data, M * N));
+  CHECK(gpu_same_on_dev(label, dt, dout, out->data, M * N));
   dcsr_free(d);
   dev_free(dB);
   dev_free(dbi);
@@ -193,12 +182,7 @@ static void check_csrT(const char *label, const kl_tensor *a, const void *Bhost,
     int64_t *drows = dev_alloc((size_t)nu * sizeof(int64_t));
     void *dvals = dev_alloc((size_t)(nu * N) * es);
     CHECK_OK(kl_cuda_dot_csrT_sum(dt, a->nnz, N, d.v, dB, scr, nu, drows, dvals, NULL));
-    dev_sync();
-    char l2[300];
-    snprintf(l2, sizeof l2, "%s rows", label);
-    CHECK(same_dev(l2, KL_INT64, drows, ref->indices, nu));
-    snprintf(l2, sizeof l2, "%s values", label);
-    CHECK(same_dev(l2, dt, dvals, ref->data, nu * N));
+    CHECK(gpu_same_rsp_on_dev(label, dt, drows, dvals, nu, N, ref));
     dev_free(drows);
     dev_free(dvals);
   }
@@ -250,12 +234,35 @@ static void case_dense_csr(kl_tensor *a, kl_tensor *b, int ta) {
   void *dout = dev_alloc((size_t)(M * N) * kl_dtype_size(dt));
   CHECK_OK(kl_cuda_dot_dense_csr(dt, M, K, t, dA, N, d.ip, d.ix, d.v, b->nnz, scr, dout, NULL));
   dev_sync();
-  CHECK(same_dev(label, dt, dout, out->data, M * N));
+  CHECK(gpu_same_on_dev(label, dt, dout, out->data, M * N));
   dcsr_free(d);
   dev_free(dA);
   dev_free(scr);
   dev_free(dout);
   kl_tensor_release(out);
+}
+
+/* The device's dense -> row_sparse (count, then fill) of the R x N values of dtype dt at dd
+ * against the CPU's row_sparse ref: the same rows and values. When the counts agree, *didx
+ * and *dv hold the device's rows and values (free with dev_free), else NULL. */
+static void dense_to_rsp_dev(const char *label, kl_dtype dt, int64_t R, int64_t N, const void *dd,
+                             const kl_tensor *ref, int64_t **didx, void **dv) {
+  void *scr = dev_alloc(kl_cuda_dot_dense_to_rsp_scratch(R));
+  int64_t *dn = dev_alloc(sizeof(int64_t)), n = -1;
+  *didx = NULL;
+  *dv = NULL;
+  CHECK_OK(kl_cuda_dot_dense_to_rsp_count(dt, R, N, dd, scr, dn, NULL));
+  dev_sync();
+  to_host(&n, dn, sizeof n);
+  CHECK(n == ref->nnz);
+  if (n == ref->nnz) {
+    *didx = dev_alloc((size_t)n * sizeof(int64_t));
+    *dv = dev_alloc((size_t)(n * N) * kl_dtype_size(dt));
+    CHECK_OK(kl_cuda_dot_dense_to_rsp_fill(dt, R, N, dd, scr, *didx, *dv, NULL));
+    CHECK(gpu_same_rsp_on_dev(label, dt, *didx, *dv, n, N, ref));
+  }
+  dev_free(scr);
+  dev_free(dn);
 }
 
 /* --------------------------------------------------------------- backward */
@@ -300,7 +307,7 @@ static void case_backward(kl_tensor *a, int64_t N, int ta) {
       dev_sync();
       char l2[300];
       snprintf(l2, sizeof l2, "%s dense", label);
-      CHECK(same_dev(l2, dt, dd, ref->data, C * N));
+      CHECK(gpu_same_on_dev(l2, dt, dd, ref->data, C * N));
       dcsr_free(d);
       dev_free(dG);
       dev_free(scr);
@@ -317,31 +324,17 @@ static void case_backward(kl_tensor *a, int64_t N, int ta) {
       CHECK_OK(kl_cuda_dot_csr_gather(dt, R, N, d.ip, d.ix, d.v, a->nnz, NULL, 0, dG, NULL, dout,
                                       NULL));
       dev_sync();
-      CHECK(same_dev(label, dt, dout, g_dense->data, R * N));
-      void *scr = dev_alloc(kl_cuda_dot_dense_to_rsp_scratch(R));
-      int64_t *dn = dev_alloc(sizeof(int64_t)), n = -1;
-      CHECK_OK(kl_cuda_dot_dense_to_rsp_count(dt, R, N, dout, scr, dn, NULL));
-      dev_sync();
-      to_host(&n, dn, sizeof n);
-      CHECK(n == g_rsp->nnz);
-      if (n == g_rsp->nnz) {
-        int64_t *didx = dev_alloc((size_t)n * sizeof(int64_t));
-        void *dv = dev_alloc((size_t)(n * N) * es);
-        CHECK_OK(kl_cuda_dot_dense_to_rsp_fill(dt, R, N, dout, scr, didx, dv, NULL));
-        dev_sync();
-        char l2[300];
-        snprintf(l2, sizeof l2, "%s row_sparse rows", label);
-        CHECK(same_dev(l2, KL_INT64, didx, g_rsp->indices, n));
-        snprintf(l2, sizeof l2, "%s row_sparse values", label);
-        CHECK(same_dev(l2, dt, dv, g_rsp->data, n * N));
-        dev_free(didx);
-        dev_free(dv);
-      }
+      CHECK(gpu_same_on_dev(label, dt, dout, g_dense->data, R * N));
+      char l2[300];
+      snprintf(l2, sizeof l2, "%s row_sparse", label);
+      int64_t *didx = NULL;
+      void *dv = NULL;
+      dense_to_rsp_dev(l2, dt, R, N, dout, g_rsp, &didx, &dv);
+      dev_free(didx);
+      dev_free(dv);
       dcsr_free(d);
       dev_free(dG);
       dev_free(dout);
-      dev_free(scr);
-      dev_free(dn);
     }
   }
   kl_tensor_release(w);
@@ -363,34 +356,24 @@ static void case_convert(kl_tensor *a) {
   void *dd = dev_alloc((size_t)(R * C) * es);
   CHECK_OK(kl_cuda_dot_csr_to_dense(dt, R, C, d.ip, d.ix, d.v, a->nnz, dd, NULL));
   dev_sync();
-  CHECK(same_dev("csr to dense", dt, dd, ref->data, R * C));
+  CHECK(gpu_same_on_dev("csr to dense", dt, dd, ref->data, R * C));
   /* dense -> row_sparse (the rows of a with an entry that is not +-0) and back */
   CHECK_OK(kl_tensor_tostype(ref, KL_STYPE_ROW_SPARSE, &rsp));
-  void *scr = dev_alloc(kl_cuda_dot_dense_to_rsp_scratch(R));
-  int64_t *dn = dev_alloc(sizeof(int64_t)), n = -1;
-  CHECK_OK(kl_cuda_dot_dense_to_rsp_count(dt, R, C, dd, scr, dn, NULL));
-  dev_sync();
-  to_host(&n, dn, sizeof n);
-  CHECK(n == rsp->nnz);
-  if (n == rsp->nnz) {
-    int64_t *didx = dev_alloc((size_t)n * sizeof(int64_t));
-    void *dv = dev_alloc((size_t)(n * C) * es), *dd2 = dev_alloc((size_t)(R * C) * es);
-    CHECK_OK(kl_cuda_dot_dense_to_rsp_fill(dt, R, C, dd, scr, didx, dv, NULL));
-    dev_sync();
-    CHECK(same_dev("dense to row_sparse rows", KL_INT64, didx, rsp->indices, n));
-    CHECK(same_dev("dense to row_sparse values", dt, dv, rsp->data, n * C));
+  int64_t *didx = NULL;
+  void *dv = NULL;
+  dense_to_rsp_dev("dense to row_sparse", dt, R, C, dd, rsp, &didx, &dv);
+  if (didx) {
+    void *dd2 = dev_alloc((size_t)(R * C) * es);
     CHECK_OK(kl_tensor_tostype(rsp, KL_STYPE_DEFAULT, &back));
-    CHECK_OK(kl_cuda_dot_rsp_to_dense(dt, R, C, didx, n, dv, dd2, NULL));
+    CHECK_OK(kl_cuda_dot_rsp_to_dense(dt, R, C, didx, rsp->nnz, dv, dd2, NULL));
     dev_sync();
-    CHECK(same_dev("row_sparse to dense", dt, dd2, back->data, R * C));
-    dev_free(didx);
-    dev_free(dv);
+    CHECK(gpu_same_on_dev("row_sparse to dense", dt, dd2, back->data, R * C));
     dev_free(dd2);
   }
+  dev_free(didx);
+  dev_free(dv);
   dcsr_free(d);
   dev_free(dd);
-  dev_free(scr);
-  dev_free(dn);
   kl_tensor_release(ref);
   kl_tensor_release(rsp);
   kl_tensor_release(back);

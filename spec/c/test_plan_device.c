@@ -24,7 +24,9 @@
 #include "kl/optim.h"
 #include "kltest.h"
 #include "kltest_fakedev.h"
+#include "kltest_fitpair.h"
 #include "kltest_ops.h"
+#include "kltest_warn.h"
 #include "optim_internal.h"
 #include "plan_internal.h"
 
@@ -42,17 +44,6 @@ static const char *kind_name[NKINDS] = {"sparse", "sparse_twice", "sparse_reg", 
 #define D 4    /* embedding width */
 #define F 6    /* MLP inputs */
 #define H 5    /* MLP hidden */
-
-typedef struct model {
-  kl_graph *g;
-  kl_plan *p;
-  kl_tensor *w[4];
-  int nw;
-} model;
-
-typedef struct data {
-  kl_tensor *x, *y;
-} data;
 
 static kl_tensor *rand_dense(kl_dtype dt, int64_t r, int64_t c, kl_rng *g, double scale) {
   int64_t s[2] = {r, c};
@@ -85,8 +76,8 @@ static kl_tensor *rand_csr(kl_dtype dt, int64_t r, int64_t c, int nz) {
   return t;
 }
 
-static data make_data(int kind, kl_dtype dt) {
-  data d = {NULL, NULL};
+static kt_data make_data(int kind, kl_dtype dt) {
+  kt_data d = {NULL, NULL};
   if (kind == EMB) {
     int64_t s[2] = {R, L};
     CHECK_OK(kl_tensor_new_dense(KL_INT64, 2, s, &d.x));
@@ -101,20 +92,9 @@ static data make_data(int kind, kl_dtype dt) {
   return d;
 }
 
-static void free_data(data *d) {
-  kl_tensor_release(d->x);
-  kl_tensor_release(d->y);
-}
-
-static int op2(kl_graph *g, kl_op op, int a, int b) {
-  int in[2] = {a, b}, id = -1;
-  CHECK_OK(kl_graph_op(g, op, in, 2, NULL, &id));
-  return id;
-}
-
 /* A weight made on the host (seeded) and moved to dev, as compile{device = ...} does. */
-static int weight(model *m, kl_dtype dt, int64_t r, int64_t c, kl_stype st, uint64_t seed,
-                  kl_device dev, const char *name) {
+static int weight(kt_model *m, kl_dtype dt, int64_t r, int64_t c, kl_stype st,
+                  uint64_t seed, kl_device dev, const char *name) {
   kl_rng g;
   kl_rng_seed(&g, seed);
   kl_tensor *t = c > 0 ? rand_dense(dt, r, c, &g, 1.0) : NULL;
@@ -128,16 +108,12 @@ static int weight(model *m, kl_dtype dt, int64_t r, int64_t c, kl_stype st, uint
     kl_tensor_release(t);
     t = s;
   }
-  if (dev != KL_CPU) CHECK_OK(kl_tensor_move(t, dev));
-  int id = -1;
-  CHECK_OK(kl_graph_variable(m->g, t, 1, name, &id));
-  m->w[m->nw++] = t;
-  return id;
+  return kt_variable(m, t, dev, name);
 }
 
 /* The model of kind on dev, with outputs {pred, loss} (the loss also averaged as a metric). */
-static model build(int kind, kl_dtype dt, const kl_optimizer *o, kl_device dev, uint64_t seed) {
-  model m;
+static kt_model build(int kind, kl_dtype dt, const kl_optimizer *o, kl_device dev, uint64_t seed) {
+  kt_model m;
   memset(&m, 0, sizeof m);
   CHECK_OK(kl_graph_new(&m.g));
   int x = -1, y = -1, pred = -1, ws[4], nws = 0;
@@ -155,7 +131,7 @@ static model build(int kind, kl_dtype dt, const kl_optimizer *o, kl_device dev, 
     CHECK_OK(kl_graph_op(m.g, KL_OP_EMBEDDING, in, 2, &ea, &emb));
     ma.has_axis = 1, ma.axis = 1;
     CHECK_OK(kl_graph_op(m.g, KL_OP_MEAN, &emb, 1, &ma, &mean));
-    pred = op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, mean, w2), b);
+    pred = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, mean, w2), b);
     ws[nws] = e, gst[nws++] = KL_STYPE_ROW_SPARSE;
     ws[nws++] = w2;
     ws[nws++] = b;
@@ -166,27 +142,27 @@ static model build(int kind, kl_dtype dt, const kl_optimizer *o, kl_device dev, 
     int b1 = weight(&m, dt, H, 0, KL_STYPE_DEFAULT, seed + 1, dev, "b1");
     int w2 = weight(&m, dt, H, N, KL_STYPE_DEFAULT, seed + 2, dev, "W2");
     int b2 = weight(&m, dt, N, 0, KL_STYPE_DEFAULT, seed + 3, dev, "b2");
-    int h = op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, x, w1), b1), hr, dr, rs;
+    int h = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, x, w1), b1), hr, dr, rs;
     CHECK_OK(kl_graph_op(m.g, KL_OP_RELU, &h, 1, NULL, &hr));
     CHECK_OK(kl_graph_dropout(m.g, hr, 0.3, 1234, &dr));
     int64_t shape[2] = {-1, H};
     CHECK_OK(kl_graph_reshape(m.g, dr, 2, shape, &rs));
-    int s = op2(m.g, KL_OP_ADD, rs, hr); /* hr's gradient: a dense sum of two */
-    pred = op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, s, w2), b2);
+    int s = kt_op2(m.g, KL_OP_ADD, rs, hr); /* hr's gradient: a dense sum of two */
+    pred = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, s, w2), b2);
     ws[nws++] = w1, ws[nws++] = b1, ws[nws++] = w2, ws[nws++] = b2;
   } else {
     kl_meta mx = {dt, KL_STYPE_CSR, 2, {-1, C}};
     CHECK_OK(kl_graph_placeholder(m.g, &mx, "x", &x));
     int w = weight(&m, dt, C, N, KL_STYPE_ROW_SPARSE, seed, dev, "W");
     int b = weight(&m, dt, N, 0, KL_STYPE_DEFAULT, seed + 1, dev, "b");
-    int d = op2(m.g, KL_OP_DOT, x, w);
-    if (kind == SPARSE_TWICE) d = op2(m.g, KL_OP_ADD, d, op2(m.g, KL_OP_DOT, x, w));
-    pred = op2(m.g, KL_OP_BIAS_ADD, d, b);
+    int d = kt_op2(m.g, KL_OP_DOT, x, w);
+    if (kind == SPARSE_TWICE) d = kt_op2(m.g, KL_OP_ADD, d, kt_op2(m.g, KL_OP_DOT, x, w));
+    pred = kt_op2(m.g, KL_OP_BIAS_ADD, d, b);
     ws[nws] = w, gst[nws++] = KL_STYPE_ROW_SPARSE;
     ws[nws++] = b;
   }
   CHECK_OK(kl_graph_placeholder(m.g, &my, "y", &y));
-  int loss = op2(m.g, KL_OP_LOSS_MSE, y, pred);
+  int loss = kt_op2(m.g, KL_OP_LOSS_MSE, y, pred);
   if (kind == SPARSE_REG || kind == MLP) { /* + 1e-3 * (sum |W| + sum W^2) */
     int reg, sum, sc;
     CHECK_OK(kl_graph_op(m.g, KL_OP_REG_TERMS, &ws[0], 1, NULL, &reg));
@@ -194,19 +170,13 @@ static model build(int kind, kl_dtype dt, const kl_optimizer *o, kl_device dev, 
     kl_attrs sa = {0};
     sa.scalar = 1e-3;
     CHECK_OK(kl_graph_op(m.g, KL_OP_MUL_SCALAR, &sum, 1, &sa, &sc));
-    loss = op2(m.g, KL_OP_ADD, loss, sc);
+    loss = kt_op2(m.g, KL_OP_ADD, loss, sc);
   }
   int feeds[2] = {x, y}, outs[2] = {pred, loss};
   kl_plan_spec spec = {feeds, 2, outs, 2, loss, ws, nws, gst, o, dev};
   CHECK_OK(kl_plan_new(m.g, &spec, &m.p));
   if (!m.p) exit(2);
   return m;
-}
-
-static void free_model(model *m) {
-  kl_plan_free(m->p);
-  kl_graph_free(m->g);
-  for (int k = 0; k < m->nw; k++) kl_tensor_release(m->w[k]);
 }
 
 /* The same bits: x on any device, y on the host. */
@@ -228,7 +198,7 @@ static int same_bits(const kl_tensor *x, const kl_tensor *y) {
 }
 
 /* Weights, states and step count of a (device) and b (CPU) are the same bits. */
-static int same_model(const model *a, const model *b) {
+static int same_model(const kt_model *a, const kt_model *b) {
   int ok = a->nw == b->nw && kl_plan_step_count(a->p) == kl_plan_step_count(b->p);
   for (int k = 0; ok && k < a->p->nweights; k++) {
     ok = same_bits(kl_plan_weight(a->p, k), kl_plan_weight(b->p, k));
@@ -240,19 +210,15 @@ static int same_model(const model *a, const model *b) {
 
 /* Two shuffled epochs of fit, evaluate and predict on the CPU and on the fake device. */
 static void compare_fit(int kind, kl_dtype dt, const kl_optimizer *o) {
-  data d = make_data(kind, dt);
+  kt_data d = make_data(kind, dt);
   uint64_t seed = kl_rng_next(&rng);
   long live0 = fakedev_live(), fb0 = kl_device_fallback_count();
-  model c = build(kind, dt, o, KL_CPU, seed), g = build(kind, dt, o, FAKEDEV, seed);
+  kt_model c = build(kind, dt, o, KL_CPU, seed), g = build(kind, dt, o, FAKEDEV, seed);
   CHECK(g.p->device == FAKEDEV && kl_plan_device(g.p) == FAKEDEV && c.p->device == KL_CPU);
   int metrics[2] = {KL_METRIC_MSE, KL_EPOCH_OUTPUT_MEAN}, mouts[2] = {0, 1};
   kl_rng rc, rg;
-  kl_rng_seed(&rc, seed ^ 77);
-  kl_rng_seed(&rg, seed ^ 77);
-  kl_epoch_opts oc = {.batch_size = 16, .shuffle = 1, .rng = &rc, .nmetrics = 2,
-                      .metrics = metrics, .metric_outputs = mouts};
-  kl_epoch_opts og = oc;
-  og.rng = &rg;
+  kl_epoch_opts oc, og;
+  kt_epoch_pair(seed ^ 77, 16, 2, metrics, mouts, &rc, &rg, &oc, &og);
   int ok = 1;
   for (int e = 0; e < 2; e++) {
     double lc = 0, lg = 1, mc[2] = {0, 0}, mg[2] = {1, 1};
@@ -291,9 +257,9 @@ static void compare_fit(int kind, kl_dtype dt, const kl_optimizer *o) {
   for (int k = 0; k < g.nw; k++) CHECK(g.w[k]->device == FAKEDEV);
   kl_tensor_release(pc);
   kl_tensor_release(pg);
-  free_model(&c);
-  free_model(&g);
-  free_data(&d);
+  kt_model_free(&c);
+  kt_model_free(&g);
+  kt_data_free(&d);
   CHECK(fakedev_live() == live0);
 }
 
@@ -349,8 +315,8 @@ static void test_backend_update(void) {
   }
   /* a device error in the second weight's update: the step fails, the step count stays,
    * the first weight was updated in place (kl_plan_update_device: not rolled back) */
-  data d = make_data(SPARSE, KL_FLOAT64);
-  model g = build(SPARSE, KL_FLOAT64, &o, FAKEDEV, 5);
+  kt_data d = make_data(SPARSE, KL_FLOAT64);
+  kt_model g = build(SPARSE, KL_FLOAT64, &o, FAKEDEV, 5);
   kl_tensor *feeds[2] = {d.x, d.y}, *w0 = NULL, *b0 = NULL;
   double l = 0;
   CHECK_OK(kl_plan_train_step(g.p, feeds, &l));
@@ -363,8 +329,8 @@ static void test_backend_update(void) {
   CHECK(!same_bits(g.w[0], w0) && same_bits(g.w[1], b0));
   kl_tensor_release(w0);
   kl_tensor_release(b0);
-  free_model(&g);
-  free_data(&d);
+  kt_model_free(&g);
+  kt_data_free(&d);
   fakedev_backend.opt_update = NULL;
   fakedev_install();
 }
@@ -372,7 +338,7 @@ static void test_backend_update(void) {
 /* ------------------------------------------------------------ allocation failures */
 
 /* Host copies of every weight and state of m (into snap, count returned). */
-static int snapshot(const model *m, kl_tensor **snap) {
+static int snapshot(const kt_model *m, kl_tensor **snap) {
   int n = 0;
   for (int k = 0; k < m->p->nweights; k++) {
     CHECK_OK(kl_tensor_to(kl_plan_weight(m->p, k), KL_CPU, &snap[n++]));
@@ -382,7 +348,7 @@ static int snapshot(const model *m, kl_tensor **snap) {
   return n;
 }
 
-static int same_as_snapshot(const model *m, kl_tensor **snap) {
+static int same_as_snapshot(const kt_model *m, kl_tensor **snap) {
   int n = 0, ok = 1;
   for (int k = 0; k < m->p->nweights; k++) {
     ok &= same_bits(kl_plan_weight(m->p, k), snap[n++]);
@@ -396,13 +362,13 @@ static int same_as_snapshot(const model *m, kl_tensor **snap) {
  * failure is KL_ENOMEM and changes nothing (weights, states, step count), nothing leaks,
  * and the step that succeeds gives the CPU's bits (dropout draws taken back too). */
 static void sweep(int kind, const kl_optimizer *o) {
-  data d = make_data(kind, KL_FLOAT32);
+  kt_data d = make_data(kind, KL_FLOAT32);
   kl_tensor *bx = NULL, *by = NULL;
   CHECK_OK(kl_tensor_slice_rows(d.x, 0, 16, &bx));
   CHECK_OK(kl_tensor_slice_rows(d.y, 0, 16, &by));
   kl_tensor *feeds[2] = {bx, by};
   long live0 = fakedev_live();
-  model c = build(kind, KL_FLOAT32, o, KL_CPU, 9), g = build(kind, KL_FLOAT32, o, FAKEDEV, 9);
+  kt_model c = build(kind, KL_FLOAT32, o, KL_CPU, 9), g = build(kind, KL_FLOAT32, o, FAKEDEV, 9);
   double lc = 0, lg = 1;
   CHECK_OK(kl_plan_train_step(c.p, feeds, &lc));
   CHECK_OK(kl_plan_train_step(g.p, feeds, &lg));
@@ -428,11 +394,11 @@ static void sweep(int kind, const kl_optimizer *o) {
   CHECK_OK(kl_plan_train_step(c.p, feeds, &lc));
   CHECK(lc == lg && same_model(&g, &c));
   for (int i = 0; i < ns; i++) kl_tensor_release(snap[i]);
-  free_model(&c);
-  free_model(&g);
+  kt_model_free(&c);
+  kt_model_free(&g);
   kl_tensor_release(bx);
   kl_tensor_release(by);
-  free_data(&d);
+  kt_data_free(&d);
   CHECK(fakedev_live() == live0);
 }
 
@@ -451,10 +417,10 @@ static kl_status an_ext(void *ud, kl_plan *p, int node, kl_tensor *const *ins, i
 static void test_refusals(void) {
   kl_optimizer o;
   CHECK_OK(kl_optimizer_init(&o, KL_OPT_SGD));
-  data d = make_data(SPARSE, KL_FLOAT32);
+  kt_data d = make_data(SPARSE, KL_FLOAT32);
   long live0 = fakedev_live();
   /* a trained weight on the host, the plan on the device (and the other way) */
-  model g = build(SPARSE, KL_FLOAT32, &o, FAKEDEV, 3);
+  kt_model g = build(SPARSE, KL_FLOAT32, &o, FAKEDEV, 3);
   int feeds[2], outs[1], ws[2];
   kl_stype gst[2] = {KL_STYPE_ROW_SPARSE, KL_STYPE_DEFAULT};
   for (int k = 0; k < 2; k++) feeds[k] = g.p->feeds[k], ws[k] = g.p->weights[k];
@@ -498,7 +464,7 @@ static void test_refusals(void) {
             "a node hook (a sharded Embedding) on a plan on gpu(0)");
   kl_tensor_release(dx);
   kl_tensor_release(dy);
-  free_model(&g);
+  kt_model_free(&g);
   CHECK(fakedev_live() == live0);
   /* no backend: a device plan cannot be made */
   kl_device_register(NULL);
@@ -511,15 +477,15 @@ static void test_refusals(void) {
   CHECK_ERR(kl_plan_new(gg, &s3, &q), KL_ENODEV, "plan: no CUDA device");
   kl_graph_free(gg);
   fakedev_install();
-  free_data(&d);
+  kt_data_free(&d);
 }
 
 /* An inference plan on the device: forward's outputs stay there, predict returns host. */
 static void test_inference(void) {
   kl_optimizer o;
   CHECK_OK(kl_optimizer_init(&o, KL_OPT_SGD));
-  data d = make_data(MLP, KL_FLOAT64);
-  model g = build(MLP, KL_FLOAT64, &o, FAKEDEV, 11), c = build(MLP, KL_FLOAT64, &o, KL_CPU, 11);
+  kt_data d = make_data(MLP, KL_FLOAT64);
+  kt_model g = build(MLP, KL_FLOAT64, &o, FAKEDEV, 11), c = build(MLP, KL_FLOAT64, &o, KL_CPU, 11);
   int feeds[1] = {g.p->feeds[0]}, outs[1] = {g.p->outputs[0]};
   kl_plan *pg = NULL, *pc = NULL;
   kl_plan_spec sg = {feeds, 1, outs, 1, -1, NULL, 0, NULL, NULL, FAKEDEV};
@@ -556,21 +522,15 @@ static void test_inference(void) {
     CHECK(kl_plan_grad(hg, k)->device == KL_CPU && same_bits(kl_plan_grad(hg, k), kl_plan_grad(hc, k)));
   kl_plan_free(hg);
   kl_plan_free(hc);
-  free_model(&g);
-  free_model(&c);
-  free_data(&d);
-}
-
-static long nwarn = 0;
-static void on_warn(const char *msg, void *ud) {
-  (void)msg, (void)ud;
-  nwarn++;
+  kt_model_free(&g);
+  kt_model_free(&c);
+  kt_data_free(&d);
 }
 
 int main(void) {
   kl_rng_seed(&rng, 20261206);
   fakedev_install();
-  kl_set_warn_handler(on_warn, NULL); /* the fallbacks' one-time warnings */
+  kl_set_warn_handler(kltest_on_warn, NULL); /* the fallbacks' one-time warnings */
   long live0 = fakedev_live();
   for (int kind = 0; kind < NKINDS; kind++)
     for (int ok = 0; ok < KL_OPT_COUNT; ok++)
