@@ -22,73 +22,49 @@
  * operands, as the CPU. The result is converted on the device to the stype asked for
  * (row_sparse <-> dense); a csr gradient is left to the registry. No input is read on the
  * host; the only host waits are the row counts of row_sparse results. */
-#include <stdio.h>
 #include <string.h>
 
 #include "cuda_blas.h"
-#include "kl_cuda_dev.h"
+#include "dev_ops_util.h"
 #include "kl_cuda_dot.h"
 
 #define CAPI kl_cuda_capi
 
 /* ------------------------------------------------------------------ the view */
 
-/* ops_dot.c's dot_view: op(A) is M x K, op(B) K x N; A stored ar x ac, B br x bc. */
+/* ops_dot.c's dot_view: op(A) is M x K, op(B) K x N; A stored with rows of ac elements, B of
+ * bc. */
 typedef struct dview {
-  int64_t M, K, N, ar, ac, br, bc;
+  int64_t M, K, N, ac, bc;
   int ta, tb;
 } dview;
 
-static void shape_txt(const kl_tensor *t, int tr, char *buf, size_t len) {
-  size_t o = 0;
-  o += (size_t)snprintf(buf + o, len - o, "(");
-  for (int d = 0; d < t->ndim && o < len; d++)
-    o += (size_t)snprintf(buf + o, len - o, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-  if (o < len) snprintf(buf + o, len - o, ")%s", tr && t->ndim == 2 ? "^T" : "");
-}
-
-/* The CPU's dot_infer_view on tensors: validates, and gives the view and the output shape. */
+/* The core's inference of the dot (kl_op_infer through the capi: the CPU's checks and
+ * messages, the output's meta in *om), then the view. A forward has been inferred by the
+ * registry already; a backward has not. */
 static kl_status view_of(kl_tensor *const *in, int nin, const kl_attrs *at, dview *v,
-                         int *ondim, int64_t *oshape) {
+                         kl_meta *om) {
   if (nin != 2) return kl_cuda_seterr(KL_EINVAL, "dot: expected 2 inputs, got %d", nin);
+  kl_meta m[2];
+  memset(m, 0, sizeof m);
+  for (int i = 0; i < 2; i++) {
+    m[i].dtype = in[i]->dtype;
+    m[i].stype = in[i]->stype;
+    m[i].ndim = in[i]->ndim;
+    m[i].device = in[i]->device;
+    memcpy(m[i].shape, in[i]->shape, sizeof(int64_t) * (size_t)in[i]->ndim);
+  }
+  KL_TRY(CAPI->op_infer(KL_OP_DOT, m, 2, at, om));
   const kl_tensor *a = in[0], *b = in[1];
-  for (int i = 0; i < 2; i++)
-    if (in[i]->dtype != KL_FLOAT32 && in[i]->dtype != KL_FLOAT64)
-      return kl_cuda_seterr(KL_EDTYPE, "dot: %s has dtype %s, expected float32 or float64",
-                            i ? "b" : "a", kl_cuda_dtype_name(in[i]->dtype));
-  if (a->dtype != b->dtype)
-    return kl_cuda_seterr(KL_EDTYPE, "dot: dtype mismatch %s . %s", kl_cuda_dtype_name(a->dtype),
-                          kl_cuda_dtype_name(b->dtype));
-  if (a->ndim < 1)
-    return kl_cuda_seterr(KL_ESHAPE, "dot: a must have at least 1 dimension, got a 0-d tensor");
-  if (b->ndim != 1 && b->ndim != 2)
-    return kl_cuda_seterr(KL_ESHAPE, "dot: b must be 1-d or 2-d, got a %d-d tensor", b->ndim);
-  if (at->transpose_a && a->ndim > 2)
-    return kl_cuda_seterr(KL_ESHAPE, "dot: transpose_a needs a 1-d or 2-d a, got a %d-d tensor",
-                          a->ndim);
+  int64_t ar = 1;
+  for (int d = 0; d + 1 < a->ndim; d++) ar *= a->shape[d];
   v->ta = a->ndim == 2 && at->transpose_a;
   v->tb = b->ndim == 2 && at->transpose_b;
   v->ac = a->shape[a->ndim - 1];
-  v->ar = 1;
-  for (int d = 0; d + 1 < a->ndim; d++) v->ar *= a->shape[d];
-  v->br = b->shape[0];
   v->bc = b->ndim == 2 ? b->shape[1] : 1;
-  v->M = v->ta ? v->ac : v->ar;
-  v->K = v->ta ? v->ar : v->ac;
-  const int64_t kb = v->tb ? v->bc : v->br;
-  v->N = v->tb ? v->br : v->bc;
-  if (v->K != kb) {
-    char sa[200], sb[200];
-    shape_txt(a, v->ta, sa, sizeof sa);
-    shape_txt(b, v->tb, sb, sizeof sb);
-    return kl_cuda_seterr(KL_ESHAPE, "dot: shape mismatch %s . %s", sa, sb);
-  }
-  int n = 0;
-  if (a->ndim == 2 && v->ta) oshape[n++] = a->shape[1];
-  else
-    for (int d = 0; d + 1 < a->ndim; d++) oshape[n++] = a->shape[d];
-  if (b->ndim == 2) oshape[n++] = v->N;
-  *ondim = n;
+  v->M = v->ta ? v->ac : ar;
+  v->K = v->ta ? ar : v->ac;
+  v->N = v->tb ? b->shape[0] : v->bc;
   return KL_OK;
 }
 
@@ -117,12 +93,7 @@ static kl_status densify(const kl_tensor *t, kl_tensor **out) {
   else
     st = kl_cuda_dot_rsp_to_dense(t->dtype, t->shape[0], CAPI->row_width(t), t->indices, t->nnz,
                                   t->data, o->data, kl_cuda_dev_stream(d));
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* A dense t (on its device) as row_sparse keeping the rows with a nonzero (the CPU's
@@ -144,12 +115,7 @@ static kl_status dense_to_rsp(const kl_tensor *t, kl_tensor **out) {
     st = kl_cuda_dot_dense_to_rsp_fill(t->dtype, rows, w, t->data, scr, o->indices, o->data, s);
   kl_cuda_dev_free(d, scr);
   kl_cuda_dev_free(d, dn);
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* ops_dot.c's gemm_rm on the device: C (M x N, row-major, overwritten) = op(A) . op(B), A
@@ -210,12 +176,7 @@ static kl_status csrT_rsp(kl_device d, const kl_tensor *a, int64_t N, const int6
     st = kl_cuda_dot_csrT_sum(a->dtype, a->nnz, N, a->data, B, scr, nu, o->indices, o->data, s);
   kl_cuda_dev_free(d, scr);
   kl_cuda_dev_free(d, dnu);
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* ------------------------------------------------------------------ supports */
@@ -252,33 +213,32 @@ static int sup_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
 
 /* ------------------------------------------------------------------ kernels */
 
+/* The view, and the new dense result of the forward (on a's device, the inferred shape). */
+static kl_status dense_out(kl_tensor *const *in, int nin, const kl_attrs *at, dview *v,
+                           kl_tensor **o) {
+  kl_meta om;
+  KL_TRY(view_of(in, nin, at, v, &om));
+  return new_dense(in[0]->device, in[0]->dtype, om.ndim, om.shape, o);
+}
+
 static kl_status k_csr_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
   dview v;
-  int ondim;
-  int64_t oshape[KL_MAX_NDIM];
-  KL_TRY(view_of(in, nin, at, &v, &ondim, oshape));
+  kl_tensor *o = NULL;
+  KL_TRY(dense_out(in, nin, at, &v, &o));
   const kl_tensor *a = in[0], *b = in[1];
   const kl_device d = a->device;
-  kl_tensor *o = NULL;
-  KL_TRY(new_dense(d, a->dtype, ondim, oshape, &o));
   kl_status st;
   if (b->stype == KL_STYPE_DEFAULT || b->nnz == b->shape[0])
     st = spmm_rm(d, a, v.M, v.K, v.N, b->data, o->data); /* every row of b stored */
   else
     st = gather_rm(d, a, v.M, v.N, b->indices, b->nnz, b->data, o->data);
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 static kl_status k_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
   dview v;
-  int ondim;
-  int64_t oshape[KL_MAX_NDIM];
-  KL_TRY(view_of(in, nin, at, &v, &ondim, oshape));
+  kl_meta om;
+  KL_TRY(view_of(in, nin, at, &v, &om));
   const kl_tensor *a = in[0], *b = in[1];
   const int bsp = b->stype == KL_STYPE_ROW_SPARSE;
   return csrT_rsp(a->device, a, v.N, bsp ? b->indices : NULL, bsp ? b->nnz : 0, b->data, out);
@@ -287,49 +247,33 @@ static kl_status k_csrT_x(kl_tensor *const *in, int nin, const kl_attrs *at, kl_
 static kl_status k_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *at,
                              kl_tensor **out) {
   dview v;
-  int ondim;
-  int64_t oshape[KL_MAX_NDIM];
-  KL_TRY(view_of(in, nin, at, &v, &ondim, oshape));
+  kl_tensor *o = NULL;
+  KL_TRY(dense_out(in, nin, at, &v, &o));
   const kl_tensor *a = in[0], *b = in[1];
   const kl_device d = a->device;
-  kl_tensor *o = NULL;
   void *scr = NULL;
-  kl_status st = new_dense(d, a->dtype, ondim, oshape, &o);
-  if (st == KL_OK) st = kl_cuda_dev_alloc(d, kl_cuda_dot_dense_csr_scratch(b->nnz, v.N), &scr);
+  kl_status st = kl_cuda_dev_alloc(d, kl_cuda_dot_dense_csr_scratch(b->nnz, v.N), &scr);
   if (st == KL_OK)
     st = kl_cuda_dot_dense_csr(a->dtype, v.M, v.K, v.ta, a->data, v.N, b->indptr, b->indices,
                                b->data, b->nnz, scr, o->data, kl_cuda_dev_stream(d));
   kl_cuda_dev_free(d, scr);
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* dense . dense by cuBLAS; other inputs densified first (the CPU's storage fallback). */
 static kl_status k_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl_tensor **out) {
   dview v;
-  int ondim;
-  int64_t oshape[KL_MAX_NDIM];
-  KL_TRY(view_of(in, nin, at, &v, &ondim, oshape));
-  const kl_device d = in[0]->device;
   kl_tensor *ad = NULL, *bd = NULL, *o = NULL;
+  KL_TRY(dense_out(in, nin, at, &v, &o));
+  const kl_device d = in[0]->device;
   kl_status st = densify(in[0], &ad);
   if (st == KL_OK) st = densify(in[1], &bd);
-  if (st == KL_OK) st = new_dense(d, in[0]->dtype, ondim, oshape, &o);
   if (st == KL_OK)
     st = gemm_rm(d, in[0]->dtype, v.ta, v.tb, v.M, v.N, v.K, ad->data, v.ac, bd->data, v.bc,
                  o->data);
   CAPI->tensor_release(ad);
   CAPI->tensor_release(bd);
-  if (st != KL_OK) {
-    CAPI->tensor_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 static const kl_kernel_entry dot_kernels[] = {
@@ -355,9 +299,8 @@ static kl_status dot_backward(kl_tensor *const *in, int nin, const kl_attrs *at,
   (void)out;
   *gin = NULL;
   dview v;
-  int ondim;
-  int64_t oshape[KL_MAX_NDIM];
-  KL_TRY(view_of(in, nin, at, &v, &ondim, oshape));
+  kl_meta om;
+  KL_TRY(view_of(in, nin, at, &v, &om));
   if (i != 0 && i != 1) return kl_cuda_seterr(KL_EINVAL, "dot: backward: input %d out of range", i);
   if (in[i]->stype == KL_STYPE_CSR)
     return kl_cuda_seterr(KL_EUNSUPPORTED, "dot: no gradient with respect to the csr input %s",
@@ -400,12 +343,7 @@ done:
     CAPI->tensor_release(r);
     r = c;
   }
-  if (st != KL_OK) {
-    CAPI->tensor_release(r);
-    return st;
-  }
-  *gin = r; /* a csr want: the registry converts */
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin); /* a csr want: the registry converts */
 }
 
 const kl_device_opdef kl_cuda_opdef_dot = {dot_kernels, dot_backward};

@@ -13,7 +13,7 @@
  * it succeeds: a case this file does not take). */
 #include <string.h>
 
-#include "kl_cuda_dev.h"
+#include "dev_ops_util.h"
 #include "kl_cuda_layers.h"
 
 /* The host's backward: its checks and message, or its result (a counted fallback). */
@@ -56,13 +56,6 @@ static kl_status read_value(kl_device d, const void *p, kl_dtype dt, int64_t i, 
   return KL_OK;
 }
 
-/* Finishes a kernel entry: *out = t on success, t released otherwise. */
-static kl_status finish(kl_status st, kl_tensor *t, kl_tensor **out) {
-  if (st == KL_OK) *out = t;
-  else kl_cuda_capi->tensor_release(t);
-  return st;
-}
-
 static int sup_all_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
   (void)a;
   for (int i = 0; i < nin; i++)
@@ -81,7 +74,7 @@ static kl_status bias_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_t
   kl_status st = kl_cuda_capi->tensor_new_dense_on(d, x->dtype, x->ndim, x->shape, 0, &o);
   if (st != KL_OK) return st;
   st = kl_cuda_bias_add(x->dtype, x->data, b->data, k ? n / k : 0, k, o->data, stream(x));
-  return finish(st, o, out);
+  return kl_cdo_finish(st, o, out);
 }
 
 /* dx = gout (in x's dtype); db = gout summed over the leading axes (dense, or row_sparse
@@ -104,7 +97,8 @@ static kl_status bias_bwd(kl_tensor *const *in, int nin, const kl_attrs *a,
     if (want != KL_STYPE_DEFAULT) return KL_DEV_HOST;
     if ((st = kl_cuda_capi->tensor_new_dense_on(d, x->dtype, x->ndim, x->shape, 0, &o)) != KL_OK)
       return st;
-    return finish(kl_cuda_cast(gout->dtype, gout->data, x->dtype, o->data, n, stream(x)), o, gin);
+    st = kl_cuda_cast(gout->dtype, gout->data, x->dtype, o->data, n, stream(x));
+    return kl_cdo_finish(st, o, gin);
   }
   if (want == KL_STYPE_ROW_SPARSE) {
     if ((st = kl_cuda_capi->tensor_new_rsp_on(d, x->dtype, 1, &k, k, &o)) != KL_OK) return st;
@@ -117,7 +111,7 @@ static kl_status bias_bwd(kl_tensor *const *in, int nin, const kl_attrs *a,
   if (st == KL_OK)
     st = kl_cuda_bias_grad(gout->dtype, gout->data, k ? n / k : 0, k, x->dtype, o->data,
                            stream(x));
-  return o ? finish(st, o, gin) : st;
+  return o ? kl_cdo_finish(st, o, gin) : st;
 }
 
 static const kl_kernel_entry bias_kernels[] = {{"cuda.dense", sup_all_dense, bias_fwd},
@@ -154,7 +148,7 @@ static kl_status emb_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_te
   if (st == KL_OK && bad != npos) st = emb_bad_id(ids, bad, V);
   kl_cuda_dev_free(d, dbad);
   if (!o) return st;
-  return finish(st, o, out);
+  return kl_cdo_finish(st, o, out);
 }
 
 static int emb_sup(kl_tensor *const *in, int nin, const kl_attrs *a) {
@@ -216,7 +210,7 @@ static kl_status emb_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const
   if (st == KL_OK && sparse) o->nnz = flags[1]; /* the unique ids (room for cap) */
   kl_cuda_dev_free(d, scr);
   if (!o) return st;
-  return finish(st, o, gin);
+  return kl_cdo_finish(st, o, gin);
 }
 
 static const kl_kernel_entry emb_kernels[] = {{"cuda.dense|row_sparse", emb_sup, emb_fwd},
@@ -253,7 +247,7 @@ static kl_status masked_mean_fwd(kl_tensor *const *in, int nin, const kl_attrs *
   if (st != KL_OK) return st;
   st = kl_cuda_masked_mean(x->dtype, x->data, ids->dtype, ids->data, x->shape[0], x->shape[1],
                            x->shape[2], o->data, stream(x));
-  return finish(st, o, out);
+  return kl_cdo_finish(st, o, out);
 }
 
 static kl_status masked_mean_bwd(kl_tensor *const *in, int nin, const kl_attrs *a,
@@ -267,7 +261,7 @@ static kl_status masked_mean_bwd(kl_tensor *const *in, int nin, const kl_attrs *
   if (st != KL_OK) return st;
   st = kl_cuda_masked_mean_backward(x->dtype, ids->dtype, ids->data, gout->dtype, gout->data,
                                     x->shape[0], x->shape[1], x->shape[2], o->data, stream(x));
-  return finish(st, o, gin);
+  return kl_cdo_finish(st, o, gin);
 }
 
 static kl_status max_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
@@ -280,7 +274,7 @@ static kl_status max_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_te
   st = kl_cuda_global_max_pool(x->dtype, x->data, ids ? ids->dtype : KL_INT64,
                                ids ? ids->data : NULL, x->shape[0], x->shape[1], x->shape[2],
                                o->data, stream(x));
-  return finish(st, o, out);
+  return kl_cdo_finish(st, o, out);
 }
 
 static kl_status max_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const kl_tensor *out,
@@ -295,7 +289,7 @@ static kl_status max_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const
                                         ids ? ids->data : NULL, gout->dtype, gout->data,
                                         x->shape[0], x->shape[1], x->shape[2], o->data,
                                         stream(x));
-  return finish(st, o, gin);
+  return kl_cdo_finish(st, o, gin);
 }
 
 static const kl_kernel_entry masked_mean_kernels[] = {
@@ -363,7 +357,7 @@ static kl_status reg_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_te
   if (st != KL_OK) return st;
   if (nin == 1) {
     st = kl_cuda_reg_terms(w->dtype, w->data, rw, NULL, NULL, reg_stored(w), o->data, stream(w));
-    return finish(st, o, out);
+    return kl_cdo_finish(st, o, out);
   }
   reg_batch rb;
   st = reg_batch_rows(w, in[1], &rb);
@@ -371,7 +365,7 @@ static kl_status reg_fwd(kl_tensor *const *in, int nin, const kl_attrs *a, kl_te
     st = kl_cuda_reg_terms(w->dtype, w->data, rw, rb.pos, rb.flags + 1, rb.m, o->data, stream(w));
   if (st == KL_OK && in[1]->stype != KL_STYPE_CSR) st = reg_batch_flags(w, in[1], &rb, NULL);
   kl_cuda_dev_free(w->device, rb.scr);
-  return finish(st, o, out);
+  return kl_cdo_finish(st, o, out);
 }
 
 static int reg_sup(kl_tensor *const *in, int nin, const kl_attrs *a) {
@@ -405,7 +399,7 @@ static kl_status reg_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const
     st = kl_cuda_reg_terms_backward(w->dtype, w->data, rw, widx, NULL, NULL, n, gout->dtype,
                                     gout->data, sparse, o->data, sparse ? o->indices : NULL,
                                     stream(w));
-    return finish(st, o, gin);
+    return kl_cdo_finish(st, o, gin);
   }
   reg_batch rb;
   int64_t count = 0;
@@ -426,7 +420,7 @@ static kl_status reg_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const
   }
   kl_cuda_dev_free(d, rb.scr);
   if (!o) return st;
-  return finish(st, o, gin);
+  return kl_cdo_finish(st, o, gin);
 }
 
 static const kl_kernel_entry reg_kernels[] = {{"cuda.any", reg_sup, reg_fwd}, {NULL, NULL, NULL}};
@@ -502,24 +496,32 @@ static kl_status loss_flags(const kl_cuda_loss_args *la, kl_tensor *const *in, c
   return KL_OK;
 }
 
-static kl_status loss_fwd(kl_cuda_loss k, kl_tensor *const *in, int nin, kl_tensor **out) {
+/* The loss (gout NULL: into the 0-d o) or its gradient with respect to y_pred (from gout, into
+ * o shaped like y_pred), the data the CPU checks checked on the device and its message raised. */
+static kl_status loss_launch(const kl_cuda_loss_args *la, kl_tensor *const *in,
+                             const kl_tensor *gout, kl_tensor *o) {
   const kl_device d = in[1]->device;
+  const kl_cuda_stream s = stream(in[1]);
+  const int checks = loss_has_checks(la);
+  const size_t flags = al(2 * sizeof(int64_t));
+  char *scr = NULL;
+  kl_status st = kl_cuda_dev_alloc(d, flags + kl_cuda_loss_scratch(la), (void **)&scr);
+  if (st == KL_OK && checks) st = kl_cuda_loss_check(la, (int64_t *)scr, s);
+  if (st == KL_OK)
+    st = gout ? kl_cuda_loss_backward(la, gout->dtype, gout->data, scr + flags, o->data, s)
+              : kl_cuda_loss_forward(la, scr + flags, o->data, s);
+  if (st == KL_OK && checks) st = loss_flags(la, in, (const int64_t *)scr);
+  kl_cuda_dev_free(d, scr);
+  return st;
+}
+
+static kl_status loss_fwd(kl_cuda_loss k, kl_tensor *const *in, int nin, kl_tensor **out) {
   kl_cuda_loss_args la;
   loss_args(k, in, nin, &la);
-  const int checks = loss_has_checks(&la);
-  const size_t sb = kl_cuda_loss_scratch(&la);
-  char *scr = NULL;
   kl_tensor *o = NULL;
   int64_t none[1] = {0};
-  kl_status st = kl_cuda_capi->tensor_new_dense_on(d, la.pdt, 0, none, 0, &o);
-  if (st != KL_OK) return st;
-  st = kl_cuda_dev_alloc(d, al(2 * sizeof(int64_t)) + sb, (void **)&scr);
-  if (st == KL_OK && checks) st = kl_cuda_loss_check(&la, (int64_t *)scr, stream(in[1]));
-  if (st == KL_OK)
-    st = kl_cuda_loss_forward(&la, scr + al(2 * sizeof(int64_t)), o->data, stream(in[1]));
-  if (st == KL_OK && checks) st = loss_flags(&la, in, (const int64_t *)scr);
-  kl_cuda_dev_free(d, scr);
-  return finish(st, o, out);
+  KL_TRY(kl_cuda_capi->tensor_new_dense_on(in[1]->device, la.pdt, 0, none, 0, &o));
+  return kl_cdo_finish(loss_launch(&la, in, NULL, o), o, out);
 }
 
 static kl_status loss_bwd(kl_cuda_loss k, kl_tensor *const *in, int nin, const kl_tensor *gout,
@@ -529,23 +531,11 @@ static kl_status loss_bwd(kl_cuda_loss k, kl_tensor *const *in, int nin, const k
     if (!in[j] || !dense(in[j])) return KL_DEV_HOST;
   if (!loss_shapes_ok(k, in, nin) || !dense(gout) || numel(gout) != 1) return KL_DEV_HOST;
   const kl_tensor *yp = in[1];
-  const kl_device d = yp->device;
   kl_cuda_loss_args la;
   loss_args(k, in, nin, &la);
-  const int checks = loss_has_checks(&la);
-  const size_t sb = kl_cuda_loss_scratch(&la);
-  char *scr = NULL;
   kl_tensor *o = NULL;
-  kl_status st = kl_cuda_capi->tensor_new_dense_on(d, la.pdt, yp->ndim, yp->shape, 0, &o);
-  if (st != KL_OK) return st;
-  st = kl_cuda_dev_alloc(d, al(2 * sizeof(int64_t)) + sb, (void **)&scr);
-  if (st == KL_OK && checks) st = kl_cuda_loss_check(&la, (int64_t *)scr, stream(yp));
-  if (st == KL_OK)
-    st = kl_cuda_loss_backward(&la, gout->dtype, gout->data, scr + al(2 * sizeof(int64_t)), o->data,
-                               stream(yp));
-  if (st == KL_OK && checks) st = loss_flags(&la, in, (const int64_t *)scr);
-  kl_cuda_dev_free(d, scr);
-  return finish(st, o, gin);
+  KL_TRY(kl_cuda_capi->tensor_new_dense_on(yp->device, la.pdt, yp->ndim, yp->shape, 0, &o));
+  return kl_cdo_finish(loss_launch(&la, in, gout, o), o, gin);
 }
 
 /* One opdef a loss: wrappers binding the kind. */

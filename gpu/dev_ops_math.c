@@ -95,12 +95,7 @@ kl_status kl_cdm_like(const kl_tensor *t, kl_tensor **out) {
   }
   if (st == KL_OK)
     st = kl_cuda_math_copy_block(8, t->indices, 0, 0, r->indices, 0, 0, 1, t->nnz, s);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 kl_status kl_cdm_densify(const kl_tensor *t, kl_tensor **out) {
@@ -119,12 +114,7 @@ kl_status kl_cdm_densify(const kl_tensor *t, kl_tensor **out) {
   else
     st = kl_cuda_math_rsp_scatter(t->dtype, t->nnz, kl_cdm_numel(t->ndim - 1, t->shape + 1),
                                   t->indices, t->data, r->data, s);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* dense (2-d for csr, >= 1-d for row_sparse) -> s: count, scan, read the size, fill. */
@@ -152,12 +142,7 @@ static kl_status from_dense(const kl_tensor *t, kl_stype s, kl_tensor **out) {
     st = kl_cuda_math_dense_fill(t->dtype, rsp, t->data, rows, w, pos, r->indices, r->data, q);
   kl_cdm_free(d, cnt);
   kl_cdm_free(d, pos);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 kl_status kl_cdm_convert(const kl_tensor *t, kl_stype s, kl_tensor **out) {
@@ -227,12 +212,7 @@ static kl_status dense_binary(kl_op op, const kl_tensor *a, const kl_tensor *b, 
   KL_TRY(kl_cdm_dense(a->device, a->dtype, nd, shape, 0, &r));
   kl_status st = kl_cuda_math_binary(op, a->dtype, a->data, a->ndim, a->shape, b->data, b->ndim,
                                      b->shape, r->data, kl_cuda_dev_stream(a->device));
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* Any stypes: the sparse operands densified (the CPU's registry fallback), the dense op,
@@ -250,12 +230,7 @@ static kl_status bin_general(kl_op op, kl_tensor *const *in, kl_tensor **out) {
   kl_cdm_release(A);
   kl_cdm_release(B);
   if (st == KL_OK && os != KL_STYPE_DEFAULT) st = kl_cdm_to_want(&r, os);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* csr op csr, same shape: each row's union (intersection for multiply) */
@@ -280,12 +255,7 @@ static kl_status bin_csr_csr(kl_op op, kl_tensor *const *in, kl_tensor **out) {
                                      B->indices, B->data, r->indptr, r->indices, r->data, s);
   kl_cdm_free(d, cnt);
   kl_cdm_free(d, pos);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* rsp op rsp, same shape: the union (intersection for multiply) of the stored rows */
@@ -311,12 +281,7 @@ static kl_status bin_rsp_rsp(kl_op op, kl_tensor *const *in, kl_tensor **out) {
   kl_cdm_free(d, f);
   kl_cdm_free(d, cb);
   kl_cdm_free(d, src);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* sparse op dense (either side), same shape -> dense: the implicit zeros everywhere, then
@@ -335,12 +300,7 @@ static kl_status bin_sparse_dense(kl_op op, kl_tensor *const *in, kl_tensor **ou
     st = kl_cuda_math_sparse_dense_apply(op, D->dtype, sp, csr, csr ? S->shape[0] : S->nnz, w,
                                          S->indptr, S->indices, S->nnz, S->data, D->data, r->data,
                                          s);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* The gradient of a op b for input i: the CPU's bin_backward (ops_elemwise.c) on the
@@ -480,12 +440,7 @@ static kl_status map_run(kl_op op, int scalar_op, double sc, const kl_tensor *x,
     st = scalar_op ? kl_cuda_math_scalar(op, x->dtype, src->data, sc, r->data, n, s)
                    : kl_cuda_math_unary(op, x->dtype, src->data, r->data, n, s);
   kl_cdm_release(src);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* ------------------------------------------------------------------ scalar ops */
@@ -549,12 +504,7 @@ static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs 
   if (st == KL_OK) st = kl_cdm_to_want(&r, want);
   kl_cdm_release(X);
   kl_cdm_release(G);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *gin = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin);
 }
 
 #define CDM_SCALAR_OP(P, OP)                                                                       \
@@ -592,12 +542,7 @@ static kl_status softmax_dense(const kl_tensor *x, kl_tensor **out) {
   const int64_t last = x->shape[x->ndim - 1], n = kl_cdm_numel(x->ndim, x->shape);
   kl_status st = kl_cuda_math_softmax(x->dtype, x->data, last ? n / last : 0, last, r->data,
                                       kl_cuda_dev_stream(x->device));
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 static kl_status softmax_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
@@ -622,12 +567,7 @@ static kl_status softmax_run(kl_tensor *const *in, int nin, const kl_attrs *a, k
     st =
         kl_cuda_math_softmax_rsp(x->dtype, n, last, x->nnz, kl_cdm_numel(x->ndim - 1, x->shape + 1),
                                  x->indices, x->data, r->data, s);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 static kl_status unary_run(kl_op op, kl_tensor *const *in, kl_tensor **out) {
@@ -668,12 +608,7 @@ static kl_status unary_backward(kl_op op, kl_tensor *const *in, const kl_tensor 
   kl_cdm_release(X);
   kl_cdm_release(O);
   kl_cdm_release(G);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *gin = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin);
 }
 
 #define CDM_UNARY_OP(P, OP)                                                                        \

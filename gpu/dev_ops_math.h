@@ -4,6 +4,7 @@
  * device memory from the host except through kl_cuda_dev_read. */
 #ifndef KL_DEV_OPS_MATH_H
 #define KL_DEV_OPS_MATH_H
+#include "dev_ops_util.h"
 #include "kl_cuda_dev.h"
 #include "kl_cuda_math.h"
 

@@ -110,12 +110,7 @@ static kl_status reduce_run(int mean, kl_tensor *const *in, const kl_attrs *a, k
   kl_cdm_free(d, rptr);
   kl_cdm_free(d, ridx);
   kl_cdm_free(d, rv);
-  if (st != KL_OK) {
-    kl_cdm_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* gout broadcast back over the reduced axis (times 1 / count for mean), dense */
@@ -139,12 +134,7 @@ static kl_status reduce_backward(int mean, kl_tensor *const *in, const kl_attrs 
                                   kl_cuda_dev_stream(x->device));
   if (st == KL_OK) st = kl_cdm_to_want(&r, want);
   kl_cdm_release(g);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *gin = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin);
 }
 
 static kl_status sum_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
@@ -191,12 +181,7 @@ static kl_status argmax_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl
                              kl_cdm_numel(x->ndim - ax - 1, x->shape + ax + 1), r->data,
                              kl_cuda_dev_stream(x->device));
   kl_cdm_release(x);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 static const kl_kernel_entry argmax_kernels[] = {{"cuda.argmax", NULL, argmax_run},
                                                  {NULL, NULL, NULL}};
@@ -222,12 +207,7 @@ static kl_status one_hot_run(kl_tensor *const *in, int nin, const kl_attrs *a, k
     if (st == KL_OK) st = kl_cuda_math_one_hot_error(ids->dtype, &v, b, C);
   }
   kl_cdm_free(d, bad);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 static const kl_kernel_entry one_hot_kernels[] = {{"cuda.one_hot", NULL, one_hot_run},
                                                   {NULL, NULL, NULL}};
@@ -242,12 +222,7 @@ static kl_status transpose_dense(const kl_tensor *x, kl_tensor **out) {
   KL_TRY(kl_cdm_dense(x->device, x->dtype, x->ndim, shape, 0, &r));
   kl_status st = kl_cuda_math_transpose(kl_cdm_es(x->dtype), x->data, x->ndim, x->shape, r->data,
                                         kl_cuda_dev_stream(x->device));
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 static kl_status transpose_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
@@ -265,12 +240,7 @@ static kl_status transpose_run(kl_tensor *const *in, int nin, const kl_attrs *a,
                                       x->data, r->indptr, r->indices, r->data, sc,
                                       kl_cuda_dev_stream(d));
     kl_cdm_free(d, sc);
-    if (st != KL_OK) {
-      kl_cdm_release(r);
-      return st;
-    }
-    *out = r;
-    return KL_OK;
+    return kl_cdo_finish(st, r, out);
   }
   /* row_sparse: dense result (the CPU's fallback densifies it) */
   KL_TRY(kl_cdm_densify(x, &dn));
@@ -282,16 +252,12 @@ static kl_status transpose_run(kl_tensor *const *in, int nin, const kl_attrs *a,
 static kl_status transpose_backward(kl_tensor *const *in, int nin, const kl_attrs *a,
                                     const kl_tensor *out, const kl_tensor *gout, int i,
                                     kl_stype want, kl_tensor **gin) {
-  kl_tensor *G = NULL;
+  kl_tensor *G = NULL, *r = NULL;
   KL_TRY(kl_cdm_densify(gout, &G));
-  kl_status st = transpose_dense(G, gin);
+  kl_status st = transpose_dense(G, &r);
   kl_cdm_release(G);
-  if (st == KL_OK) st = kl_cdm_to_want(gin, want);
-  if (st != KL_OK) {
-    kl_cdm_release(*gin);
-    *gin = NULL;
-  }
-  return st;
+  if (st == KL_OK) st = kl_cdm_to_want(&r, want);
+  return kl_cdo_finish(st, r, gin);
 }
 static const kl_kernel_entry transpose_kernels[] = {{"cuda.transpose", NULL, transpose_run},
                                                     {NULL, NULL, NULL}};
@@ -331,12 +297,7 @@ static kl_status concat_dense(kl_tensor *const *in, int nin, int axis, const int
     kl_cdm_release(p);
     off += c;
   }
-  if (st != KL_OK) {
-    kl_cdm_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* csr along axis 0: pointer arrays stacked (shifted by the nnz before), entries appended;
@@ -381,12 +342,7 @@ static kl_status concat_csr(kl_tensor *const *in, int nin, int axis, const int64
   }
   kl_cdm_free(d, cnt);
   kl_cdm_free(d, at);
-  if (st != KL_OK) {
-    kl_cdm_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 /* row_sparse along axis 0: stored rows appended, their numbers shifted by the rows before */
@@ -408,12 +364,7 @@ static kl_status concat_rsp(kl_tensor *const *in, int nin, const int64_t *oshape
     r0 += t->shape[0];
     z0 += t->nnz;
   }
-  if (st != KL_OK) {
-    kl_cdm_release(o);
-    return st;
-  }
-  *out = o;
-  return KL_OK;
+  return kl_cdo_finish(st, o, out);
 }
 
 static kl_status concat_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {
@@ -465,12 +416,7 @@ static kl_status concat_backward(kl_tensor *const *in, int nin, const kl_attrs *
   }
   if (st == KL_OK) st = kl_cdm_to_want(&r, want);
   kl_cdm_release(g);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *gin = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin);
 }
 static const kl_kernel_entry concat_kernels[] = {{"cuda.concat", NULL, concat_run},
                                                  {NULL, NULL, NULL}};
@@ -521,12 +467,7 @@ static kl_status retain_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl
   kl_cdm_free(d, sc);
   kl_cdm_free(d, keep);
   kl_cdm_free(d, pos);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *out = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, out);
 }
 
 /* gout on the rows the output kept, zero elsewhere */
@@ -552,12 +493,7 @@ static kl_status retain_backward(kl_tensor *const *in, int nin, const kl_attrs *
   if (st == KL_OK) st = kl_cdm_to_want(&r, want);
   kl_cdm_release(kept);
   kl_cdm_release(G);
-  if (st != KL_OK) {
-    kl_cdm_release(r);
-    return st;
-  }
-  *gin = r;
-  return KL_OK;
+  return kl_cdo_finish(st, r, gin);
 }
 static const kl_kernel_entry retain_kernels[] = {{"cuda.retain", NULL, retain_run},
                                                  {NULL, NULL, NULL}};

@@ -33,6 +33,16 @@ static const char *status_name(kl_status st) {
          : st == KL_ENOMEM ? "KL_ENOMEM" : st == KL_EINVAL ? "KL_EINVAL" : "KL_EDEVICE";
 }
 
+/* t[k] = v for the table on the top of the stack. */
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+static void set_bool(lua_State *L, const char *k, int v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+
 /* cuda.device_count() -> n, or 0, reason, status name ("KL_ENODEV", ...) when none. */
 static int l_device_count(lua_State *L) {
   int n = kl_cuda_backend_count();
@@ -62,16 +72,11 @@ static int l_device_info(lua_State *L) {
   lua_createtable(L, 0, 6);
   lua_pushstring(L, p.name);
   lua_setfield(L, -2, "name");
-  lua_pushinteger(L, (lua_Integer)p.total_memory);
-  lua_setfield(L, -2, "total_memory");
-  lua_pushinteger(L, p.major);
-  lua_setfield(L, -2, "major");
-  lua_pushinteger(L, p.minor);
-  lua_setfield(L, -2, "minor");
-  lua_pushinteger(L, p.multiprocessors);
-  lua_setfield(L, -2, "multiprocessors");
-  lua_pushboolean(L, kl_cuda_rt_emulated());
-  lua_setfield(L, -2, "emulated");
+  set_int(L, "total_memory", (lua_Integer)p.total_memory);
+  set_int(L, "major", p.major);
+  set_int(L, "minor", p.minor);
+  set_int(L, "multiprocessors", p.multiprocessors);
+  set_bool(L, "emulated", kl_cuda_rt_emulated());
   return 1;
 }
 
@@ -97,35 +102,24 @@ static int l_versions(lua_State *L) {
   int rt = 0, drv = 0;
   kl_cuda_rt_versions(&rt, &drv);
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, rt);
-  lua_setfield(L, -2, "runtime");
-  lua_pushinteger(L, drv);
-  lua_setfield(L, -2, "driver");
+  set_int(L, "runtime", rt);
+  set_int(L, "driver", drv);
   lua_pushstring(L, KL_CUDA_ARCHS); /* "75 80 86 89 90" */
   lua_setfield(L, -2, "architectures");
-  lua_pushboolean(L, kl_cuda_rt_emulated());
-  lua_setfield(L, -2, "emulated");
+  set_bool(L, "emulated", kl_cuda_rt_emulated());
   return 1;
 }
 
 static void push_stats(lua_State *L, const kl_cuda_alloc_stats *s) {
   lua_createtable(L, 0, 8);
-  lua_pushinteger(L, (lua_Integer)s->in_use_bytes);
-  lua_setfield(L, -2, "in_use_bytes");
-  lua_pushinteger(L, (lua_Integer)s->cached_bytes);
-  lua_setfield(L, -2, "cached_bytes");
-  lua_pushinteger(L, s->in_use_blocks);
-  lua_setfield(L, -2, "in_use_blocks");
-  lua_pushinteger(L, s->cached_blocks);
-  lua_setfield(L, -2, "cached_blocks");
-  lua_pushinteger(L, s->dev_mallocs);
-  lua_setfield(L, -2, "dev_mallocs");
-  lua_pushinteger(L, s->dev_frees);
-  lua_setfield(L, -2, "dev_frees");
-  lua_pushinteger(L, s->cache_hits);
-  lua_setfield(L, -2, "cache_hits");
-  lua_pushinteger(L, s->oom_retries);
-  lua_setfield(L, -2, "oom_retries");
+  set_int(L, "in_use_bytes", (lua_Integer)s->in_use_bytes);
+  set_int(L, "cached_bytes", (lua_Integer)s->cached_bytes);
+  set_int(L, "in_use_blocks", s->in_use_blocks);
+  set_int(L, "cached_blocks", s->cached_blocks);
+  set_int(L, "dev_mallocs", s->dev_mallocs);
+  set_int(L, "dev_frees", s->dev_frees);
+  set_int(L, "cache_hits", s->cache_hits);
+  set_int(L, "oom_retries", s->oom_retries);
 }
 
 /* cuda.alloc_probe(n, bytes...) -> stats: allocates each size on device n through a caching
@@ -171,21 +165,17 @@ static int l_memory_stats(lua_State *L) {
   return 1;
 }
 
-/* cuda.empty_cache(n): gives device n's cached free blocks back to the device. */
-static int l_empty_cache(lua_State *L) {
-  int d = check_device(L, 1);
-  kl_status st = kl_cuda_dev_empty_cache(KL_DEVICE_CUDA(d));
-  if (st != KL_OK) return C->lua_raise(L, st);
-  return 0;
+/* fn on device n (argument 1); its error raised. */
+static int on_device(lua_State *L, kl_status (*fn)(kl_device d)) {
+  kl_status st = fn(KL_DEVICE_CUDA(check_device(L, 1)));
+  return st != KL_OK ? C->lua_raise(L, st) : 0;
 }
 
+/* cuda.empty_cache(n): gives device n's cached free blocks back to the device. */
+static int l_empty_cache(lua_State *L) { return on_device(L, kl_cuda_dev_empty_cache); }
+
 /* cuda.synchronize(n): waits for everything queued on device n. */
-static int l_synchronize(lua_State *L) {
-  int d = check_device(L, 1);
-  kl_status st = kl_cuda_dev_synchronize(KL_DEVICE_CUDA(d));
-  if (st != KL_OK) return C->lua_raise(L, st);
-  return 0;
-}
+static int l_synchronize(lua_State *L) { return on_device(L, kl_cuda_dev_synchronize); }
 
 /* cuda.claimed_ops() -> {[op name] = true, ...}: the ops the CUDA table has kernels for, as
  * registered (less KERAS_LUA_CUDA_DISABLE_OPS): the specs assert that these never fall back
@@ -214,7 +204,6 @@ int luaopen_keras_cuda(lua_State *L) {
       {"empty_cache", l_empty_cache},   {"synchronize", l_synchronize},
       {"claimed_ops", l_claimed_ops},   {NULL, NULL}};
   luaL_newlib(L, fns);
-  lua_pushboolean(L, kl_cuda_rt_emulated());
-  lua_setfield(L, -2, "emulated");
+  set_bool(L, "emulated", kl_cuda_rt_emulated());
   return 1;
 }

@@ -74,6 +74,8 @@ typedef struct kl_capi {
   long (*device_fallback_count)(void);
   const char *(*device_str)(kl_device d, char *buf, size_t len);
   void (*warnf)(const char *fmt, ...);
+  /* appended for the CUDA dot (gpu/dev_ops_dot.c): the registry's inference (kl_op_infer) */
+  kl_status (*op_infer)(kl_op op, const kl_meta *in, int nin, const kl_attrs *a, kl_meta *out);
 } kl_capi;
 
 /* The core's API, or NULL (with a Lua error) when keras.core is missing or too old. */

@@ -47,6 +47,7 @@ static const kl_capi kl_capi_table = {
     kl_device_fallback_count,
     kl_device_str,
     kl_warnf,
+    kl_op_infer,
 };
 
 void kl_lua_open_capi(lua_State *L) {

@@ -82,6 +82,7 @@ static const kl_capi *gpu_dev_capi(void) {
   c.device_fallback_count = kl_device_fallback_count;
   c.device_str = kl_device_str;
   c.warnf = kl_warnf;
+  c.op_infer = kl_op_infer;
   return &c;
 }
 
