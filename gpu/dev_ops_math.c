@@ -468,7 +468,8 @@ static kl_status scalar_run(kl_op op, kl_tensor *const *in, const kl_attrs *a, k
 /* ops_scalar.c's scalar_backward: x + s: g; x * s, x / s: the same map of g (its stype
  * kept); s - x: -g; the others through x (dense). */
 static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs *a,
-                                 const kl_tensor *gout, kl_stype want, kl_tensor **gin) {
+                                 const kl_tensor *out, const kl_tensor *gout, kl_stype want,
+                                 kl_tensor **gin) {
   const kl_device d = in[0]->device;
   const kl_cuda_stream s = kl_cuda_dev_stream(d);
   kl_tensor *X = NULL, *G = NULL, *r = NULL;
@@ -507,17 +508,19 @@ static kl_status scalar_backward(kl_op op, kl_tensor *const *in, const kl_attrs 
   return kl_cdo_finish(st, r, gin);
 }
 
-#define CDM_SCALAR_OP(P, OP)                                                                       \
+/* The opdef of a value map: one "cuda.map" entry, RUN(OP, ...), and the backward BWD(OP, ...). */
+#define CDM_MAP_OP(P, OP, RUN, BWD)                                                                \
   static kl_status P##_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {    \
-    return scalar_run(OP, in, a, out);                                                             \
+    return RUN(OP, in, a, out);                                                                    \
   }                                                                                                \
   static kl_status P##_backward(kl_tensor *const *in, int nin, const kl_attrs *a,                  \
                                 const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want, \
                                 kl_tensor **gin) {                                                 \
-    return scalar_backward(OP, in, a, gout, want, gin);                                            \
+    return BWD(OP, in, a, out, gout, want, gin);                                                   \
   }                                                                                                \
   static const kl_kernel_entry P##_kernels[] = {{"cuda.map", NULL, P##_run}, {NULL, NULL, NULL}};  \
   const kl_device_opdef kl_cuda_opdef_##P = {P##_kernels, P##_backward};
+#define CDM_SCALAR_OP(P, OP) CDM_MAP_OP(P, OP, scalar_run, scalar_backward)
 
 CDM_SCALAR_OP(add_scalar, KL_OP_ADD_SCALAR)
 CDM_SCALAR_OP(mul_scalar, KL_OP_MUL_SCALAR)
@@ -570,14 +573,15 @@ static kl_status softmax_run(kl_tensor *const *in, int nin, const kl_attrs *a, k
   return kl_cdo_finish(st, r, out);
 }
 
-static kl_status unary_run(kl_op op, kl_tensor *const *in, kl_tensor **out) {
+static kl_status unary_run(kl_op op, kl_tensor *const *in, const kl_attrs *a, kl_tensor **out) {
   return map_run(op, 0, 0.0, in[0], unary_keeps_stype(op), out);
 }
 
 /* ops_unary.c's unary_backward: g * f'(x) through x and the output (recomputed when the
  * caller has none); softmax: o * (g - sum(g * o)) along the last axis. */
-static kl_status unary_backward(kl_op op, kl_tensor *const *in, const kl_tensor *out,
-                                const kl_tensor *gout, kl_stype want, kl_tensor **gin) {
+static kl_status unary_backward(kl_op op, kl_tensor *const *in, const kl_attrs *a,
+                                const kl_tensor *out, const kl_tensor *gout, kl_stype want,
+                                kl_tensor **gin) {
   const kl_device d = in[0]->device;
   const kl_cuda_stream s = kl_cuda_dev_stream(d);
   const char *fn = kl_cdm_op_name(op);
@@ -611,17 +615,7 @@ static kl_status unary_backward(kl_op op, kl_tensor *const *in, const kl_tensor 
   return kl_cdo_finish(st, r, gin);
 }
 
-#define CDM_UNARY_OP(P, OP)                                                                        \
-  static kl_status P##_run(kl_tensor *const *in, int nin, const kl_attrs *a, kl_tensor **out) {    \
-    return unary_run(OP, in, out);                                                                 \
-  }                                                                                                \
-  static kl_status P##_backward(kl_tensor *const *in, int nin, const kl_attrs *a,                  \
-                                const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want, \
-                                kl_tensor **gin) {                                                 \
-    return unary_backward(OP, in, out, gout, want, gin);                                           \
-  }                                                                                                \
-  static const kl_kernel_entry P##_kernels[] = {{"cuda.map", NULL, P##_run}, {NULL, NULL, NULL}};  \
-  const kl_device_opdef kl_cuda_opdef_##P = {P##_kernels, P##_backward};
+#define CDM_UNARY_OP(P, OP) CDM_MAP_OP(P, OP, unary_run, unary_backward)
 
 CDM_UNARY_OP(neg, KL_OP_NEG)
 CDM_UNARY_OP(square, KL_OP_SQUARE)
@@ -636,7 +630,7 @@ CDM_UNARY_OP(tanh, KL_OP_TANH)
 static kl_status softmax_backward(kl_tensor *const *in, int nin, const kl_attrs *a,
                                   const kl_tensor *out, const kl_tensor *gout, int i, kl_stype want,
                                   kl_tensor **gin) {
-  return unary_backward(KL_OP_SOFTMAX, in, out, gout, want, gin);
+  return unary_backward(KL_OP_SOFTMAX, in, a, out, gout, want, gin);
 }
 static const kl_kernel_entry softmax_kernels[] = {{"cuda.softmax", NULL, softmax_run},
                                                   {NULL, NULL, NULL}};
