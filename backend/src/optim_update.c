@@ -7,16 +7,26 @@
 
 #include "device_internal.h"
 #include "kl/optim.h"
+#include "optim_hyper.h"
 #include "optim_internal.h"
 
-/* Hyperparameters of one update, resolved once (Adam's lr_t needs the step). */
-typedef struct opt_hyper {
-  kl_opt_kind kind;
-  double lr, mom, wd, clip, rescale, b1, b2, eps, lr_t, rho, lamda1, beta, l2, lr_power;
-  int has_mom, nesterov;
-} opt_hyper;
+
+/* The vector row loops of optim_rows.h (GCC on x86-64; chosen when the CPU has AVX2). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+static int opt_have_avx2(void) {
+  static int have = -1;
+  if (have < 0) have = __builtin_cpu_supports("avx2") ? 1 : 0;
+  return have;
+}
+#define OPT_VEC 1
+#endif
 
 #define OPT_T float
+#ifdef OPT_VEC
+#define OPT_VL 8
+#define OPT_VSQRT(x) ((opt_v_f32)_mm256_sqrt_ps((__m256)(x)))
+#endif
 #define OPT_U uint32_t
 #define OPT_SQRT sqrtf
 #define OPT_POW powf
@@ -27,8 +37,14 @@ typedef struct opt_hyper {
 #undef OPT_SQRT
 #undef OPT_POW
 #undef OPT_SFX
+#undef OPT_VL
+#undef OPT_VSQRT
 
 #define OPT_T double
+#ifdef OPT_VEC
+#define OPT_VL 4
+#define OPT_VSQRT(x) ((opt_v_f64)_mm256_sqrt_pd((__m256d)(x)))
+#endif
 #define OPT_U uint64_t
 #define OPT_SQRT sqrt
 #define OPT_POW pow
@@ -39,6 +55,8 @@ typedef struct opt_hyper {
 #undef OPT_SQRT
 #undef OPT_POW
 #undef OPT_SFX
+#undef OPT_VL
+#undef OPT_VSQRT
 
 /* Below this many elements an update runs on one thread (thread start-up would dominate). */
 #define OPT_PARALLEL_MIN ((int64_t)1 << 16)
@@ -395,6 +413,23 @@ void kl_optimizer_update_listed_prechecked(const kl_optimizer *o, kl_tensor *w, 
       opt_rows_f32(&h, (float *)w->data, (const float *)g, (float *)s0, (float *)s1, rw, list,
                    i0, i1, pf);
   }
+}
+
+void kl_opt_hyper_of(const kl_optimizer *o, int64_t t, opt_hyper *h) { resolve_hyper(o, t, h); }
+
+void kl_opt_rows1(const opt_hyper *h, kl_dtype dt, void *w, const void *g, void *s0, void *s1,
+                  const int64_t *list, int64_t i0, int64_t i1, int64_t pf) {
+  if (dt == KL_FLOAT64)
+    opt_rows_f64(h, (double *)w, (const double *)g, (double *)s0, (double *)s1, 1, list, i0, i1,
+                 pf);
+  else
+    opt_rows_f32(h, (float *)w, (const float *)g, (float *)s0, (float *)s1, 1, list, i0, i1, pf);
+}
+
+void kl_opt_flagged_range(const opt_hyper *h, kl_dtype dt, void *w, void *acc, uint32_t *flag,
+                          void *s0, void *s1, int64_t rw, int64_t c0, int64_t c1) {
+  if (dt == KL_FLOAT64) opt_flagged_f64(h, w, acc, flag, s0, s1, rw, c0, c1);
+  else opt_flagged_f32(h, w, acc, flag, s0, s1, rw, c0, c1);
 }
 
 /* The update proper, after kl_optimizer_update_precheck passed: it cannot fail. */

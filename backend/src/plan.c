@@ -9,6 +9,7 @@
 #include "ops_internal.h"
 #include "optim_internal.h"
 #include "plan_internal.h"
+#include "plan_linear.h"
 #include "tensor_internal.h"
 
 /* A node hook and its substitutes (kl_plan_set_node_ext). */
@@ -54,6 +55,7 @@ void kl_plan_free(kl_plan *p) {
   kl_tensor_release(p->dev_one);
   kl_free(p->fused_list); /* a listed fused gradient no update consumed */
   kl_free(p->fused_lrows);
+  kl_linear_free(p);
   kl_pool_close(p->pool); /* after the releases above handed their blocks back */
   kl_free(p->feeds);
   kl_free(p->outputs);
@@ -326,6 +328,8 @@ kl_status kl_plan_new(kl_graph *g, const kl_plan_spec *spec, kl_plan **out) {
     for (int k = 0; k < p->nweights && st == KL_OK; k++)
       st = kl_optimizer_create_states(&p->opt, g->nodes[p->weights[k]].value, &p->states[2 * k]);
   }
+  /* the linear step: fit's steps of a linear model on csr rows (a host plan only) */
+  if (st == KL_OK && p->device == KL_CPU && kl_fuse_enabled()) st = kl_linear_detect(p);
   /* the pool serves host buffers of host steps: a device plan's buffers are the device's */
   if (st == KL_OK && p->device == KL_CPU) st = kl_pool_new(&p->pool);
   if (st != KL_OK) {

@@ -6,6 +6,7 @@
 #include "kl/device.h"
 #include "kl/layers.h"
 #include "plan_internal.h"
+#include "plan_linear.h"
 #include "tensor_internal.h"
 
 /* Rows [b, e) of t, or rows perm[b..e-1] when perm is given; *out new. With view, the
@@ -176,6 +177,8 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   int64_t seen = 0, batch = 0;
   int viewed = 0;
   if (st != KL_OK) goto done;
+  /* a linear model's steps run on the data's rows, no batch tensors (plan_linear.c) */
+  const int lin = train && nparts == 1 && kl_linear_applies(p, x, nx, y, o);
   if (train && o->shuffle) {
     st = kl_permutation(n, o->shuffle == KL_SHUFFLE_BATCH ? o->batch_size : 0,
                         o->rng ? o->rng : kl_rng_global(), &perm);
@@ -193,6 +196,17 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
       st = kl_plan_train_step_empty(p);
       if (st != KL_OK) goto done;
       goto after_step;
+    }
+    if (lin) {
+      int stepped = 0;
+      double l = 0.0;
+      st = kl_linear_step(p, x[0], y, perm, b, e, &l, &stepped);
+      if (st != KL_OK) goto done;
+      if (stepped) {
+        lsum += l * (double)(e - b);
+        seen += e - b;
+        goto after_step;
+      }
     }
     for (int i = 0; i < nd && st == KL_OK; i++) {
       if (kl_tensor_numel(data[i]) == 0 && i > nx) /* no weights: the empty tensor itself */

@@ -59,6 +59,10 @@ struct kl_plan {
   int *bag_src;
   unsigned char *bag_skip;
   int nbags;              /* fused pairs (for tests) */
+  /* The linear step (plan_linear.c): the plan is a linear model on a csr input, and fit's
+   * steps over in-memory data run without tensors (bench/README item 19); NULL: it is not. */
+  struct kl_linear *lin;
+  int64_t lin_steps;      /* steps done by it (for tests) */
   /* Node hooks (kl_plan_set_node_ext): NULL when the plan has none, else per node NULL or
    * the hook with the substitute inputs of the last forward. */
   struct kl_plan_ext **ext;

@@ -2,9 +2,11 @@
  * bit-identical weights over three runs (OMP_NUM_THREADS=1 and =2), for three models:
  * - "tt": 1,000 train_step steps of train_testutil.h's sparse Dense (f64, 16 units, lazy
  *   Adam); 1 vs 2 threads agree within 1e-6 relative;
- * - "linear": fit epochs of a wide Dense(1) on csr input (f32, W7's shape scaled down: the
- *   forward's rows split over the threads from 16,384 entries a batch; the listed fused
- *   step; lazy Adagrad's 1-wide rows split from 4,096 rows);
+ * - "linear": fit epochs of a wide Dense(1) on csr input (f32, W7's shape scaled down), by
+ *   the plan's linear step (plan_linear.c: W's rows split over the threads from 4,096
+ *   entries a batch); "listed": the same with the op fusions off (the forward's rows split
+ *   over the threads from 16,384 entries a batch; the listed fused step; lazy Adagrad's
+ *   1-wide rows split from 4,096 rows);
  * - "bag": fit epochs of Embedding -> mean -> Dense(1) (W3's shape: the plan's fused bag,
  *   its forward and weight gradient split over the samples and rows, lazy Adam's 64-wide
  *   rows split over the threads).
@@ -65,7 +67,7 @@ static int write_t(const kl_tensor *t) {
 /* x (R x C csr, 20..NZ distinct random columns a row, f32) . W (C x 1, row_sparse storing
  * every row) + b -> mse vs y; lazy Adagrad; 3 fit epochs of batches of 512 (~20,000
  * entries, ~19,000 touched rows a batch: the listed fused step). Writes W then b. */
-static int child_linear(void) {
+static int child_linear(int listed) {
   kl_rng r;
   kl_rng_seed(&r, 77);
   int64_t *ip = malloc((LIN_R + 1) * sizeof *ip), *ix = malloc((size_t)LIN_R * LIN_NZ * sizeof *ix);
@@ -114,7 +116,9 @@ static int child_linear(void) {
     int feeds[2] = {ixp, iy}, weights[2] = {iw, ib};
     kl_stype gst[2] = {KL_STYPE_ROW_SPARSE, KL_STYPE_DEFAULT};
     kl_plan_spec spec = {feeds, 2, &pred, 1, loss, weights, 2, gst, &o};
+    const int prev = kl_plan_set_fuse_enabled(!listed);
     s = kl_plan_new(g, &spec, &p);
+    kl_plan_set_fuse_enabled(prev);
   }
   double l = 0;
   kl_epoch_opts eo = {.batch_size = LIN_BS};
@@ -123,8 +127,8 @@ static int child_linear(void) {
     fprintf(stderr, "child linear: %s\n", kl_errmsg());
     return 2;
   }
-  if (p->fused_listed_steps == 0) {
-    fprintf(stderr, "child linear: the listed fused step did not run\n");
+  if (listed ? p->fused_listed_steps == 0 : p->lin_steps == 0) {
+    fprintf(stderr, "child linear: the %s step did not run\n", listed ? "listed fused" : "linear");
     return 3;
   }
   if (write_t(w) || write_t(b)) return 2;
@@ -206,7 +210,8 @@ static int child_bag(void) {
 
 static int child(const char *model) {
   kl_set_warn_handler(quiet, NULL);
-  if (strcmp(model, "linear") == 0) return child_linear();
+  if (strcmp(model, "linear") == 0) return child_linear(0);
+  if (strcmp(model, "listed") == 0) return child_linear(1);
   if (strcmp(model, "bag") == 0) return child_bag();
   return child_tt();
 }
@@ -284,14 +289,24 @@ int main(int argc, char **argv) {
          n, worst);
   CHECK(worst <= 1e-6);
   free_runs(w);
-  /* the kernels of these two state the same bits at any thread count */
-  static const struct { const char *model; size_t bytes; } same[] = {{"linear", LIN_BYTES},
-                                                                     {"bag", BAG_BYTES}};
-  for (int k = 0; k < 2; k++) {
+  /* the kernels of these state the same bits at any thread count */
+  static const struct { const char *model; size_t bytes; } same[] = {
+      {"linear", LIN_BYTES}, {"listed", LIN_BYTES}, {"bag", BAG_BYTES}};
+  unsigned char *lin1 = NULL;
+  for (int k = 0; k < 3; k++) {
     runs_of(self, same[k].model, same[k].bytes, w);
     const int eq = memcmp(w[0][0], w[1][0], same[k].bytes) == 0;
     printf("%s, 1 vs 2 threads: %s\n", same[k].model, eq ? "the same bits" : "DIFFERENT");
     CHECK(eq);
+    if (k == 0) { /* the linear step and the listed one: the same bits too */
+      lin1 = malloc(LIN_BYTES);
+      if (lin1) memcpy(lin1, w[0][0], LIN_BYTES);
+    } else if (k == 1) {
+      const int ll = lin1 && memcmp(lin1, w[0][0], LIN_BYTES) == 0;
+      printf("linear vs listed: %s\n", ll ? "the same bits" : "DIFFERENT");
+      CHECK(ll);
+      free(lin1);
+    }
     free_runs(w);
   }
   KLTEST_DONE();

@@ -17,8 +17,10 @@
 #include "kltest.h"
 #include "kltest_ops.h"
 #include "plan_internal.h"
+#include "plan_linear.h"
 
 static kl_rng rng;
+static int lin_on; /* make_net: the op fusions on (the linear step may run) */
 
 /* R x C csr, about nz entries a row at random columns (sorted, distinct), some rows empty. */
 static kl_tensor *rand_csr(kl_dtype dt, int64_t R, int64_t C, int nz) {
@@ -53,6 +55,9 @@ typedef struct net {
 static net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gst,
                     const kl_optimizer *o, int twice, uint64_t wseed) {
   net n = {0};
+  /* plans made with the op fusions off never take the linear step (plan_linear.c): the
+   * flagged and listed steps are then what fit runs for N = 1 too */
+  const int prev = kl_plan_set_fuse_enabled(lin_on);
   CHECK_OK(kl_graph_new(&n.g));
   kl_rng wr;
   kl_rng_seed(&wr, wseed);
@@ -90,6 +95,7 @@ static net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gs
   kl_stype gs[2] = {gst, KL_STYPE_DEFAULT};
   kl_plan_spec spec = {feeds, 2, &pred, 1, loss, weights, 2, gs, o};
   CHECK_OK(kl_plan_new(n.g, &spec, &n.p));
+  kl_plan_set_fuse_enabled(prev);
   return n;
 }
 
@@ -115,7 +121,8 @@ static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
   const size_t ab = (size_t)(C * N) * kl_dtype_size(dt);
   const unsigned char *a = kl_pool_kept_zeroed(KL_KEPT_FUSEACC, ab);
   const uint32_t *m = kl_pool_kept_zeroed(KL_KEPT_COLMAP, (size_t)C * sizeof *m);
-  int ok = f && a && m && !p->fused_list && !p->fused_lrows && p->fused_k < 0;
+  int ok = f && a && m && !p->fused_list && !p->fused_lrows && p->fused_k < 0 &&
+           kl_linear_clean(p);
   for (int64_t c = 0; ok && c < C; c++) ok = f[c] == 0 && m[c] == 0;
   for (size_t k = 0; ok && k < ab; k++) ok = a[k] == 0;
   kl_pool_leave(prev);
@@ -123,7 +130,8 @@ static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
 }
 
 /* Two epochs of fit (batch 16, no shuffle) against the same batches by train_step.
- * want_fused: 0 not fused, 1 fused by the flagged step, 2 by the listed one. */
+ * want_fused: 0 not fused, 1 fused by the flagged step, 2 by the listed one, 3 the linear
+ * step (plan_linear.c; lin_on). */
 static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl_stype wst,
                     kl_stype gst, int twice, int nz, int want_fused) {
   const int64_t R = 100, bs = 16;
@@ -156,19 +164,23 @@ static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl
     ok = same_bits(kl_plan_state(a.p, 0, s), kl_plan_state(b.p, 0, s));
   CHECK(ok);
   if (a.p && b.p) {
-    CHECK((a.p->fused_steps > 0) == (want_fused > 0));
+    CHECK((a.p->fused_steps > 0) == (want_fused == 1 || want_fused == 2));
     CHECK((a.p->fused_listed_steps > 0) == (want_fused == 2));
+    CHECK((a.p->lin_steps > 0) == (want_fused == 3));
+    CHECK(b.p->lin_steps == 0);
     CHECK(a.p->fused_listed_steps == 0 || a.p->fused_listed_steps == a.p->fused_steps);
     CHECK(b.p->fused_steps == 0);
     CHECK(fused_clear(a.p, C, N, dt));
   }
-  if (!ok || (a.p && ((a.p->fused_steps > 0) != (want_fused > 0) ||
-                      (a.p->fused_listed_steps > 0) != (want_fused == 2))))
+  if (!ok || (a.p && ((a.p->fused_steps > 0) != (want_fused == 1 || want_fused == 2) ||
+                      (a.p->fused_listed_steps > 0) != (want_fused == 2) ||
+                      (a.p->lin_steps > 0) != (want_fused == 3))))
     fprintf(stderr, "  case kind=%d mom=%g nest=%d clip=%g dt=%d C=%lld N=%lld wst=%d gst=%d "
-            "twice=%d threads=%d fused=%lld listed=%lld\n", (int)o->kind, o->momentum,
+            "twice=%d threads=%d fused=%lld listed=%lld linear=%lld\n", (int)o->kind, o->momentum,
             o->nesterov, o->clipvalue, (int)dt, (long long)C, (long long)N, (int)wst, (int)gst,
             twice, omp_get_max_threads(), a.p ? (long long)a.p->fused_steps : -1LL,
-            a.p ? (long long)a.p->fused_listed_steps : -1LL);
+            a.p ? (long long)a.p->fused_listed_steps : -1LL,
+            a.p ? (long long)a.p->lin_steps : -1LL);
   free_net(&a);
   free_net(&b);
   kl_tensor_release(x);
@@ -190,7 +202,7 @@ static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, doubl
 
 /* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds, the
  * kept buffers are zero after it, and a fresh epoch on a fresh net matches the reference. */
-static void failure_sweep(int64_t C, int listed) {
+static void failure_sweep(int64_t C, int listed) { /* listed: 2 = the linear step */
   kl_optimizer o = opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1);
   const int64_t R = 48;
   kl_tensor *x = rand_csr(KL_FLOAT32, R, C, 6), *y = NULL;
@@ -201,7 +213,10 @@ static void failure_sweep(int64_t C, int listed) {
   net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
-  CHECK(ref.p && ref.p->fused_steps == 3 && ref.p->fused_listed_steps == (listed ? 3 : 0));
+  if (listed == 2)
+    CHECK(ref.p && ref.p->lin_steps == 3 && ref.p->fused_steps == 0);
+  else
+    CHECK(ref.p && ref.p->fused_steps == 3 && ref.p->fused_listed_steps == (listed ? 3 : 0));
   int failed = 0;
   for (long k = 1; k <= 400; k++) {
     net n = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
@@ -227,6 +242,7 @@ static void failure_sweep(int64_t C, int listed) {
 
 int main(void) {
   kl_rng_seed(&rng, 17);
+  lin_on = 0;
   const kl_optimizer opts[] = {
       opt(KL_OPT_SGD, 0, 0, 0, 0, 1),        opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
       opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),      opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
@@ -268,5 +284,26 @@ int main(void) {
   omp_set_num_threads(saved);
   failure_sweep(60, 0);
   failure_sweep(5000, 1);
+  /* the same nets with the op fusions on: N = 1 takes the linear step (plan_linear.c),
+   * N = 3 the flagged / listed ones; every rule and flag, f32 / f64, at 1 and 2 threads
+   * (spec/c/test_plan_linear.c holds its own cases) */
+  lin_on = 1;
+  for (int th = 1; th <= 2; th++) {
+    omp_set_num_threads(th);
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+      for (int dt = 0; dt < 2; dt++)
+        for (int ws = 0; ws < 2; ws++) {
+          compare(&opts[i], dt ? KL_FLOAT64 : KL_FLOAT32, 60, 1, ws ? RSP : DNS, RSP, 0, 6, 3);
+          compare(&opts[i], dt ? KL_FLOAT64 : KL_FLOAT32, 5000, 1, ws ? RSP : DNS, RSP, 0, 6, 3);
+          compare(&opts[i], dt ? KL_FLOAT64 : KL_FLOAT32, 5000, 3, ws ? RSP : DNS, RSP, 0, 6, 2);
+        }
+    compare(&sgd, KL_FLOAT32, 5000, 1, DNS, DNS, 0, 6, 0);     /* a dense gradient */
+    compare(&nonlazy, KL_FLOAT32, 5000, 1, RSP, RSP, 0, 6, 0); /* not lazy */
+    compare(&sgd, KL_FLOAT32, 5000, 1, RSP, RSP, 1, 6, 0);     /* W used twice */
+    compare(&opts[8], KL_FLOAT32, 1100000, 1, RSP, RSP, 0, 6, 3); /* wider than 4 MiB */
+  }
+  omp_set_num_threads(saved);
+  failure_sweep(60, 2);
+  failure_sweep(5000, 2);
   KLTEST_DONE();
 }
