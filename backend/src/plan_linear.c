@@ -69,7 +69,7 @@ kl_status kl_linear_detect(kl_plan *p) {
   if (L->kind != KL_NODE_OP || (L->op != KL_OP_LOSS_MSE && L->op != KL_OP_LOSS_BCE) ||
       (L->nin != 2 && L->nin != 3))
     return KL_OK;
-  int used[8], nused = 0;
+  int used[16], nused = 0; /* at most 9: loss, sigmoid, bias_add, dot, x, w, y, b, sample weights */
   used[nused++] = p->loss;
   const int y_id = L->inputs[0], sw_id = L->nin == 3 ? L->inputs[2] : -1;
   int cur = L->inputs[1], sigmoid = 0, b_id = -1;
