@@ -27,6 +27,16 @@
 /* Entries of a step from which it runs on every thread (the columns split in static ranges:
  * a column is one thread's, the same bits at any count). */
 #define LIN_PAR_MIN 16384
+/* Such steps pick their thread count by timing (the results do not depend on it): LIN_PROBE
+ * steps alternate all threads and one (the first two of a plan's first round untimed: they
+ * allocate and start the threads), then the faster count (by mean time an entry) runs
+ * for LIN_KEEP steps, then they time again; each round that one thread wins doubles the
+ * next round's length (up to LIN_KEEP_MAX), since a step on every thread while another
+ * process holds a core costs ~a scheduler slice (ms) at each barrier on this shared 2-core
+ * box (bench/README items 18, 19). */
+#define LIN_PROBE 8
+#define LIN_KEEP 120
+#define LIN_KEEP_MAX 1920
 
 struct kl_linear {
   int x_id, y_id, sw_id;  /* placeholders (sw_id -1: no sample-weight input) */
@@ -51,6 +61,12 @@ struct kl_linear {
   uint64_t *bits;         /* a bit a column: touched in this step (zero between steps) */
   uint32_t *base;         /* per 64-column word: the touched columns before it */
   uint32_t *map;          /* column -> its slot where its bit is set (first-touch mode) */
+  int64_t at_n;           /* the thread count's choice: eligible steps so far in this round */
+  int64_t at_keep;        /* this round's steps after the probe (LIN_KEEP.. doubled) */
+  int at_warm;            /* the first round's first two steps are done */
+  int at_T;               /* the count chosen (0: probing) */
+  double at_t[2];         /* probing: the time an entry summed at one thread, at all */
+  int64_t at_e[2];        /* ... over these entries */
   uint32_t *flag;         /* direct mode: a flag a column, touched (zero between steps), */
   void *acc;              /* ... and its gradient sum (zero between steps) */
 };
@@ -689,7 +705,34 @@ kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
   c.nnz = nnz;
   c.nw = (C + 63) / 64;
   c.mode = kl_dot_direct_fits(C, nnz, 1, l->dt) ? LIN_DIRECT : c.nw <= 4 * nnz ? LIN_RANK : LIN_FIRST;
-  const int T = c.mode != LIN_FIRST && nnz >= LIN_PAR_MIN ? omp_get_max_threads() : 1;
+  const int Tmax = omp_get_max_threads();
+  int T = 1, probe = -1; /* probe: which count this step times (0: one, 1: all) */
+  if (c.mode != LIN_FIRST && nnz >= LIN_PAR_MIN && Tmax > 1) {
+    if (!l->at_keep) l->at_keep = LIN_KEEP;
+    if (l->at_n >= LIN_PROBE + l->at_keep) { /* a new round */
+      l->at_n = 0;
+      l->at_T = 0;
+      l->at_t[0] = l->at_t[1] = 0;
+      l->at_e[0] = l->at_e[1] = 0;
+    }
+    if (l->at_n < LIN_PROBE) {
+      probe = (l->at_n & 1) == 0; /* all threads first: a short fit runs both */
+      T = probe ? Tmax : 1;
+      if (!l->at_warm) { /* (untimed) */
+        l->at_warm = l->at_n == 1;
+        probe = -1;
+      }
+    } else {
+      if (!l->at_T) { /* the faster by mean time an entry (all threads when untimed) */
+        const int one = l->at_e[0] && l->at_e[1] &&
+                        l->at_t[0] / (double)l->at_e[0] < l->at_t[1] / (double)l->at_e[1];
+        l->at_T = one ? 1 : Tmax;
+        l->at_keep = !one ? LIN_KEEP : l->at_keep < LIN_KEEP_MAX ? 2 * l->at_keep : LIN_KEEP_MAX;
+      }
+      T = l->at_T;
+    }
+    l->at_n++;
+  }
   if (!lin_reserve(l, n, nnz, T, c.mode)) return KL_OK;
   kl_tensor **sw = &p->states[2 * l->w_k];
   opt_hyper h;
@@ -703,11 +746,16 @@ kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
   c.pfw = (size_t)C * es > KL_PF_MIN_BYTES;
   c.pf = c.pfw ? KL_PF1 : 0;
   c.ok = 1;
+  const double t0 = probe >= 0 ? omp_get_wtime() : 0;
   if (T > 1) {
 #pragma omp parallel num_threads(T)
     lin_body(&c, l, omp_get_thread_num(), omp_get_num_threads());
   } else {
     lin_body(&c, l, 0, 1);
+  }
+  if (probe >= 0) {
+    l->at_t[probe] += omp_get_wtime() - t0;
+    l->at_e[probe] += nnz;
   }
   if (!c.ok) return KL_OK; /* a label out of range: the loss op says which */
   if (bw) { /* the bias's dense update (one row) */
