@@ -89,7 +89,8 @@ kl_device kl_plan_device(const kl_plan *p);
 void kl_plan_free(kl_plan *p); /* drops one reference (see kl_graph_free); NULL-safe */
 kl_plan *kl_plan_retain(kl_plan *p); /* returns p; NULL-safe */
 /* Turns the plan's op fusions (an Embedding whose only use is a mean over its ids' axis,
- * computed as one pass: no (n, L, D) output) on or off for later kl_plan_new calls;
+ * computed as one pass: no (n, L, D) output; and fit's linear step for a Dense(1[, sigmoid])
+ * model on csr rows, plan_linear.c) on or off for later kl_plan_new calls;
  * returns the previous setting. Results do not depend on it (the same bits): it exists to
  * prove that. On by default; env KL_NO_FUSE=1 at the first call turns it off. */
 int kl_plan_set_fuse_enabled(int on);
