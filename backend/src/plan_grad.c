@@ -95,47 +95,11 @@ static kl_status kl_rsp_merge(const kl_tensor *a, const kl_tensor *b, kl_tensor 
  * rsp + rsp merges the rows as kl_rsp_merge; a row stored on one side only is computed as
  * x + 0 there (the host copies it), which differs only in the sign of a -0. A csr gradient
  * is made dense first (through the host). */
-static kl_status kl_grad_accumulate_device(kl_tensor **acc, kl_tensor *gin) {
-  kl_tensor *a = *acc, *res = NULL;
-  kl_status st = KL_OK;
-  char b1[96], b2[96];
-  if (a->dtype != gin->dtype || !kl_same_shape(a, gin)) {
-    st = kl_seterr(KL_ESHAPE, "backward: gradients to sum differ: (%s) %s vs (%s) %s",
-                   kl_shape_str(a->ndim, a->shape, b1, sizeof b1), kl_dtype_name(a->dtype),
-                   kl_shape_str(gin->ndim, gin->shape, b2, sizeof b2), kl_dtype_name(gin->dtype));
-    goto done;
-  }
-  if (a->stype == KL_STYPE_CSR) {
-    st = kl_tensor_tostype(a, KL_STYPE_DEFAULT, &res);
-    if (st != KL_OK) goto done;
-    kl_tensor_release(a);
-    *acc = a = res;
-    res = NULL;
-  }
-  if (gin->stype == KL_STYPE_CSR) {
-    kl_tensor *d = NULL;
-    st = kl_tensor_tostype(gin, KL_STYPE_DEFAULT, &d);
-    if (st != KL_OK) goto done;
-    kl_tensor_release(gin);
-    gin = d;
-  }
-  kl_tensor *in[2] = {a, gin};
-  st = kl_op_run(KL_OP_ADD, in, 2, NULL, &res); /* (mixed devices: its error names both) */
-  if (st == KL_OK) {
-    kl_tensor_release(a);
-    *acc = res;
-  }
-done:
-  kl_tensor_release(gin);
-  return st;
-}
-
 kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin) {
   if (!*acc) {
     *acc = gin;
     return KL_OK;
   }
-  if ((*acc)->device != KL_CPU || gin->device != KL_CPU) return kl_grad_accumulate_device(acc, gin);
   kl_tensor *a = *acc, *res = NULL;
   kl_status st = KL_OK;
   char b1[96], b2[96];
@@ -159,6 +123,15 @@ kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin) {
     if (st != KL_OK) goto done;
     kl_tensor_release(gin);
     gin = d;
+  }
+  if (a->device != KL_CPU || gin->device != KL_CPU) { /* the device's sum (comment above) */
+    kl_tensor *in[2] = {a, gin};
+    st = kl_op_run(KL_OP_ADD, in, 2, NULL, &res); /* (mixed devices: its error names both) */
+    if (st == KL_OK) {
+      kl_tensor_release(a);
+      *acc = res;
+    }
+    goto done;
   }
   if (a->stype == KL_STYPE_ROW_SPARSE && gin->stype == KL_STYPE_ROW_SPARSE) {
     st = kl_rsp_merge(a, gin, &res);
