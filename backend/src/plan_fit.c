@@ -205,6 +205,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
   if (st != KL_OK) goto done;
   /* a linear model's steps run on the data's rows, no batch tensors (plan_linear.c) */
   const int lin = train && nparts == 1 && kl_linear_applies(p, x, nx, y, o);
+  int lin_last = 0; /* the last step was a linear step: the plan holds no step's values */
   if (train && o->shuffle) {
     st = kl_permutation(n, o->shuffle == KL_SHUFFLE_BATCH ? o->batch_size : 0,
                         o->rng ? o->rng : kl_rng_global(), &perm);
@@ -217,7 +218,9 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
       b = b0 + (e0 - b0) * o->part / nparts;
       e = b0 + (e0 - b0) * (o->part + 1) / nparts;
     }
-    if (train) kl_plan_drop_step(p); /* before slicing: one batch's working set at a time */
+    /* before slicing: one batch's working set at a time (a linear step leaves none) */
+    if (train && !lin_last) kl_plan_drop_step(p);
+    lin_last = 0;
     if (e == b) { /* an empty share: zero gradients through the hook, the same update */
       st = kl_plan_train_step_empty(p);
       if (st != KL_OK) goto done;
@@ -229,6 +232,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
       st = kl_linear_step(p, x[0], y, perm, b, e, &l, &stepped);
       if (st != KL_OK) goto done;
       if (stepped) {
+        lin_last = 1;
         lsum += l * (double)(e - b);
         seen += e - b;
         goto after_step;
@@ -282,6 +286,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
                 : mcount[m] > 0 ? msum[m] / (double)mcount[m] : NAN;
   after_step:
     if (o->on_batch) { /* the callback's own allocations do not belong in the plan's pool */
+      lin_last = 0;     /* (and it may run this plan) */
       kl_pool *cur = kl_pool_enter(NULL);
       int stop = o->on_batch(o->ud, batch, nparts > 1 ? e0 : seen, n,
                              seen > 0 ? lsum / (double)seen : NAN, mavg);

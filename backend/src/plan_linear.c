@@ -251,8 +251,10 @@ static inline double lin_label(const void *yd, kl_dtype ydt, kl_dtype mdt, int64
 /* How a step finds each touched column's gradient sum: the column's slot made at its first
  * touch (few entries next to W's rows: the map), its rank among the touched columns (many
  * entries next to C / 64: no map, the slots in column order), or its own row of a kept
- * accumulator with a flag (C <= 4 x the entries: W1; the update then walks every row). */
-enum { LIN_FIRST, LIN_RANK, LIN_DIRECT };
+ * accumulator with a flag (C <= 4 x the entries: W1; the update then walks every row).
+ * A batch of one row needs none of them: a csr row's columns are strictly increasing, so
+ * each entry is its column's only term and the row's own indices are the update's list. */
+enum { LIN_FIRST, LIN_RANK, LIN_DIRECT, LIN_ONE };
 
 /* One step's data, shared by the threads of its passes. */
 typedef struct lin_ctx {
@@ -337,7 +339,11 @@ typedef struct lin_ctx {
         ok &= t >= 0 && t <= 1;                                                             \
         const double cl = lin_clamp(pd, lo, hi);                                            \
         d = (pd >= lo && pd <= hi) ? -(t / cl) + (1 - t) / (1 - cl) : 0;                    \
-        lrow[r] = -(t * log(cl) + (1 - t) * log(1 - cl));                                   \
+        /* a label of 0 or 1 zeroes one term: 0 * log(..) is -0 (cl is clamped inside (0,   \
+         * 1), so the log is finite and negative) and x + -0 == x, so the other term alone  \
+         * is the same bits, one log fewer */                                               \
+        lrow[r] = t == 1 ? -(t * log(cl)) : t == 0 ? -((1 - t) * log(1 - cl))               \
+                                          : -(t * log(cl) + (1 - t) * log(1 - cl));         \
       } else {                                                                              \
         const double e = pd - t;                                                            \
         d = 2 * e;                                                                          \
@@ -528,6 +534,19 @@ static void lin_body(lin_ctx *c, struct kl_linear *l, int q, int T) {
   int64_t *list = l->list + (size_t)q * (size_t)l->cap_nnz;
   void *gs = (char *)l->gs + (size_t)q * (size_t)(l->cap_nnz + 1) * es;
   int64_t U;
+  if (c->mode == LIN_ONE) { /* T == 1, one row: each entry's product from +0, as first touch */
+    const int64_t *perm = c->perm, b = c->b, i = LIN_ROW(0);
+    const int64_t k0 = c->x->indptr[i], k1 = c->x->indptr[i + 1];
+    if (f64) {
+      const double g = ((const double *)gr)[0], *v = (const double *)c->x->data + k0;
+      for (int64_t k = 0; k < k1 - k0; k++) ((double *)gs)[k] = 0.0 + v[k] * g;
+    } else {
+      const float g = ((const float *)gr)[0], *v = (const float *)c->x->data + k0;
+      for (int64_t k = 0; k < k1 - k0; k++) ((float *)gs)[k] = 0.0f + v[k] * g;
+    }
+    kl_opt_rows1(c->h, l->dt, c->w, gs, c->s0, c->s1, c->x->indices + k0, 0, k1 - k0, c->pf);
+    return;
+  }
   if (c->mode == LIN_FIRST) { /* T == 1 */
     U = f64 ? lin_first_f64(c, gr, l->bits, l->map, list, gs)
             : lin_first_f32(c, gr, l->bits, l->map, list, gs);
@@ -704,10 +723,13 @@ kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
   c.n = n;
   c.nnz = nnz;
   c.nw = (C + 63) / 64;
-  c.mode = kl_dot_direct_fits(C, nnz, 1, l->dt) ? LIN_DIRECT : c.nw <= 4 * nnz ? LIN_RANK : LIN_FIRST;
+  c.mode = n == 1                                  ? LIN_ONE
+           : kl_dot_direct_fits(C, nnz, 1, l->dt) ? LIN_DIRECT
+           : c.nw <= 4 * nnz                      ? LIN_RANK
+                                                  : LIN_FIRST;
   const int Tmax = omp_get_max_threads();
   int T = 1, probe = -1; /* probe: which count this step times (0: one, 1: all) */
-  if (c.mode != LIN_FIRST && nnz >= LIN_PAR_MIN && Tmax > 1) {
+  if ((c.mode == LIN_RANK || c.mode == LIN_DIRECT) && nnz >= LIN_PAR_MIN && Tmax > 1) {
     if (!l->at_keep) l->at_keep = LIN_KEEP;
     if (l->at_n >= LIN_PROBE + l->at_keep) { /* a new round */
       l->at_n = 0;

@@ -482,6 +482,7 @@ int main(void) {
             vs_train_step(&c, o, 100, 6, 16, -1, 1);
             c.C = 20000;
             vs_train_step(&c, o, 40, 6, 4, -1, 1);
+            vs_train_step(&c, o, 12, 6, 1, -1, 1); /* one row a step: its own indices */
           }
     }
     /* batches large enough to split W's rows over the threads (>= 16,384 entries), W7-like
@@ -514,6 +515,7 @@ int main(void) {
       cfg c = {KL_FLOAT32, KL_FLOAT32, 100000, RSP, RSP, 1, 1, 1, 1, 0, 1};
       vs_fit(&c, &opts[i], 1200, 30, 512, 1);
       vs_fit(&c, &opts[i], 300, 30, 32, KL_SHUFFLE_BATCH);
+      vs_fit(&c, &opts[i], 40, 30, 1, 1);
       c.dt = c.ydt = KL_FLOAT64;
       c.wst = DNS;
       c.C = 500;
