@@ -3,8 +3,9 @@
 -- 1/sqrt(39), labels from sigmoid(x . w), w ~ N(0, 1)), Dense(1, sigmoid, sparse_weight) +
 -- binary_crossentropy, shuffle off.
 -- Rows:
---   W7-epoch keras-lua (Adagrad lr 0.1, batch 512) and keras-lua-Adam (Adam lr 0.003, batch
---   512): the median time of one epoch of model:fit over RUNS fresh models (after a warm-up).
+--   W7-epoch keras-lua (Adagrad lr 0.1, batch 512), keras-lua-Adam (Adam lr 0.003, batch
+--   512) and keras-lua-b1 (Adagrad lr 0.1, batch 1: one row a step, as SGDClassifier): the
+--   median time of one epoch of model:fit over RUNS fresh models (after a warm-up).
 --   W7-to-target keras-lua: the configurations below each train up to 5 epochs (one fit per
 --   epoch, timed; model:evaluate on the held-out rows after each, not timed); the one that
 --   first reaches TARGET (scikit-learn's best held-out log-loss + 0.002, from
@@ -32,7 +33,14 @@ local configs = {
   {name = "Adagrad lr 0.2 b256", opt = function() return keras.optimizers.Adagrad{learning_rate = 0.2} end, bs = 256},
   {name = "Adam lr 0.003 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.003} end, bs = 512},
   {name = "Adam lr 0.01 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.01} end, bs = 512},
+  -- (added in session 8 after a learning-rate sweep of Adam at batch 512, one epoch each:
+  -- 0.01 0.66137, 0.012 0.65924, 0.015 0.65773, 0.02 0.65870, 0.03 0.66918; bench/README)
+  {name = "Adam lr 0.015 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.015} end, bs = 512},
 }
+-- the epoch row only (its held-out curve is configs[1]'s to the fourth decimal: a step
+-- touches ~19,000 of 262,144 columns, so a batch of 512 applies nearly the same column
+-- updates as 512 steps of one row)
+local b1 = {name = "Adagrad lr 0.1 b1", opt = function() return keras.optimizers.Adagrad{learning_rate = 0.1} end, bs = 1}
 
 local function fresh(cfg)
   keras.random.seed(7)
@@ -53,7 +61,7 @@ local function epoch(m, cfg)
 end
 
 -- W7-epoch: fresh models, one epoch each
-for _, c in ipairs({{configs[1], "keras-lua"}, {configs[3], "keras-lua-Adam"}}) do
+for _, c in ipairs({{configs[1], "keras-lua"}, {configs[3], "keras-lua-Adam"}, {b1, "keras-lua-b1"}}) do
   local cfg, impl = c[1], c[2]
   local ts, m = {}, nil
   for i = 0, runs do -- run 0: warm-up
