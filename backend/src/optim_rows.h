@@ -209,7 +209,9 @@ static inline OPT_T OPT_CAT(opt_blend_, OPT_SFX)(OPT_T a, OPT_T b, OPT_U m) {
  * (the plan's fused step: the kept accumulator of csr^T . G, kl_optimizer_update_flagged).
  * SGD on 1-wide rows computes every row and keeps the result only where flagged (a select:
  * the loop vectorises, and half the rows of a W1 batch are flagged, so a branch would
- * mispredict); other rules update the flagged rows one by one. The same expressions as
+ * mispredict); other rules list the flagged 1-wide rows a block at a time and run the lazy
+ * row loop on them (its vector lanes: W7's shape at batch 2048 with Adam, 0.81 -> 0.25 s an
+ * epoch), and update wider flagged rows one by one. The same expressions as
  * opt_row (the clip as two selects: -clip below -clip, then clip above clip, NaN kept): the
  * same bits as the lazy update of the compact row_sparse gradient. */
 #define OPT_SGDF(DO_CLIP, HAS_MOM, NEST)                                                 \
@@ -233,6 +235,11 @@ static inline OPT_T OPT_CAT(opt_blend_, OPT_SFX)(OPT_T a, OPT_T b, OPT_U m) {
     acc[c] = 0;                                                                          \
     flag[c] = 0;                                                                         \
   }
+OPT_CLONES static void OPT_CAT(opt_rows_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
+                                        const OPT_T *restrict g, OPT_T *restrict s0,
+                                        OPT_T *restrict s1, int64_t rw,
+                                        const int64_t *restrict gi, int64_t i0, int64_t i1,
+                                        int64_t pf);
 OPT_CLONES static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T *restrict w,
                                            OPT_T *restrict acc, uint32_t *restrict flag,
                                            OPT_T *restrict s0, OPT_T *restrict s1, int64_t rw,
@@ -247,6 +254,26 @@ OPT_CLONES static void OPT_CAT(opt_flagged_, OPT_SFX)(const opt_hyper *h, OPT_T 
       if (do_clip) OPT_SGDF(1, 1, 0) else OPT_SGDF(0, 1, 0)
     } else {
       if (do_clip) OPT_SGDF(1, 1, 1) else OPT_SGDF(0, 1, 1)
+    }
+    return;
+  }
+  if (rw == 1) { /* the flagged rows listed a block at a time (branch-free), then the lazy
+                  * row loop over them: its vector lanes, no mispredicted flag a row */
+    enum { NB = 256 };
+    int64_t lst[NB];
+    OPT_T gl[NB];
+    for (int64_t c = c0; c < c1;) {
+      int64_t n = 0;
+      for (; c < c1 && n < NB; c++) {
+        lst[n] = c;
+        gl[n] = acc[c];
+        n += flag[c] != 0;
+      }
+      OPT_CAT(opt_rows_, OPT_SFX)(h, w, gl, s0, s1, 1, lst, 0, n, 0);
+      for (int64_t k = 0; k < n; k++) {
+        acc[lst[k]] = 0;
+        flag[lst[k]] = 0;
+      }
     }
     return;
   }
