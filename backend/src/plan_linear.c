@@ -592,6 +592,9 @@ static void lin_body(lin_ctx *c, struct kl_linear *l, int q, int T) {
 /* Grows the scratch to n rows, nnz entries and T threads; 0 when out of memory. System
  * memory (the pool suspended): the plan keeps it across steps and epochs. */
 static int lin_reserve(struct kl_linear *l, int64_t n, int64_t nnz, int T, int mode) {
+  if (n <= l->cap_rows && nnz <= l->cap_nnz && T <= l->cap_T && l->bits &&
+      (mode != LIN_FIRST || l->map) && (mode != LIN_DIRECT || l->flag))
+    return 1; /* (every step after the first few) */
   const size_t es = kl_dtype_size(l->dt);
   kl_pool *cur = kl_pool_enter(NULL);
   int ok = 1;
