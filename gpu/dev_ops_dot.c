@@ -2,7 +2,8 @@
  * every stype combination the CPU registry handles, forward and backward.
  *
  * The kernel entries mirror backend/src/ops_dot*.c's table, picked by the same supports()
- * rules in the same order, each returning the stype kl_op_infer gives:
+ * predicates (backend/src/ops_dot_supports.h) in the same order, each returning the stype
+ * kl_op_infer gives:
  *   cuda.csr.dense          csr . dense (2-d or a vector)       cuSPARSE SpMM        dense
  *   cuda.csrT.dense         csr^T . dense (2-d)                 own: sort + sums     row_sparse
  *   cuda.csr.row_sparse     csr . row_sparse                    SpMM when b stores every
@@ -24,6 +25,7 @@
  * host; the only host waits are the row counts of row_sparse results. */
 #include <string.h>
 
+#include "../backend/src/ops_dot_supports.h"
 #include "cuda_blas.h"
 #include "dev_ops_util.h"
 #include "kl_cuda_dot.h"
@@ -181,31 +183,8 @@ static kl_status csrT_rsp(kl_device d, const kl_tensor *a, int64_t N, const int6
 
 /* ------------------------------------------------------------------ supports */
 
-static int is2d(const kl_tensor *t, kl_stype s) { return t->stype == s && t->ndim == 2; }
-static int is12d(const kl_tensor *t, kl_stype s) {
-  return t->stype == s && (t->ndim == 1 || t->ndim == 2);
-}
-
-static int sup_csr_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_DEFAULT) &&
-         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
-}
-static int sup_csr_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_ROW_SPARSE) &&
-         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
-}
-static int sup_csrT_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
-         a->transpose_a && !a->transpose_b;
-}
-static int sup_csrT_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_ROW_SPARSE) &&
-         a->transpose_a && !a->transpose_b;
-}
-static int sup_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && is12d(in[0], KL_STYPE_DEFAULT) && in[1]->stype == KL_STYPE_CSR &&
-         !a->transpose_b;
-}
+/* The sparse entries take the CPU's predicates (ops_dot_supports.h, static inline: this
+ * module does not link the core); all dense, the CPU's default kernel, is the one added. */
 static int sup_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
   (void)a;
   return nin == 2 && in[0]->stype == KL_STYPE_DEFAULT && in[1]->stype == KL_STYPE_DEFAULT;
@@ -277,11 +256,11 @@ static kl_status k_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl_t
 }
 
 static const kl_kernel_entry dot_kernels[] = {
-    {"cuda.csr.dense", sup_csr_dense, k_csr_x},
-    {"cuda.csrT.dense", sup_csrT_dense, k_csrT_x},
-    {"cuda.csr.row_sparse", sup_csr_rsp, k_csr_x},
-    {"cuda.csrT.row_sparse", sup_csrT_rsp, k_csrT_x},
-    {"cuda.dense.csr", sup_dense_csr, k_dense_csr},
+    {"cuda.csr.dense", kl_dot_sup_csr_dense, k_csr_x},
+    {"cuda.csrT.dense", kl_dot_sup_csrT_dense, k_csrT_x},
+    {"cuda.csr.row_sparse", kl_dot_sup_csr_rsp, k_csr_x},
+    {"cuda.csrT.row_sparse", kl_dot_sup_csrT_rsp, k_csrT_x},
+    {"cuda.dense.csr", kl_dot_sup_dense_csr, k_dense_csr},
     {"cuda.dense", sup_dense, k_dense},
     {"cuda.densified", NULL, k_dense},
     {NULL, NULL, NULL},

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "kl/pool.h"
 #include "ops_dot_internal.h"
+#include "ops_dot_supports.h"
 
 static void shape_msg(const kl_meta *m, int t, char *buf, size_t len) {
   char s[160];
@@ -120,39 +121,16 @@ static kl_status dot_dense(kl_tensor *const *in, int nin, const kl_attrs *at, kl
 
 /* ----------------------------------------------------------- the chooser */
 
-static int is2d(const kl_tensor *t, kl_stype s) { return t->stype == s && t->ndim == 2; }
-/* 1-d or 2-d of stype s (a 1-d operand is a K x 1 or 1 x K matrix). */
-static int is12d(const kl_tensor *t, kl_stype s) {
-  return t->stype == s && (t->ndim == 1 || t->ndim == 2);
-}
+/* The predicates of the stype combinations (csr . x, csr^T . x, dense . csr) are
+ * ops_dot_supports.h's, which the CUDA device's table (gpu/dev_ops_dot.c) chooses by too. */
 
-static int sup_csr_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_DEFAULT) &&
-         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
-}
-static int sup_csr_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is12d(in[1], KL_STYPE_ROW_SPARSE) &&
-         !a->transpose_a && !(a->transpose_b && in[1]->ndim == 2);
-}
-static int sup_csrT_dense(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_DEFAULT) &&
-         a->transpose_a && !a->transpose_b;
-}
-static int sup_csrT_rsp(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && in[0]->stype == KL_STYPE_CSR && is2d(in[1], KL_STYPE_ROW_SPARSE) &&
-         a->transpose_a && !a->transpose_b;
-}
-static int sup_dense_csr(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return nin == 2 && is12d(in[0], KL_STYPE_DEFAULT) && in[1]->stype == KL_STYPE_CSR &&
-         !a->transpose_b;
-}
 /* csr^T . b inside a plan step, by the kept accumulators (kl_dot_csrT_*_applies). */
 static int sup_csrT_direct(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return (sup_csrT_dense(in, nin, a) || sup_csrT_rsp(in, nin, a)) &&
+  return (kl_dot_sup_csrT_dense(in, nin, a) || kl_dot_sup_csrT_rsp(in, nin, a)) &&
          kl_dot_csrT_direct_applies(in, a);
 }
 static int sup_csrT_spa(kl_tensor *const *in, int nin, const kl_attrs *a) {
-  return (sup_csrT_dense(in, nin, a) || sup_csrT_rsp(in, nin, a)) &&
+  return (kl_dot_sup_csrT_dense(in, nin, a) || kl_dot_sup_csrT_rsp(in, nin, a)) &&
          kl_dot_csrT_spa_applies(in, a);
 }
 
@@ -161,13 +139,13 @@ static int sup_csrT_spa(kl_tensor *const *in, int nin, const kl_attrs *a) {
  * The csr^T entries go from the most specialised (a plan step's direct accumulator, then
  * its column map) to the general sorted path; each gives the same bits. */
 static const kl_kernel_entry dot_kernels[] = {
-    {"csr.dense", sup_csr_dense, kl_dot_csr_x},
+    {"csr.dense", kl_dot_sup_csr_dense, kl_dot_csr_x},
     {"csrT.direct", sup_csrT_direct, kl_dot_csrT_direct},
     {"csrT.spa", sup_csrT_spa, kl_dot_csrT_spa},
-    {"csrT.dense", sup_csrT_dense, kl_dot_csrT_sorted},
-    {"csr.row_sparse", sup_csr_rsp, kl_dot_csr_x},
-    {"csrT.row_sparse", sup_csrT_rsp, kl_dot_csrT_sorted},
-    {"dense.csr", sup_dense_csr, kl_dot_dense_csr},
+    {"csrT.dense", kl_dot_sup_csrT_dense, kl_dot_csrT_sorted},
+    {"csr.row_sparse", kl_dot_sup_csr_rsp, kl_dot_csr_x},
+    {"csrT.row_sparse", kl_dot_sup_csrT_rsp, kl_dot_csrT_sorted},
+    {"dense.csr", kl_dot_sup_dense_csr, kl_dot_dense_csr},
     {NULL, NULL, NULL},
 };
 

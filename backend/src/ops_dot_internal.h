@@ -2,7 +2,8 @@
  * kernel, the kernel chooser (one table: which kernel serves which inputs, tried in order)
  * and the backward; ops_dot_csr.c: csr . dense / row_sparse (gathers) and dense . csr;
  * ops_dot_csrT.c: csr^T . dense / row_sparse (the direct and column-map accumulators of a
- * plan step, the sorted path) and the plan's fused accumulators. */
+ * plan step, the sorted path) and the plan's fused accumulators; ops_dot_supports.h: the
+ * chooser's stype predicates, which the CUDA device's table (gpu/dev_ops_dot.c) uses too. */
 #ifndef KL_OPS_DOT_INTERNAL_H
 #define KL_OPS_DOT_INTERNAL_H
 #include <stdint.h>

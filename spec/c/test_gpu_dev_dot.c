@@ -266,6 +266,77 @@ static void test_dispatch_names(void) {
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
 }
 
+/* The kernel the device chooses (the registry's first match) for every stype and rank of a
+ * and b, each transpose flag on and off: today's choices (gpu/dev_ops_dot.c's table over
+ * ops_dot_supports.h's predicates), listed. */
+static void test_dispatch_table(void) {
+  enum { DNS = KL_STYPE_DEFAULT, CSR = KL_STYPE_CSR, RSP = KL_STYPE_ROW_SPARSE };
+  static const struct {
+    int ast, andim, bst, bndim;
+    const char *name[4]; /* "cuda." + this for (transpose_a, transpose_b) 00, 01, 10, 11 */
+  } want[] = {
+      {DNS, 1, DNS, 1, {"dense", "dense", "dense", "dense"}},
+      {DNS, 1, DNS, 2, {"dense", "dense", "dense", "dense"}},
+      {DNS, 1, CSR, 2, {"dense.csr", "densified", "dense.csr", "densified"}},
+      {DNS, 1, RSP, 1, {"densified", "densified", "densified", "densified"}},
+      {DNS, 1, RSP, 2, {"densified", "densified", "densified", "densified"}},
+      {DNS, 2, DNS, 1, {"dense", "dense", "dense", "dense"}},
+      {DNS, 2, DNS, 2, {"dense", "dense", "dense", "dense"}},
+      {DNS, 2, CSR, 2, {"dense.csr", "densified", "dense.csr", "densified"}},
+      {DNS, 2, RSP, 1, {"densified", "densified", "densified", "densified"}},
+      {DNS, 2, RSP, 2, {"densified", "densified", "densified", "densified"}},
+      {DNS, 3, DNS, 1, {"dense", "dense", "dense", "dense"}},
+      {DNS, 3, DNS, 2, {"dense", "dense", "dense", "dense"}},
+      {DNS, 3, CSR, 2, {"densified", "densified", "densified", "densified"}},
+      {DNS, 3, RSP, 1, {"densified", "densified", "densified", "densified"}},
+      {DNS, 3, RSP, 2, {"densified", "densified", "densified", "densified"}},
+      {CSR, 2, DNS, 1, {"csr.dense", "csr.dense", "densified", "densified"}},
+      {CSR, 2, DNS, 2, {"csr.dense", "densified", "csrT.dense", "densified"}},
+      {CSR, 2, CSR, 2, {"densified", "densified", "densified", "densified"}},
+      {CSR, 2, RSP, 1, {"csr.row_sparse", "csr.row_sparse", "densified", "densified"}},
+      {CSR, 2, RSP, 2, {"csr.row_sparse", "densified", "csrT.row_sparse", "densified"}},
+      {RSP, 1, DNS, 1, {"densified", "densified", "densified", "densified"}},
+      {RSP, 1, DNS, 2, {"densified", "densified", "densified", "densified"}},
+      {RSP, 1, CSR, 2, {"densified", "densified", "densified", "densified"}},
+      {RSP, 1, RSP, 1, {"densified", "densified", "densified", "densified"}},
+      {RSP, 1, RSP, 2, {"densified", "densified", "densified", "densified"}},
+      {RSP, 2, DNS, 1, {"densified", "densified", "densified", "densified"}},
+      {RSP, 2, DNS, 2, {"densified", "densified", "densified", "densified"}},
+      {RSP, 2, CSR, 2, {"densified", "densified", "densified", "densified"}},
+      {RSP, 2, RSP, 1, {"densified", "densified", "densified", "densified"}},
+      {RSP, 2, RSP, 2, {"densified", "densified", "densified", "densified"}},
+  };
+  const kl_device_opdef *od = kl_cuda_ops(&(int){0})[KL_OP_DOT];
+  for (size_t w = 0; w < sizeof want / sizeof *want; w++) {
+    const int64_t s3[3] = {3, 3, 3};
+    kl_tensor *ha = sample(KL_FLOAT32, (kl_stype)want[w].ast, want[w].andim, s3, 0.7);
+    kl_tensor *hb = sample(KL_FLOAT32, (kl_stype)want[w].bst, want[w].bndim, s3, 0.7);
+    kl_tensor *da = NULL, *db = NULL;
+    CHECK_OK(kl_tensor_to(ha, GPU0, &da));
+    CHECK_OK(kl_tensor_to(hb, GPU0, &db));
+    kl_tensor *in[2] = {da, db};
+    for (int t = 0; t < 4 && da && db; t++) {
+      kl_attrs at;
+      memset(&at, 0, sizeof at);
+      at.transpose_a = t >> 1;
+      at.transpose_b = t & 1;
+      const kl_kernel_entry *k = od->kernels;
+      while (k->fn && k->supports && !k->supports(in, 2, &at)) k++;
+      char expect[64];
+      snprintf(expect, sizeof expect, "cuda.%s", want[w].name[t]);
+      const int ok = k->name && strcmp(k->name, expect) == 0;
+      CHECK(ok);
+      if (!ok)
+        fprintf(stderr, "dispatch: %s %d-d%s . %s %d-d%s took %s, wanted %s\n",
+                kl_stype_name(ha->stype), ha->ndim, at.transpose_a ? "^T" : "",
+                kl_stype_name(hb->stype), hb->ndim, at.transpose_b ? "^T" : "",
+                k->name ? k->name : "(none)", expect);
+    }
+    kl_tensor *list[] = {ha, hb, da, db};
+    for (size_t i = 0; i < sizeof list / sizeof *list; i++) kl_tensor_release(list[i]);
+  }
+}
+
 #if GPU_DEV_EMULATED
 /* A forward (csr^T . dense: a host read of the row count) and a backward (dense want of a
  * row_sparse gradient; the gemm path) with every runtime call failing in turn. */
@@ -324,6 +395,7 @@ int main(void) {
 #if GPU_DEV_EMULATED
   test_fault_sweep();
 #endif
+  test_dispatch_table(); /* last: its samples leave the others' random values as they were */
   gpu_dev_finish();
   KLTEST_DONE();
 }
