@@ -15,64 +15,21 @@
 #include "kl/graph.h"
 #include "kl/optim.h"
 #include "kltest.h"
-#include "kltest_ops.h"
+#include "kltest_csrnet.h"
 #include "plan_internal.h"
 #include "plan_linear.h"
 
 static kl_rng rng;
 static int lin_on; /* make_net: the op fusions on (the linear step may run) */
 
-/* R x C csr, about nz entries a row at random columns (sorted, distinct), some rows empty. */
-static kl_tensor *rand_csr(kl_dtype dt, int64_t R, int64_t C, int nz) {
-  int64_t *ip = malloc((size_t)(R + 1) * sizeof *ip), *ix = malloc((size_t)(R * nz + 1) * sizeof *ix);
-  double *v = malloc((size_t)(R * nz + 1) * sizeof *v);
-  if (!ip || !ix || !v) exit(2);
-  int64_t n = 0;
-  ip[0] = 0;
-  for (int64_t i = 0; i < R; i++) {
-    int64_t c = (int64_t)(kl_rng_uniform(&rng) * (double)(C / nz));
-    for (int k = 0; i % 7 != 4 && k < nz && c < C; k++) {
-      ix[n] = c;
-      v[n++] = k % 5 == 4 ? -0.0 : kl_rng_uniform(&rng) * 2 - 1;
-      c += 1 + (int64_t)(kl_rng_uniform(&rng) * (double)(2 * C / nz - 1));
-    }
-    ip[i + 1] = n;
-  }
-  kl_tensor *t = kt_csr_of(dt, R, C, n, ip, ix, v);
-  free(ip);
-  free(ix);
-  free(v);
-  return t;
-}
-
-typedef struct net {
-  kl_graph *g;
-  kl_plan *p;
-  kl_tensor *w, *b;
-} net;
-
 /* pred = bias_add(x . W, b) (or x1 . W + x2 . W: W used twice, when twice), mse vs y. */
-static net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gst,
+static kt_net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gst,
                     const kl_optimizer *o, int twice, uint64_t wseed) {
-  net n = {0};
+  kt_net n;
   /* plans made with the op fusions off never take the linear step (plan_linear.c): the
    * flagged and listed steps are then what fit runs for N = 1 too */
   const int prev = kl_plan_set_fuse_enabled(lin_on);
-  CHECK_OK(kl_graph_new(&n.g));
-  kl_rng wr;
-  kl_rng_seed(&wr, wseed);
-  int64_t ws[2] = {C, N};
-  kl_tensor *wd = NULL;
-  CHECK_OK(kl_tensor_new_dense(dt, 2, ws, &wd));
-  for (int64_t k = 0; k < C * N; k++) kl_tensor_data_set(wd, k, kl_rng_uniform(&wr) - 0.5);
-  if (wst == KL_STYPE_ROW_SPARSE) {
-    CHECK_OK(kl_tensor_tostype(wd, KL_STYPE_ROW_SPARSE, &n.w));
-    kl_tensor_release(wd);
-  } else {
-    n.w = wd;
-  }
-  CHECK_OK(kl_tensor_new_dense(dt, 1, &N, &n.b));
-  kl_tensor_fill(n.b, 0.25);
+  kt_net_begin(&n, dt, C, N, wst, wseed, 0.25);
   int ix, iy, iw, ib, d, pred, loss, two[2];
   kl_meta mx = {dt, KL_STYPE_CSR, 2, {-1, C}}, my = {dt, KL_STYPE_DEFAULT, 2, {-1, N}};
   CHECK_OK(kl_graph_placeholder(n.g, &mx, "x", &ix));
@@ -99,21 +56,6 @@ static net make_net(kl_dtype dt, int64_t C, int64_t N, kl_stype wst, kl_stype gs
   return n;
 }
 
-static void free_net(net *n) {
-  kl_plan_free(n->p);
-  kl_graph_free(n->g);
-  kl_tensor_release(n->w);
-  kl_tensor_release(n->b);
-}
-
-static int same_bits(const kl_tensor *x, const kl_tensor *y) {
-  if (!x || !y || x->dtype != y->dtype || kl_tensor_numel(x) != kl_tensor_numel(y) ||
-      x->stype != y->stype || x->nnz != y->nnz)
-    return 0;
-  size_t nb = (size_t)(x->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(x) : x->nnz * kl_row_width(x));
-  return nb == 0 || memcmp(x->data, y->data, nb * kl_dtype_size(x->dtype)) == 0;
-}
-
 /* The plan's kept fused buffers (C flags, C x N values) are all zero. */
 static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
   kl_pool *prev = kl_pool_enter(p->pool);
@@ -135,33 +77,21 @@ static int fused_clear(kl_plan *p, int64_t C, int64_t N, kl_dtype dt) {
 static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl_stype wst,
                     kl_stype gst, int twice, int nz, int want_fused) {
   const int64_t R = 100, bs = 16;
-  kl_tensor *x = rand_csr(dt, R, C, nz), *y = NULL;
+  kl_tensor *x = kt_rand_csr(&rng, dt, R, C, nz), *y = NULL;
   int64_t ys[2] = {R, N};
   CHECK_OK(kl_tensor_new_dense(dt, 2, ys, &y));
   for (int64_t k = 0; k < R * N; k++) kl_tensor_data_set(y, k, kl_rng_uniform(&rng) * 2 - 1);
   uint64_t seed = kl_rng_next(&rng);
-  net a = make_net(dt, C, N, wst, gst, o, twice, seed), b = make_net(dt, C, N, wst, gst, o, twice, seed);
+  kt_net a = make_net(dt, C, N, wst, gst, o, twice, seed), b = make_net(dt, C, N, wst, gst, o, twice, seed);
   kl_epoch_opts eo = {.batch_size = bs};
-  double la = 0, lb = 0, lsum = 0;
+  double la = 0, lb = 0;
   for (int e = 0; e < 2 && a.p && b.p; e++) {
     CHECK_OK(kl_plan_fit_epoch(a.p, &x, 1, y, &eo, &la, NULL));
-    lsum = 0;
-    for (int64_t r = 0; r < R; r += bs) {
-      int64_t r1 = r + bs < R ? r + bs : R;
-      kl_tensor *f[2] = {NULL, NULL};
-      CHECK_OK(kl_tensor_slice_rows(x, r, r1, &f[0]));
-      CHECK_OK(kl_tensor_slice_rows(y, r, r1, &f[1]));
-      double l = 0;
-      CHECK_OK(kl_plan_train_step(b.p, f, &l));
-      lsum += l * (double)(r1 - r);
-      kl_tensor_release(f[0]);
-      kl_tensor_release(f[1]);
-    }
-    lb = lsum / (double)R;
+    lb = kt_train_steps(b.p, x, y, R, bs, NULL);
   }
-  int ok = a.p && b.p && la == lb && same_bits(a.w, b.w) && same_bits(a.b, b.b);
+  int ok = a.p && b.p && la == lb && kt_same_bits(a.w, b.w) && kt_same_bits(a.b, b.b);
   for (int s = 0; ok && s < kl_plan_num_states(a.p, 0); s++)
-    ok = same_bits(kl_plan_state(a.p, 0, s), kl_plan_state(b.p, 0, s));
+    ok = kt_same_bits(kl_plan_state(a.p, 0, s), kl_plan_state(b.p, 0, s));
   CHECK(ok);
   if (a.p && b.p) {
     CHECK((a.p->fused_steps > 0) == (want_fused == 1 || want_fused == 2));
@@ -181,36 +111,23 @@ static void compare(const kl_optimizer *o, kl_dtype dt, int64_t C, int64_t N, kl
             twice, omp_get_max_threads(), a.p ? (long long)a.p->fused_steps : -1LL,
             a.p ? (long long)a.p->fused_listed_steps : -1LL,
             a.p ? (long long)a.p->lin_steps : -1LL);
-  free_net(&a);
-  free_net(&b);
+  kt_net_free(&a);
+  kt_net_free(&b);
   kl_tensor_release(x);
   kl_tensor_release(y);
-}
-
-static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, double clip,
-                        double rescale) {
-  kl_optimizer o;
-  CHECK_OK(kl_optimizer_init(&o, kind));
-  o.learning_rate = kind == KL_OPT_SGD ? 0.05 : 0.01;
-  o.momentum = mom;
-  o.nesterov = nest;
-  o.weight_decay = wd;
-  o.clipvalue = clip;
-  o.rescale_grad = rescale;
-  return o;
 }
 
 /* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds, the
  * kept buffers are zero after it, and a fresh epoch on a fresh net matches the reference. */
 static void failure_sweep(int64_t C, int listed) { /* listed: 2 = the linear step */
-  kl_optimizer o = opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1);
+  kl_optimizer o = kt_opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1);
   const int64_t R = 48;
-  kl_tensor *x = rand_csr(KL_FLOAT32, R, C, 6), *y = NULL;
+  kl_tensor *x = kt_rand_csr(&rng, KL_FLOAT32, R, C, 6), *y = NULL;
   int64_t ys[2] = {R, 1};
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 2, ys, &y));
   kl_tensor_fill(y, 0.5);
   kl_epoch_opts eo = {.batch_size = 16};
-  net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+  kt_net ref = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
   if (listed == 2)
@@ -219,7 +136,7 @@ static void failure_sweep(int64_t C, int listed) { /* listed: 2 = the linear ste
     CHECK(ref.p && ref.p->fused_steps == 3 && ref.p->fused_listed_steps == (listed ? 3 : 0));
   int failed = 0;
   for (long k = 1; k <= 400; k++) {
-    net n = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+    kt_net n = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
     if (!n.p) break;
     kl_alloc_fail_at(k);
     kl_status st = kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL);
@@ -227,15 +144,15 @@ static void failure_sweep(int64_t C, int listed) { /* listed: 2 = the linear ste
     CHECK(st == KL_OK || st == KL_ENOMEM);
     failed += st == KL_ENOMEM;
     CHECK(fused_clear(n.p, C, 1, KL_FLOAT32));
-    free_net(&n);
+    kt_net_free(&n);
     if (made < k) break; /* the epoch made fewer than k allocations: all were covered */
   }
   CHECK(failed > 0);
-  net m = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
+  kt_net m = make_net(KL_FLOAT32, C, 1, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, &o, 0, 5);
   CHECK_OK(kl_plan_fit_epoch(m.p, &x, 1, y, &eo, &l, NULL));
-  CHECK(same_bits(m.w, ref.w) && same_bits(m.b, ref.b));
-  free_net(&m);
-  free_net(&ref);
+  CHECK(kt_same_bits(m.w, ref.w) && kt_same_bits(m.b, ref.b));
+  kt_net_free(&m);
+  kt_net_free(&ref);
   kl_tensor_release(x);
   kl_tensor_release(y);
 }
@@ -244,12 +161,12 @@ int main(void) {
   kl_rng_seed(&rng, 17);
   lin_on = 0;
   const kl_optimizer opts[] = {
-      opt(KL_OPT_SGD, 0, 0, 0, 0, 1),        opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
-      opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),      opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
-      opt(KL_OPT_SGD, 0.5, 0, 0.01, 0.05, 2), opt(KL_OPT_SGD, 0.9, 1, 0.01, 0.05, 0.5),
-      opt(KL_OPT_ADAM, 0, 0, 0, 0, 1),       opt(KL_OPT_ADAM, 0, 0, 0.01, 0.05, 2),
-      opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1),    opt(KL_OPT_RMSPROP, 0, 0, 0.01, 0.05, 1),
-      opt(KL_OPT_FTRL, 0, 0, 0, 0, 1),
+      kt_opt(KL_OPT_SGD, 0, 0, 0, 0, 1),        kt_opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
+      kt_opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),      kt_opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
+      kt_opt(KL_OPT_SGD, 0.5, 0, 0.01, 0.05, 2), kt_opt(KL_OPT_SGD, 0.9, 1, 0.01, 0.05, 0.5),
+      kt_opt(KL_OPT_ADAM, 0, 0, 0, 0, 1),       kt_opt(KL_OPT_ADAM, 0, 0, 0.01, 0.05, 2),
+      kt_opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1),    kt_opt(KL_OPT_RMSPROP, 0, 0, 0.01, 0.05, 1),
+      kt_opt(KL_OPT_FTRL, 0, 0, 0, 0, 1),
   };
   const kl_stype RSP = KL_STYPE_ROW_SPARSE, DNS = KL_STYPE_DEFAULT;
   for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)

@@ -19,35 +19,11 @@
 #include "kl/layers.h"
 #include "kl/optim.h"
 #include "kltest.h"
-#include "kltest_ops.h"
+#include "kltest_csrnet.h"
 #include "plan_internal.h"
 #include "plan_linear.h"
 
 static kl_rng rng;
-
-/* R x C csr, about nz entries a row at random columns (sorted, distinct), every 7th row
- * empty, some values -0. */
-static kl_tensor *rand_csr(kl_dtype dt, int64_t R, int64_t C, int nz) {
-  int64_t *ip = malloc((size_t)(R + 1) * sizeof *ip), *ix = malloc((size_t)(R * nz + 1) * sizeof *ix);
-  double *v = malloc((size_t)(R * nz + 1) * sizeof *v);
-  if (!ip || !ix || !v) exit(2);
-  int64_t n = 0;
-  ip[0] = 0;
-  for (int64_t i = 0; i < R; i++) {
-    int64_t c = (int64_t)(kl_rng_uniform(&rng) * (double)(C / nz));
-    for (int k = 0; i % 7 != 4 && k < nz && c < C; k++) {
-      ix[n] = c;
-      v[n++] = k % 5 == 4 ? -0.0 : kl_rng_uniform(&rng) * 2 - 1;
-      c += 1 + (int64_t)(kl_rng_uniform(&rng) * (double)(2 * C / nz - 1));
-    }
-    ip[i + 1] = n;
-  }
-  kl_tensor *t = kt_csr_of(dt, R, C, n, ip, ix, v);
-  free(ip);
-  free(ix);
-  free(v);
-  return t;
-}
 
 /* The model: what varies. */
 typedef struct cfg {
@@ -61,32 +37,10 @@ typedef struct cfg {
   int64_t N;       /* W's width */
 } cfg;
 
-typedef struct net {
-  kl_graph *g;
-  kl_plan *p;
-  kl_tensor *w, *b;
-  int nfeeds;
-} net;
-
-static net make_net(const cfg *c, const kl_optimizer *o, uint64_t wseed, int fuse) {
-  net n = {0};
+static kt_net make_net(const cfg *c, const kl_optimizer *o, uint64_t wseed, int fuse) {
+  kt_net n;
   const int prev = kl_plan_set_fuse_enabled(fuse);
-  CHECK_OK(kl_graph_new(&n.g));
-  kl_rng wr;
-  kl_rng_seed(&wr, wseed);
-  int64_t ws[2] = {c->C, c->N};
-  kl_tensor *wd = NULL;
-  CHECK_OK(kl_tensor_new_dense(c->dt, 2, ws, &wd));
-  for (int64_t k = 0; k < c->C * c->N; k++) kl_tensor_data_set(wd, k, kl_rng_uniform(&wr) - 0.5);
-  if (c->wst == KL_STYPE_ROW_SPARSE) {
-    CHECK_OK(kl_tensor_tostype(wd, KL_STYPE_ROW_SPARSE, &n.w));
-    kl_tensor_release(wd);
-  } else {
-    n.w = wd;
-  }
-  int64_t one = c->N;
-  CHECK_OK(kl_tensor_new_dense(c->dt, 1, &one, &n.b));
-  kl_tensor_fill(n.b, 0.125);
+  kt_net_begin(&n, c->dt, c->C, c->N, c->wst, wseed, 0.125);
   int ix, iy, iw, ib = -1, is = -1, d, pred, loss, two[3];
   kl_meta mx = {c->dt, KL_STYPE_CSR, 2, {-1, c->C}}, my = {c->ydt, KL_STYPE_DEFAULT, 2, {-1, c->N}};
   kl_meta ms = {c->dt, KL_STYPE_DEFAULT, 1, {-1}};
@@ -123,34 +77,18 @@ static net make_net(const cfg *c, const kl_optimizer *o, uint64_t wseed, int fus
   }
   int feeds[3] = {ix, iy, is}, weights[2] = {iw, ib};
   kl_stype gs[2] = {c->gst, KL_STYPE_DEFAULT};
-  n.nfeeds = c->sw ? 3 : 2;
-  kl_plan_spec spec = {feeds, n.nfeeds, &pred, 1, loss, weights, c->bias ? 2 : 1, gs, o};
+  kl_plan_spec spec = {feeds, c->sw ? 3 : 2, &pred, 1, loss, weights, c->bias ? 2 : 1, gs, o};
   CHECK_OK(kl_plan_new(n.g, &spec, &n.p));
   kl_plan_set_fuse_enabled(prev);
   return n;
 }
 
-static void free_net(net *n) {
-  kl_plan_free(n->p);
-  kl_graph_free(n->g);
-  kl_tensor_release(n->w);
-  kl_tensor_release(n->b);
-}
-
-static int same_bits(const kl_tensor *x, const kl_tensor *y) {
-  if (!x || !y || x->dtype != y->dtype || kl_tensor_numel(x) != kl_tensor_numel(y) ||
-      x->stype != y->stype || x->nnz != y->nnz)
-    return 0;
-  size_t nb = (size_t)(x->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(x) : x->nnz * kl_row_width(x));
-  return nb == 0 || memcmp(x->data, y->data, nb * kl_dtype_size(x->dtype)) == 0;
-}
-
-static int same_nets(const net *a, const net *b, int bias) {
-  int ok = a->p && b->p && same_bits(a->w, b->w) && (!bias || same_bits(a->b, b->b)) &&
+static int same_nets(const kt_net *a, const kt_net *b, int bias) {
+  int ok = a->p && b->p && kt_same_bits(a->w, b->w) && (!bias || kt_same_bits(a->b, b->b)) &&
            kl_plan_step_count(a->p) == kl_plan_step_count(b->p);
   for (int k = 0; ok && k < (bias ? 2 : 1); k++)
     for (int s = 0; ok && s < kl_plan_num_states(a->p, k); s++)
-      ok = same_bits(kl_plan_state(a->p, k, s), kl_plan_state(b->p, k, s));
+      ok = kt_same_bits(kl_plan_state(a->p, k, s), kl_plan_state(b->p, k, s));
   return ok;
 }
 
@@ -181,10 +119,10 @@ static const char *cfg_str(const cfg *c, const kl_optimizer *o, char *buf, size_
  * the linear step must run. ydata: the labels' dtype (the placeholder's when < 0). */
 static void vs_train_step(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64_t bs,
                           int ydata, int want_lin) {
-  kl_tensor *x = rand_csr(c->dt, R, c->C, nz);
+  kl_tensor *x = kt_rand_csr(&rng, c->dt, R, c->C, nz);
   kl_tensor *y = labels(c, R, ydata < 0 ? c->ydt : (kl_dtype)ydata);
   const uint64_t seed = kl_rng_next(&rng);
-  net a = make_net(c, o, seed, 1), b = make_net(c, o, seed, 1);
+  kt_net a = make_net(c, o, seed, 1), b = make_net(c, o, seed, 1);
   kl_epoch_opts eo = {.batch_size = bs};
   kl_tensor *none = NULL;
   if (c->sw) {
@@ -197,19 +135,7 @@ static void vs_train_step(const cfg *c, const kl_optimizer *o, int64_t R, int nz
   CHECK_OK(kl_tensor_new_dense(c->dt, 1, &zero, &sw0));
   for (int e = 0; e < 2 && a.p && b.p; e++) {
     CHECK_OK(kl_plan_fit_epoch(a.p, &x, 1, y, &eo, &la, NULL));
-    double lsum = 0;
-    for (int64_t r = 0; r < R; r += bs) {
-      const int64_t r1 = r + bs < R ? r + bs : R;
-      kl_tensor *f[3] = {NULL, NULL, sw0};
-      CHECK_OK(kl_tensor_slice_rows(x, r, r1, &f[0]));
-      CHECK_OK(kl_tensor_slice_rows(y, r, r1, &f[1]));
-      double l = 0;
-      CHECK_OK(kl_plan_train_step(b.p, f, &l));
-      lsum += l * (double)(r1 - r);
-      kl_tensor_release(f[0]);
-      kl_tensor_release(f[1]);
-    }
-    lb = lsum / (double)R;
+    lb = kt_train_steps(b.p, x, y, R, bs, sw0);
   }
   const int ok = same_nets(&a, &b, c->bias) && la == lb;
   CHECK(ok);
@@ -225,8 +151,8 @@ static void vs_train_step(const cfg *c, const kl_optimizer *o, int64_t R, int nz
             a.p ? (long long)a.p->lin_steps : -1LL, la, lb);
   }
   kl_tensor_release(sw0);
-  free_net(&a);
-  free_net(&b);
+  kt_net_free(&a);
+  kt_net_free(&b);
   kl_tensor_release(x);
   kl_tensor_release(y);
 }
@@ -234,9 +160,9 @@ static void vs_train_step(const cfg *c, const kl_optimizer *o, int64_t R, int nz
 /* fit with the linear step against fit with the op fusions off, shuffled (rows or whole
  * batches), three epochs; and, at 2 threads, against the same fit at 1 thread. */
 static void vs_fit(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64_t bs, int shuffle) {
-  kl_tensor *x = rand_csr(c->dt, R, c->C, nz), *y = labels(c, R, c->ydt);
+  kl_tensor *x = kt_rand_csr(&rng, c->dt, R, c->C, nz), *y = labels(c, R, c->ydt);
   const uint64_t seed = kl_rng_next(&rng), sseed = kl_rng_next(&rng);
-  net a = make_net(c, o, seed, 1), b = make_net(c, o, seed, 0), s1 = make_net(c, o, seed, 1);
+  kt_net a = make_net(c, o, seed, 1), b = make_net(c, o, seed, 0), s1 = make_net(c, o, seed, 1);
   kl_rng ra, rb, r1;
   kl_rng_seed(&ra, sseed);
   kl_rng_seed(&rb, sseed);
@@ -264,9 +190,9 @@ static void vs_fit(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64
     fprintf(stderr, "  fit case %s R=%lld bs=%lld shuffle=%d: loss %.17g / %.17g / %.17g\n",
             cfg_str(c, o, buf, sizeof buf), (long long)R, (long long)bs, shuffle, la, lb, l1);
   }
-  free_net(&a);
-  free_net(&b);
-  free_net(&s1);
+  kt_net_free(&a);
+  kt_net_free(&b);
+  kt_net_free(&s1);
   kl_tensor_release(x);
   kl_tensor_release(y);
 }
@@ -299,40 +225,18 @@ static void boundary(const kl_optimizer *o, int64_t C) {
   free(v);
   CHECK_OK(kl_tensor_check_format(x, "boundary", 1));
   const uint64_t seed = kl_rng_next(&rng);
-  net a = make_net(&c, o, seed, 1), b = make_net(&c, o, seed, 1);
+  kt_net a = make_net(&c, o, seed, 1), b = make_net(&c, o, seed, 1);
   kl_epoch_opts eo = {.batch_size = 512};
-  double la = 0, lsum = 0;
+  double la = 0;
   CHECK_OK(kl_plan_fit_epoch(a.p, &x, 1, y, &eo, &la, NULL));
-  for (int64_t r = 0; r < R; r += 512) {
-    kl_tensor *f[2] = {NULL, NULL};
-    CHECK_OK(kl_tensor_slice_rows(x, r, r + 512, &f[0]));
-    CHECK_OK(kl_tensor_slice_rows(y, r, r + 512, &f[1]));
-    double l = 0;
-    CHECK_OK(kl_plan_train_step(b.p, f, &l));
-    lsum += l * 512;
-    kl_tensor_release(f[0]);
-    kl_tensor_release(f[1]);
-  }
-  const int ok = same_nets(&a, &b, 1) && la == lsum / (double)R && a.p->lin_steps == 2;
+  const double lb = kt_train_steps(b.p, x, y, R, 512, NULL);
+  const int ok = same_nets(&a, &b, 1) && la == lb && a.p->lin_steps == 2;
   CHECK(ok);
   if (!ok) fprintf(stderr, "  boundary case kind=%d C=%lld threads=%d\n", (int)o->kind, (long long)C, omp_get_max_threads());
-  free_net(&a);
-  free_net(&b);
+  kt_net_free(&a);
+  kt_net_free(&b);
   kl_tensor_release(x);
   kl_tensor_release(y);
-}
-
-static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, double clip,
-                        double rescale) {
-  kl_optimizer o;
-  CHECK_OK(kl_optimizer_init(&o, kind));
-  o.learning_rate = kind == KL_OPT_SGD ? 0.05 : 0.01;
-  o.momentum = mom;
-  o.nesterov = nest;
-  o.weight_decay = wd;
-  o.clipvalue = clip;
-  o.rescale_grad = rescale;
-  return o;
 }
 
 /* Where the linear step does not apply, fit still runs (the general step) and lin_steps
@@ -340,10 +244,10 @@ static kl_optimizer opt(kl_opt_kind kind, double mom, int nest, double wd, doubl
 static void not_taken(const kl_optimizer *o) {
   cfg c = {KL_FLOAT32, KL_FLOAT32, 3000, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, 1, 1, 1, 1, 0, 1};
   const int64_t R = 64;
-  kl_tensor *x = rand_csr(c.dt, R, c.C, 8), *y = labels(&c, R, c.ydt), *sw = NULL;
+  kl_tensor *x = kt_rand_csr(&rng, c.dt, R, c.C, 8), *y = labels(&c, R, c.ydt), *sw = NULL;
   CHECK_OK(kl_tensor_new_dense(KL_FLOAT32, 1, &R, &sw));
   kl_tensor_fill(sw, 0.5);
-  net n = make_net(&c, o, 3, 1);
+  kt_net n = make_net(&c, o, 3, 1);
   kl_epoch_opts eo = {.batch_size = 16, .nextra = 1, .extra = &sw};
   double l = 0, m = 0;
   CHECK_OK(kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL)); /* weights given */
@@ -356,7 +260,7 @@ static void not_taken(const kl_optimizer *o) {
   em.nmetrics = 0;
   CHECK_OK(kl_plan_fit_epoch(n.p, &x, 1, y, &em, &l, NULL)); /* and now it applies */
   CHECK(n.p->lin_steps == 4);
-  free_net(&n);
+  kt_net_free(&n);
   kl_tensor_release(sw);
   kl_tensor_release(x);
   kl_tensor_release(y);
@@ -384,28 +288,28 @@ static void not_taken(const kl_optimizer *o) {
 /* A label out of [0, 1] for the crossentropy: kl_linear_step leaves the step (done = 0),
  * nothing written, its marks clear. */
 static void bad_label(void) {
-  kl_optimizer o = opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1);
+  kl_optimizer o = kt_opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1);
   cfg c = {KL_FLOAT32, KL_FLOAT32, 70000, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, 1, 1, 1, 0, 0, 1};
   for (int big = 0; big < 2; big++) {
     const int64_t R = big ? 600 : 8;
-    kl_tensor *x = rand_csr(c.dt, R, c.C, 30), *y = labels(&c, R, c.ydt);
+    kl_tensor *x = kt_rand_csr(&rng, c.dt, R, c.C, 30), *y = labels(&c, R, c.ydt);
     kl_tensor_data_set(y, R - 3, 1.5);
-    net n = make_net(&c, &o, 9, 1);
+    kt_net n = make_net(&c, &o, 9, 1);
     kl_tensor *w0 = NULL, *b0 = NULL;
     CHECK_OK(kl_tensor_copy(n.w, &w0));
     CHECK_OK(kl_tensor_copy(n.b, &b0));
     double l = 0;
     int done = 1;
     CHECK_OK(kl_linear_step(n.p, x, y, NULL, 0, R, &l, &done));
-    CHECK(done == 0 && same_bits(n.w, w0) && same_bits(n.b, b0) && kl_plan_step_count(n.p) == 0);
+    CHECK(done == 0 && kt_same_bits(n.w, w0) && kt_same_bits(n.b, b0) && kl_plan_step_count(n.p) == 0);
     CHECK(kl_linear_clean(n.p));
     /* fit refuses it before any step, with the loss's message */
     kl_epoch_opts eo = {.batch_size = R};
     CHECK_ERR(kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL), KL_EINDEX, "out of range [0, 1]");
-    CHECK(same_bits(n.w, w0) && kl_linear_clean(n.p));
+    CHECK(kt_same_bits(n.w, w0) && kl_linear_clean(n.p));
     kl_tensor_release(w0);
     kl_tensor_release(b0);
-    free_net(&n);
+    kt_net_free(&n);
     kl_tensor_release(x);
     kl_tensor_release(y);
   }
@@ -414,17 +318,17 @@ static void bad_label(void) {
 /* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds,
  * the marks are zero after it, and a fresh epoch on a fresh net matches the reference. */
 static void failure_sweep(int64_t C, int64_t R, int nz, int64_t bs) {
-  kl_optimizer o = opt(KL_OPT_ADAM, 0, 0, 0, 0, 1);
+  kl_optimizer o = kt_opt(KL_OPT_ADAM, 0, 0, 0, 0, 1);
   cfg c = {KL_FLOAT32, KL_FLOAT32, C, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, 1, 1, 1, 0, 0, 1};
-  kl_tensor *x = rand_csr(KL_FLOAT32, R, C, nz), *y = labels(&c, R, KL_FLOAT64);
+  kl_tensor *x = kt_rand_csr(&rng, KL_FLOAT32, R, C, nz), *y = labels(&c, R, KL_FLOAT64);
   kl_epoch_opts eo = {.batch_size = bs};
-  net ref = make_net(&c, &o, 5, 1);
+  kt_net ref = make_net(&c, &o, 5, 1);
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
   CHECK(ref.p && ref.p->lin_steps == (R + bs - 1) / bs);
   int failed = 0;
   for (long k = 1; k <= 400; k++) {
-    net n = make_net(&c, &o, 5, 1);
+    kt_net n = make_net(&c, &o, 5, 1);
     if (!n.p) break;
     kl_alloc_fail_at(k);
     kl_status st = kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL);
@@ -433,15 +337,15 @@ static void failure_sweep(int64_t C, int64_t R, int nz, int64_t bs) {
     failed += st == KL_ENOMEM || n.p->lin_steps < ref.p->lin_steps;
     CHECK(kl_linear_clean(n.p));
     if (st == KL_OK) CHECK(same_nets(&n, &ref, 1)); /* steps the general one took: same bits */
-    free_net(&n);
+    kt_net_free(&n);
     if (made < k) break;
   }
   CHECK(failed > 0);
-  net m = make_net(&c, &o, 5, 1);
+  kt_net m = make_net(&c, &o, 5, 1);
   CHECK_OK(kl_plan_fit_epoch(m.p, &x, 1, y, &eo, &l, NULL));
   CHECK(same_nets(&m, &ref, 1));
-  free_net(&m);
-  free_net(&ref);
+  kt_net_free(&m);
+  kt_net_free(&ref);
   kl_tensor_release(x);
   kl_tensor_release(y);
 }
@@ -449,16 +353,16 @@ static void failure_sweep(int64_t C, int64_t R, int nz, int64_t bs) {
 int main(void) {
   kl_rng_seed(&rng, 23);
   const kl_optimizer opts[] = {
-      opt(KL_OPT_SGD, 0, 0, 0, 0, 1),         opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
-      opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),       opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
-      opt(KL_OPT_SGD, 0.5, 0, 0.01, 0.05, 2), opt(KL_OPT_SGD, 0.9, 1, 0.01, 0.05, 0.5),
-      opt(KL_OPT_ADAM, 0, 0, 0, 0, 1),        opt(KL_OPT_ADAM, 0, 0, 0.01, 0.05, 2),
-      opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1),     opt(KL_OPT_ADAGRAD, 0, 0, 0.01, 0.02, 1),
-      opt(KL_OPT_RMSPROP, 0, 0, 0.01, 0.05, 1), opt(KL_OPT_RMSPROP, 0, 0, 0, 0, 1),
-      opt(KL_OPT_FTRL, 0, 0, 0, 0, 1),        opt(KL_OPT_FTRL, 0, 0, 0.01, 0.05, 1),
+      kt_opt(KL_OPT_SGD, 0, 0, 0, 0, 1),         kt_opt(KL_OPT_SGD, 0.9, 0, 0, 0, 1),
+      kt_opt(KL_OPT_SGD, 0.9, 1, 0, 0, 1),       kt_opt(KL_OPT_SGD, 0, 0, 0.01, 0.05, 2),
+      kt_opt(KL_OPT_SGD, 0.5, 0, 0.01, 0.05, 2), kt_opt(KL_OPT_SGD, 0.9, 1, 0.01, 0.05, 0.5),
+      kt_opt(KL_OPT_ADAM, 0, 0, 0, 0, 1),        kt_opt(KL_OPT_ADAM, 0, 0, 0.01, 0.05, 2),
+      kt_opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1),     kt_opt(KL_OPT_ADAGRAD, 0, 0, 0.01, 0.02, 1),
+      kt_opt(KL_OPT_RMSPROP, 0, 0, 0.01, 0.05, 1), kt_opt(KL_OPT_RMSPROP, 0, 0, 0, 0, 1),
+      kt_opt(KL_OPT_FTRL, 0, 0, 0, 0, 1),        kt_opt(KL_OPT_FTRL, 0, 0, 0.01, 0.05, 1),
   };
   const size_t nopt = sizeof opts / sizeof opts[0];
-  kl_optimizer ftrl_pow = opt(KL_OPT_FTRL, 0, 0, 0, 0, 1);
+  kl_optimizer ftrl_pow = kt_opt(KL_OPT_FTRL, 0, 0, 0, 0, 1);
   ftrl_pow.lr_power = -0.7;
   ftrl_pow.lamda1 = 0.001;
   ftrl_pow.l2 = 0.01;
