@@ -14,10 +14,14 @@
  *   floor-sample a step of one row as SGDClassifier takes it: the row's dot, then a read and
  *                write of w and of the NSTATE states at each of its columns (lines the dot
  *                just brought into L1).
+ * With more than one thread (OMP_NUM_THREADS), floor-batch only, split as fit's linear
+ * step splits it: each thread the dots of a static share of the batch's rows, a barrier,
+ * then the updates of the touched columns in its static range of 64-column words.
  * The arithmetic is one multiply-add a value (no exp, log, sqrt or divide): what is left is
  * the traffic. The figure is the median over RUNS epochs (after a warm-up epoch), as
- * w7.lua's W7-epoch rows; one thread.
+ * w7.lua's W7-epoch rows.
  * usage: w7floor TRAIN.svm N_FEATURES BATCH NSTATE RUNS */
+#include <omp.h>
 #include "benchio.h"
 #include "kl/svmlight.h"
 
@@ -71,10 +75,52 @@ int main(int argc, char **argv) {
   for (int64_t c = 0; c < C; c++) s0[c] = s1[c] = 1e-3f;
   const float lr = 1e-3f;
   double sink = 0;
-  for (int mode = 0; mode < 3; mode++) {
+  const int T = kl_num_threads();
+  for (int mode = T > 1 ? 3 : 0; mode < (T > 1 ? 4 : 3); mode++) {
     for (int rep = -1; rep < runs; rep++) { /* rep -1: warm-up */
       const double t0 = now_s();
-      if (mode != 1) {
+      if (mode == 3) {
+#pragma omp parallel
+        {
+          const int nt = omp_get_num_threads(), q = omp_get_thread_num();
+          const int64_t cb0 = nw * q / nt * 64, cb1 = nw * (q + 1) / nt * 64;
+          for (int64_t s = 0; s < steps; s++) {
+            const int64_t r0 = s * B, r1 = r0 + B < n ? r0 + B : n;
+            const int64_t a0 = r0 + (r1 - r0) * q / nt, a1 = r0 + (r1 - r0) * (q + 1) / nt;
+            for (int64_t r = a0; r < a1; r++) {
+              float a = 0;
+              for (int64_t k = ip[r]; k < ip[r + 1]; k++) a += w[ix[k]] * xv[k];
+              z[r - r0] = a - (float)y[r];
+            }
+#pragma omp barrier
+            const float g = z[0] * 1e-6f;
+            const int64_t *us = u + u0[s], nu = u0[s + 1] - u0[s];
+            int64_t i0 = 0, i1 = nu; /* this thread's columns: [cb0, cb1) */
+            for (int64_t lo = 0, hi = nu; lo < hi;) {
+              const int64_t mid = (lo + hi) / 2;
+              if (us[mid] < cb0) lo = mid + 1; else hi = mid;
+              i0 = lo;
+            }
+            for (int64_t lo = i0, hi = nu; lo < hi;) {
+              const int64_t mid = (lo + hi) / 2;
+              if (us[mid] < cb1) lo = mid + 1; else hi = mid;
+              i1 = lo;
+            }
+            for (int64_t i = i0; i < i1; i++) {
+              if (i + PF < i1) {
+                __builtin_prefetch(w + us[i + PF], 1);
+                __builtin_prefetch(s0 + us[i + PF], 1);
+                if (ns == 2) __builtin_prefetch(s1 + us[i + PF], 1);
+              }
+              const int64_t c = us[i];
+              s0[c] += g;
+              if (ns == 2) s1[c] += g;
+              w[c] -= lr * s0[c];
+            }
+#pragma omp barrier
+          }
+        }
+      } else if (mode != 1) {
         for (int64_t s = 0; s < steps; s++) {
           const int64_t r0 = s * B, r1 = r0 + B < n ? r0 + B : n;
           float g = 0;
@@ -122,18 +168,19 @@ int main(int argc, char **argv) {
       if (rep >= 0) t[rep] = now_s() - t0;
     }
     for (int64_t c = 0; c < C; c += 4099) sink += w[c];
-    char note[200];
+    char note[320];
     snprintf(note, sizeof note,
              "memory floor of one epoch: %s, w + %d state(s) of %lld columns, %lld rows (sink=%g)",
-             mode == 0   ? "batch steps (dot, then each touched column's update)"
+             mode == 3   ? "batch steps, the rows' dots split over the threads, then the touched columns' updates in 64-column-word ranges"
+             : mode == 0 ? "batch steps (dot, then each touched column's update)"
              : mode == 2 ? "batch steps (dot, each touched column's gradient summed, its update)"
                          : "one row a step",
              ns, (long long)C, (long long)n, sink);
     char impl[48];
-    if (mode == 0) snprintf(impl, sizeof impl, "floor-batch%lld-s%d", (long long)B, ns);
+    if (mode == 0 || mode == 3) snprintf(impl, sizeof impl, "floor-batch%lld-s%d", (long long)B, ns);
     else if (mode == 2) snprintf(impl, sizeof impl, "floor-batch%lld-sums-s%d", (long long)B, ns);
     else snprintf(impl, sizeof impl, "floor-sample-s%d", ns);
-    result("W7-epoch", impl, 1, median(t, runs), runs, note);
+    result("W7-epoch", impl, T, median(t, runs), runs, note);
   }
   free(w);
   free(s0);
