@@ -398,6 +398,8 @@ int main(void) {
       c.C = 70000;
       vs_train_step(&c, &opts[i], 900, 20, 300, KL_FLOAT32, 1);
       c.dt = c.ydt = KL_FLOAT32;
+      /* C <= 4 x the entries but W past 128 KiB: direct for SGD, by rank for the others */
+      vs_train_step(&c, &opts[i], 1200, 30, 1200, -1, 1);
       c.C = 1000000;
       vs_train_step(&c, &opts[i], 700, 39, 512, -1, 1);
       c.C = 262144;
