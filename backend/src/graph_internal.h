@@ -1,4 +1,4 @@
-/* graph_internal.h: the node layout shared by graph.c, plan.c and plan_fit.c. */
+/* graph_internal.h: the node layout shared by graph.c and the plan's files (plan*.c). */
 #ifndef KL_GRAPH_INTERNAL_H
 #define KL_GRAPH_INTERNAL_H
 #include "kl/graph.h"

@@ -1,4 +1,5 @@
-/* plan_internal.h: the compiled plan's layout, shared by plan.c, plan_grad.c and plan_fit.c. */
+/* plan_internal.h: the compiled plan's layout and the helpers its files share (plan.c,
+ * plan_forward.c, plan_step.c, plan_grad.c, plan_fit.c, plan_linear.c). */
 #ifndef KL_PLAN_INTERNAL_H
 #define KL_PLAN_INTERNAL_H
 #include "graph_internal.h"
@@ -77,4 +78,36 @@ kl_status kl_mul_dense(const kl_tensor *x, const kl_tensor *mask, kl_tensor **ou
 void kl_plan_drop_step(kl_plan *p);
 /* Runs the forward over the needed nodes; want_loss also computes the loss's ancestors. */
 kl_status kl_plan_run(kl_plan *p, kl_tensor *const *feeds, int training, int want_loss);
+
+/* A node hook and its substitutes (kl_plan_set_node_ext). */
+struct kl_plan_ext {
+  kl_node_ext ops;
+  void *ud;
+  kl_tensor *subs[KL_NODE_EXT_MAXIN];
+};
+
+/* Releases hook e's substitute inputs (plan.c). */
+void kl_plan_ext_clear_subs(struct kl_plan_ext *e);
+/* Releases the last forward's values of the plan's nodes (plan_forward.c). */
+void kl_plan_clear_values(kl_plan *p);
+/* A dense reshape of x into a new tensor, kept on x's device (plan_forward.c; the forward of a
+ * reshape node and its backward). */
+kl_status kl_plan_reshape(const kl_tensor *x, int ndim, const int64_t *shape, kl_tensor **out);
+
+/* The gradient stype input node in_id asks its consumer for. */
+static inline kl_stype kl_plan_want(const kl_plan *p, int in_id) {
+  int k = p->wslot[in_id];
+  return k >= 0 ? p->gstype[k] : KL_STYPE_DEFAULT;
+}
+
+/* Node id's input values into ins[0..nin-1]: the hook's substitutes where it made some.
+ * Inline: the forward and the backward call it for every node of every step. */
+static inline void kl_plan_node_ins(const kl_plan *p, int id, kl_tensor **ins) {
+  const kl_node *nd = &p->g->nodes[id];
+  int nin;
+  const int *in_ids = kl_node_inputs(nd, &nin);
+  const struct kl_plan_ext *e = p->ext ? p->ext[id] : NULL;
+  for (int i = 0; i < nin; i++)
+    ins[i] = e && i < KL_NODE_EXT_MAXIN && e->subs[i] ? e->subs[i] : p->vals[in_ids[i]];
+}
 #endif

@@ -159,7 +159,7 @@ kl_status kl_plan_train_step_empty(kl_plan *p);
  * nothing: a failed step leaves weights, optimizer states, the step count and the dropout
  * generators as they were. On a device this holds when the updates are the host's (no
  * backend update); with the backend's in-place update, a device error in one weight's update
- * leaves the weights updated before it changed (plan.c, kl_plan_update_device). */
+ * leaves the weights updated before it changed (plan_step.c, kl_plan_update_device). */
 kl_status kl_plan_train_step(kl_plan *p, kl_tensor *const *feeds, double *loss);
 /* Optimizer state access (model files, set_weights): state s of weight k (borrowed). */
 int kl_plan_num_states(const kl_plan *p, int k);

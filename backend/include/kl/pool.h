@@ -76,7 +76,7 @@ int kl_pool_set_enabled(int on);
 #define KL_POOL_NKEPT 4
 #define KL_KEPT_COLMAP 0 /* dot csr^T: column -> output slot (or touched flag) */
 #define KL_KEPT_COLACC 1 /* dot csr^T: the direct accumulator, N values a column */
-/* The plan's fused step (plan.c): csr^T . G's accumulator and flags for one weight, filled by
+/* The plan's fused step (plan_step.c): csr^T . G's accumulator and flags for one weight, filled by
  * the backward and cleared by that weight's update (they stay dirty in between). */
 #define KL_KEPT_FUSEFLAG 2
 #define KL_KEPT_FUSEACC 3
