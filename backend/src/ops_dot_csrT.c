@@ -219,7 +219,7 @@ void kl_dot_csrT_direct_acc(const kl_tensor *a, const kl_tensor *g, int64_t N, u
   }
 }
 
-/* The listed accumulator (plan.c's listed fused step): a weight too wide for the direct
+/* The listed accumulator (plan_step.c's listed fused step): a weight too wide for the direct
  * accumulator, whose lazy update then walks the touched rows in first-touch order, no sort.
  * Measured faster than the sorted path for 1-wide f32 weights of 1, 2 and 4 MiB (W7's 2^18
  * rows, 2^19, 2^20 and W5's 10^6: bench/README item 17); a wider weight, not measured,

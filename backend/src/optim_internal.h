@@ -37,7 +37,7 @@ void kl_optimizer_update_flagged_prechecked(const kl_optimizer *o, kl_tensor *w,
 /* The lazy update of the n rows list[0..n) (any order, distinct) of a weight storing every
  * row, from their gradient rows g (n x row width, row i for list[i]), after
  * kl_optimizer_flagged_precheck passed: the per-row rule of kl_optimizer_update with a
- * row_sparse gradient of those rows, hence its bits (plan.c's listed fused step). */
+ * row_sparse gradient of those rows, hence its bits (plan_step.c's listed fused step). */
 void kl_optimizer_update_listed_prechecked(const kl_optimizer *o, kl_tensor *w, const void *g,
                                            const int64_t *list, int64_t n, kl_tensor **states,
                                            int64_t t);

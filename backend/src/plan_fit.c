@@ -246,7 +246,7 @@ static kl_status kl_plan_loop(kl_plan *p, const char *fn, kl_tensor *const *x, i
     }
     if (st != KL_OK) goto done;
     double l = 0.0;
-    /* Nothing reads a fit step's gradients: its update may take them fused (plan.c), on the
+    /* Nothing reads a fit step's gradients: its update may take them fused (plan_step.c), on the
      * host only. */
     p->fuse_ok = train && p->device == KL_CPU;
     if (train)

@@ -1,4 +1,4 @@
-/* test_plan_fused.c: the fused step of fit (plan.c: a csr . W weight's gradient left in the
+/* test_plan_fused.c: the fused step of fit (plan_step.c: a csr . W weight's gradient left in the
  * pool's kept accumulator, updated by kl_optimizer_update_flagged, no compact gradient).
  * A fit epoch must end with the same bits (weights, optimizer states, loss) as the same
  * batches through kl_plan_train_step, which never fuses: for every optimizer rule and the

@@ -1,4 +1,4 @@
-/* test_step_atomic.c: a training step is all or nothing (plan.c kl_plan_update). A step that
+/* test_step_atomic.c: a training step is all or nothing (plan_step.c kl_plan_update). A step that
  * fails (an allocation failure at any point of kl_plan_train_step or of a fit epoch, a bad
  * learning rate, a gradient row the weight does not store) leaves the weights, the optimizer
  * states and the step count bit for bit as they were before it, and the dropout generator
