@@ -289,6 +289,9 @@ for _, wl in ipairs(order) do
     for _, p in ipairs(peers) do
       local same = p.threads == o.threads
       local single = p.threads == 1 and not same
+      -- a floor (a measured bound, not a peer) is shown at its own thread count, against
+      -- our main row only
+      if p.impl:match("^floor") then single = false; same = same and o.impl == "keras-lua" end
       local other_at_t = false
       for _, q in ipairs(peers) do
         if q.impl == p.impl and q.threads == o.threads then other_at_t = true end

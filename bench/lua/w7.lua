@@ -33,7 +33,7 @@ local configs = {
   {name = "Adagrad lr 0.2 b256", opt = function() return keras.optimizers.Adagrad{learning_rate = 0.2} end, bs = 256},
   {name = "Adam lr 0.003 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.003} end, bs = 512},
   {name = "Adam lr 0.01 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.01} end, bs = 512},
-  -- (added in session 8 after a sweep of Adam's learning rate, one epoch each: at batch 512
+  -- (added in session 9 after a sweep of Adam's learning rate, one epoch each: at batch 512
   -- 0.01 0.66137, 0.012 0.65924, 0.015 0.65773, 0.02 0.65870, 0.03 0.66918; at batch 1024
   -- 0.02 0.65771, 0.025 0.65866; bench/README item 20)
   {name = "Adam lr 0.015 b512", opt = function() return keras.optimizers.Adam{learning_rate = 0.015} end, bs = 512},
