@@ -235,9 +235,21 @@ static void lin_body(lin_ctx *c, struct kl_linear *l, int q, int T) {
   const int64_t n = c->n, r0 = n * q / T, r1 = n * (q + 1) / T;
   void *z = l->rowv, *gr = (char *)l->rowv + (size_t)l->cap_rows * es;
   const int setbits = c->mode == LIN_RANK && T == 1;
-  if (f64) lin_forward_f64(c, setbits, r0, r1, z, l->bits);
-  else lin_forward_f32(c, setbits, r0, r1, z, l->bits);
-  const int okq = f64 ? lin_rows_f64(c, r0, r1, z, gr, l->lrow) : lin_rows_f32(c, r0, r1, z, gr, l->lrow);
+  const int fused = c->mode == LIN_DIRECT && T == 1; /* passes 1-3 a row at a time */
+  int okq;
+  if (fused) {
+    if (!lin_labels_ok(c)) { /* nothing written */
+      c->ok = 0;
+      return;
+    }
+    okq = 1;
+    if (f64) lin_direct_rows_f64(c, z, gr, l->lrow, l->flag, l->acc);
+    else lin_direct_rows_f32(c, z, gr, l->lrow, l->flag, l->acc);
+  } else {
+    if (f64) lin_forward_f64(c, setbits, r0, r1, z, l->bits);
+    else lin_forward_f32(c, setbits, r0, r1, z, l->bits);
+    okq = f64 ? lin_rows_f64(c, r0, r1, z, gr, l->lrow) : lin_rows_f32(c, r0, r1, z, gr, l->lrow);
+  }
   if (T > 1) { /* every thread's rows before the sums */
     if (!okq) {
 #pragma omp atomic write
@@ -297,10 +309,7 @@ static void lin_body(lin_ctx *c, struct kl_linear *l, int q, int T) {
   uint32_t *ec = l->ec + (size_t)q * (size_t)l->cap_nnz;
   void *ep = T > 1 ? (char *)l->ep + (size_t)q * (size_t)l->cap_nnz * es : NULL;
   if (c->mode == LIN_DIRECT) {
-    if (T == 1) {
-      if (f64) lin_direct_all_f64(c, gr, l->flag, l->acc);
-      else lin_direct_all_f32(c, gr, l->flag, l->acc);
-    } else {
+    if (T > 1) {
       const int64_t m = f64 ? lin_compact_f64(c, gr, c0, c1, ec, ep)
                             : lin_compact_f32(c, gr, c0, c1, ec, ep);
       if (f64) lin_direct_part_f64(m, ec, ep, l->flag, l->acc);

@@ -70,6 +70,19 @@ typedef struct lin_ctx {
 /* Row r of the batch is data row LIN_ROW(r). */
 #define LIN_ROW(r) (perm ? perm[b + (r)] : b + (r))
 
+/* Whether every label of the step is one the loss takes (the crossentropy's [0, 1], as
+ * lin_rows checks them): the direct rows pass checks first, since it writes as it goes. */
+static int lin_labels_ok(const lin_ctx *c) {
+  if (!c->l->bce) return 1;
+  const int64_t *perm = c->perm, b = c->b;
+  int ok = 1;
+  for (int64_t r = 0; r < c->n; r++) {
+    const double t = lin_label(c->yd, c->ydt, c->l->ym.dtype, LIN_ROW(r));
+    ok &= t >= 0 && t <= 1;
+  }
+  return ok;
+}
+
 /* Pass 1, rows [r0, r1): z[r] = the row's dot with W (ops_dot_csr.c dot1_rows / gather's
  * N == 1: the products in entry order from +0; the entry stream fetched ahead). With bits,
  * each entry's column is marked in it.
@@ -209,15 +222,22 @@ typedef struct lin_ctx {
     }                                                                                       \
     return m;                                                                               \
   }                                                                                         \
-  /* direct: each entry's product added to its column's row of the kept accumulator, in   \
-   * entry order (ops_dot_csrT.c spad_acc); one thread, every entry */                      \
-  static void lin_direct_all_##S(const lin_ctx *c, const T *restrict gr,                    \
-                                 uint32_t *restrict flag, T *restrict acc) {                \
+  /* direct, one thread, passes 1-3 a row at a time: the row's dot, its loss term and     \
+   * gradient, then each entry's product added to its column's row of the kept            \
+   * accumulator (ops_dot_csrT.c spad_acc) while the entries are in L1. The same sums in   \
+   * the same order as the passes one after another (W is not written in the step, and    \
+   * each row's values depend on that row alone). Labels checked first (lin_labels_ok).    \
+   */                                                                                       \
+  static void lin_direct_rows_##S(const lin_ctx *c, T *restrict z, T *restrict gr,          \
+                                  double *restrict lrow, uint32_t *restrict flag,           \
+                                  T *restrict acc) {                                        \
     const kl_tensor *a = c->x;                                                              \
     const int64_t *restrict ip = a->indptr, *restrict ai = a->indices;                      \
     const int64_t *perm = c->perm, b = c->b;                                                \
     const T *restrict v = a->data;                                                          \
     for (int64_t r = 0; r < c->n; r++) {                                                    \
+      lin_forward_##S(c, 0, r, r + 1, z, NULL);                                             \
+      (void)lin_rows_##S(c, r, r + 1, z, gr, lrow);                                         \
       const int64_t i = LIN_ROW(r), e = ip[i + 1];                                          \
       const T g = gr[r];                                                                    \
       for (int64_t j = ip[i]; j < e; j++) {                                                 \

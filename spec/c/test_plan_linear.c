@@ -286,11 +286,14 @@ static void not_taken(const kl_optimizer *o) {
 }
 
 /* A label out of [0, 1] for the crossentropy: kl_linear_step leaves the step (done = 0),
- * nothing written, its marks clear. */
+ * nothing written, its marks clear; slots by rank (C = 70,000) and the direct accumulator
+ * (C = 100: one thread's rows pass, checked before it writes; 2 threads at 600 rows). */
 static void bad_label(void) {
   kl_optimizer o = kt_opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1);
   cfg c = {KL_FLOAT32, KL_FLOAT32, 70000, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, 1, 1, 1, 0, 0, 1};
-  for (int big = 0; big < 2; big++) {
+  for (int k = 0; k < 4; k++) {
+    const int big = k & 1;
+    c.C = k < 2 ? 70000 : 100;
     const int64_t R = big ? 600 : 8;
     kl_tensor *x = kt_rand_csr(&rng, c.dt, R, c.C, 30), *y = labels(&c, R, c.ydt);
     kl_tensor_data_set(y, R - 3, 1.5);
