@@ -303,7 +303,7 @@ int kl_cuda_backend_op_enabled(kl_op op) {
 
 static kl_device_backend be_backend = {
     "cuda", be_count, be_alloc, be_free, be_copy, be_memset0, kl_cuda_dev_synchronize, NULL, 0,
-    be_opt_update};
+    be_opt_update, kl_cuda_dev_embedding_mean, kl_cuda_dev_embedding_mean_backward};
 
 /* ------------------------------------------------------------ opening */
 

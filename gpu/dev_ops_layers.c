@@ -11,6 +11,7 @@
  * takes, or are wrong, it answers KL_EUNSUPPORTED without a message, so that the host's
  * backward runs and gives the CPU's own result or error (counted as a fallback only when
  * it succeeds: a case this file does not take). */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "dev_ops_util.h"
@@ -157,9 +158,48 @@ static int emb_sup(kl_tensor *const *in, int nin, const kl_attrs *a) {
          (in[1]->stype == KL_STYPE_DEFAULT || in[1]->stype == KL_STYPE_ROW_SPARSE);
 }
 
+/* The weight's gradient from g (device rows of the weight's dtype; position p's gradient row
+ * is g's row p / bag: bag 1 for Embedding's own, L for the fused mean's per-sample rows):
+ * row_sparse over the batch's unique ids (want row_sparse) or dense (V, D), each row the sum
+ * of its positions' rows in position order from +0 (k_embedding.cu); a bad id is flagged on
+ * the device and gets the CPU's message. */
+static kl_status emb_grad_rows(const kl_tensor *ids, const kl_tensor *w, int64_t bag,
+                               const void *g, kl_stype want, kl_tensor **gin) {
+  const kl_device d = ids->device;
+  const kl_dtype dt = w->dtype;
+  const int64_t V = w->shape[0], D = w->shape[1], npos = numel(ids);
+  const int64_t cap = npos < V ? npos : V; /* the unique ids are at most this many */
+  const int sparse = want == KL_STYPE_ROW_SPARSE;
+  const size_t es = dsz(dt), fb = al(2 * sizeof(int64_t));
+  const size_t sb = al(kl_cuda_embedding_backward_scratch(npos));
+  const size_t rb = sparse ? 0 : al((size_t)cap * sizeof(int64_t));
+  const size_t vb = sparse ? 0 : al((size_t)(cap * D) * es);
+  char *scr = NULL;
+  int64_t flags[2] = {0, 0}; /* bad, nu */
+  kl_tensor *o = NULL;
+  kl_status st = kl_cuda_dev_alloc(d, fb + sb + rb + vb, (void **)&scr);
+  if (st != KL_OK) return st;
+  int64_t *dflags = (int64_t *)scr;
+  void *bscr = scr + fb, *rows = scr + fb + sb, *vals = scr + fb + sb + rb;
+  st = sparse ? kl_cuda_capi->tensor_new_rsp_on(d, dt, 2, w->shape, cap, &o)
+              : kl_cuda_capi->tensor_new_dense_on(d, dt, 2, w->shape, 1, &o);
+  if (st == KL_OK)
+    st = kl_cuda_embedding_bag_backward(ids->dtype, ids->data, npos, bag, dt, g, V, D, bscr,
+                                        sparse ? o->indices : (int64_t *)rows,
+                                        sparse ? o->data : vals, dflags + 1, dflags, stream(ids));
+  if (st == KL_OK && !sparse)
+    st = kl_cuda_rows_scatter(dt, (const int64_t *)rows, vals, dflags + 1, cap, D, o->data,
+                              stream(ids));
+  if (st == KL_OK) st = kl_cuda_dev_read(d, flags, dflags, sizeof flags);
+  if (st == KL_OK && flags[0] != npos) st = emb_bad_id(ids, flags[0], V);
+  if (st == KL_OK && sparse) o->nnz = flags[1]; /* the unique ids (room for cap) */
+  kl_cuda_dev_free(d, scr);
+  if (!o) return st;
+  return kl_cdo_finish(st, o, gin);
+}
+
 /* The weight's gradient: row_sparse over the batch's unique ids (want row_sparse) or dense
- * (V, D) (want default), each row the sum of its positions' gradient rows in position order
- * from +0 (k_embedding.cu). */
+ * (V, D) (want default), from gout's rows (cast to the weight's dtype first when it differs). */
 static kl_status emb_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const kl_tensor *out,
                          const kl_tensor *gout, int i, kl_stype want, kl_tensor **gin) {
   (void)out;
@@ -172,50 +212,72 @@ static kl_status emb_bwd(kl_tensor *const *in, int nin, const kl_attrs *a, const
   int64_t oshape[3] = {ids->shape[0], ids->ndim == 2 ? ids->shape[1] : w->shape[1], w->shape[1]};
   if (!same_shape(gout, ids->ndim + 1, oshape)) return KL_DEV_HOST;
   if (want != KL_STYPE_ROW_SPARSE && want != KL_STYPE_DEFAULT) return KL_DEV_HOST;
+  if (gout->dtype == w->dtype) return emb_grad_rows(ids, w, 1, gout->data, want, gin);
   const kl_device d = ids->device;
-  const kl_dtype dt = w->dtype;
-  const int64_t V = w->shape[0], D = w->shape[1], npos = numel(ids);
-  const int64_t cap = npos < V ? npos : V; /* the unique ids are at most this many */
-  const int sparse = want == KL_STYPE_ROW_SPARSE;
-  const size_t es = dsz(dt), fb = al(2 * sizeof(int64_t));
-  const size_t sb = al(kl_cuda_embedding_backward_scratch(npos));
-  const size_t gb = gout->dtype != dt ? al((size_t)(npos * D) * es) : 0;
-  const size_t rb = sparse ? 0 : al((size_t)cap * sizeof(int64_t));
-  const size_t vb = sparse ? 0 : al((size_t)(cap * D) * es);
-  char *scr = NULL;
-  int64_t flags[2] = {0, 0}; /* bad, nu */
-  kl_tensor *o = NULL;
-  kl_status st = kl_cuda_dev_alloc(d, fb + sb + gb + rb + vb, (void **)&scr);
-  if (st != KL_OK) return st;
-  int64_t *dflags = (int64_t *)scr;
-  char *p = scr + fb;
-  void *bscr = p, *gc = p + sb, *rows = p + sb + gb, *vals = p + sb + gb + rb;
-  const void *g = gout->data;
-  if (gb) {
-    st = kl_cuda_cast(gout->dtype, gout->data, dt, gc, npos * D, stream(ids));
-    g = gc;
-  }
-  if (st == KL_OK)
-    st = sparse ? kl_cuda_capi->tensor_new_rsp_on(d, dt, 2, w->shape, cap, &o)
-                : kl_cuda_capi->tensor_new_dense_on(d, dt, 2, w->shape, 1, &o);
-  if (st == KL_OK)
-    st = kl_cuda_embedding_backward(ids->dtype, ids->data, npos, dt, g, V, D, bscr,
-                                    sparse ? o->indices : (int64_t *)rows, sparse ? o->data : vals,
-                                    dflags + 1, dflags, stream(ids));
-  if (st == KL_OK && !sparse)
-    st = kl_cuda_rows_scatter(dt, (const int64_t *)rows, vals, dflags + 1, cap, D, o->data,
-                              stream(ids));
-  if (st == KL_OK) st = kl_cuda_dev_read(d, flags, dflags, sizeof flags);
-  if (st == KL_OK && flags[0] != npos) st = emb_bad_id(ids, flags[0], V);
-  if (st == KL_OK && sparse) o->nnz = flags[1]; /* the unique ids (room for cap) */
-  kl_cuda_dev_free(d, scr);
-  if (!o) return st;
-  return kl_cdo_finish(st, o, gin);
+  const int64_t m = numel(gout);
+  void *gc = NULL;
+  kl_status st = kl_cuda_dev_alloc(d, (size_t)m * dsz(w->dtype), &gc);
+  if (st == KL_OK) st = kl_cuda_cast(gout->dtype, gout->data, w->dtype, gc, m, stream(ids));
+  if (st == KL_OK) st = emb_grad_rows(ids, w, 1, gc, want, gin);
+  kl_cuda_dev_free(d, gc); /* reused only by work queued after this */
+  return st;
 }
 
 static const kl_kernel_entry emb_kernels[] = {{"cuda.dense|row_sparse", emb_sup, emb_fwd},
                                               {NULL, NULL, NULL}};
 const kl_device_opdef kl_cuda_opdef_embedding = {emb_kernels, emb_bwd};
+
+/* ================================================================== the plan's fused mean */
+
+/* The plan's Embedding -> mean fusion (kl_device_backend.embedding_mean, called by
+ * layers/embedding.c's kl_embedding_mean after its checks: ids (n, L) dense, the weight
+ * (V, D) dense float, both on the device): k_embedding.cu's kl_cuda_embedding_mean, the
+ * (n, L, D) Embedding output never made. Counted (kl_cuda_embedding_mean_calls). */
+static atomic_long emb_mean_calls[2];
+
+long kl_cuda_embedding_mean_calls(int backward) {
+  return atomic_load(&emb_mean_calls[backward ? 1 : 0]);
+}
+
+kl_status kl_cuda_dev_embedding_mean(const kl_tensor *ids, const kl_tensor *w, int masked,
+                                     kl_tensor **out) {
+  const kl_device d = ids->device;
+  const int64_t n = ids->shape[0], L = ids->shape[1], V = w->shape[0], D = w->shape[1];
+  const int64_t shape[2] = {n, D};
+  int64_t bad = 0, *dbad = NULL;
+  kl_tensor *o = NULL;
+  kl_status st = kl_cuda_capi->tensor_new_dense_on(d, w->dtype, 2, shape, 0, &o);
+  if (st == KL_OK) st = kl_cuda_dev_alloc(d, sizeof(int64_t), (void **)&dbad);
+  if (st == KL_OK)
+    st = kl_cuda_embedding_mean(ids->dtype, ids->data, n, L, w->dtype, w->data, V, D, masked,
+                                o->data, dbad, stream(ids));
+  if (st == KL_OK) st = kl_cuda_dev_read(d, &bad, dbad, sizeof bad);
+  if (st == KL_OK && bad != n * L) st = emb_bad_id(ids, bad, V);
+  kl_cuda_dev_free(d, dbad);
+  if (st == KL_OK) atomic_fetch_add(&emb_mean_calls[0], 1);
+  if (!o) return st;
+  return kl_cdo_finish(st, o, out);
+}
+
+/* Its backward (kl_embedding_mean_backward after its checks; gout (n, D) dense of the
+ * weight's dtype): each sample's gradient row scaled once (kl_cuda_embedding_mean_scale),
+ * then the weight's rows summed from them as Embedding's backward sums its positions' rows
+ * (emb_grad_rows, position p reading sample p / L's row). */
+kl_status kl_cuda_dev_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
+                                              int masked, const kl_tensor *gout, kl_stype want,
+                                              kl_tensor **gin) {
+  const kl_device d = ids->device;
+  const int64_t n = ids->shape[0], L = ids->shape[1], D = w->shape[1];
+  void *gs = NULL;
+  kl_status st = kl_cuda_dev_alloc(d, (size_t)(n * D) * dsz(w->dtype), &gs);
+  if (st == KL_OK)
+    st = kl_cuda_embedding_mean_scale(ids->dtype, ids->data, n, L, w->dtype, gout->data, D,
+                                      masked, gs, stream(ids));
+  if (st == KL_OK) st = emb_grad_rows(ids, w, L > 0 ? L : 1, gs, want, gin);
+  kl_cuda_dev_free(d, gs); /* reused only by work queued after this */
+  if (st == KL_OK) atomic_fetch_add(&emb_mean_calls[1], 1);
+  return st;
+}
 
 /* ================================================================== pooling */
 

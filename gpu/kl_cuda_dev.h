@@ -42,6 +42,17 @@ const kl_device_opdef *const *kl_cuda_ops(int *nops);
 /* Whether the table has kernels for op (the GPU specs assert no fallback for those). */
 int kl_cuda_op_claimed(kl_op op);
 
+/* The plan's Embedding -> mean fusion on the device (dev_ops_layers.c; the backend's
+ * embedding_mean and embedding_mean_backward, kl/device.h), and how many of each have run
+ * (backward 0: forwards, 1: backwards) since the module was loaded: the tests' proof that a
+ * device plan fused. */
+kl_status kl_cuda_dev_embedding_mean(const kl_tensor *ids, const kl_tensor *w, int masked,
+                                     kl_tensor **out);
+kl_status kl_cuda_dev_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
+                                              int masked, const kl_tensor *gout, kl_stype want,
+                                              kl_tensor **gin);
+long kl_cuda_embedding_mean_calls(int backward);
+
 #ifdef __cplusplus
 }
 #endif

@@ -191,6 +191,16 @@ static int l_claimed_ops(lua_State *L) {
   return 1;
 }
 
+/* cuda.fused_calls() -> {embedding_mean = n, embedding_mean_backward = m}: how many fused
+ * Embedding -> mean forwards and backwards the device has run (a device plan's fusion,
+ * kl_cuda_embedding_mean_calls): the specs' proof that a device plan fused. */
+static int l_fused_calls(lua_State *L) {
+  lua_newtable(L);
+  set_int(L, "embedding_mean", kl_cuda_embedding_mean_calls(0));
+  set_int(L, "embedding_mean_backward", kl_cuda_embedding_mean_calls(1));
+  return 1;
+}
+
 int luaopen_keras_cuda(lua_State *L) {
   C = kl_capi_get(L);
   int n = 0;
@@ -202,7 +212,8 @@ int luaopen_keras_cuda(lua_State *L) {
       {"error_message", l_error_message}, {"versions", l_versions},
       {"alloc_probe", l_alloc_probe},   {"memory_stats", l_memory_stats},
       {"empty_cache", l_empty_cache},   {"synchronize", l_synchronize},
-      {"claimed_ops", l_claimed_ops},   {NULL, NULL}};
+      {"claimed_ops", l_claimed_ops},   {"fused_calls", l_fused_calls},
+      {NULL, NULL}};
   luaL_newlib(L, fns);
   set_bool(L, "emulated", kl_cuda_rt_emulated());
   return 1;

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "kl/device.h"
 #include "layers_util.h"
 #include "tensor_internal.h"
 
@@ -499,6 +500,26 @@ EMB_MEAN_ROW(f64, double, emb_v4d, emb_v4d_u)
     }                                                                                       \
   }
 
+/* The fused mean (gout NULL) or its backward on a device: the backend's kernels, for ids
+ * and w on one registered device whose backend has them (a device plan fuses only there:
+ * plan.c kl_plan_find_bags). Out of line: the host's paths stay as they were. */
+static __attribute__((noinline, cold)) kl_status emb_mean_device(
+    const kl_tensor *ids, const kl_tensor *w, int masked, const kl_tensor *gout, kl_stype want,
+    kl_tensor **out) {
+  KL_CHECK(!gout || gout->device == ids->device, KL_EINVAL,
+           "mean: backward: the gradient is on another device than the inputs");
+  kl_tensor *in[2] = {(kl_tensor *)ids, (kl_tensor *)w};
+  kl_device d = KL_CPU;
+  KL_TRY(kl_device_of("Embedding", in, 2, &d));
+  KL_TRY(kl_device_check("Embedding", d));
+  char b[32];
+  const kl_device_backend *be = kl_device_backend_get();
+  KL_CHECK(be && be->embedding_mean && be->embedding_mean_backward, KL_EUNSUPPORTED,
+           "Embedding: the fused mean has no kernel on %s", kl_device_str(d, b, sizeof b));
+  return gout ? be->embedding_mean_backward(ids, w, masked, gout, want, out)
+              : be->embedding_mean(ids, w, masked, out);
+}
+
 /* 1 / the count of sample b's ids that are not 0, or 0 when it has none (masked mean). */
 static double masked_scale(const kl_tensor *ids, int64_t b, int64_t L) {
   int64_t c = 0;
@@ -515,6 +536,8 @@ kl_status kl_embedding_mean(const kl_tensor *ids, const kl_tensor *w, const kl_a
   KL_TRY(emb_infer(m, 2, a, &om));
   KL_CHECK(kl_embedding_mean_applies(ids, w), KL_EINVAL,
            "Embedding: the fused mean takes (n, L) ids and a dense weight");
+  if (ids->device != KL_CPU || w->device != KL_CPU)
+    return emb_mean_device(ids, w, masked, NULL, KL_STYPE_DEFAULT, out);
   const int64_t n = ids->shape[0], L = ids->shape[1], V = w->shape[0], D = w->shape[1];
   const int64_t npos = n * L;
   const double scale = 1.0 / (double)L; /* L == 0: NaN, as the mean of nothing */
@@ -554,6 +577,8 @@ kl_status kl_embedding_mean_backward(const kl_tensor *ids, const kl_tensor *w,
            KL_ESHAPE, "mean: backward: gout shape (%s) does not match the output shape (%lld, %lld)",
            kl_lu_shape_str(sg, sizeof sg, gout->ndim, gout->shape), (long long)ids->shape[0],
            (long long)w->shape[1]);
+  if (ids->device != KL_CPU || w->device != KL_CPU || gout->device != KL_CPU)
+    return emb_mean_device(ids, w, masked, gout, want, gin);
   KL_TRY(ids_check(ids, w->shape[0]));
   /* each position's gradient row, as the mean's backward makes it: its sample's row times
    * 1/L (or the masked scale), the product in double rounded to the weight's dtype; once a

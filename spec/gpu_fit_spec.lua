@@ -160,6 +160,49 @@ describe("compile{device = keras.gpu(0)}", function()
     close(g:predict(ids), c:predict(ids), "predict")
   end)
 
+  -- W3's model (Embedding(V, D, sparse_grad) -> GlobalAveragePooling1D -> Dense(1), mse, lazy
+  -- Adam), and with mask_zero (the mean over the ids that are not 0): the device plan fuses
+  -- the Embedding with its mean as the CPU's does (k_embedding.cu's fused kernels, the (n, L,
+  -- D) output never made), which cuda.fused_calls() counts: one forward and one backward a
+  -- step, one forward a predict batch. On the emulated device every loss, weight and
+  -- prediction is the CPU's bits.
+  it("fuses Embedding -> GlobalAveragePooling1D as the CPU does (W3's model, lazy Adam)", function()
+    local cuda = require("keras.cuda")
+    local ids, y, vocab, len = emb_data()
+    local rtol = cuda.device_info(0).emulated and 0 or RTOL
+    for _, mask_zero in ipairs{false, true} do
+      local function w3(device)
+        keras.random.seed(6)
+        local m = keras.Sequential{
+          L.Input{shape = {len}, dtype = "int64"},
+          L.Embedding{input_dim = vocab, output_dim = 16, input_length = len, sparse_grad = true,
+            mask_zero = mask_zero},
+          L.GlobalAveragePooling1D{},
+          L.Dense{units = 1},
+        }
+        m:compile{optimizer = keras.optimizers.Adam{learning_rate = 0.01, lazy_update = true},
+          loss = "mse", device = device}
+        return m
+      end
+      local what = mask_zero and "masked " or ""
+      local c, g = w3(nil), w3(keras.gpu(0))
+      local opts = {batch_size = 32, epochs = 2, verbose = 0, shuffle = false}
+      local hc = c:fit(ids, y, opts)
+      local f0 = cuda.fused_calls()
+      local hg = g:fit(ids, y, opts)
+      local f1 = cuda.fused_calls()
+      local steps = 2 * math.ceil(ids.shape[1] / 32)
+      assert.are.equal(steps, f1.embedding_mean - f0.embedding_mean, what .. "fused forwards")
+      assert.are.equal(steps, f1.embedding_mean_backward - f0.embedding_mean_backward, what .. "fused backwards")
+      for e = 1, 2 do gs.close(hg.history.loss[e], hc.history.loss[e], rtol, what .. "loss of epoch " .. e) end
+      local wg, wc = g:get_weights(), c:get_weights()
+      for i = 1, #wc do gs.close(wg[i], wc[i], rtol, what .. "weight " .. i) end
+      gs.close(g:predict(ids, {batch_size = 64}), c:predict(ids, {batch_size = 64}), rtol, what .. "predict")
+      assert.are.equal(f1.embedding_mean + math.ceil(ids.shape[1] / 64), cuda.fused_calls().embedding_mean,
+        what .. "fused predict forwards")
+    end
+  end)
+
   it("fits from an iterator and by train_on_batch (metrics read through host copies)", function()
     local X, y = slr_data()
     local c, g = slr_model(nil, {"mse", "mae"}), slr_model(keras.gpu(0), {"mse", "mae"})

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kl/device.h"
 #include "ops_internal.h"
 #include "plan_internal.h"
 #include "plan_linear.h"
@@ -249,7 +250,9 @@ int kl_plan_set_fuse_enabled(int on) {
  * or another node's input) and its ids need no gradient: the pair then runs as
  * kl_embedding_mean (forward) and kl_embedding_mean_backward (the weight's gradient from
  * the mean's), the Embedding node itself skipped. W3's Embedding -> GlobalAveragePooling1D:
- * the 256 x 20 x 64 output and its gradient (1.3 MB each, a step) are never made. */
+ * the 256 x 20 x 64 output and its gradient (1.3 MB each, a step) are never made. The same
+ * on a device whose backend has the fused kernels (gpu/: k_embedding.cu's), which
+ * kl_embedding_mean and its backward call for device tensors. */
 static kl_status kl_plan_find_bags(kl_plan *p) {
   const kl_graph *g = p->g;
   const size_t un = (size_t)(p->nnodes > 0 ? p->nnodes : 1);
@@ -257,8 +260,14 @@ static kl_status kl_plan_find_bags(kl_plan *p) {
   p->bag_skip = kl_calloc(un, 1);
   if (!p->bag_src || !p->bag_skip) return KL_ENOMEM;
   for (int i = 0; i < p->nnodes; i++) p->bag_src[i] = -1;
-  /* kl_embedding_mean is a host kernel: a device plan runs the two ops */
-  if (!kl_fuse_enabled() || p->device != KL_CPU) return KL_OK;
+  if (!kl_fuse_enabled()) return KL_OK;
+  /* a device plan: the backend's fused kernels (kl_device_backend.embedding_mean), where it
+   * has them and its op table claims both ops; else it runs the two ops */
+  const kl_device_backend *be = p->device != KL_CPU ? kl_device_backend_get() : NULL;
+  if (p->device != KL_CPU &&
+      !(be && be->embedding_mean && be->embedding_mean_backward && be->ops &&
+        be->nops > KL_OP_EMBEDDING && be->ops[KL_OP_EMBEDDING]))
+    return KL_OK;
   for (int q = 0; q < p->norder; q++) {
     const int id = p->order[q];
     const kl_node *nd = &g->nodes[id];
@@ -266,6 +275,7 @@ static kl_status kl_plan_find_bags(kl_plan *p) {
     if (!masked && (nd->kind != KL_NODE_OP || nd->op != KL_OP_MEAN || nd->nin != 1 ||
                     !nd->attrs.has_axis || nd->attrs.axis != 1 || nd->attrs.keepdims))
       continue;
+    if (be && (be->nops <= (int)nd->op || !be->ops[nd->op])) continue;
     const int e = nd->inputs[0];
     const kl_node *en = &g->nodes[e];
     if (en->kind != KL_NODE_OP || en->op != KL_OP_EMBEDDING || en->nin != 2) continue;

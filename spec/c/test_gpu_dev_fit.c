@@ -8,8 +8,10 @@
  *     plain / momentum, Adam, Adagrad, RMSprop, Ftrl) lazy and not, float32;
  *   - the Embedding workload (W3's model, smaller, plus a hidden layer with dropout): int64
  *     ids (R2 x L2, in 0..V2-1: 0 is padding) -> Embedding(V2, D2, row_sparse gradient) -> mean over the ids -> Dense(H2,
- *     relu) -> Dropout(0.25) -> Dense(1, sigmoid), binary crossentropy; lazy Adam, and
- *     non-lazy SGD momentum.
+ *     relu) -> Dropout(0.25) -> Dense(1, sigmoid), binary crossentropy; lazy Adam (float32
+ *     and float64), and non-lazy SGD momentum; the masked mean (Embedding{mask_zero} ->
+ *     GlobalAveragePooling1D: masked_mean by the Embedding's own ids) with lazy Adam; and lazy
+ *     Adam against a CPU plan made with the fusion off (the plain Embedding and mean ops).
  *
  * Each model is built twice from the same seed, once with its weights on the CPU and once
  * moved to gpu(0) (as compile{device = keras.gpu(0)} does), and trained by kl_plan_fit_epoch
@@ -20,6 +22,12 @@
  * kl_device_fallback_count() must not move while the device model is built, trained,
  * evaluated and used to predict (no op or update computed on the host), the weights and
  * states must stay on the device, and no device block may be left when the models are gone.
+ * The Embedding workload's device plans take the Embedding -> mean fusion as the CPU's do
+ * (k_embedding.cu's fused kernels through kl_device_backend.embedding_mean): the plan fuses
+ * the pair, the fused forward runs once a step, an evaluate batch and a predict batch and
+ * the fused backward once a step (the module's counters), and a step leaves no value and no
+ * gradient for the Embedding node (its (n, L, D) output is never made). A bad id in a batch
+ * fails the fused device step with the CPU plan's status and message.
  *
  * Tolerances:
  *   - on the emulated device (make test; detected at run time by the backend's name
@@ -61,8 +69,8 @@
 static int emulated = 0; /* set in main from the backend: exact comparisons */
 static double worst = 0; /* worst relative difference of the current model */
 
-enum { W1, EMB };
-static const char *wl_name[2] = {"keras-mxnet (W1)", "embedding (W3)"};
+enum { W1, EMB, EMB_MASKED };
+static const char *wl_name[3] = {"keras-mxnet (W1)", "embedding (W3)", "masked emb (W3)"};
 
 static kl_tensor *dense2(kl_dtype dt, int64_t r, int64_t c) {
   int64_t s[2] = {r, c};
@@ -158,7 +166,9 @@ static kt_model build(int wl, kl_dtype dt, const kl_optimizer *o, kl_device dev,
     int in[2] = {m.x, e}, emb = -1, dr = -1;
     CHECK_OK(kl_graph_op(m.g, KL_OP_EMBEDDING, in, 2, &ea, &emb));
     ma.has_axis = 1, ma.axis = 1;
-    int mean = op1(m.g, KL_OP_MEAN, emb, &ma);
+    int mean = -1, mm[2] = {emb, m.x};
+    if (wl == EMB_MASKED) CHECK_OK(kl_graph_op(m.g, KL_OP_MASKED_MEAN, mm, 2, NULL, &mean));
+    else mean = op1(m.g, KL_OP_MEAN, emb, &ma);
     int h1 = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, mean, w1), b1);
     int h = op1(m.g, KL_OP_RELU, h1, NULL);
     CHECK_OK(kl_graph_dropout(m.g, h, 0.25, 9, &dr));
@@ -222,16 +232,54 @@ static int near_acc(double g, double h, int64_t n) {
 
 /* ------------------------------------------------------------ one fit */
 
-static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) {
+/* One training forward and backward of the first 50 rows on the device plan of an Embedding
+ * workload. Fused: the plan pairs the Embedding with its mean, the Embedding node gets no
+ * value and no gradient (the fused mean computes its (50, D2) value from the ids and the
+ * weight); not fused (a plan made with the fusion off): the Embedding's (50, L2, D2) value
+ * is there, as the check's own control. */
+static void check_embedding_value(kt_model *g, const kt_data *d, int fused) {
+  kl_tensor *x = NULL, *y = NULL;
+  CHECK_OK(kl_tensor_slice_rows(d->x, 0, 50, &x));
+  CHECK_OK(kl_tensor_slice_rows(d->y, 0, 50, &y));
+  kl_tensor *feeds[2] = {x, y};
+  int e = -1, mn = -1; /* the Embedding node and its mean */
+  for (int i = 0; i < g->g->n; i++) {
+    const kl_node *nd = &g->g->nodes[i];
+    if (nd->kind == KL_NODE_OP && nd->op == KL_OP_EMBEDDING) e = i;
+    if (nd->kind == KL_NODE_OP && (nd->op == KL_OP_MEAN || nd->op == KL_OP_MASKED_MEAN)) mn = i;
+  }
+  CHECK(e >= 0 && mn > e && g->g->nodes[mn].inputs[0] == e);
+  const long f0 = kl_cuda_embedding_mean_calls(0), b0 = kl_cuda_embedding_mean_calls(1);
+  CHECK_OK(kl_plan_forward(g->p, feeds, 1));
+  const kl_tensor *mv = g->p->vals[mn], *ev = g->p->vals[e];
+  CHECK(mv && mv->device == GPU0 && mv->ndim == 2 && mv->shape[0] == 50 && mv->shape[1] == D2);
+  CHECK(g->p->bag_src[mn] == (fused ? e : -1) && g->p->bag_skip[e] == fused);
+  if (fused) CHECK(ev == NULL);
+  else CHECK(ev && ev->device == GPU0 && ev->ndim == 3 && ev->shape[1] == L2 && ev->shape[2] == D2);
+  CHECK_OK(kl_plan_backward(g->p));
+  if (fused) CHECK(g->p->vals[e] == NULL && g->p->grads[e] == NULL);
+  CHECK(kl_cuda_embedding_mean_calls(0) - f0 == fused && kl_cuda_embedding_mean_calls(1) - b0 == fused);
+  kl_plan_drop_step(g->p);
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+}
+
+/* cpu_fuse 0: the CPU plan is made with the Embedding -> mean fusion off (the Embedding and
+ * mean ops one by one), the device plan with it on. */
+static void compare_fit_fuse(int wl, kl_dtype dt, const kl_optimizer *o, int cpu_fuse) {
   const uint64_t seed = 20261207 + (uint64_t)wl;
   kt_data d = make_data(wl, dt, seed);
   const int64_t n = wl == W1 ? R1 : R2;
   worst = 0;
   long fb0 = gpu_dev_fallbacks();
-  kt_model c = build(wl, dt, o, KL_CPU, seed), g = build(wl, dt, o, GPU0, seed);
+  const long mf0 = kl_cuda_embedding_mean_calls(0), mb0 = kl_cuda_embedding_mean_calls(1);
+  const int fuse0 = kl_plan_set_fuse_enabled(cpu_fuse);
+  kt_model c = build(wl, dt, o, KL_CPU, seed);
+  kl_plan_set_fuse_enabled(fuse0);
+  kt_model g = build(wl, dt, o, GPU0, seed);
   CHECK(kl_plan_device(g.p) == GPU0 && kl_plan_device(c.p) == KL_CPU);
   int metrics[2] = {wl == W1 ? KL_METRIC_MAE : KL_METRIC_BINARY_ACCURACY, KL_EPOCH_OUTPUT_MEAN};
-  int mouts[2] = {0, 1}, ok = 1, acc = wl == EMB;
+  int mouts[2] = {0, 1}, ok = 1, acc = wl != W1;
   kl_rng rc, rg;
   kl_epoch_opts oc, og;
   kt_epoch_pair(seed ^ 77, BATCH, 2, metrics, mouts, &rc, &rg, &oc, &og);
@@ -284,23 +332,41 @@ static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) {
   CHECK_OK(kl_plan_predict(ig, &d.x, 1, 128, &pg));
   CHECK(pg && pg->device == KL_CPU);
   ok &= near_tensor(pg, pc, "predictions");
-  /* no host fallback on the device path; the CPU-only fast paths stay on the CPU */
+  /* no host fallback on the device path; the CPU-only fast paths (the fused csr^T step, the
+   * pool) stay on the CPU; the Embedding -> mean fusion is taken on both: the device's fused
+   * forward ran once a step, an evaluate batch and a predict batch, its backward once a step */
   long fb = gpu_dev_fallbacks() - fb0;
   CHECK(fb == 0);
-  CHECK(g.p->fused_steps == 0 && g.p->nbags == 0 && g.p->pool == NULL);
+  const int64_t steps = EPOCHS * ((n + BATCH - 1) / BATCH);
+  const long mf = kl_cuda_embedding_mean_calls(0) - mf0, mb = kl_cuda_embedding_mean_calls(1) - mb0;
+  CHECK(g.p->fused_steps == 0 && g.p->pool == NULL);
   if (wl == W1 && o->lazy_update && o->kind == KL_OPT_SGD) CHECK(c.p->fused_steps > 0);
-  if (wl == EMB) CHECK(c.p->nbags == 1);
-  printf("  %-17s %s %-7s%s lazy=%d: %d epochs x %lld steps, loss %.6g -> %.6g; device vs CPU: "
-         "worst relative difference %.3g%s, %ld host fallbacks\n",
+  if (wl == W1) CHECK(c.p->nbags == 0 && g.p->nbags == 0 && mf == 0 && mb == 0);
+  if (wl != W1) {
+    CHECK(c.p->nbags == cpu_fuse && g.p->nbags == 1 && ig->nbags == 1);
+    CHECK(mf == steps + (n + 99) / 100 + (n + 127) / 128 && mb == steps);
+  }
+  printf("  %-17s %s %-7s%s lazy=%d: %d epochs x %lld steps, loss %.6g -> %.6g; device vs CPU%s: "
+         "worst relative difference %.3g%s, %ld host fallbacks, %ld + %ld fused Embedding -> mean "
+         "calls on the device\n",
          wl_name[wl], kl_dtype_name(dt), kl_optimizer_kind_name(o->kind),
          o->kind == KL_OPT_SGD && o->momentum > 0 ? "+m" : "  ", o->lazy_update, EPOCHS,
-         (long long)((n + BATCH - 1) / BATCH), first, last, worst,
-         worst == 0 ? " (the same bits)" : "", fb);
+         (long long)((n + BATCH - 1) / BATCH), first, last, cpu_fuse ? "" : " (CPU not fused)",
+         worst, worst == 0 ? " (the same bits)" : "", fb, mf, mb);
   if (!ok)
     fprintf(stderr, "compare_fit: %s %s %s lazy=%d: the device and the CPU differ (%s)\n",
             wl_name[wl], kl_dtype_name(dt), kl_optimizer_kind_name(o->kind), o->lazy_update,
             emulated ? "emulated: exact expected" : "beyond the GPU tolerance");
   CHECK(ok);
+  if (wl != W1) { /* the step's values and gradients; a device plan with the fusion off */
+    check_embedding_value(&g, &d, 1);
+    const int fuse1 = kl_plan_set_fuse_enabled(0);
+    kt_model u = build(wl, dt, o, GPU0, seed + 1);
+    kl_plan_set_fuse_enabled(fuse1);
+    CHECK(u.p->nbags == 0);
+    check_embedding_value(&u, &d, 0);
+    kt_model_free(&u);
+  }
   kl_plan_free(ic);
   kl_plan_free(ig);
   kl_tensor_release(pc);
@@ -309,6 +375,44 @@ static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) {
   kt_model_free(&g);
   kt_data_free(&d);
   CHECK(gpu_dev_in_use(GPU0) == 0); /* every device block back in the cache */
+}
+
+static void compare_fit(int wl, kl_dtype dt, const kl_optimizer *o) { compare_fit_fuse(wl, dt, o, 1); }
+
+/* A bad id in a batch of the fused device plan (plain and masked mean): the train step
+ * fails with the CPU plan's status and message (the device's flag, read after the fused
+ * forward), and nothing was trained. */
+static void test_bad_id(int wl) {
+  kl_optimizer o;
+  CHECK_OK(kl_optimizer_init(&o, KL_OPT_ADAM));
+  kt_data d = make_data(wl, KL_FLOAT32, 5);
+  kt_model c = build(wl, KL_FLOAT32, &o, KL_CPU, 5), g = build(wl, KL_FLOAT32, &o, GPU0, 5);
+  CHECK(c.p->nbags == 1 && g.p->nbags == 1);
+  kl_tensor *x = NULL, *y = NULL;
+  CHECK_OK(kl_tensor_slice_rows(d.x, 0, 8, &x));
+  CHECK_OK(kl_tensor_slice_rows(d.y, 0, 8, &y));
+  kl_tensor *bad = NULL, *feeds[2] = {NULL, y};
+  CHECK_OK(kl_tensor_copy(x, &bad));
+  kl_tensor_data_set(bad, 3 * L2 + 4, V2 + 7); /* the first bad position */
+  kl_tensor_data_set(bad, 5 * L2 + 1, -2);
+  feeds[0] = bad;
+  double l = 0;
+  char msg[256];
+  const kl_status sc = kl_plan_train_step(c.p, feeds, &l);
+  snprintf(msg, sizeof msg, "%s", kl_errmsg());
+  CHECK(sc == KL_EINDEX && strstr(msg, "Embedding") != NULL);
+  CHECK_ERR(kl_plan_train_step(g.p, feeds, &l), sc, msg);
+  CHECK(strcmp(kl_errmsg(), msg) == 0);
+  CHECK(kl_plan_step_count(g.p) == 0 && kl_plan_step_count(c.p) == 0);
+  kl_plan_drop_step(g.p);
+  kl_plan_drop_step(c.p);
+  kl_tensor_release(bad);
+  kl_tensor_release(x);
+  kl_tensor_release(y);
+  kt_model_free(&c);
+  kt_model_free(&g);
+  kt_data_free(&d);
+  CHECK(gpu_dev_in_use(GPU0) == 0);
 }
 
 /* The comparison itself: a last-bit difference on the device fails when emulated; on a GPU a
@@ -366,8 +470,15 @@ int main(void) {
   /* the Embedding workload: lazy Adam as W3, and non-lazy SGD momentum */
   kl_optimizer adam = opt(KL_OPT_ADAM, 1, 0.01, 0);
   compare_fit(EMB, KL_FLOAT32, &adam);
+  compare_fit(EMB, KL_FLOAT64, &adam);
   kl_optimizer sgd2 = opt(KL_OPT_SGD, 0, 0.1, 0.9);
   compare_fit(EMB, KL_FLOAT32, &sgd2);
+  /* the masked mean; the fused device against the CPU's two ops */
+  compare_fit(EMB_MASKED, KL_FLOAT32, &adam);
+  compare_fit_fuse(EMB, KL_FLOAT32, &adam, 0);
+  compare_fit_fuse(EMB_MASKED, KL_FLOAT64, &adam, 0);
+  test_bad_id(EMB);
+  test_bad_id(EMB_MASKED);
   gpu_dev_finish();
   KLTEST_DONE();
 }

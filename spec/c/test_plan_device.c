@@ -9,9 +9,12 @@
  * lazy and not, f32 and f64: the fake device computes every op and update on the host (its
  * counted fallback), so the weights, optimizer states, losses and metrics must be the same
  * bits, and so must evaluate and predict (which returns host tensors). The CPU-only paths
- * are not taken on the device (no fused csr^T step, no Embedding -> mean fusion, no pool)
- * and are taken on the CPU. The same with a backend optimizer update (in place on the
- * device). An allocation-failure sweep over a device train step leaves weights, states and
+ * are not taken on the device (no fused csr^T step, no pool) and are taken on the CPU. The
+ * Embedding -> mean fusion is taken on the device only when the backend has the fused
+ * kernels (kl_device_backend.embedding_mean; here the host's on views of the guarded
+ * buffers) and its op table claims both ops: then the device plan fuses as the CPU's does,
+ * with the CPU's bits, under the allocation-failure sweep too. The same with a backend
+ * optimizer update (in place on the device). An allocation-failure sweep over a device train step leaves weights, states and
  * step count unchanged, and the step that then succeeds gives the CPU's bits. No device
  * block leaks. Refusals: a weight on the wrong device, device data given to fit, gradient
  * and node hooks on a device plan, a device plan without a backend. */
@@ -27,10 +30,12 @@
 #include "kltest_fitpair.h"
 #include "kltest_ops.h"
 #include "kltest_warn.h"
+#include "ops_internal.h"
 #include "optim_internal.h"
 #include "plan_internal.h"
 
 static kl_rng rng;
+static int fake_fuse = 0; /* the fake device has the fused Embedding -> mean, claimed */
 
 enum { SPARSE, SPARSE_TWICE, SPARSE_REG, EMB, MLP, NKINDS };
 static const char *kind_name[NKINDS] = {"sparse", "sparse_twice", "sparse_reg", "emb", "mlp"};
@@ -249,7 +254,7 @@ static void compare_fit(int kind, kl_dtype dt, const kl_optimizer *o) {
             kind_name[kind], kl_dtype_name(dt), kl_optimizer_kind_name(o->kind), o->lazy_update);
   CHECK(ok);
   /* the CPU-only paths: taken on the CPU where they apply, never on the device */
-  CHECK(g.p->fused_steps == 0 && g.p->nbags == 0 && g.p->pool == NULL);
+  CHECK(g.p->fused_steps == 0 && g.p->nbags == (kind == EMB && fake_fuse) && g.p->pool == NULL);
   if (kind == SPARSE && o->lazy_update) CHECK(c.p->fused_steps > 0);
   if (kind == EMB) CHECK(c.p->nbags == 1);
   CHECK(c.p->pool != NULL || getenv("KL_NO_POOL"));
@@ -400,6 +405,103 @@ static void sweep(int kind, const kl_optimizer *o) {
   kl_tensor_release(by);
   kt_data_free(&d);
   CHECK(fakedev_live() == live0);
+}
+
+/* ------------------------------------------------------------ the fused Embedding -> mean */
+
+static long fake_means = 0, fake_mean_bwds = 0;
+
+/* The backend's fused mean and its backward: the host's (kl_embedding_mean and its
+ * backward) on host views of the device buffers, opened for them only (as a kernel would
+ * read them), the result copied to the device. */
+static kl_status fake_emb_mean(const kl_tensor *ids, const kl_tensor *w, int masked,
+                               kl_tensor **out) {
+  kl_tensor hi = host_view(ids), hw = host_view(w), *r = NULL;
+  kl_status st = kl_embedding_mean(&hi, &hw, NULL, masked, &r);
+  close_view(ids);
+  close_view(w);
+  if (st == KL_OK) st = kl_tensor_to(r, FAKEDEV, out);
+  kl_tensor_release(r);
+  fake_means += st == KL_OK;
+  return st;
+}
+
+static kl_status fake_emb_mean_bwd(const kl_tensor *ids, const kl_tensor *w, int masked,
+                                   const kl_tensor *gout, kl_stype want, kl_tensor **gin) {
+  kl_tensor hi = host_view(ids), hw = host_view(w), hg = host_view(gout), *r = NULL;
+  kl_status st = kl_embedding_mean_backward(&hi, &hw, NULL, masked, &hg, want, &r);
+  close_view(ids);
+  close_view(w);
+  close_view(gout);
+  if (st == KL_OK) st = kl_tensor_to(r, FAKEDEV, gin);
+  kl_tensor_release(r);
+  fake_mean_bwds += st == KL_OK;
+  return st;
+}
+
+static const kl_device_opdef no_kernels = {NULL, NULL}; /* claimed, run on the host */
+static const kl_device_opdef *fuse_ops[KL_OP_COUNT];
+
+static void test_fused_mean(void) {
+  kl_optimizer adam, sgd;
+  CHECK_OK(kl_optimizer_init(&adam, KL_OPT_ADAM));
+  adam.lazy_update = 1;
+  CHECK_OK(kl_optimizer_init(&sgd, KL_OPT_SGD));
+  sgd.momentum = 0.9;
+  /* fused kernels, but the op table does not claim both ops: the device runs the two ops */
+  fakedev_backend.embedding_mean = fake_emb_mean;
+  fakedev_backend.embedding_mean_backward = fake_emb_mean_bwd;
+  for (int claim = 0; claim < 3; claim++) {
+    fuse_ops[KL_OP_EMBEDDING] = claim == 1 ? &no_kernels : NULL;
+    fuse_ops[KL_OP_MEAN] = claim == 2 ? &no_kernels : NULL;
+    fakedev_ops = claim ? fuse_ops : NULL;
+    fakedev_nops = claim ? KL_OP_COUNT : 0;
+    fakedev_install();
+    kt_model g = build(EMB, KL_FLOAT32, &adam, FAKEDEV, 1);
+    CHECK(g.p->nbags == 0);
+    kt_model_free(&g);
+  }
+  /* both claimed: fused, the CPU's bits (compare_fit), every allocation failing in turn */
+  fuse_ops[KL_OP_EMBEDDING] = fuse_ops[KL_OP_MEAN] = &no_kernels;
+  fakedev_install();
+  fake_fuse = 1;
+  const long m0 = fake_means, b0 = fake_mean_bwds;
+  for (int f64 = 0; f64 <= 1; f64++) {
+    compare_fit(EMB, f64 ? KL_FLOAT64 : KL_FLOAT32, &adam);
+    compare_fit(EMB, f64 ? KL_FLOAT64 : KL_FLOAT32, &sgd);
+  }
+  CHECK(fake_means > m0 && fake_mean_bwds > b0);
+  sweep(EMB, &adam);
+  /* the fusion off: not on the device either */
+  const int on = kl_plan_set_fuse_enabled(0);
+  kt_model g = build(EMB, KL_FLOAT32, &adam, FAKEDEV, 1);
+  CHECK(g.p->nbags == 0);
+  kl_plan_set_fuse_enabled(on);
+  /* kl_embedding_mean on device tensors: the backend's, or a message naming the device */
+  kl_tensor *ids = NULL, *hids = NULL, *y = NULL;
+  kt_data d = make_data(EMB, KL_FLOAT32);
+  CHECK_OK(kl_tensor_slice_rows(d.x, 0, 4, &hids));
+  CHECK_OK(kl_tensor_to(hids, FAKEDEV, &ids));
+  const long m1 = fake_means;
+  CHECK_OK(kl_embedding_mean(ids, g.w[0], NULL, 0, &y));
+  CHECK(fake_means == m1 + 1 && y && y->device == FAKEDEV && y->shape[0] == 4 && y->shape[1] == D);
+  kl_tensor_release(y);
+  y = NULL;
+  CHECK_ERR(kl_embedding_mean(hids, g.w[0], NULL, 0, &y), KL_EINVAL,
+            "Embedding: inputs on different devices");
+  fakedev_backend.embedding_mean = NULL;
+  fakedev_install();
+  CHECK_ERR(kl_embedding_mean(ids, g.w[0], NULL, 0, &y), KL_EUNSUPPORTED,
+            "Embedding: the fused mean has no kernel on gpu(0)");
+  kl_tensor_release(ids);
+  kl_tensor_release(hids);
+  kt_model_free(&g);
+  kt_data_free(&d);
+  fake_fuse = 0;
+  fakedev_backend.embedding_mean_backward = NULL;
+  fakedev_ops = NULL;
+  fakedev_nops = 0;
+  fakedev_install();
 }
 
 /* ------------------------------------------------------------ refusals */
@@ -553,6 +655,7 @@ int main(void) {
   }
   test_refusals();
   test_inference();
+  test_fused_mean();
   CHECK(fakedev_live() == live0);
   KLTEST_DONE();
 }

@@ -66,6 +66,15 @@ typedef struct kl_device_backend {
    * or KL_EUNSUPPORTED for a case it does not cover: the host does it (counted). */
   kl_status (*opt_update)(const kl_optimizer *o, kl_tensor *w, const kl_tensor *g,
                           kl_tensor **states, int64_t t);
+  /* The plan's Embedding -> mean fusion on the device: layers/embedding.c's
+   * kl_embedding_mean and kl_embedding_mean_backward (their contracts and bits) for ids and
+   * a weight on the device, called after their checks of shapes and stypes. NULL: a device
+   * plan runs the Embedding and the mean as two ops (as it does when the op table lacks
+   * either op). */
+  kl_status (*embedding_mean)(const kl_tensor *ids, const kl_tensor *w, int masked,
+                              kl_tensor **out);
+  kl_status (*embedding_mean_backward)(const kl_tensor *ids, const kl_tensor *w, int masked,
+                                       const kl_tensor *gout, kl_stype want, kl_tensor **gin);
 } kl_device_backend;
 
 /* Registers the (one) device backend; NULL unregisters. The backend must outlive its
