@@ -49,6 +49,27 @@ kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_te
   return KL_OK;
 }
 
+kl_status kl_tensor_dense_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out) {
+  *out = NULL;
+  KL_CHECK(t->stype == KL_STYPE_DEFAULT && t->device == KL_CPU && t->ndim >= 1 && b >= 0 &&
+               b <= e && e <= t->shape[0],
+           KL_EINVAL, "slice: bad dense row view [%" PRId64 ", %" PRId64 ")", b, e);
+  int64_t shape[KL_MAX_NDIM];
+  memcpy(shape, t->shape, sizeof shape);
+  shape[0] = 0;
+  kl_tensor *c;
+  KL_TRY(kl_tensor_new_dense(t->dtype, t->ndim, shape, &c));
+  const int64_t w = kl_row_width(t);
+  kl_free(c->data);
+  c->shape[0] = e - b;
+  c->data = kl_elem(t->data, t->dtype, b * w);
+  c->nnz = c->cap_data = (e - b) * w; /* what it may read; reserve refuses a view */
+  c->borrowed = 1;
+  c->base = kl_tensor_retain((kl_tensor *)t); /* the view keeps its storage alive */
+  *out = c;
+  return KL_OK;
+}
+
 static kl_status kl_slice_rsp(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out) {
   int64_t lo = kl_lower_bound(t->indices, 0, t->nnz, b);
   int64_t hi = kl_lower_bound(t->indices, lo, t->nnz, e);

@@ -65,6 +65,8 @@ kl_status kl_tensor_new_dense_uninit(kl_dtype dtype, int ndim, const int64_t *sh
  * nothing copied). The view must die before t and must not be written or grown; fit's
  * batch loop is its one user (its batches are read-only feeds of one step). */
 kl_status kl_tensor_csr_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out);
+/* Rows [b, e) of the dense host t as a view of its buffer, on the same terms. */
+kl_status kl_tensor_dense_row_view(const kl_tensor *t, int64_t b, int64_t e, kl_tensor **out);
 
 /* First position p in sorted a[lo..hi) with a[p] >= v. */
 int64_t kl_lower_bound(const int64_t *a, int64_t lo, int64_t hi, int64_t v);
