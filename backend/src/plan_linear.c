@@ -187,9 +187,16 @@ void kl_linear_free(kl_plan *p) {
 
 int kl_linear_clean(const kl_plan *p) {
   const struct kl_linear *l = p ? p->lin : NULL;
-  if (!l || !l->bits) return 1;
-  for (int64_t k = 0; k < (l->C + 63) / 64; k++)
-    if (l->bits[k]) return 0;
+  if (!l) return 1;
+  if (l->bits)
+    for (int64_t k = 0; k < (l->C + 63) / 64; k++)
+      if (l->bits[k]) return 0;
+  if (l->flag) { /* the direct accumulator: flags and sums zero (bits: +0, never -0) */
+    const size_t es = kl_dtype_size(l->dt);
+    static const char zero[8];
+    for (int64_t c = 0; c < l->C; c++)
+      if (l->flag[c] || memcmp((const char *)l->acc + (size_t)c * es, zero, es) != 0) return 0;
+  }
   return 1;
 }
 

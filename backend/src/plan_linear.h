@@ -26,8 +26,9 @@ int kl_linear_applies(const kl_plan *p, kl_tensor *const *x, int nx, const kl_te
 kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
                          const int64_t *perm, int64_t b, int64_t e, double *loss, int *done);
 
-/* For tests: whether the plan's linear-step marks are all zero, as between steps (1 when
- * the plan has no linear step). O(W's rows). */
+/* For tests: whether the plan's linear-step marks are all zero, as between steps: the
+ * touched-column bits, and the direct accumulator's flags and sums (1 when the plan has no
+ * linear step). O(W's rows). */
 int kl_linear_clean(const kl_plan *p);
 
 /* The optimizer's side (optim_update.c): optim_hyper.h. */
