@@ -71,6 +71,7 @@ struct kl_linear {
   int at_T;               /* the count chosen (0: probing) */
   double at_t[2];         /* probing: the time an entry summed at one thread, at all */
   int64_t at_e[2];        /* ... over these entries */
+  int64_t par_steps;      /* steps run on more than one thread (for tests) */
   uint32_t *flag;         /* direct mode: a flag a column, touched (zero between steps), */
   void *acc;              /* ... and its gradient sum (zero between steps) */
 };
@@ -199,6 +200,8 @@ int kl_linear_clean(const kl_plan *p) {
   }
   return 1;
 }
+
+int64_t kl_linear_par_steps(const kl_plan *p) { return p && p->lin ? p->lin->par_steps : 0; }
 
 int kl_linear_applies(const kl_plan *p, kl_tensor *const *x, int nx, const kl_tensor *y,
                       const kl_epoch_opts *o) {
@@ -536,6 +539,7 @@ kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
   } else {
     lin_body(&c, l, 0, 1);
   }
+  if (T > 1) l->par_steps++;
   if (probe >= 0) {
     l->at_t[probe] += omp_get_wtime() - t0;
     l->at_e[probe] += nnz;

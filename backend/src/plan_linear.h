@@ -30,6 +30,8 @@ kl_status kl_linear_step(kl_plan *p, const kl_tensor *x, const kl_tensor *y,
  * touched-column bits, and the direct accumulator's flags and sums (1 when the plan has no
  * linear step). O(W's rows). */
 int kl_linear_clean(const kl_plan *p);
+/* For tests: how many of the plan's linear steps ran on more than one thread. */
+int64_t kl_linear_par_steps(const kl_plan *p);
 
 /* The optimizer's side (optim_update.c): optim_hyper.h. */
 #endif

@@ -3,8 +3,9 @@
  * - "tt": 1,000 train_step steps of train_testutil.h's sparse Dense (f64, 16 units, lazy
  *   Adam); 1 vs 2 threads agree within 1e-6 relative;
  * - "linear": fit epochs of a wide Dense(1) on csr input (f32, W7's shape scaled down), by
- *   the plan's linear step (plan_linear.c: W's rows split over the threads from 4,096
- *   entries a batch); "listed": the same with the op fusions off (the forward's rows split
+ *   the plan's linear step (plan_linear.c: W's rows split over the threads from 16,384
+ *   entries a batch; after its probe steps the count is chosen by timing, so at 2 threads
+ *   only the probe steps are sure to split); "listed": the same with the op fusions off (the forward's rows split
  *   over the threads from 16,384 entries a batch; the listed fused step; lazy Adagrad's
  *   1-wide rows split from 4,096 rows);
  * - "bag": fit epochs of Embedding -> mean -> Dense(1) (W3's shape: the plan's fused bag,

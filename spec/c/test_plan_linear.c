@@ -159,7 +159,8 @@ static void vs_train_step(const cfg *c, const kl_optimizer *o, int64_t R, int nz
 
 /* fit with the linear step against fit with the op fusions off, shuffled (rows or whole
  * batches), three epochs; and, at 2 threads, against the same fit at 1 thread. */
-static void vs_fit(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64_t bs, int shuffle) {
+static void vs_fit(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64_t bs, int shuffle,
+                   int want_par) {
   kl_tensor *x = kt_rand_csr(&rng, c->dt, R, c->C, nz), *y = labels(c, R, c->ydt);
   const uint64_t seed = kl_rng_next(&rng), sseed = kl_rng_next(&rng);
   kt_net a = make_net(c, o, seed, 1), b = make_net(c, o, seed, 0), s1 = make_net(c, o, seed, 1);
@@ -185,6 +186,8 @@ static void vs_fit(const cfg *c, const kl_optimizer *o, int64_t R, int nz, int64
   const int ok = same_nets(&a, &b, c->bias) && same_nets(&a, &s1, c->bias) && la == lb && la == l1;
   CHECK(ok);
   CHECK(a.p && a.p->lin_steps > 0 && b.p->lin_steps == 0 && kl_linear_clean(a.p));
+  /* want_par: batches of >= 16,384 entries, so at 2 threads some steps split */
+  CHECK(!want_par || th < 2 || kl_linear_par_steps(a.p) > 0);
   if (!ok) {
     char buf[512];
     fprintf(stderr, "  fit case %s R=%lld bs=%lld shuffle=%d: loss %.17g / %.17g / %.17g\n",
@@ -287,14 +290,17 @@ static void not_taken(const kl_optimizer *o) {
 
 /* A label out of [0, 1] for the crossentropy: kl_linear_step leaves the step (done = 0),
  * nothing written, its marks clear; slots by rank (C = 70,000) and the direct accumulator
- * (C = 100: one thread's rows pass, checked before it writes; 2 threads at 600 rows). */
+ * (C = 100: one thread's rows pass, checked before it writes); the big batch at 2 threads
+ * (>= 16,384 entries: the step split over them, checked by its count). */
 static void bad_label(void) {
   kl_optimizer o = kt_opt(KL_OPT_ADAGRAD, 0, 0, 0, 0, 1);
   cfg c = {KL_FLOAT32, KL_FLOAT32, 70000, KL_STYPE_ROW_SPARSE, KL_STYPE_ROW_SPARSE, 1, 1, 1, 0, 0, 1};
+  const int saved = omp_get_max_threads();
   for (int k = 0; k < 4; k++) {
     const int big = k & 1;
     c.C = k < 2 ? 70000 : 100;
-    const int64_t R = big ? 600 : 8;
+    const int64_t R = big ? 1600 : 8;
+    omp_set_num_threads(big ? 2 : 1);
     kl_tensor *x = kt_rand_csr(&rng, c.dt, R, c.C, 30), *y = labels(&c, R, c.ydt);
     kl_tensor_data_set(y, R - 3, 1.5);
     kt_net n = make_net(&c, &o, 9, 1);
@@ -305,7 +311,7 @@ static void bad_label(void) {
     int done = 1;
     CHECK_OK(kl_linear_step(n.p, x, y, NULL, 0, R, &l, &done));
     CHECK(done == 0 && kt_same_bits(n.w, w0) && kt_same_bits(n.b, b0) && kl_plan_step_count(n.p) == 0);
-    CHECK(kl_linear_clean(n.p));
+    CHECK(kl_linear_clean(n.p) && kl_linear_par_steps(n.p) == big);
     /* fit refuses it before any step, with the loss's message */
     kl_epoch_opts eo = {.batch_size = R};
     CHECK_ERR(kl_plan_fit_epoch(n.p, &x, 1, y, &eo, &l, NULL), KL_EINDEX, "out of range [0, 1]");
@@ -316,6 +322,7 @@ static void bad_label(void) {
     kl_tensor_release(x);
     kl_tensor_release(y);
   }
+  omp_set_num_threads(saved);
 }
 
 /* Every allocation of an epoch fails once in turn: the epoch fails cleanly or succeeds,
@@ -329,6 +336,8 @@ static void failure_sweep(int64_t C, int64_t R, int nz, int64_t bs) {
   double l = 0;
   CHECK_OK(kl_plan_fit_epoch(ref.p, &x, 1, y, &eo, &l, NULL));
   CHECK(ref.p && ref.p->lin_steps == (R + bs - 1) / bs);
+  /* batches of >= 16,384 entries at 2 threads: the split step's allocations swept too */
+  CHECK(omp_get_max_threads() < 2 || bs * nz < 20000 || kl_linear_par_steps(ref.p) > 0);
   int failed = 0;
   for (long k = 1; k <= 400; k++) {
     kt_net n = make_net(&c, &o, 5, 1);
@@ -422,13 +431,14 @@ int main(void) {
      * threads) the same fit at 1 thread */
     for (size_t i = 0; i < nopt; i += 3) {
       cfg c = {KL_FLOAT32, KL_FLOAT32, 100000, RSP, RSP, 1, 1, 1, 1, 0, 1};
-      vs_fit(&c, &opts[i], 1200, 30, 512, 1);
-      vs_fit(&c, &opts[i], 300, 30, 32, KL_SHUFFLE_BATCH);
-      vs_fit(&c, &opts[i], 40, 30, 1, 1);
+      vs_fit(&c, &opts[i], 1200, 30, 512, 1, 0);
+      vs_fit(&c, &opts[i], 300, 30, 32, KL_SHUFFLE_BATCH, 0);
+      vs_fit(&c, &opts[i], 40, 30, 1, 1, 0);
+      vs_fit(&c, &opts[i], 2400, 40, 1200, 1, 1); /* shuffled batches split over the threads */
       c.dt = c.ydt = KL_FLOAT64;
       c.wst = DNS;
       c.C = 500;
-      vs_fit(&c, &opts[i], 600, 12, 400, 1);
+      vs_fit(&c, &opts[i], 600, 12, 400, 1, 0);
     }
   }
   omp_set_num_threads(saved);
@@ -437,7 +447,7 @@ int main(void) {
   failure_sweep(60, 48, 6, 16);
   failure_sweep(20000, 48, 6, 4);
   omp_set_num_threads(2);
-  failure_sweep(262144, 600, 39, 300);
+  failure_sweep(262144, 1600, 39, 800);
   omp_set_num_threads(saved);
   KLTEST_DONE();
 }
