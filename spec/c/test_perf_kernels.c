@@ -159,8 +159,9 @@ static void test_csr_dense_bits(void) {
   }
 }
 
-/* csr . vector at the sizes that split the rows over the threads (static halves), with
- * a vector in cache and one larger than L2 (prefetched), rows of unequal lengths. */
+/* csr . vector at the sizes that split the rows over the threads (static halves: >= 16,384
+ * entries, ops_dot_csr.c KL_DOT1_PAR_MIN, for every shape), with a vector in cache and one
+ * larger than L2 (prefetched), rows of unequal lengths, few rows. */
 static void test_csr_vector_bits(void) {
   static const int64_t shapes[][2] = {{1001, 5000}, {1003, 120000}, {6, 70000}, {4, 9000}};
   const int saved = omp_get_max_threads();
@@ -168,7 +169,9 @@ static void test_csr_vector_bits(void) {
   kl_rng_seed(&g, 22);
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     const int64_t M = shapes[k][0], K = shapes[k][1];
-    kl_tensor *a = rnd_csr(KL_FLOAT32, M, K, k >= 2 ? 0.01 : 20.0 / (double)K, &g);
+    static const double dens[] = {20.0 / 5000, 20.0 / 120000, 0.05, 0.5};
+    kl_tensor *a = rnd_csr(KL_FLOAT32, M, K, dens[k], &g);
+    CHECK(a->nnz + M >= 16384);
     kl_tensor *b = rnd_dense(KL_FLOAT32, K, 1, &g);
     float *ref = calloc((size_t)M, sizeof *ref);
     ref_csr_x_float(a, b, ref);
