@@ -89,12 +89,9 @@ static kl_status kl_rsp_merge(const kl_tensor *a, const kl_tensor *b, kl_tensor 
   return KL_OK;
 }
 
-/* The sum of two gradients on a device: through the registry (KL_OP_ADD: the device's kernel,
- * or the host's on copies, counted as a device fallback), so no host code reads their
- * memory. dense + dense is the host's sum bit for bit (acc + gin, element by element);
- * rsp + rsp merges the rows as kl_rsp_merge; a row stored on one side only is computed as
- * x + 0 there (the host copies it), which differs only in the sign of a -0. A csr gradient
- * is made dense first (through the host). */
+/* *acc += gin (a node's gradient from another consumer; *acc NULL: gin itself); takes gin's
+ * reference. A csr gradient is made dense first; on the host, row_sparse pairs merge their
+ * rows, other pairs sum densely; on a device, through the registry (below). */
 kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin) {
   if (!*acc) {
     *acc = gin;
@@ -124,7 +121,12 @@ kl_status kl_grad_accumulate(kl_tensor **acc, kl_tensor *gin) {
     kl_tensor_release(gin);
     gin = d;
   }
-  if (a->device != KL_CPU || gin->device != KL_CPU) { /* the device's sum (comment above) */
+  /* On a device: KL_OP_ADD through the registry (the device's kernel, or the host's on
+   * copies, counted as a device fallback), so no host code reads their memory. dense +
+   * dense is the host's sum bit for bit (acc + gin, element by element); rsp + rsp merges
+   * the rows as kl_rsp_merge; a row stored on one side only is computed as x + 0 there (the
+   * host copies it), which differs only in the sign of a -0. */
+  if (a->device != KL_CPU || gin->device != KL_CPU) {
     kl_tensor *in[2] = {a, gin};
     st = kl_op_run(KL_OP_ADD, in, 2, NULL, &res); /* (mixed devices: its error names both) */
     if (st == KL_OK) {

@@ -73,10 +73,14 @@ static inline void kt_net_free(kt_net *n) {
   kl_tensor_release(n->b);
 }
 
-/* x and y hold the same bits: dtype, stype, element count, stored rows' count and values. */
+/* x and y hold the same bits: dtype, stype, element count, stored rows' count, their
+ * indices (row_sparse) and values. */
 static inline int kt_same_bits(const kl_tensor *x, const kl_tensor *y) {
   if (!x || !y || x->dtype != y->dtype || kl_tensor_numel(x) != kl_tensor_numel(y) ||
       x->stype != y->stype || x->nnz != y->nnz)
+    return 0;
+  if (x->stype == KL_STYPE_ROW_SPARSE && x->nnz > 0 &&
+      memcmp(x->indices, y->indices, (size_t)x->nnz * sizeof *x->indices) != 0)
     return 0;
   size_t nb = (size_t)(x->stype == KL_STYPE_DEFAULT ? kl_tensor_numel(x) : x->nnz * kl_row_width(x));
   return nb == 0 || memcmp(x->data, y->data, nb * kl_dtype_size(x->dtype)) == 0;
