@@ -134,7 +134,7 @@ KL_RED_COLS(double, f64, red_v4d, red_v4d_u)
 #define KL_RED_TILE_MAXB ((size_t)1 << 20)
 
 /* y[o*inner + i] = scale * sum_k x[(o*n + k)*inner + i], for a dense block. acc (inner
- * doubles per thread) is scratch. Threads split i (large blocks) or o (inner == 1, or many
+ * doubles; NULL unless a block is larger than KL_RED_TILE_MAXB) is scratch. Threads split i (large blocks) or o (inner == 1, or many
  * small blocks), never k. */
 #define KL_DEF_REDUCE(T, S)                                                                \
   static void reduce_##S(const T *restrict x, int64_t outer, int64_t n, int64_t inner,      \
@@ -182,9 +182,11 @@ KL_DEF_REDUCE(double, f64)
 
 static kl_status reduce_block(kl_dtype dt, const void *x, int64_t outer, int64_t n,
                               int64_t inner, double scale, void *y) {
-  double *acc = NULL; /* inner doubles a thread (the split over o needs one row each) */
-  const size_t nt = (size_t)omp_get_max_threads();
-  if (inner > 1 && !(acc = kl_malloc_n((size_t)inner * (nt > 0 ? nt : 1), sizeof *acc)))
+  /* inner doubles, shared by the threads (each sums its own range of i), for the only path
+   * that needs them: a block larger than KL_RED_TILE_MAXB summed row by row */
+  double *acc = NULL;
+  if (inner > 1 && (size_t)(n * inner) * kl_dtype_size(dt) > KL_RED_TILE_MAXB &&
+      !(acc = kl_malloc_n((size_t)inner, sizeof *acc)))
     return KL_ENOMEM;
   if (dt == KL_FLOAT32) reduce_f32(x, outer, n, inner, scale, acc, y);
   else reduce_f64(x, outer, n, inner, scale, acc, y);
