@@ -38,7 +38,8 @@ function M.pending_without_device(env, title, case, more)
 end
 
 -- In describe's setup and teardown (busted's, passed by the spec): the host fallbacks
--- counted over the whole block must not move, else it fails with message.
+-- counted over the whole block must not move, else it fails with message. Passed
+-- before_each and after_each instead, it checks each case (the failure names the case).
 function M.no_fallback_around(setup, teardown, message)
   local f_start
   setup(function() f_start = keras.device_fallback_count() end)
