@@ -28,6 +28,10 @@
  * the fused backward once a step (the module's counters), and a step leaves no value and no
  * gradient for the Embedding node (its (n, L, D) output is never made). A bad id in a batch
  * fails the fused device step with the CPU plan's status and message.
+ * On the emulated device only, the fused mean's device path (kl_embedding_mean and its
+ * backward, row_sparse and dense, masked and not) under the runtime's fault sweep
+ * (gpu_dev_fault_sweep): every runtime call failing in turn fails cleanly with its error and
+ * leaves no device block in use; the run without a fault gives the host's bits.
  *
  * Tolerances:
  *   - on the emulated device (make test; detected at run time by the backend's name
@@ -49,6 +53,7 @@
 #include "gpu_dev_testutil.h"
 #include "kltest_fitpair.h"
 #include "kl/layers.h"
+#include "ops_internal.h"
 #include "plan_internal.h"
 
 #define RTOL32 1e-4
@@ -436,6 +441,76 @@ static void test_comparison(void) {
   kl_tensor_release(d);
 }
 
+#if GPU_DEV_EMULATED
+/* ------------------------------------------------------------ the fused mean's faults */
+
+/* One run of the fused Embedding -> mean on the device (kl_embedding_mean, or its backward
+ * when want is set), from host ids, weight and (backward) gout copied there: the result's
+ * host copy in *res (NULL on a failure), every device tensor released. */
+typedef struct emb_sweep {
+  kl_tensor *ids, *w, *gout; /* host */
+  int masked, backward;
+  kl_stype want;
+} emb_sweep;
+
+static kl_status emb_sweep_run(void *ctx, kl_tensor **res) {
+  const emb_sweep *c = ctx;
+  kl_tensor *di = NULL, *dw = NULL, *dg = NULL, *r = NULL;
+  *res = NULL;
+  kl_status st = kl_tensor_to(c->ids, GPU0, &di);
+  if (st == KL_OK) st = kl_tensor_to(c->w, GPU0, &dw);
+  if (st == KL_OK && c->backward) st = kl_tensor_to(c->gout, GPU0, &dg);
+  if (st == KL_OK)
+    st = c->backward ? kl_embedding_mean_backward(di, dw, NULL, c->masked, dg, c->want, &r)
+                     : kl_embedding_mean(di, dw, NULL, c->masked, &r);
+  if (st == KL_OK) st = kl_tensor_to(r, KL_CPU, res);
+  kl_tensor_release(r);
+  kl_tensor_release(di);
+  kl_tensor_release(dw);
+  kl_tensor_release(dg);
+  return st;
+}
+
+/* kl_embedding_mean and its backward (row_sparse and dense gradients) on the device, masked
+ * and not, with every runtime call failing in turn (gpu_dev_fault_sweep: each fault fails
+ * cleanly with its status and message, nothing left in use, then the run succeeds with the
+ * reference's values); the reference is the host's result, bit for bit, and each run went
+ * through the backend's fused kernels (the module's counters). */
+static void test_emb_mean_faults(void) {
+  const int64_t n = 6, L = 5, V = 9, D = 4;
+  int64_t is[2] = {n, L};
+  kl_tensor *ids = NULL, *w = dense2(KL_FLOAT32, V, D), *gout = dense2(KL_FLOAT32, n, D);
+  CHECK_OK(kl_tensor_new_dense(KL_INT64, 2, is, &ids));
+  uint64_t state = 11;
+  for (int64_t k = 0; k < n * L; k++) /* ids 0..V-1 (0: padding), sample 2 padding only */
+    ((int64_t *)ids->data)[k] = k / L == 2 ? 0 : (int64_t)(gpu_dev_urand(&state) * (double)V);
+  for (int64_t k = 0; k < V * D; k++) kl_tensor_data_set(w, k, gpu_dev_urand(&state) - 0.5);
+  for (int64_t k = 0; k < n * D; k++) kl_tensor_data_set(gout, k, gpu_dev_urand(&state) - 0.5);
+  static const char *kind[3] = {"forward", "backward row_sparse", "backward dense"};
+  for (int masked = 0; masked <= 1; masked++)
+    for (int b = 0; b < 3; b++) {
+      emb_sweep c = {ids, w, gout, masked, b > 0, b == 2 ? KL_STYPE_DEFAULT : KL_STYPE_ROW_SPARSE};
+      kl_tensor *host = NULL, *dev = NULL;
+      CHECK_OK(c.backward ? kl_embedding_mean_backward(ids, w, NULL, masked, gout, c.want, &host)
+                          : kl_embedding_mean(ids, w, NULL, masked, &host));
+      const long calls0 = kl_cuda_embedding_mean_calls(c.backward);
+      CHECK_OK(emb_sweep_run(&c, &dev));
+      CHECK(kl_cuda_embedding_mean_calls(c.backward) == calls0 + 1);
+      CHECK(dev && host && dev->stype == host->stype && gpu_dev_same_host(dev, host));
+      gpu_dev_sweep sw = gpu_dev_fault_sweep(emb_sweep_run, &c);
+      CHECK(sw.ncalls > 3 && sw.failures > sw.ncalls);
+      printf("fault sweep embedding mean %s%s: %ld runtime calls x 2 errors: %d failures, "
+             "nothing leaked\n", kind[b], masked ? " (masked)" : "", sw.ncalls, sw.failures);
+      kl_tensor_release(host);
+      kl_tensor_release(dev);
+    }
+  kl_tensor_release(ids);
+  kl_tensor_release(w);
+  kl_tensor_release(gout);
+  CHECK(gpu_dev_in_use(GPU0) == 0);
+}
+#endif
+
 static kl_optimizer opt(kl_opt_kind kind, int lazy, double lr, double momentum) {
   kl_optimizer o;
   CHECK_OK(kl_optimizer_init(&o, kind));
@@ -479,6 +554,9 @@ int main(void) {
   compare_fit_fuse(EMB_MASKED, KL_FLOAT64, &adam, 0);
   test_bad_id(EMB);
   test_bad_id(EMB_MASKED);
+#if GPU_DEV_EMULATED
+  test_emb_mean_faults();
+#endif
   gpu_dev_finish();
   KLTEST_DONE();
 }
