@@ -26,7 +26,9 @@
  * device lines are "keras-lua-emulated" with a note saying the timing means nothing: they
  * check that the harness runs (make test's smoke run), never a GPU figure.
  *
- * Sanity checks (exit 1 when one fails): every median finite and > 0; the device's final loss
+ * Sanity checks (exit 1 when one fails): every median finite and > 0; W3's device plan fused
+ * the Embedding -> mean (the module's fused forward and backward ran once a step of every
+ * epoch: kl_cuda_embedding_mean_calls); the device's final loss
  * equal to the CPU's on the emulated device, within 1e-2 relative on a GPU (the two trained
  * the same epochs from the same weights; cuSPARSE / cuBLAS round differently: the note gives
  * the relative difference); W4's device output the CPU's (emulated: the same bits; GPU:
@@ -43,6 +45,7 @@
 
 #include "benchio.h"
 #include "gpu_dev_testutil.h"
+#include "kltest_fitpair.h"
 
 static int runs = 5, smoke = 0, emulated = 0, threads = 1;
 static const char *dev_impl = "keras-lua-gpu";
@@ -75,24 +78,14 @@ static void check_loss(const char *wl, double lg, double lc) {
 }
 
 /* ------------------------------------------------------------ models (W1, W3) */
+/* A model, its graph ops and variables, and freeing it: spec/c/kltest_fitpair.h's kt_model,
+ * kt_op2, kt_variable, kt_model_free (the tests' own; a failure there is counted by CHECK). */
 
-typedef struct model {
-  kl_graph *g;
-  kl_plan *p;
-  kl_tensor *w[3];
-  int nw;
-} model;
-
-static int op2(kl_graph *g, kl_op op, int a, int b) {
-  int in[2] = {a, b}, id = -1;
-  if (kl_graph_op(g, op, in, 2, NULL, &id) != KL_OK) die("graph op");
-  return id;
-}
-
-/* A trained variable: (r, c) (c == 0: (r)) filled by fill (NULL: zeros), row_sparse when
- * rsp, moved to dev. */
-static int variable(model *m, int64_t r, int64_t c, int rsp, void (*fill)(kl_tensor *, kl_rng *),
-                    uint64_t seed, kl_device dev, const char *name) {
+/* A trained variable of m (kt_variable): (r, c) (c == 0: (r)) filled by fill (NULL: zeros),
+ * row_sparse when rsp, moved to dev. */
+static int variable(kt_model *m, int64_t r, int64_t c, int rsp,
+                    void (*fill)(kl_tensor *, kl_rng *), uint64_t seed, kl_device dev,
+                    const char *name) {
   int64_t s[2] = {r, c};
   kl_tensor *t = NULL;
   kl_rng g;
@@ -106,11 +99,7 @@ static int variable(model *m, int64_t r, int64_t c, int rsp, void (*fill)(kl_ten
     kl_tensor_release(t);
     t = sp;
   }
-  if (dev != KL_CPU && kl_tensor_move(t, dev) != KL_OK) die("weight to the device");
-  int id = -1;
-  if (kl_graph_variable(m->g, t, 1, name, &id) != KL_OK) die("variable");
-  m->w[m->nw++] = t;
-  return id;
+  return kt_variable(m, t, dev, name);
 }
 
 static void fill_normal001(kl_tensor *t, kl_rng *g) { kl_tensor_fill_normal(t, 0, 0.01, g); }
@@ -120,13 +109,7 @@ static void fill_glorot(kl_tensor *t, kl_rng *g) { /* glorot uniform of (fan_in,
   kl_tensor_fill_uniform(t, -lim, lim, g);
 }
 
-static void free_model(model *m) {
-  kl_plan_free(m->p);
-  kl_graph_free(m->g);
-  for (int k = 0; k < m->nw; k++) kl_tensor_release(m->w[k]);
-}
-
-static void plan_of(model *m, int x, int y, int loss, int *ws, kl_stype *gst, int nw,
+static void plan_of(kt_model *m, int x, int y, int loss, int *ws, kl_stype *gst, int nw,
                     const kl_optimizer *o, kl_device dev) {
   int feeds[2] = {x, y};
   kl_plan_spec spec = {feeds, 2, &loss, 1, loss, ws, nw, gst, o, dev};
@@ -134,8 +117,8 @@ static void plan_of(model *m, int x, int y, int loss, int *ws, kl_stype *gst, in
 }
 
 /* W1's model: pred = dot(x_csr, W_rsp) + b, mse, SGD lr 0.001 momentum 0.9. */
-static model w1_model(int64_t cols, kl_device dev) {
-  model m;
+static kt_model w1_model(int64_t cols, kl_device dev) {
+  kt_model m;
   memset(&m, 0, sizeof m);
   if (kl_graph_new(&m.g) != KL_OK) die("graph");
   int x = -1, y = -1;
@@ -144,7 +127,8 @@ static model w1_model(int64_t cols, kl_device dev) {
     die("placeholder");
   int w = variable(&m, cols, 1, 1, fill_normal001, 7, dev, "kernel");
   int b = variable(&m, 1, 0, 0, NULL, 0, dev, "bias");
-  int loss = op2(m.g, KL_OP_LOSS_MSE, y, op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, x, w), b));
+  int pred = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, x, w), b);
+  int loss = kt_op2(m.g, KL_OP_LOSS_MSE, y, pred);
   kl_optimizer o;
   kl_optimizer_init(&o, KL_OPT_SGD);
   o.learning_rate = 0.001, o.momentum = 0.9;
@@ -155,8 +139,8 @@ static model w1_model(int64_t cols, kl_device dev) {
 }
 
 /* W3's model: Embedding(V, 64) -> mean over the ids -> Dense(1), mse, lazy Adam lr 0.001. */
-static model w3_model(int64_t V, int64_t L, kl_device dev) {
-  model m;
+static kt_model w3_model(int64_t V, int64_t L, kl_device dev) {
+  kt_model m;
   memset(&m, 0, sizeof m);
   if (kl_graph_new(&m.g) != KL_OK) die("graph");
   int x = -1, y = -1, emb = -1, mean = -1;
@@ -173,7 +157,8 @@ static model w3_model(int64_t V, int64_t L, kl_device dev) {
   if (kl_graph_op(m.g, KL_OP_EMBEDDING, in, 2, &ea, &emb) != KL_OK ||
       kl_graph_op(m.g, KL_OP_MEAN, &emb, 1, &ma, &mean) != KL_OK)
     die("graph op");
-  int loss = op2(m.g, KL_OP_LOSS_MSE, y, op2(m.g, KL_OP_BIAS_ADD, op2(m.g, KL_OP_DOT, mean, w), b));
+  int pred = kt_op2(m.g, KL_OP_BIAS_ADD, kt_op2(m.g, KL_OP_DOT, mean, w), b);
+  int loss = kt_op2(m.g, KL_OP_LOSS_MSE, y, pred);
   kl_optimizer o;
   kl_optimizer_init(&o, KL_OPT_ADAM);
   o.learning_rate = 0.001, o.lazy_update = 1;
@@ -184,7 +169,7 @@ static model w3_model(int64_t V, int64_t L, kl_device dev) {
 }
 
 /* Median seconds of RUNS epochs (after a warm-up epoch) of m on x, y; *loss the last one's. */
-static double time_epochs(model *m, kl_tensor *x, kl_tensor *y, int64_t bs, kl_device dev,
+static double time_epochs(kt_model *m, kl_tensor *x, kl_tensor *y, int64_t bs, kl_device dev,
                           double *loss) {
   kl_epoch_opts o = {.batch_size = bs, .shuffle = 0};
   double *t = malloc((size_t)runs * sizeof *t);
@@ -219,13 +204,13 @@ static void bench_w1(int64_t rows, int64_t cols, const int64_t *batches, int nb)
     char wl[64], note[300];
     snprintf(wl, sizeof wl, "W1-b%lld", (long long)bs);
     double lc = 0, lg = 0;
-    model c = w1_model(cols, KL_CPU);
+    kt_model c = w1_model(cols, KL_CPU);
     double tc = time_epochs(&c, X, y, bs, KL_CPU, &lc);
-    free_model(&c);
+    kt_model_free(&c);
     long fb0 = kl_device_fallback_count();
-    model g = w1_model(cols, GPU0);
+    kt_model g = w1_model(cols, GPU0);
     double tg = time_epochs(&g, X, y, bs, GPU0, &lg);
-    free_model(&g);
+    kt_model_free(&g);
     long fb = kl_device_fallback_count() - fb0;
     CHECK(fb == 0);
     check_time(wl, "CPU", tc);
@@ -262,22 +247,33 @@ static void bench_w3(int64_t V, int64_t steps) {
   char wl[64], note[300];
   snprintf(wl, sizeof wl, "W3-V1e%d", (int)floor(log10((double)V) + 0.5));
   double lc = 0, lg = 0;
-  model c = w3_model(V, L, KL_CPU);
+  kt_model c = w3_model(V, L, KL_CPU);
   double tc = time_epochs(&c, X, y, bs, KL_CPU, &lc) / (double)steps;
-  free_model(&c);
+  kt_model_free(&c);
   long fb0 = kl_device_fallback_count();
-  model g = w3_model(V, L, GPU0);
+  const long fw0 = kl_cuda_embedding_mean_calls(0), bw0 = kl_cuda_embedding_mean_calls(1);
+  kt_model g = w3_model(V, L, GPU0);
   double tg = time_epochs(&g, X, y, bs, GPU0, &lg) / (double)steps;
-  free_model(&g);
+  kt_model_free(&g);
   long fb = kl_device_fallback_count() - fb0;
   CHECK(fb == 0);
+  /* the device plan fused the Embedding -> mean (what is timed): one fused forward and one
+   * fused backward a step, over the warm-up epoch and the RUNS timed ones */
+  const long fused = kl_cuda_embedding_mean_calls(0) - fw0;
+  const long fused_bwd = kl_cuda_embedding_mean_calls(1) - bw0;
+  if (fused != (runs + 1) * steps || fused_bwd != fused)
+    fprintf(stderr, "gpu_bench: %s: %ld fused forwards and %ld fused backwards on the device, "
+            "want %lld each (the device plan did not fuse the Embedding -> mean)\n", wl, fused,
+            fused_bwd, (long long)((runs + 1) * steps));
+  CHECK(fused == (runs + 1) * steps && fused_bwd == fused);
   check_time(wl, "CPU", tc);
   check_time(wl, "device", tg);
   check_loss(wl, lg, lc);
   snprintf(note, sizeof note, "per step; loss=%.4g steps=%lld", lc, (long long)steps);
   result(wl, "keras-lua-cpu", threads, tc, runs, note);
-  snprintf(note, sizeof note, "per step; loss=%.4g steps=%lld rel-to-cpu=%.2g fallbacks=%ld", lg,
-           (long long)steps, rel(lg, lc), fb);
+  snprintf(note, sizeof note,
+           "per step; loss=%.4g steps=%lld rel-to-cpu=%.2g fallbacks=%ld fused-calls=%ld+%ld", lg,
+           (long long)steps, rel(lg, lc), fb, fused, fused_bwd);
   dev_result(wl, tg, tc, note);
   kl_tensor_release(X);
   kl_tensor_release(y);
